@@ -1,0 +1,46 @@
+"""The one result type every rule returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Mode(str, Enum):
+    """How a rule acts when it matches. `warn` is a dry run: allowed, logged as would-block."""
+
+    BLOCK = "block"
+    WARN = "warn"
+    OFF = "off"
+
+
+class Action(str, Enum):
+    ALLOW = "allow"
+    WARN = "warn"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    rule: str  # which rule decided, e.g. "typosquat", "deny", "capabilities", "default"
+    reason: str  # one human sentence, safe to show to cargo users
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        return self.action is Action.BLOCK
+
+    @classmethod
+    def allow(cls, rule: str = "default", reason: str = "no rule matched") -> Decision:
+        return cls(Action.ALLOW, rule, reason)
+
+    @classmethod
+    def matched(
+        cls, mode: Mode, rule: str, reason: str, details: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The decision of a rule that matched, shaped by its mode."""
+        action = {Mode.BLOCK: Action.BLOCK, Mode.WARN: Action.WARN, Mode.OFF: Action.ALLOW}[mode]
+        return cls(action, rule, reason, dict(details or {}))
