@@ -8,6 +8,7 @@
     │   ├── UpstreamUnavailable   connection refused, reset, timeout, 5xx       -> 503/502
     │   ├── UpstreamNotFound      the registry answered 404                     -> 404
     │   └── IntegrityError        checksum, length or size limit violated       -> 502
+    │       └── TruncatedBody     the body ended early (retried once)
     ├── TrustError            a TUF check failed (signature, expiry, rollback)  -> 502
     ├── StorageError          the cache could not be written (disk full, ...)   -> 507
     ├── ArchiveError          a .crate is hostile or malformed                  -> 502
@@ -58,6 +59,10 @@ class UpstreamNotFound(UpstreamError):
 
 class IntegrityError(UpstreamError):
     pass
+
+
+class TruncatedBody(IntegrityError):
+    """The body ended early (connection cut); worth one retry, unlike a wrong checksum."""
 
 
 class TrustError(MirrorError):

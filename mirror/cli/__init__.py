@@ -11,6 +11,8 @@ from collections.abc import Sequence
 # `func=<callable(args) -> int>` on them. Order here is the order of `--help`.
 COMMAND_MODULES: list[str] = [
     "mirror.cli.serve",
+    "mirror.cli.prefetch",
+    "mirror.cli.audit_cmd",
 ]
 
 

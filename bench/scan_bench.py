@@ -1,0 +1,60 @@
+"""Capability-scan throughput over the Debian crate sources, in MB/s of uncompressed source.
+
+    python bench/scan_bench.py [--limit N] [--top K]
+
+Packs every crate under /usr/share/cargo/registry (tests/fixtures/crates.py), then times
+`scan_crate` on each. Packing is not timed. Prints the total rate and the slowest crates.
+No pass/fail: the target on a 2-core machine is 50 MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mirror.errors import ArchiveError  # noqa: E402 - after the path fix above
+from mirror.scan.archive import read_crate  # noqa: E402
+from mirror.scan.capabilities import scan_crate  # noqa: E402
+from tests.fixtures.crates import DEBIAN_REGISTRY, pack_crate  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="scan only the first N crates")
+    parser.add_argument("--top", type=int, default=5, help="show the K slowest crates")
+    args = parser.parse_args()
+    dirs = sorted(p for p in DEBIAN_REGISTRY.iterdir() if p.is_dir())
+    if args.limit:
+        dirs = dirs[: args.limit]
+    packed = [(d.name, pack_crate(d)) for d in tqdm(dirs, desc="packing", unit="crate")]
+    total_bytes = 0
+    total_time = 0.0
+    timings: list[tuple[float, str, int]] = []
+    for name, data in tqdm(packed, desc="scanning", unit="crate"):
+        try:
+            size = read_crate(data).unpacked_bytes
+            start = time.perf_counter()
+            scan_crate(data)
+            elapsed = time.perf_counter() - start
+        except ArchiveError as e:
+            print(f"{name}: rejected: {e}")
+            continue
+        total_bytes += size
+        total_time += elapsed
+        timings.append((elapsed, name, size))
+    rate = total_bytes / 1e6 / total_time if total_time else 0.0
+    print(f"{len(timings)} crates, {total_bytes / 1e6:.1f} MB unpacked in {total_time:.2f} s")
+    print(f"throughput: {rate:.1f} MB/s")
+    for elapsed, name, size in sorted(timings, reverse=True)[: args.top]:
+        print(f"  {name}: {elapsed:.3f} s for {size / 1e6:.2f} MB ({size / 1e6 / elapsed:.1f} MB/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""What one audit event is, and how it becomes one canonical, hash-linked JSON line.
+
+The rendering is a structlog processor chain (the same `(logger, method_name, event_dict)`
+callables the server's own logs use), so an audit line and a log line are built the same way:
+
+    redact_secrets -> to_json_types -> drop_empty -> JSONRenderer(sort_keys, compact)
+
+The rendered text (without "hash", with "prev") is what the hash covers; `link` appends the
+hash as the line's last key. The verifier re-renders the parsed line with `canonical_json`
+and must get byte-identical text, which is why `to_json_types` first turns every value into
+plain JSON data (string keys, lists, finite floats): anything else would not survive a
+parse-and-render round trip.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import structlog
+
+ZERO_HASH = "0" * 64  # "prev" of the first event ever
+RECOVERED_ACTION = "audit.recovered"
+REDACTED = "[redacted]"
+
+# Keys whose values are credentials. Stops a bearer token or password that reached an
+# event's details (e.g. copied request headers) from being written to a log that is
+# read by many people and kept for years.
+_SECRET_KEY = re.compile(
+    r"authori[sz]ation|token|passw(or)?d|passwd|secret|cookie|api[-_]?key|credential",
+    re.IGNORECASE,
+)
+
+_render = structlog.processors.JSONRenderer(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One decision (or admin action) as the server reports it to the audit log."""
+
+    action: str  # "allow" | "warn" | "block" | admin actions like "approve", "revoke"
+    rule: str
+    reason: str
+    route: str | None = None
+    crate: str | None = None
+    version: str | None = None
+    request_id: str | None = None
+    client: str | None = None
+    policy_digest: str | None = None  # sha256 of the policy file in force
+    cksum: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The event's own fields as a dict (before time, seq, prev, hash are added)."""
+        return {
+            "action": self.action,
+            "rule": self.rule,
+            "reason": self.reason,
+            "route": self.route,
+            "crate": self.crate,
+            "version": self.version,
+            "request_id": self.request_id,
+            "client": self.client,
+            "policy_digest": self.policy_digest,
+            "cksum": self.cksum,
+            "details": self.details,
+        }
+
+
+_second_cache: tuple[int, str] = (-1, "")  # (unix second, its "YYYY-MM-DDTHH:MM:SS")
+
+
+def rfc3339(timestamp: float) -> str:
+    """UTC time with microseconds, e.g. 2026-11-25T15:08:09.123456Z."""
+    global _second_cache
+    second = int(timestamp // 1)
+    cached_second, prefix = _second_cache  # one tuple: consistent even across threads
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    micros = min(int((timestamp - second) * 1_000_000), 999_999)
+    return f"{prefix}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
+
+
+def redact_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: replace the value of any credential-like key, at any depth."""
+    return {k: _redact(k, v) for k, v in event_dict.items()}
+
+
+def _redact(key: Any, value: Any) -> Any:
+    if type(key) is str and _is_secret_key(key):
+        return REDACTED
+    if value is None or type(value) is str:  # the common case, kept cheap
+        return value
+    if isinstance(value, Mapping):
+        return {k: _redact(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(None, v) for v in value]
+    return value
+
+
+def to_json_types(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: make every value plain JSON so rendering round-trips exactly."""
+    return {str(k): _plain(v) for k, v in event_dict.items()}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or type(value) is str:  # the common case, kept cheap
+        return value
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=canonical_json) if isinstance(value, set | frozenset) else items
+    return str(value)
+
+
+def drop_empty(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: leave out unknown fields (None) and empty details: shorter lines."""
+    return {k: v for k, v in event_dict.items() if v is not None and v != {}}
+
+
+_PROCESSORS = (redact_secrets, to_json_types, drop_empty)
+
+
+def prepare(event: AuditEvent, timestamp: float) -> dict[str, Any]:
+    """The event as plain, redacted JSON data with its time; seq/prev/hash come at link time."""
+    event_dict: dict[str, Any] = {"time": rfc3339(timestamp), **event.fields()}
+    for processor in _PROCESSORS:
+        event_dict = processor(None, "audit", event_dict)
+    return event_dict
+
+
+def canonical_json(data: Any) -> str:
+    """The one text form that hashes are computed over: sorted keys, no spaces, ASCII."""
+    rendered = _render(None, "audit", data)
+    return rendered if isinstance(rendered, str) else rendered.decode()
+
+
+def event_hash(body: str) -> str:
+    return hashlib.sha256(body.encode("ascii")).hexdigest()
+
+
+def link(event_dict: dict[str, Any], seq: int, prev: str) -> tuple[str, str]:
+    """Chain one prepared event after `prev`: returns (line without newline, its hash)."""
+    body = canonical_json({**event_dict, "seq": seq, "prev": prev})
+    digest = event_hash(body)
+    return f'{body[:-1]},"hash":"{digest}"}}', digest
+
+
+def expected_hash(parsed: Mapping[str, Any]) -> str:
+    """What the "hash" of a parsed line must be: sha256 of the rest, re-rendered canonically."""
+    return event_hash(canonical_json({k: v for k, v in parsed.items() if k != "hash"}))
+
+
+def near_name_entry(event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The public near-name feed entry for a prepared event, or None if it is not one.
+
+    Only public facts: which crate was asked for, how close it is to which protected name,
+    and what the mirror did. No client address and no request id, so the feed can be
+    published without revealing who asked.
+    """
+    details = event_dict.get("details")
+    near = details.get("near_name") if isinstance(details, Mapping) else None
+    if not isinstance(near, Mapping):
+        return None
+    entry = {
+        "time": event_dict.get("time"),
+        "crate": event_dict.get("crate"),
+        "version": event_dict.get("version"),
+        "action": event_dict.get("action"),
+        "rule": event_dict.get("rule"),
+        "protected": near.get("protected"),
+        "check": near.get("check"),
+        "distance": near.get("distance"),
+    }
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """A stored line parsed as an event object, or None if it is not one (damaged text)."""
+    try:
+        parsed = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return parsed if isinstance(parsed, dict) else None

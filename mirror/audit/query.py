@@ -1,0 +1,154 @@
+"""Reading the log back: events in chain order, filters, and a readable table.
+
+Pure functions over parsed events, except the two readers. Reading does not verify (that
+is `verify_chain`'s job); damaged lines are skipped so a query still works after a crash.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mirror.audit.event import parse_line
+from mirror.audit.files import FEED_NAME, chain_files
+
+_RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def read_events(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every readable event of the chain, oldest first (damaged lines skipped)."""
+    for _, path in chain_files(directory):
+        yield from _read_lines(path)
+
+
+def read_near_names(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every entry of the public near-name feed, oldest first."""
+    path = directory / FEED_NAME
+    if path.is_file():
+        yield from _read_lines(path)
+
+
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as handle:
+        for raw in handle:
+            parsed = parse_line(raw) if raw.endswith(b"\n") else None
+            if parsed is not None:
+                yield parsed
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """'2h', '30m', '7d', '90s', '2w' ago, or an ISO 8601 time (naive means UTC)."""
+    match = _RELATIVE.fullmatch(text.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        return (now or datetime.now(UTC)) - timedelta(**{_UNIT[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"not a duration (2h, 30m, 7d) or an ISO time (2026-11-25T14:00Z): {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def event_time(event: dict[str, Any]) -> datetime | None:
+    stamp = event.get("time")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to show; None means any."""
+
+    action: str | None = None
+    crate: str | None = None
+    rule: str | None = None
+    since: datetime | None = None
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        if self.action is not None and event.get("action") != self.action:
+            return False
+        if self.rule is not None and event.get("rule") != self.rule:
+            return False
+        # crates.io treats - and _ (and case) as the same name, so the filter does too.
+        if self.crate is not None and _crate_key(event.get("crate")) != _crate_key(self.crate):
+            return False
+        if self.since is not None:
+            moment = event_time(event)
+            if moment is None or moment < self.since:
+                return False
+        return True
+
+
+def _crate_key(name: Any) -> str | None:
+    return name.lower().replace("-", "_") if isinstance(name, str) else None
+
+
+def select(
+    events: Iterable[dict[str, Any]], wanted: EventFilter, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The matching events, oldest first; with `limit`, only the most recent `limit`."""
+    if limit is None:
+        return [e for e in events if wanted.matches(e)]
+    recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=max(limit, 0))
+    recent.extend(e for e in events if wanted.matches(e))
+    return list(recent)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    # Requested names and reasons can carry client-chosen text: escape control characters
+    # so a crafted name cannot move the cursor or rewrite earlier rows (terminal injection).
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+
+
+def _crate_at(event: dict[str, Any]) -> str:
+    crate, version = event.get("crate"), event.get("version")
+    if crate is None:
+        return "-"
+    return _cell(f"{crate}@{version}" if version is not None else crate)
+
+
+def event_rows(events: Iterable[dict[str, Any]]) -> list[list[str]]:
+    header = ["TIME", "ACTION", "RULE", "CRATE", "CLIENT", "REASON"]
+    rows = [header]
+    for e in events:
+        rows.append(
+            [_cell(e.get("time")), _cell(e.get("action")), _cell(e.get("rule")),
+             _crate_at(e), _cell(e.get("client")), _cell(e.get("reason"))]
+        )  # fmt: skip
+    return rows
+
+
+def near_name_rows(entries: Iterable[dict[str, Any]]) -> list[list[str]]:
+    rows = [["TIME", "ACTION", "CRATE", "NEAR", "DISTANCE", "CHECK"]]
+    for e in entries:
+        rows.append(
+            [_cell(e.get("time")), _cell(e.get("action")), _crate_at(e),
+             _cell(e.get("protected")), _cell(e.get("distance")), _cell(e.get("check"))]
+        )  # fmt: skip
+    return rows
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)

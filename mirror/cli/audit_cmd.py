@@ -1,0 +1,182 @@
+"""`crate-mirror audit verify|query|near-names`: check, search and export the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from mirror.audit.event import canonical_json
+from mirror.audit.files import chain_files
+from mirror.audit.query import (
+    EventFilter,
+    event_rows,
+    format_table,
+    near_name_rows,
+    parse_since,
+    read_events,
+    read_near_names,
+    select,
+)
+from mirror.audit.verify import VerifyResult, verify_chain
+from mirror.config import load_settings
+from mirror.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser(
+        "audit",
+        help="verify, query and export the tamper-evident audit log",
+        description="Verify, query and export the tamper-evident audit log.",
+    )
+    sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain; exit 1 at the first broken link",
+        description="Check every event's hash, seq and prev across all files, oldest first. "
+        "Prints 'OK: ...' with the last hash, or the first broken link "
+        "(edited, deleted, reordered or truncated event) and exits 1.",
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a last hash noted earlier; fail unless the chain still contains it "
+        "(detects a chain rewritten or cut from its end)",
+    )
+
+    query = sub.add_parser(
+        "query",
+        help="show matching events as a table or JSON lines",
+        description="Show audit events, oldest first, as an aligned table or JSON lines.",
+    )
+    query.add_argument("--action", help="only this action (allow, warn, block, approve, ...)")
+    query.add_argument("--crate", help="only this crate (- and _ and case are the same)")
+    query.add_argument("--rule", help="only events decided by this rule (e.g. typosquat)")
+    query.add_argument("--since", help="only events newer than 2h, 30m, 7d or an ISO time")
+    query.add_argument("--limit", type=int, help="only the most recent N matching events")
+    query.add_argument("--json", action="store_true", help="print JSON lines, not a table")
+
+    near = sub.add_parser(
+        "near-names",
+        help="print or export the public near-name feed",
+        description="Print or export the public feed of requests for names close to a "
+        "protected crate (blocked, warned, or allowed by an allow entry). It holds no client "
+        "address and no request id.",
+    )
+    near.add_argument("--since", help="only entries newer than 2h, 30m, 7d or an ISO time")
+    near.add_argument("--json", action="store_true", help="print JSON lines, not a table")
+    near.add_argument("--out", type=Path, metavar="FILE", help="write JSON lines to FILE")
+
+    for parser in (verify, query, near):
+        parser.add_argument(
+            "--dir",
+            type=Path,
+            help="audit directory (default: audit_dir from --config / CRATE_MIRROR_* "
+            "settings, i.e. <cache_dir>/audit)",
+        )
+        parser.add_argument("--config", type=Path, help="settings file to read audit_dir from")
+        parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        directory = _directory(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not directory.is_dir():
+        print(f"error: no audit directory at {directory}", file=sys.stderr)
+        return 2
+    try:
+        since = parse_since(args.since) if getattr(args, "since", None) else None
+    except ValueError as e:
+        print(f"error: --since: {e}", file=sys.stderr)
+        return 2
+    if args.audit_command == "verify":
+        return _verify(directory, args.anchor)
+    if args.audit_command == "query":
+        wanted = EventFilter(action=args.action, crate=args.crate, rule=args.rule, since=since)
+        events = select(read_events(directory), wanted, args.limit)
+        _print(events, event_rows, args.json, sys.stdout)
+        return 0
+    entries = select(read_near_names(directory), EventFilter(since=since))
+    if args.out is not None:
+        _export(entries, args.out)
+        print(f"wrote {len(entries)} near-name entries to {args.out}", file=sys.stderr)
+    else:
+        _print(entries, near_name_rows, args.json, sys.stdout)
+    return 0
+
+
+def _directory(args: argparse.Namespace) -> Path:
+    if args.dir is not None:
+        return Path(args.dir)
+    return load_settings(args.config).audit_directory
+
+
+def _verify(directory: Path, anchor: str | None) -> int:
+    total = sum(path.stat().st_size for _, path in chain_files(directory))
+    # disable=None: a progress bar on a terminal, nothing when piped or in CI.
+    with tqdm(total=total, unit="B", unit_scale=True, disable=None, file=sys.stderr) as bar:
+        result = verify_chain(directory, anchor=anchor, progress=bar.update)
+    print(describe(result))
+    return 0 if result.ok else 1
+
+
+def describe(result: VerifyResult) -> str:
+    """The verify report: OK or the first broken link, then any crash recoveries."""
+    lines = []
+    if result.broken is not None:
+        lines.append(f"BROKEN: {result.broken}")
+        lines.append(f"({result.events} events verified before it)")
+    else:
+        lines.append(
+            f"OK: {result.events} events in {result.files} files, "
+            f"last seq {result.last_seq}, last hash {result.last_hash}"
+        )
+    if result.anchor_found is False:
+        lines.append("BROKEN: the anchor hash is not in the chain (rewritten or cut short)")
+    for r in result.recoveries:
+        lines.append(
+            f"RECOVERED: {r.file}:{r.line} (seq {r.seq}): {r.fragment_length} damaged bytes "
+            f"(sha256 {r.fragment_sha256}) moved to {r.moved_to} after a crash"
+        )
+    return "\n".join(lines)
+
+
+def _print(
+    items: list[dict[str, Any]],
+    rows: Callable[[Iterable[dict[str, Any]]], list[list[str]]],
+    as_json: bool,
+    out: TextIO,
+) -> None:
+    if as_json:
+        for item in items:
+            out.write(json.dumps(item, sort_keys=True) + "\n")
+    elif items:
+        out.write(format_table(rows(items)) + "\n")
+    else:
+        print("no matching events", file=sys.stderr)
+
+
+def _export(entries: Iterable[dict[str, Any]], out: Path) -> None:
+    """Write the feed as JSON lines to a temporary name, then rename it into place."""
+    target = out.resolve()
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            for entry in entries:
+                handle.write(canonical_json(entry) + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,84 @@
+"""`crate-mirror prefetch`: warm the cache for lockfiles and crates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from mirror.cli.serve import add_settings_arguments, settings_from_args
+from mirror.errors import BadRequest, ConfigError
+from mirror.index import CrateRef
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "prefetch",
+        help="download and verify the crates of lockfiles into the cache",
+        description="Warm the mirror's cache through the same verified path as serving "
+        "(index, checksum, policy). Safe to re-run; exits 1 if anything failed.",
+    )
+    add_settings_arguments(p)
+    p.add_argument("--lockfile", type=Path, action="append", default=[],
+                   help="a Cargo.lock whose registry packages to fetch (repeatable)")
+    p.add_argument("--crate", dest="crates", action="append", default=[], metavar="NAME@VERSION",
+                   help="an extra crate to fetch (repeatable)")
+    p.add_argument("--policy", type=Path, help="apply this policy while fetching")
+    p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
+    p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mirror.prefetch import crates_in_lockfile
+
+    try:
+        settings = settings_from_args(args)
+        refs = [ref for lock in args.lockfile for ref in crates_in_lockfile(lock)]
+        refs += [CrateRef.parse(spec) for spec in args.crates]
+    except (ConfigError, BadRequest) as e:
+        print(f"crate-mirror prefetch: {e}", file=sys.stderr)
+        return 2
+    if not refs:
+        print("crate-mirror prefetch: nothing to fetch (give --lockfile or --crate)",
+              file=sys.stderr)
+        return 2
+    if settings.offline:
+        print("crate-mirror prefetch: cannot prefetch in offline mode", file=sys.stderr)
+        return 2
+    return asyncio.run(_prefetch(settings, refs, args.concurrency, not args.no_progress))
+
+
+async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progress: bool) -> int:
+    from tqdm import tqdm
+
+    from mirror.app import create_app
+    from mirror.prefetch import prefetch
+    from mirror.server import MIRROR
+
+    try:
+        app = create_app(settings)
+    except ConfigError as e:
+        print(f"crate-mirror prefetch: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    mirror = app[MIRROR]
+    await mirror.start_upstream()
+    bar = tqdm(total=len(set(refs)), unit="crate", disable=not progress, file=sys.stderr)
+    try:
+        report = await prefetch(
+            mirror, refs, concurrency=concurrency,
+            on_done=lambda ref, outcome: bar.update(1),
+        )
+    finally:
+        bar.close()
+        if mirror.upstream is not None:
+            await mirror.upstream.close()
+        mirror.gate.audit.close()
+    print(f"fetched {len(report.fetched)}, already cached {len(report.cached)}, "
+          f"failed {len(report.failed)}")
+    for ref, reason in sorted(report.failed, key=lambda f: str(f[0])):
+        print(f"  FAILED {ref}: {reason}")
+    return 0 if report.ok else 1

@@ -1,0 +1,85 @@
+"""`crate-mirror serve`: run the mirror."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+from pathlib import Path
+from typing import Any
+
+from mirror.config import Settings, load_settings
+from mirror.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the mirror (sparse index + downloads) for cargo",
+        description="Serve cargo's sparse protocol, verifying, caching and enforcing policy. "
+        "Settings come from --config (YAML), then CRATE_MIRROR_* environment variables, "
+        "then these flags.",
+    )
+    add_settings_arguments(p)
+    p.add_argument("--policy", type=Path, help="policy YAML file (see policies/default.yaml)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never contact upstream; serve only what the cache holds")
+    p.add_argument("--host", dest="listen_host", help="address to listen on")
+    p.add_argument("--port", dest="listen_port", type=int, help="port to listen on")
+    p.add_argument("--public-url", dest="public_url",
+                   help="URL cargo uses to reach this mirror (default http://HOST:PORT)")
+    p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
+    p.add_argument("--workers", type=int, help="server processes sharing the port and cache")
+    p.set_defaults(func=run)
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="settings YAML (see mirror.example.yaml)")
+    p.add_argument("--cache-dir", dest="cache_dir", type=Path,
+                   help="cache directory (default ./mirror-data)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from --config, the environment and any settings flags present on `args`."""
+    names = ("listen_host", "listen_port", "public_url", "upstream_index", "workers",
+             "cache_dir", "policy", "offline")
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mirror.app import run as run_server
+    from mirror.logs import configure_logging
+    from mirror.policy_files import PolicyFiles
+
+    try:
+        settings = settings_from_args(args)
+        configure_logging(settings.log_format, settings.log_level)
+        if settings.policy is not None:
+            PolicyFiles(settings.policy).load()  # refuse to start on an invalid policy
+    except ConfigError as e:
+        print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    print(
+        f"crate-mirror serving on {settings.base_url}/index/ "
+        f"({'offline' if settings.offline else 'upstream ' + settings.upstream_index}, "
+        f"cache {settings.cache_dir}, {settings.workers} worker(s))",
+        file=sys.stderr,
+        flush=True,
+    )
+    if settings.workers == 1:
+        run_server(settings)
+        return 0
+    procs = [
+        multiprocessing.Process(target=run_server, args=(settings,), daemon=False)
+        for _ in range(settings.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+    return 0

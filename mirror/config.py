@@ -1,0 +1,213 @@
+"""Settings: one dataclass with units, read from one YAML file plus environment overrides.
+
+Precedence: defaults < YAML file < `CRATE_MIRROR_<FIELD>` environment variables < command line.
+Every problem is reported with file, line and field, and the server refuses to start on any.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mirror.errors import ConfigError, Problem
+from mirror.yamlfile import Located, load_located
+
+ENV_PREFIX = "CRATE_MIRROR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    # The URL cargo uses to reach us; written into config.json's `dl`. Derived when unset.
+    public_url: str | None = None
+    upstream_index: str = "https://index.crates.io/"
+    cache_dir: Path = Path("./mirror-data")
+    policy: Path | None = None
+    index_ttl: float = 60.0  # seconds an index file is served without asking upstream
+    negative_ttl: float = 30.0  # seconds an upstream 404 is remembered
+    max_crate_bytes: int = 64 * 2**20  # bytes; larger downloads are refused, never cached
+    max_index_bytes: int = 32 * 2**20  # bytes; one index file
+    upstream_connect_timeout: float = 10.0  # seconds
+    upstream_read_timeout: float = 30.0  # seconds without a byte from upstream
+    upstream_concurrency: int = 32  # connections to upstream at once
+    upstream_retries: int = 3  # extra attempts for 5xx/429/connection errors on GETs
+    offline: bool = False
+    workers: int = 1  # server processes sharing the listening socket and the cache
+    log_format: str = "json"  # json | console
+    log_level: str = "info"
+    audit_dir: Path | None = None  # default: <cache_dir>/audit
+    tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def audit_directory(self) -> Path:
+        return self.audit_dir if self.audit_dir is not None else self.cache_dir / "audit"
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from file, environment and explicit overrides, or raise ConfigError."""
+    env = os.environ if env is None else env
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    origins: dict[str, tuple[str, int | None]] = {}  # where each value came from, for errors
+    known = {f.name: f for f in fields(Settings)}
+
+    if path is not None:
+        data = load_located(path)
+        if not isinstance(data, dict):
+            raise ConfigError([Problem(str(path), 1, "(top level)", "expected a mapping")])
+        for key, located in data.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                problems.append(Problem(str(path), located.line, key, "unknown setting"))
+                continue
+            _set(values, problems, name, _plain(located.value), str(path), located.line)
+            origins[name] = (str(path), located.line)
+
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name not in known or name == "tuf":
+            problems.append(Problem("environment", None, var, "unknown setting"))
+            continue
+        _set(values, problems, name, raw, "environment", None, from_env=True)
+        origins[name] = ("environment", None)
+
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            _set(values, problems, name, value, "command line", None)
+            origins[name] = ("command line", None)
+
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(**values)
+    problems.extend(_check(settings, origins))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _plain(value: Any) -> Any:
+    """Strip the line-number wrappers from a nested YAML value."""
+    if isinstance(value, dict):
+        return {k: _plain(v.value) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(item.value) if isinstance(item, Located) else item for item in value]
+    return value
+
+
+def _set(
+    values: dict[str, Any],
+    problems: list[Problem],
+    name: str,
+    value: Any,
+    file: str,
+    line: int | None,
+    *,
+    from_env: bool = False,
+) -> None:
+    default = Settings.__dataclass_fields__[name].default
+    kind = Settings.__dataclass_fields__[name].type
+    try:
+        values[name] = _coerce(name, value, kind, default, from_env)
+    except ValueError as e:
+        field_name = (ENV_PREFIX + name.upper()) if from_env else name
+        problems.append(Problem(file, line, field_name, str(e)))
+
+
+def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> Any:
+    kind = str(kind)
+    if name == "tuf":
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping")
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if from_env and isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"expected a number of seconds, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if "Path" in kind:
+        if value is None and "None" in kind:
+            return None
+        if isinstance(value, Path):
+            return value
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a path, got {value!r}")
+        return Path(value)
+    if value is None and "None" in kind:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[Problem]:
+    """Range and format checks that types alone do not catch."""
+    problems = []
+
+    def bad(field_name: str, message: str) -> None:
+        file, line = origins.get(field_name, ("defaults", None))
+        problems.append(Problem(file, line, field_name, message))
+
+    if not 0 <= s.listen_port <= 65535:
+        bad("listen_port", "must be between 0 and 65535")
+    for name in ("upstream_index", "public_url"):
+        url = getattr(s, name)
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            bad(name, f"expected an http(s) URL, got {url!r}")
+    for name in ("index_ttl", "negative_ttl", "upstream_connect_timeout", "upstream_read_timeout"):
+        if getattr(s, name) < 0:
+            bad(name, "must not be negative")
+    for name in ("max_crate_bytes", "max_index_bytes", "upstream_concurrency", "workers"):
+        if getattr(s, name) < 1:
+            bad(name, "must be at least 1")
+    if s.upstream_retries < 0:
+        bad("upstream_retries", "must not be negative")
+    if s.log_format not in ("json", "console"):
+        bad("log_format", "expected json or console")
+    if s.log_level not in _LOG_LEVELS:
+        bad("log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
+    return problems
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,77 @@
+"""Getting a `.crate` into the store: verified against its index line, fetched at most once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+
+from mirror import metrics
+from mirror.errors import IntegrityError, NotFound, TruncatedBody, UpstreamUnavailable
+from mirror.index import IndexLine
+from mirror.store import Store
+from mirror.upstream import Upstream
+
+log = structlog.get_logger("mirror.downloads")
+
+
+class CrateFetcher:
+    def __init__(self, store: Store, upstream: Upstream | None, *, max_bytes: int) -> None:
+        self.store = store
+        self._upstream = upstream  # None: offline
+        self._max_bytes = max_bytes
+        self._inflight: dict[str, asyncio.Future[Path]] = {}
+
+    def cached_path(self, line: IndexLine) -> Path | None:
+        path = self.store.crate_path(line.cksum)
+        return path if path.is_file() else None
+
+    async def ensure(self, line: IndexLine) -> Path:
+        """Path of the verified crate for `line`, downloading it if needed."""
+        path = self.cached_path(line)
+        if path is not None:
+            metrics.cache.labels("crate", "hit").inc()
+            return path
+        if self._upstream is None:
+            raise NotFound(
+                f"{line.name} {line.vers} is not in this offline mirror; add it on a connected "
+                "mirror with `crate-mirror prefetch` and carry it over with `crate-mirror export`"
+                " / `crate-mirror import`"
+            )
+        # 50 builds asking for the same new crate make one upstream download.
+        pending = self._inflight.get(line.cksum)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._inflight[line.cksum] = future
+        try:
+            path = await self._download(line)
+            future.set_result(path)
+            return path
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()
+            raise
+        finally:
+            del self._inflight[line.cksum]
+
+    async def _download(self, line: IndexLine) -> Path:
+        assert self._upstream is not None
+        metrics.cache.labels("crate", "miss").inc()
+        attempts = 2  # one retry for a body cut short; a checksum mismatch is never retried
+        for attempt in range(attempts):
+            try:
+                async with self._upstream.download(line.name, line.vers, line.cksum) as chunks:
+                    return await self.store.write_crate(line.cksum, chunks, self._max_bytes)
+            except IntegrityError as e:
+                log.error(
+                    "crate.rejected", crate=line.name, version=line.vers, error=str(e),
+                    attempt=attempt + 1,
+                )
+                if not isinstance(e, TruncatedBody) or attempt + 1 == attempts:
+                    raise
+            except UpstreamUnavailable as e:
+                log.error("crate.upstream_failed", crate=line.name, version=line.vers, error=str(e))
+                raise
+        raise AssertionError("unreachable")

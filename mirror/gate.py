@@ -1,0 +1,198 @@
+"""Where decisions meet requests: run the pure policy, memoize it, explain blocks, audit all.
+
+The policy engine and the capability lock are pure; this module holds their current versions
+(swapped atomically on reload), caches their verdicts per index content, and turns a blocking
+Decision into a `Blocked` error whose text cargo will print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from mirror import metrics
+from mirror.audit import AuditEvent, AuditLog
+from mirror.errors import Blocked
+from mirror.index import IndexFile, IndexLine, etag_of
+from mirror.index_cache import IndexEntry
+from mirror.policy.decision import Action, Decision
+from mirror.policy.engine import PolicyEngine, explain
+
+log = structlog.get_logger("mirror.gate")
+MAX_MEMO = 100_000  # name decisions remembered before the memo is reset
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    client: str | None
+    route: str
+    crate: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedIndex:
+    """An index file exactly as we serve it, computed once per content and policy version."""
+
+    body: bytes
+    etag: str
+    hidden: Mapping[str, Decision]  # version -> the decision that hid it
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+class CapabilityCheck(Protocol):
+    """The capability lock as the gate sees it (mirror.capability_guard implements it)."""
+
+    generation: int
+
+    def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
+
+    async def decide(self, line: IndexLine, path: Path) -> Decision: ...
+
+
+class Gate:
+    def __init__(
+        self,
+        audit: AuditLog,
+        engine: PolicyEngine | None = None,
+        capabilities: CapabilityCheck | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.audit = audit
+        self.capabilities = capabilities
+        self._clock = clock
+        self._engine = engine
+        self._generation = 0
+        self._names: dict[str, Decision] = {}
+        self._names_day: dt.date | None = None
+
+    # -- policy state -------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> PolicyEngine | None:
+        return self._engine
+
+    def replace_engine(self, engine: PolicyEngine | None) -> None:
+        """Swap in a newly loaded policy; every memoized verdict is recomputed lazily."""
+        self._engine = engine
+        self._bump()
+
+    def capabilities_changed(self) -> None:
+        self._bump()
+
+    def _bump(self) -> None:
+        self._generation += 1
+        self._names.clear()
+
+    @property
+    def generation(self) -> tuple[int, int]:
+        caps = self.capabilities.generation if self.capabilities is not None else 0
+        return (self._generation, caps)
+
+    @property
+    def policy_digest(self) -> str | None:
+        return self._engine.policy.digest if self._engine is not None else None
+
+    # -- name rules ---------------------------------------------------------------------------
+
+    def check_name(self, req: Request) -> None:
+        if self._engine is None:
+            return
+        today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).date()
+        if today != self._names_day or len(self._names) > MAX_MEMO:
+            self._names.clear()  # expiry dates of allow/deny entries move with the day
+            self._names_day = today
+        decision = self._names.get(req.crate)
+        if decision is None:
+            decision = self._engine.decide_name(req.crate, today)
+            self._names[req.crate] = decision
+        self._enforce(req, decision)
+
+    # -- version rules ------------------------------------------------------------------------
+
+    def served_index(
+        self, entry: IndexEntry, is_cached: Callable[[str], bool] | None = None
+    ) -> ServedIndex:
+        """The filtered index for this entry; `is_cached` (offline) hides crates we lack."""
+        key = ("served", self.generation, is_cached is not None)
+        served: ServedIndex | None = entry.memo.get(key)
+        if served is not None:
+            return served
+        served = self._filter(entry.index, is_cached)
+        entry.memo.clear()
+        entry.memo[key] = served
+        return served
+
+    def _filter(self, index: IndexFile, is_cached: Callable[[str], bool] | None) -> ServedIndex:
+        hidden: dict[str, Decision] = {}
+        kept = index
+        if self._engine is not None:
+            extra = self.capabilities.known_verdicts(index) if self.capabilities else {}
+            now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+            filtered = self._engine.filter_index(index, now, extra)
+            kept, hidden = filtered.index, dict(filtered.hidden)
+        if is_cached is not None:
+            # Offline: cargo must only resolve to versions it can actually download.
+            missing = {line.vers for line in kept.lines if not is_cached(line.cksum)}
+            if missing:
+                kept = kept.keep(lambda line: line.vers not in missing)
+        summary = {"versions": len(index.lines), "served": len(kept.lines)}
+        if hidden:
+            summary["hidden"] = {v: d.rule for v, d in hidden.items()}
+        return ServedIndex(kept.raw, etag_of(kept.raw), hidden, summary)
+
+    def check_version(self, req: Request, entry: IndexEntry, line: IndexLine) -> None:
+        served = self.served_index(entry)
+        decision = served.hidden.get(line.vers)
+        if decision is not None:
+            self._enforce(req, decision)
+
+    # -- capabilities -------------------------------------------------------------------------
+
+    async def check_capabilities(self, req: Request, line: IndexLine, path: Path) -> None:
+        if self.capabilities is None:
+            return
+        decision = await self.capabilities.decide(line, path)
+        self._enforce(req, decision)
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def allowed(self, req: Request, details: Mapping[str, Any]) -> None:
+        self._record(req, Decision(Action.ALLOW, "default", "allowed", dict(details)))
+
+    def _enforce(self, req: Request, decision: Decision) -> None:
+        if decision.action is Action.ALLOW:
+            if "near_name" in decision.details:
+                self._record(req, decision)  # allowed by an allow entry: still goes to the feed
+            return
+        self._record(req, decision)
+        if decision.action is Action.BLOCK:
+            policy_path = self._engine.policy.path if self._engine is not None else None
+            raise Blocked(decision, explain(decision, policy_path, req.request_id))
+
+    def _record(self, req: Request, decision: Decision) -> None:
+        metrics.decisions.labels(decision.action.value, decision.rule).inc()
+        details = dict(decision.details)
+        cksum = details.pop("cksum", None)
+        self.audit.record(
+            AuditEvent(
+                action=decision.action.value,
+                rule=decision.rule,
+                reason=decision.reason,
+                route=req.route,
+                crate=req.crate,
+                version=req.version,
+                request_id=req.request_id,
+                client=req.client,
+                policy_digest=self.policy_digest,
+                cksum=cksum if isinstance(cksum, str) else None,
+                details=details,
+            )
+        )

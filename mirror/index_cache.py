@@ -1,0 +1,221 @@
+"""Index files: memory first, then disk, then upstream; fresh for a TTL, stale when upstream fails.
+
+A warm hit is one dict lookup and one clock read. Everything derived from an index file's
+content (parsing, the policy-filtered body, its ETag) hangs off the `IndexEntry` and is computed
+once per content version, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from mirror import metrics
+from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
+from mirror.index import IndexFile
+from mirror.store import CachedIndex, Store
+from mirror.upstream import Upstream
+
+log = structlog.get_logger("mirror.index")
+
+# Verifies a freshly fetched body (TUF); returns the unix time its verification expires.
+Verifier = Callable[[str, bytes], Awaitable[float | None]]
+
+
+@dataclass
+class IndexEntry:
+    name: str
+    index: IndexFile
+    etag: str | None  # upstream validators
+    last_modified: str | None
+    fresh_until: float  # monotonic deadline; after it we ask upstream again
+    verified_until: float | None = None  # unix time; None when no TUF is configured
+    stale_reason: str | None = None  # set when served after an upstream failure
+    # Per-content memo for derived views (the policy-filtered body), keyed by its producer.
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+
+class IndexCache:
+    def __init__(
+        self,
+        store: Store,
+        upstream: Upstream | None,
+        *,
+        ttl: float,
+        negative_ttl: float,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self._store = store
+        self._upstream = upstream  # None means offline: never contact upstream
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._verifier = verifier
+        self._entries: dict[str, IndexEntry] = {}
+        self._missing: dict[str, float] = {}  # name -> monotonic deadline of a remembered 404
+        self._inflight: dict[str, asyncio.Future[IndexEntry]] = {}
+
+    @property
+    def offline(self) -> bool:
+        return self._upstream is None
+
+    async def get(self, name: str) -> IndexEntry:
+        """The current index file for `name`; raises NotFound or UpstreamError."""
+        now = time.monotonic()
+        entry = self._entries.get(name)
+        if entry is not None and now < entry.fresh_until:
+            metrics.cache.labels("index", "hit").inc()
+            return entry
+        if self._missing.get(name, 0.0) > now:
+            raise NotFound(f"crate `{name}` does not exist upstream")
+        # Many requests for the same stale name share one upstream round trip.
+        pending = self._inflight.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[IndexEntry] = asyncio.get_running_loop().create_future()
+        self._inflight[name] = future
+        try:
+            entry = await self._refresh(name, entry)
+            future.set_result(entry)
+            return entry
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[name]
+
+    def cached(self, name: str) -> IndexEntry | None:
+        """What we hold without asking anyone (memory, then disk)."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        disk = self._store.read_index(name)
+        return self._remember(name, disk, fresh=False) if disk is not None else None
+
+    def invalidate(self) -> None:
+        """Drop derived views (after a policy or lock change); content stays cached."""
+        for entry in self._entries.values():
+            entry.memo.clear()
+
+    async def _refresh(self, name: str, entry: IndexEntry | None) -> IndexEntry:
+        disk = None
+        if entry is None or self._upstream is None:
+            # Offline, the disk is the only source, and `import` may have changed it.
+            disk = await asyncio.to_thread(self._store.read_index, name)
+        if self._upstream is None:
+            if disk is None and entry is not None:
+                entry.fresh_until = time.monotonic() + self._ttl
+                return entry
+            if disk is None:
+                raise NotFound(
+                    f"crate `{name}` is not in this offline mirror; add it on a connected "
+                    "mirror with `crate-mirror prefetch` and `crate-mirror export`, then "
+                    "`crate-mirror import` the bundle here"
+                )
+            if entry is not None and entry.index.raw == disk.body:
+                entry.fresh_until = time.monotonic() + self._ttl
+                return entry  # unchanged: keep the derived views
+            return self._remember(name, disk, fresh=True)
+
+        if disk is not None and time.time() - disk.fetched_at < self._ttl:
+            metrics.cache.labels("index", "hit").inc()
+            return self._remember(name, disk, fresh=True)  # another worker fetched it just now
+
+        known = entry if entry is not None else (self._from_disk(name, disk) if disk else None)
+        try:
+            fetch = await self._upstream.fetch_index(
+                name,
+                known.etag if known else None,
+                known.last_modified if known else None,
+            )
+        except UpstreamError as e:
+            return self._stale_or_raise(name, known, e)
+
+        if fetch.status == 404:
+            self._missing[name] = time.monotonic() + self._negative_ttl
+            self._entries.pop(name, None)
+            raise NotFound(f"crate `{name}` does not exist upstream")
+        if fetch.status == 304 and known is not None:
+            metrics.cache.labels("index", "revalidated").inc()
+            known.fresh_until = time.monotonic() + self._ttl
+            known.stale_reason = None
+            known.memo.clear()  # time-dependent rules (release age) are re-evaluated per TTL
+            await self._persist(name, known, known.index.raw)
+            self._entries[name] = known
+            return known
+
+        metrics.cache.labels("index", "miss").inc()
+        verified_until = None
+        if self._verifier is not None:
+            verified_until = await self._verifier(name, fetch.body)  # raises TrustError
+        fresh = IndexEntry(
+            name=name,
+            index=IndexFile.parse(fetch.body),
+            etag=fetch.etag,
+            last_modified=fetch.last_modified,
+            fresh_until=time.monotonic() + self._ttl,
+            verified_until=verified_until,
+        )
+        await self._persist(name, fresh, fetch.body)
+        self._entries[name] = fresh
+        return fresh
+
+    def _stale_or_raise(self, name: str, known: IndexEntry | None, error: UpstreamError) -> IndexEntry:
+        """stale-if-error: keep builds working through an upstream outage."""
+        if known is None:
+            raise UpstreamUnavailable(
+                f"upstream failed and `{name}` is not cached: {error}"
+            ) from error
+        if known.verified_until is not None and time.time() > known.verified_until:
+            # Fail closed: the metadata that vouched for this copy has expired (freeze attack).
+            raise UpstreamUnavailable(
+                f"upstream failed and the cached `{name}` is no longer covered by valid "
+                f"TUF metadata: {error}"
+            ) from error
+        metrics.cache.labels("index", "stale").inc()
+        log.warning("index.stale", crate=name, error=str(error))
+        # Try upstream again soon, not on every request of a busy build.
+        known.fresh_until = time.monotonic() + min(self._ttl, 5.0)
+        known.stale_reason = str(error)
+        self._entries[name] = known
+        return known
+
+    async def _persist(self, name: str, entry: IndexEntry, body: bytes) -> None:
+        record = CachedIndex(
+            body=body,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            fetched_at=time.time(),
+            verified_until=entry.verified_until,
+        )
+        try:
+            await asyncio.to_thread(self._store.write_index, name, record)
+        except StorageError as e:
+            # Serving from memory still works; the next process start just refetches.
+            log.error("index.persist_failed", crate=name, error=str(e))
+
+    def _remember(self, name: str, disk: CachedIndex, *, fresh: bool) -> IndexEntry:
+        entry = self._from_disk(name, disk)
+        if fresh:
+            remaining = self._ttl - (time.time() - disk.fetched_at)
+            if self._upstream is None:
+                remaining = self._ttl  # offline: age means nothing, only `import` changes it
+            entry.fresh_until = time.monotonic() + max(remaining, 0.0)
+        self._entries[name] = entry
+        return entry
+
+    @staticmethod
+    def _from_disk(name: str, disk: CachedIndex) -> IndexEntry:
+        return IndexEntry(
+            name=name,
+            index=IndexFile.parse(disk.body),
+            etag=disk.etag,
+            last_modified=disk.last_modified,
+            fresh_until=0.0,
+            verified_until=disk.verified_until,
+        )

@@ -1,0 +1,34 @@
+"""Prometheus metrics, in one registry owned by this module (the only global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+requests = Counter(
+    "crate_mirror_requests", "HTTP requests served", ["route", "status"], registry=REGISTRY
+)
+cache = Counter(
+    "crate_mirror_cache",
+    "Cache outcomes: hit, miss, revalidated (304 from upstream), stale (served after error)",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+bytes_served = Counter(
+    "crate_mirror_bytes_served", "Response body bytes sent", ["route"], registry=REGISTRY
+)
+upstream_latency = Histogram(
+    "crate_mirror_upstream_seconds",
+    "Upstream request latency until headers",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+decisions = Counter(
+    "crate_mirror_decisions", "Policy decisions", ["action", "rule"], registry=REGISTRY
+)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

@@ -1,0 +1,516 @@
+"""The policy file: YAML in, a typed frozen `Policy` out, or every problem located by line.
+
+Parsing uses PyYAML's node graph (`yaml.compose`), not `safe_load`, because nodes keep
+their line numbers and their raw text. The raw text matters: YAML 1.1 reads a plain `off`
+as the boolean False, and we want `mode: off` to mean the mode, not a type error.
+
+This module reads the one file it is given (`load_policy`); everything it returns is plain
+data for the pure rules in `mirror.policy.versions` and `mirror.policy.engine`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from mirror.errors import BadRequest, ConfigError, Problem
+from mirror.index import canonical_name, validate_name
+from mirror.policy.decision import Mode
+from mirror.policy.semver import VersionReq
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+_TAG = "tag:yaml.org,2002:"
+
+
+class MissingPubtime(StrEnum):
+    """What `min_age` does with index lines that carry no `pubtime` (published before 2025)."""
+
+    ALLOW = "allow"
+    HIDE = "hide"
+
+
+class FirstSeen(StrEnum):
+    """What `capabilities` does with a crate version that has no entry in the lock yet."""
+
+    TRUST = "trust"
+    REQUIRE_APPROVAL = "require-approval"
+
+
+class Informational(StrEnum):
+    """RustSec informational advisory kinds (not vulnerabilities as such)."""
+
+    UNMAINTAINED = "unmaintained"
+    UNSOUND = "unsound"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True)
+class CrateSpec:
+    """`name` or `name@<cargo version requirement>` from an allow or deny entry."""
+
+    name: str
+    req: VersionReq | None = None
+
+    @property
+    def canonical(self) -> str:
+        return canonical_name(self.name)
+
+    def names(self, crate: str) -> bool:
+        """Names compare canonically: `Foo-Bar` and `foo_bar` are the same crate."""
+        return canonical_name(crate) == self.canonical
+
+    def __str__(self) -> str:
+        return self.name if self.req is None else f"{self.name}@{self.req}"
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One `allow` or `deny` entry, with where it came from (for messages and audits)."""
+
+    spec: CrateSpec
+    reason: str
+    expires: date | None = None
+    field: str = ""  # e.g. "allow[2]"
+    line: int | None = None
+
+    def active(self, today: date) -> bool:
+        """An entry applies up to and including its `expires` day."""
+        return self.expires is None or today <= self.expires
+
+
+@dataclass(frozen=True)
+class TyposquatRule:
+    mode: Mode = Mode.OFF
+    protect_top: int = 5000  # how many of the most downloaded crates to protect
+    corpus: Path | None = None  # popular-crates list; None = popular-crates.txt by the policy
+    protect: tuple[str, ...] = ()  # extra names to protect (internal crate names, say)
+
+
+@dataclass(frozen=True)
+class DenyRule:
+    mode: Mode = Mode.BLOCK  # an explicit deny list is applied unless switched off
+
+
+@dataclass(frozen=True)
+class YankedRule:
+    mode: Mode = Mode.OFF
+
+
+@dataclass(frozen=True)
+class MinAgeRule:
+    mode: Mode = Mode.OFF
+    age: timedelta = timedelta(hours=72)
+    missing_pubtime: MissingPubtime = MissingPubtime.ALLOW
+
+
+@dataclass(frozen=True)
+class AdvisoriesRule:
+    mode: Mode = Mode.OFF
+    db: Path | None = None
+    ignore: frozenset[str] = frozenset()
+    informational: frozenset[Informational] = frozenset()  # kinds treated like vulnerabilities
+
+
+@dataclass(frozen=True)
+class CapabilitiesRule:
+    mode: Mode = Mode.OFF
+    lock: Path | None = None
+    first_seen: FirstSeen = FirstSeen.TRUST
+
+
+@dataclass(frozen=True)
+class Rules:
+    typosquat: TyposquatRule = field(default_factory=TyposquatRule)
+    deny: DenyRule = field(default_factory=DenyRule)
+    yanked: YankedRule = field(default_factory=YankedRule)
+    min_age: MinAgeRule = field(default_factory=MinAgeRule)
+    advisories: AdvisoriesRule = field(default_factory=AdvisoriesRule)
+    capabilities: CapabilitiesRule = field(default_factory=CapabilitiesRule)
+
+
+_R = TypeVar(
+    "_R", TyposquatRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, CapabilitiesRule
+)
+RULE_NAMES = ("typosquat", "deny", "yanked", "min_age", "advisories", "capabilities")
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: Rules
+    allow: tuple[ListEntry, ...]
+    deny: tuple[ListEntry, ...]
+    path: Path
+    digest: str  # sha256 of the file bytes, recorded with every audited decision
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; raise ConfigError listing every problem found."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {e.strerror}")]) from e
+    return parse_policy(data, path)
+
+
+def parse_policy(data: bytes, path: Path) -> Policy:
+    """Validate policy bytes as if read from `path` (relative paths resolve against it)."""
+    reader = _Reader(str(path), path.resolve().parent)
+    try:
+        root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(str(path), None, "", f"not UTF-8: {e.reason}")]) from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(str(path), line, "", f"invalid YAML: {e.problem}")]) from e
+    except yaml.YAMLError as e:
+        raise ConfigError([Problem(str(path), None, "", f"invalid YAML: {e}")]) from e
+    if root is None:
+        raise ConfigError([Problem(str(path), None, "", "the policy file is empty")])
+    policy = reader.policy(root, path, hashlib.sha256(data).hexdigest())
+    if reader.problems or policy is None:
+        raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
+    return policy
+
+
+_DURATION_RE = re.compile(r"(\d+)\s*(w|d|h|m|s)")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`72h`, `3d`, `1w`, `1d12h`, `90m`: a sum of numbers with units w/d/h/m/s."""
+    compact = text.replace(" ", "")
+    if not compact or _DURATION_RE.sub("", compact):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 72h, 3d, 1w or 1d12h")
+    total = timedelta()
+    for number, unit in _DURATION_RE.findall(compact):
+        total += timedelta(**{_UNITS[unit]: int(number)})
+    return total
+
+
+class _Reader:
+    """Walks the node graph, collecting located problems instead of stopping at the first."""
+
+    def __init__(self, file: str, base: Path) -> None:
+        self.file = file
+        self.base = base
+        self.problems: list[Problem] = []
+
+    def problem(self, node: yaml.Node | None, fld: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        self.problems.append(Problem(self.file, line, fld, message))
+
+    # -- structure ---------------------------------------------------------------------
+
+    def mapping(
+        self, node: yaml.Node, fld: str, allowed: tuple[str, ...], what: str = "key"
+    ) -> dict[str, yaml.Node] | None:
+        """Check a mapping: string keys, no duplicates, only `allowed` keys."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, fld, f"expected a mapping, found {_kind(node)}")
+            return None
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            sub = f"{fld}.{key}" if fld else str(key)
+            if not isinstance(key, str) or key_node.tag != _TAG + "str":
+                self.problem(key_node, fld or "(top level)", "keys must be plain names")
+            elif key in out:
+                # A second `mode:` further down would silently override the first: an
+                # easy way to hide a weakened rule in review, so it is an error.
+                first = out[key].start_mark.line + 1
+                self.problem(key_node, sub, f"duplicate key (first set on line {first})")
+            elif key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                did = f"; did you mean {hint[0]!r}?" if hint else ""
+                known = ", ".join(allowed)
+                self.problem(key_node, sub, f"unknown {what} {key!r}{did} (known: {known})")
+            else:
+                out[key] = value_node
+        return out
+
+    def sequence(self, node: yaml.Node, fld: str) -> list[yaml.Node] | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null":
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, fld, f"expected a list, found {_kind(node)}")
+            return None
+        return list(node.value)
+
+    # -- scalars -----------------------------------------------------------------------
+
+    def string(self, node: yaml.Node, fld: str) -> str | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _TAG + "str":
+            self.problem(node, fld, f"expected a string, found {_kind(node)}")
+            return None
+        return str(node.value)
+
+    def integer(self, node: yaml.Node, fld: str, minimum: int = 0) -> int | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _TAG + "int":
+            self.problem(node, fld, f"expected an integer, found {_kind(node)}")
+            return None
+        try:
+            value = int(str(node.value).replace("_", ""), 0)
+        except ValueError:
+            self.problem(node, fld, f"{node.value!r} is not an integer")
+            return None
+        if value < minimum:
+            self.problem(node, fld, f"must be at least {minimum}")
+            return None
+        return value
+
+    def choice(self, node: yaml.Node, fld: str, enum: Callable[[str], _T], names: str) -> _T | None:
+        # Raw text, whatever YAML 1.1 resolved it to: `off` and `no` are booleans there.
+        text = node.value if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(text, str):
+            self.problem(node, fld, f"expected one of {names}, found {_kind(node)}")
+            return None
+        try:
+            return enum(text)
+        except ValueError:
+            self.problem(node, fld, f"{text!r} is not one of {names}")
+            return None
+
+    def mode(self, node: yaml.Node, fld: str) -> Mode | None:
+        return self.choice(node, fld, Mode, "block, warn, off")
+
+    def duration(self, node: yaml.Node, fld: str) -> timedelta | None:
+        if not isinstance(node, yaml.ScalarNode) or _tag(node) != "str":
+            self.problem(node, fld, f"expected a duration like 72h, found {_kind(node)}")
+            return None
+        try:
+            return parse_duration(str(node.value))
+        except ValueError as e:
+            self.problem(node, fld, str(e))
+            return None
+
+    def day(self, node: yaml.Node, fld: str) -> date | None:
+        text = node.value if _tag(node) in ("str", "timestamp") else None
+        try:
+            if isinstance(text, str):
+                return date.fromisoformat(text)
+        except ValueError:
+            pass
+        self.problem(node, fld, "expected a date like 2027-06-30")
+        return None
+
+    def path(self, node: yaml.Node, fld: str) -> Path | None:
+        text = self.string(node, fld)
+        if text is None:
+            return None
+        if not text:
+            self.problem(node, fld, "empty path")
+            return None
+        return self.base / Path(text).expanduser()
+
+    def strings(self, node: yaml.Node, fld: str) -> list[tuple[yaml.Node, str]]:
+        items = self.sequence(node, fld) or []
+        out = []
+        for i, item in enumerate(items):
+            text = self.string(item, f"{fld}[{i}]")
+            if text is not None:
+                out.append((item, text))
+        return out
+
+    # -- the policy ----------------------------------------------------------------------
+
+    def policy(self, root: yaml.Node, path: Path, digest: str) -> Policy | None:
+        top = self.mapping(root, "", ("version", "rules", "allow", "deny"))
+        if top is None:
+            return None
+        if "version" not in top:
+            self.problem(root, "version", f"missing; write `version: {SCHEMA_VERSION}`")
+        else:
+            version = self.integer(top["version"], "version")
+            if version is not None and version != SCHEMA_VERSION:
+                self.problem(top["version"], "version", f"unsupported version {version}")
+        rules = self.rules(top["rules"]) if "rules" in top else Rules()
+        allow = self.entries(top.get("allow"), "allow")
+        deny = self.entries(top.get("deny"), "deny")
+        return Policy(rules, allow, deny, path.resolve(), digest)
+
+    def rules(self, node: yaml.Node) -> Rules:
+        if _tag(node) == "null":
+            return Rules()
+        given = self.mapping(node, "rules", RULE_NAMES, what="rule")
+        if given is None:
+            return Rules()
+        r = Rules()
+        return Rules(
+            typosquat=self.rule(given, "typosquat", r.typosquat, self.typosquat),
+            deny=self.rule(given, "deny", r.deny, lambda m, f, d: d),
+            yanked=self.rule(given, "yanked", r.yanked, lambda m, f, d: d),
+            min_age=self.rule(given, "min_age", r.min_age, self.min_age),
+            advisories=self.rule(given, "advisories", r.advisories, self.advisories),
+            capabilities=self.rule(given, "capabilities", r.capabilities, self.capabilities),
+        )
+
+    _KEYS: dict[str, tuple[str, ...]] = {  # noqa: RUF012  (read-only class table)
+        "typosquat": ("mode", "protect_top", "corpus", "protect"),
+        "deny": ("mode",),
+        "yanked": ("mode",),
+        "min_age": ("mode", "age", "missing_pubtime"),
+        "advisories": ("mode", "db", "ignore", "informational"),
+        "capabilities": ("mode", "lock", "first_seen"),
+    }
+
+    def rule(
+        self,
+        given: dict[str, yaml.Node],
+        name: str,
+        default: _R,
+        settings: Callable[[dict[str, yaml.Node], str, _R], _R],
+    ) -> _R:
+        """Parse `rules.<name>`: a mapping with a required `mode` plus rule settings."""
+        if name not in given:
+            return default
+        fld = f"rules.{name}"
+        body = self.mapping(given[name], fld, self._KEYS[name], what="setting")
+        if body is None:
+            return default
+        if "mode" not in body:
+            self.problem(given[name], f"{fld}.mode", "missing; write block, warn or off")
+            return settings(body, fld, default)
+        mode = self.mode(body["mode"], f"{fld}.mode")
+        result = settings(body, fld, default)
+        return dataclasses.replace(result, mode=mode) if mode is not None else result
+
+    def typosquat(self, body: dict[str, yaml.Node], fld: str, d: TyposquatRule) -> TyposquatRule:
+        top = (
+            self.integer(body["protect_top"], f"{fld}.protect_top")
+            if "protect_top" in body
+            else None
+        )
+        corpus = self.path(body["corpus"], f"{fld}.corpus") if "corpus" in body else None
+        protect: list[str] = []
+        for i, (item, name) in enumerate(
+            self.strings(body.get("protect", _NULL), f"{fld}.protect")
+        ):
+            if self.crate_name(item, f"{fld}.protect[{i}]", name):
+                protect.append(name)
+        return TyposquatRule(
+            d.mode, d.protect_top if top is None else top, corpus or d.corpus, tuple(protect)
+        )
+
+    def min_age(self, body: dict[str, yaml.Node], fld: str, d: MinAgeRule) -> MinAgeRule:
+        age = self.duration(body["age"], f"{fld}.age") if "age" in body else None
+        missing = (
+            self.choice(
+                body["missing_pubtime"], f"{fld}.missing_pubtime", MissingPubtime, "allow, hide"
+            )
+            if "missing_pubtime" in body
+            else None
+        )
+        return MinAgeRule(d.mode, age or d.age, missing or d.missing_pubtime)
+
+    def advisories(self, body: dict[str, yaml.Node], fld: str, d: AdvisoriesRule) -> AdvisoriesRule:
+        db = self.path(body["db"], f"{fld}.db") if "db" in body else None
+        ignore = []
+        for i, (item, text) in enumerate(self.strings(body.get("ignore", _NULL), f"{fld}.ignore")):
+            if re.fullmatch(r"RUSTSEC-\d{4}-\d{4}", text):
+                ignore.append(text)
+            else:
+                self.problem(
+                    item, f"{fld}.ignore[{i}]", f"{text!r} is not an id like RUSTSEC-2020-0071"
+                )
+        kinds = []
+        names = ", ".join(k.value for k in Informational)
+        items = self.sequence(body.get("informational", _NULL), f"{fld}.informational") or []
+        for i, item in enumerate(items):
+            kind = self.choice(item, f"{fld}.informational[{i}]", Informational, names)
+            if kind is not None:
+                kinds.append(kind)
+        return AdvisoriesRule(d.mode, db or d.db, frozenset(ignore), frozenset(kinds))
+
+    def capabilities(
+        self, body: dict[str, yaml.Node], fld: str, d: CapabilitiesRule
+    ) -> CapabilitiesRule:
+        lock = self.path(body["lock"], f"{fld}.lock") if "lock" in body else None
+        first = (
+            self.choice(
+                body["first_seen"], f"{fld}.first_seen", FirstSeen, "trust, require-approval"
+            )
+            if "first_seen" in body
+            else None
+        )
+        return CapabilitiesRule(d.mode, lock or d.lock, first or d.first_seen)
+
+    def crate_name(self, node: yaml.Node, fld: str, name: str) -> bool:
+        try:
+            validate_name(name)
+        except BadRequest as e:
+            self.problem(node, fld, f"{name!r}: {e}")
+            return False
+        return True
+
+    def entries(self, node: yaml.Node | None, list_name: str) -> tuple[ListEntry, ...]:
+        if node is None:
+            return ()
+        out: list[ListEntry] = []
+        seen: dict[str, ListEntry] = {}
+        for i, item in enumerate(self.sequence(node, list_name) or []):
+            fld = f"{list_name}[{i}]"
+            body = self.mapping(item, fld, ("crate", "reason", "expires"), what="field")
+            if body is None:
+                continue
+            spec = self.crate_spec(body["crate"], f"{fld}.crate") if "crate" in body else None
+            if "crate" not in body:
+                self.problem(item, f"{fld}.crate", "missing; write `crate: name` or `name@req`")
+            reason = self.string(body["reason"], f"{fld}.reason") if "reason" in body else None
+            if "reason" not in body or reason == "":
+                self.problem(item, f"{fld}.reason", "every entry needs a reason (it is audited)")
+            expires = self.day(body["expires"], f"{fld}.expires") if "expires" in body else None
+            if spec is None or not reason:
+                continue
+            entry = ListEntry(spec, reason, expires, fld, item.start_mark.line + 1)
+            key = f"{spec.canonical}@{spec.req}"
+            if key in seen:
+                self.problem(item, fld, f"duplicate of {seen[key].field} (line {seen[key].line})")
+                continue
+            seen[key] = entry
+            out.append(entry)
+        return tuple(out)
+
+    def crate_spec(self, node: yaml.Node, fld: str) -> CrateSpec | None:
+        text = self.string(node, fld)
+        if text is None:
+            return None
+        name, sep, req_text = text.partition("@")
+        if not self.crate_name(node, fld, name.strip()):
+            return None
+        if not sep:
+            return CrateSpec(name.strip())
+        try:
+            return CrateSpec(name.strip(), VersionReq.parse(req_text))
+        except ValueError as e:
+            self.problem(node, fld, f"bad version range: {e}")
+            return None
+
+
+_NULL = yaml.ScalarNode(_TAG + "null", "")
+
+
+def _tag(node: yaml.Node) -> str:
+    return str(node.tag).removeprefix(_TAG)
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    tag = _tag(node)
+    return {"null": "nothing", "bool": "a boolean", "int": "an integer", "float": "a number"}.get(
+        tag, f"{tag} {node.value!r}"
+    )

@@ -1,0 +1,501 @@
+"""Reading Rust source with tree-sitter to find the paths, macros and items that grant power.
+
+Why a parser and not regexes: `use std::{fs, net::TcpStream as T}` then `T::connect(..)` is a
+network call no grep sees, while `// std::net::TcpStream` in a comment or a string is not one.
+Tree-sitter gives comments and string literals their own nodes, so they are never read as code.
+
+Speed: parsing runs at ~10 MB/s, the budget is 50 MB/s. Most source cannot grant anything, so
+a byte pre-filter finds lines with tokens that could matter (`unsafe`, `fs`, `TcpStream`, an
+alias introduced by a `use`, ...) and only the top-level items holding them are parsed. Small
+files are parsed whole. Resolution is per file: every `use` in the file (any scope) feeds one
+alias table, which is an over-approximation, never an under-approximation, of Rust scoping.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import tree_sitter_rust
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
+
+from mirror.scan.capabilities import Capability
+
+Path_ = tuple[str, ...]
+
+# Path prefixes that grant a capability. A resolved path matches when it starts with one.
+# Data-only items (std::net::IpAddr, std::env::consts) are left out on purpose.
+_RULES: dict[Capability, tuple[str, ...]] = {
+    Capability.NET: (
+        "std::net::TcpStream", "std::net::TcpListener", "std::net::UdpSocket",
+        "std::net::ToSocketAddrs", "std::os::unix::net", "tokio::net", "async_std::net",
+        "mio::net", "socket2", "reqwest", "hyper::client", "hyper::Client", "ureq", "curl",
+        "isahc", "surf", "attohttpc",
+    ),
+    Capability.FS: (
+        "std::fs", "tokio::fs", "async_std::fs", "fs_err", "std::os::unix::fs",
+        "std::os::windows::fs",
+    ),
+    Capability.PROCESS: (
+        "std::process::Command", "std::process::Child", "std::os::unix::process::CommandExt",
+        "std::os::windows::process::CommandExt", "tokio::process", "async_process", "duct",
+        "subprocess", "libc::fork", "libc::execv", "libc::execve", "libc::execvp",
+        "libc::posix_spawn", "libc::posix_spawnp", "nix::unistd::fork", "nix::unistd::execv",
+    ),
+    Capability.ENV: (
+        "std::env::var", "std::env::var_os", "std::env::vars", "std::env::vars_os",
+        "std::env::set_var", "std::env::remove_var",
+    ),
+}  # fmt: skip
+# Names that mean the capability even when we cannot see where they were imported from
+# (glob imports, re-exports): nobody names an unrelated type `TcpStream`.
+_BARE: dict[str, Capability] = {
+    "TcpStream": Capability.NET, "TcpListener": Capability.NET, "UdpSocket": Capability.NET,
+    "UnixStream": Capability.NET, "UnixListener": Capability.NET,
+    "UnixDatagram": Capability.NET, "OpenOptions": Capability.FS,
+}  # fmt: skip
+_BARE_CALLS: dict[Path_, Capability] = {
+    ("File", "open"): Capability.FS,
+    ("File", "create"): Capability.FS,
+}
+_ENV_MACROS = frozenset({"env", "option_env"})
+_INCLUDE_MACROS = frozenset({"include_bytes", "include_str", "include"})
+# Compile-time variables cargo itself sets: reading them reveals nothing about the machine.
+_CARGO_ENV = re.compile(r"CARGO(_|\Z)|OUT_DIR\Z")
+
+_RULE_PATHS: tuple[tuple[Path_, Capability], ...] = tuple(
+    (tuple(rule.split("::")), cap) for cap, rules in _RULES.items() for rule in rules
+)
+_RULES_BY_HEAD: dict[str, list[tuple[Path_, Capability]]] = {}
+for _path, _cap in _RULE_PATHS:
+    _RULES_BY_HEAD.setdefault(_path[0], []).append((_path, _cap))
+_STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})
+_TOKEN_CAPS: dict[str, frozenset[Capability]] = {}
+for _path, _cap in _RULE_PATHS:
+    for _seg in _path:
+        if _seg not in _STOP_SEGMENTS:
+            _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
+for _name, _cap in _BARE.items():
+    _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
+_TOKEN_CAPS.update(
+    {
+        "File": frozenset({Capability.FS}),
+        "unsafe": frozenset({Capability.UNSAFE}),
+        "extern": frozenset({Capability.FFI}),
+        "link": frozenset({Capability.LINKS}),
+        "env": frozenset({Capability.ENV}),
+        "option_env": frozenset({Capability.ENV}),
+        "include_bytes": frozenset({Capability.INCLUDE_OUTSIDE}),
+        "include_str": frozenset({Capability.INCLUDE_OUTSIDE}),
+        "include": frozenset({Capability.INCLUDE_OUTSIDE}),
+    }
+)
+
+WHOLE_FILE_BYTES = 16 * 1024  # bytes; smaller files are parsed whole (chunking costs more)
+# A top-level item starts at column 0 after a line that ended the previous one.
+_ITEM_START = re.compile(rb"^[A-Za-z#]", re.M)
+_PATH_NODES = frozenset({"scoped_identifier", "scoped_type_identifier"})
+_NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "super"})
+
+_LANGUAGE = Language(tree_sitter_rust.language())
+_USE_QUERY = Query(_LANGUAGE, "(use_declaration argument: (_) @use)")
+_MACRO_QUERY = Query(_LANGUAGE, "(macro_invocation macro: (_) @name (token_tree) @args)")
+_QUERY = Query(
+    _LANGUAGE,
+    """
+    (use_declaration argument: (_) @use)
+    (scoped_identifier) @path
+    (scoped_type_identifier) @path
+    (token_tree) @tokens
+    "unsafe" @unsafe
+    (foreign_mod_item) @foreign
+    (function_item (function_modifiers (extern_modifier)) name: (identifier) @externfn)
+    (attribute_item (attribute (identifier) @attr (#eq? @attr "link"))) @link
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One capability seen in one file: 1-based line and the item (resolved path, macro...)."""
+
+    capability: Capability
+    line: int
+    item: str
+
+
+def _token_regex(tokens: Iterable[str]) -> re.Pattern[bytes]:
+    alternatives = "|".join(sorted((re.escape(t) for t in tokens), key=len, reverse=True))
+    return re.compile(rb"\b(" + alternatives.encode() + rb")\b")
+
+
+_BASE_TOKENS = _token_regex(_TOKEN_CAPS)
+
+
+def scan_rust(
+    source: bytes, file: str, wanted: frozenset[Capability] = frozenset(Capability)
+) -> list[Finding]:
+    """Capabilities used by one Rust file (`file` is its path inside the crate)."""
+    tokens = {t for t, caps in _TOKEN_CAPS.items() if caps & wanted}
+    if not tokens:
+        return []
+    pattern = _BASE_TOKENS if len(tokens) == len(_TOKEN_CAPS) else _token_regex(tokens)
+    hits = [m.start() for m in pattern.finditer(source)]
+    if not hits:
+        return []
+    reader = _FileReader(source, file)
+    reader.pattern = pattern
+    done = reader.parse_regions(hits)
+    # Second pass: a `use x::y as z` (or `use std::env`) makes `z::...` meaningful.
+    extra = {a for a in reader.aliases if a not in tokens}
+    if extra:
+        more = [m.start() for m in _token_regex(extra).finditer(source)]
+        reader.parse_regions(more, skip=done)
+        reader.pattern = _token_regex(tokens | extra)
+    return reader.findings()
+
+
+class _FileReader:
+    def __init__(self, source: bytes, file: str) -> None:
+        self.source = source
+        self.file = file
+        self.trees: list[tuple[Node, int]] = []  # root node, line offset of its region
+        self.aliases: dict[str, Path_] = {}
+        self.globs: list[Path_] = []
+        self._parser = Parser(_LANGUAGE)
+        self.pattern = _BASE_TOKENS  # what a macro body must mention to be worth reading
+
+    # -- regions -----------------------------------------------------------------------------
+
+    def parse_regions(self, hits: list[int], skip: frozenset[int] = frozenset()) -> frozenset[int]:
+        """Parse the top-level items holding `hits`; returns the region starts parsed."""
+        regions = self._regions(hits)
+        for start, end in regions:
+            if start in skip:
+                continue
+            line_offset = self.source.count(b"\n", 0, start)
+            root = self._parser.parse(self.source[start:end]).root_node
+            self.trees.append((root, line_offset))
+            for node in QueryCursor(_USE_QUERY).captures(root).get("use", ()):
+                self._collect_use(node, ())
+        return skip | {start for start, _ in regions}
+
+    def _regions(self, hits: list[int]) -> list[tuple[int, int]]:
+        if len(self.source) <= WHOLE_FILE_BYTES:
+            return [(0, len(self.source))]
+        bounds = [0, *self._item_starts(), len(self.source)]
+        chosen = sorted({bisect.bisect_right(bounds, h) - 1 for h in hits})
+        return [(bounds[i], bounds[i + 1]) for i in chosen]
+
+    def _item_starts(self) -> Iterator[int]:
+        for m in _ITEM_START.finditer(self.source):
+            start = m.start()
+            if start == 0:
+                continue
+            before = self.source[max(0, start - 400) : start].rstrip()
+            last = before[before.rfind(b"\n") + 1 :].strip()
+            # Cut only where the previous line closed an item or was a line comment, so a
+            # region never starts inside a block comment or a multi-line string.
+            if last.endswith((b"}", b";")) or last.startswith(b"//") or not before:
+                yield start
+
+    # -- use declarations --------------------------------------------------------------------
+
+    def _collect_use(self, node: Node, prefix: Path_) -> None:
+        kind = node.type
+        if kind in _PATH_NODES or kind in _NAME_NODES:
+            path = _segments(node)
+            if path is None:
+                return
+            full = prefix + path
+            name = full[-2] if path == ("self",) and len(full) > 1 else full[-1]
+            if path == ("self",):
+                full = full[:-1]
+            self._alias(name, full)
+        elif kind == "use_as_clause":
+            src, alias = node.child_by_field_name("path"), node.child_by_field_name("alias")
+            path = _segments(src) if src is not None else None
+            if path is not None and alias is not None:
+                self._alias(_text(alias), prefix + path)
+        elif kind == "scoped_use_list":
+            head = node.child_by_field_name("path")
+            path = _segments(head) if head is not None else ()
+            body = node.child_by_field_name("list")
+            if path is not None and body is not None:
+                self._collect_use(body, prefix + path)
+        elif kind == "use_list":
+            for child in node.named_children:
+                self._collect_use(child, prefix)
+        elif kind == "use_wildcard":
+            inner = node.named_children[0] if node.named_children else None
+            path = _segments(inner) if inner is not None else ()
+            if path is not None and _relevant(_absolute(prefix + path)):
+                self.globs.append(_absolute(prefix + path))
+
+    def _alias(self, name: str, path: Path_) -> None:
+        # Only names that lead to a capability matter; the rest would just slow resolution.
+        path = _absolute(path)
+        if name != "_" and _relevant(path):
+            self.aliases[name] = path
+
+    def _resolve(self, path: Path_) -> Path_ | None:
+        path = _absolute(path)
+        if not path or path[0] in ("crate", "self", "super", "Self"):
+            return None
+        if path[0] in self.aliases:
+            return self.aliases[path[0]] + path[1:]
+        return path
+
+    # -- findings ----------------------------------------------------------------------------
+
+    def findings(self) -> list[Finding]:
+        found: dict[tuple[Capability, int, str], None] = {}
+        names = _name_query(frozenset(self.aliases), bool(self.globs))
+        for root, offset in self.trees:
+            captures = QueryCursor(_QUERY).captures(root)
+            captures["name"] = QueryCursor(names).captures(root).get("name", [])
+            for _, match in QueryCursor(_MACRO_QUERY).matches(root):
+                captures.setdefault("macro.name", []).extend(match["name"])
+                captures.setdefault("macro.args", []).extend(match["args"])
+            for cap, node, item in self._findings_in(captures):
+                found[(cap, node.start_point.row + offset + 1, item)] = None
+        return [Finding(cap, line, item) for cap, line, item in sorted(found, key=_order)]
+
+    def _findings_in(self, c: dict[str, list[Node]]) -> Iterator[tuple[Capability, Node, str]]:
+        for node in c.get("use", ()):
+            if node.parent is not None and node.parent.type == "use_declaration":
+                yield from self._use_findings(node, ())
+        for node in c.get("path", ()):
+            if node.parent is None or node.parent.type not in _PATH_NODES:
+                if not _inside_use(node):
+                    yield from self._path_findings(node, _segments(node))
+        for node in c.get("name", ()):
+            parent = node.parent
+            if parent is not None and parent.type not in _PATH_NODES | {"token_tree"}:
+                if not _inside_use(node):
+                    yield from self._path_findings(node, (_text(node),))
+        for node in c.get("tokens", ()):
+            if node.parent is not None and node.parent.type != "token_tree":
+                if self.pattern.search(node.text or b""):
+                    yield from self._token_findings(node)
+        names, args = c.get("macro.name", []), c.get("macro.args", [])
+        for name_node, args_node in zip(names, args, strict=True):
+            yield from self._macro_findings(name_node, args_node)
+        for node in c.get("unsafe", ()):
+            yield Capability.UNSAFE, node, _unsafe_item(node)
+        for node in c.get("foreign", ()):
+            abi = node.named_children[0] if node.named_children else None
+            label = _text(abi) if abi is not None and abi.type == "extern_modifier" else "extern"
+            yield Capability.FFI, node, f"{label} {{ ... }} block"
+        for node in c.get("externfn", ()):
+            yield Capability.FFI, node, f'extern "C" fn {_text(node)}'
+        for node in c.get("link", ()):
+            yield Capability.LINKS, node, " ".join(_text(node).split())[:200]
+
+    def _use_findings(self, node: Node, prefix: Path_) -> Iterator[tuple[Capability, Node, str]]:
+        kind = node.type
+        if kind in _PATH_NODES or kind in _NAME_NODES or kind == "use_as_clause":
+            src = node.child_by_field_name("path") if kind == "use_as_clause" else node
+            path = _segments(src) if src is not None else None
+            if path is not None:
+                full = _absolute(prefix + path)
+                if full and full[-1] == "self":
+                    full = full[:-1]
+                cap = _match(full)
+                if cap is not None:
+                    yield cap, node, "use " + "::".join(full)
+        elif kind == "scoped_use_list":
+            head = node.child_by_field_name("path")
+            path = _segments(head) if head is not None else ()
+            body = node.child_by_field_name("list")
+            if path is not None and body is not None:
+                yield from self._use_findings(body, prefix + path)
+        elif kind == "use_list":
+            for child in node.named_children:
+                yield from self._use_findings(child, prefix)
+        elif kind == "use_wildcard":
+            inner = node.named_children[0] if node.named_children else None
+            path = _segments(inner) if inner is not None else ()
+            cap = _match(_absolute(prefix + path)) if path is not None else None
+            if cap is not None and path is not None:
+                yield cap, node, "use " + "::".join((*_absolute(prefix + path), "*"))
+
+    def _path_findings(
+        self, node: Node, path: Path_ | None
+    ) -> Iterator[tuple[Capability, Node, str]]:
+        if path is None:
+            return
+        resolved = self._resolve(path)
+        if resolved is None:
+            return
+        cap = _match(resolved)
+        if cap is None and path[0] not in self.aliases:
+            for glob in self.globs:
+                cap = _match(glob + path)
+                if cap is not None:
+                    resolved = glob + path
+                    break
+        if cap is None and len(path) == 1 and path[0] in _BARE:
+            cap = _BARE[path[0]]
+        if cap is None and path[:2] in _BARE_CALLS and path[0] not in self.aliases:
+            cap = _BARE_CALLS[path[:2]]
+        if cap is not None:
+            yield cap, node, "::".join(resolved)
+
+    def _token_findings(self, tree: Node) -> Iterator[tuple[Capability, Node, str]]:
+        """Paths inside macro bodies are flat tokens: rebuild `a::b::c` runs and resolve them."""
+        run: list[Node] = []
+        expect_name = True
+        for tok in _tokens(tree):
+            kind = tok.type
+            if kind == "::":
+                expect_name = True
+                continue
+            if kind in _NAME_NODES and expect_name:
+                run.append(tok)
+                expect_name = False
+                continue
+            if run:
+                yield from self._path_findings(run[0], tuple(_text(t) for t in run))
+            run = [tok] if kind in _NAME_NODES else []
+            expect_name = False
+        if run:
+            yield from self._path_findings(run[0], tuple(_text(t) for t in run))
+
+    def _macro_findings(self, name: Node, args: Node) -> Iterator[tuple[Capability, Node, str]]:
+        path = _segments(name)
+        macro = path[-1] if path else ""
+        if macro in _ENV_MACROS:
+            literal = _first_string(args)
+            if literal is None or not _CARGO_ENV.match(literal):
+                shown = f'"{literal}"' if literal is not None else "..."
+                yield Capability.ENV, name, f"{macro}!({shown})"
+        elif macro in _INCLUDE_MACROS:
+            literal = _first_string(args)
+            only_literal = literal is not None and len(args.named_children) == 1
+            if not only_literal:
+                # A computed path (usually concat!(env!("OUT_DIR"), ...)) is not in the crate.
+                shown = " ".join(_text(args).split())[:120]
+                yield Capability.INCLUDE_OUTSIDE, name, f"{macro}!{shown}"
+            elif literal is not None and _outside_crate(self.file, literal):
+                yield Capability.INCLUDE_OUTSIDE, name, f'{macro}!("{literal}")'
+
+
+def _order(key: tuple[Capability, int, str]) -> tuple[int, str, str]:
+    return key[1], key[0].value, key[2]
+
+
+def _text(node: Node) -> str:
+    data = node.text
+    return data.decode("utf-8", errors="replace") if data is not None else ""
+
+
+def _segments(node: Node | None) -> Path_ | None:
+    """`a::b::C` as ("a", "b", "C"); a leading `::` gives an empty first segment."""
+    if node is None:
+        return ()
+    kind = node.type
+    if kind in _NAME_NODES or kind in ("metavariable", "primitive_type"):
+        return (_text(node),)
+    if kind in _PATH_NODES:
+        head = node.child_by_field_name("path")
+        name = node.child_by_field_name("name")
+        if name is None:
+            return None
+        if head is None:
+            return ("", _text(name))
+        left = _segments(head)
+        return None if left is None else (*left, _text(name))
+    if kind == "generic_type":
+        return _segments(node.child_by_field_name("type"))
+    return None
+
+
+def _absolute(path: Path_) -> Path_:
+    return path[1:] if path and path[0] == "" else path
+
+
+def _match(path: Path_) -> Capability | None:
+    for rule, cap in _RULES_BY_HEAD.get(path[0] if path else "", ()):
+        if path[: len(rule)] == rule:
+            return cap
+    return None
+
+
+def _relevant(path: Path_) -> bool:
+    """Does `path` grant a capability, or lead to one (`std::env` leads to `std::env::var`)?"""
+    return bool(path) and any(
+        path[: len(rule)] == rule or rule[: len(path)] == path for rule, _ in _RULE_PATHS
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _name_query(aliases: frozenset[str], any_name: bool) -> Query:
+    """Bare identifiers worth resolving: known names, this file's aliases, or all under a glob."""
+    if any_name:
+        return Query(_LANGUAGE, "(identifier) @name (type_identifier) @name")
+    names = " ".join(f'"{n}"' for n in sorted(set(_BARE) | aliases | {"File"}))
+    return Query(
+        _LANGUAGE,
+        f"((identifier) @name (#any-of? @name {names}))"
+        f"((type_identifier) @name (#any-of? @name {names}))",
+    )
+
+
+def _inside_use(node: Node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "use_declaration":
+            return True
+        if parent.type in ("block", "source_file", "declaration_list", "token_tree"):
+            return False
+        parent = parent.parent
+    return False
+
+
+def _tokens(tree: Node) -> Iterator[Node]:
+    for child in tree.children:
+        if child.type == "token_tree":
+            yield from _tokens(child)
+        elif child.type in ("string_literal", "raw_string_literal", "line_comment",
+                            "block_comment", "char_literal"):  # fmt: skip
+            yield child  # breaks a path run; its content is never read as code
+        else:
+            yield child
+
+
+def _first_string(args: Node) -> str | None:
+    for child in args.named_children:
+        if child.type in ("string_literal", "raw_string_literal"):
+            content = [c for c in child.named_children if c.type == "string_content"]
+            return _text(content[0]) if content else ""
+    return None
+
+
+def _outside_crate(file: str, literal: str) -> bool:
+    """Does `include_*!("literal")` in `file` name a file outside the crate root?"""
+    if literal.startswith(("/", "\\")) or (len(literal) > 1 and literal[1] == ":"):
+        return True
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(file), literal))
+    return joined == ".." or joined.startswith("../")
+
+
+def _unsafe_item(node: Node) -> str:
+    parent = node.parent
+    kind = parent.type if parent is not None else ""
+    if kind == "unsafe_block":
+        return "unsafe block"
+    if kind == "function_modifiers" and parent is not None and parent.parent is not None:
+        name = parent.parent.child_by_field_name("name")
+        return f"unsafe fn {_text(name)}" if name is not None else "unsafe fn pointer type"
+    if kind == "impl_item":
+        return "unsafe impl"
+    if kind == "trait_item":
+        return "unsafe trait"
+    if kind == "token_tree":
+        return "unsafe (in macro body)"
+    return "unsafe"

@@ -1,0 +1,231 @@
+"""The HTTP edge: cargo's sparse protocol, top to bottom, and the one place errors become status codes.
+
+    index path:    validate -> decide (name) -> cache or upstream (+TUF) -> decide (versions)
+                   -> respond (ETag/304) -> audit
+    download path: validate -> decide (name) -> index line -> decide (version) -> store or
+                   upstream (checksum) -> decide (capabilities) -> respond (sendfile) -> audit
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from mirror import metrics
+from mirror.config import Settings
+from mirror.downloads import CrateFetcher
+from mirror.errors import (
+    ArchiveError,
+    BadRequest,
+    Blocked,
+    IntegrityError,
+    MirrorError,
+    NotFound,
+    StorageError,
+    TrustError,
+    UpstreamNotFound,
+    UpstreamUnavailable,
+)
+from mirror.gate import Gate, Request
+from mirror.index import parse_index_path, validate_name, validate_version
+from mirror.index_cache import IndexCache
+from mirror.upstream import Upstream
+
+log = structlog.get_logger("mirror.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
+INDEX_CACHE_CONTROL = "max-age=0, must-revalidate"  # cargo revalidates; we answer 304 cheaply
+
+
+class Mirror:
+    """Everything a request needs, built once at start-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        indexes: IndexCache,
+        crates: CrateFetcher,
+        gate: Gate,
+        upstream: Upstream | None,
+    ) -> None:
+        self.settings = settings
+        self.indexes = indexes
+        self.crates = crates
+        self.gate = gate
+        self.upstream = upstream
+        self._config_body: bytes | None = None
+
+    # -- GET /index/{path} --------------------------------------------------------------------
+
+    async def index_file(self, request: web.Request) -> web.StreamResponse:
+        name = parse_index_path(request.match_info["path"])
+        req = self._request(request, "index", name)
+        self.gate.check_name(req)
+        entry = await self.indexes.get(name)
+        served = self.gate.served_index(entry, self._is_cached if self.indexes.offline else None)
+        self.gate.allowed(req, served.summary)
+        headers = {"ETag": served.etag, "Cache-Control": INDEX_CACHE_CONTROL}
+        if entry.stale_reason is not None:
+            headers["Warning"] = '110 crate-mirror "Response is Stale: upstream unreachable"'
+        if served.etag in _etags(request.headers.get("If-None-Match")):
+            return web.Response(status=304, headers=headers)
+        metrics.bytes_served.labels("index").inc(len(served.body))
+        return web.Response(body=served.body, headers=headers, content_type="text/plain")
+
+    # -- GET /api/v1/crates/{name}/{version}/download -----------------------------------------
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        name = validate_name(request.match_info["name"])
+        version = validate_version(request.match_info["version"])
+        req = self._request(request, "download", name, version)
+        self.gate.check_name(req)
+        entry = await self.indexes.get(name)
+        line = entry.index.find(version)
+        if line is None:
+            raise NotFound(f"{name} {version} is not in the index")
+        self.gate.check_version(req, entry, line)
+        path = await self.crates.ensure(line)
+        await self.gate.check_capabilities(req, line, path)
+        self.gate.allowed(req, {"cksum": line.cksum})
+        metrics.bytes_served.labels("download").inc(path.stat().st_size)
+        return web.FileResponse(path, headers={"Content-Type": "application/x-tar"})
+
+    # -- GET /index/config.json ---------------------------------------------------------------
+
+    async def config_json(self, request: web.Request) -> web.StreamResponse:
+        if self._config_body is None:
+            self._config_body = await self._build_config()
+        return web.Response(body=self._config_body, content_type="application/json")
+
+    async def _build_config(self) -> bytes:
+        upstream_config = await self._upstream_config()
+        config = dict(upstream_config)
+        # Downloads must come back through us, and no `api` may send cargo around the mirror.
+        config["dl"] = f"{self.settings.base_url}/api/v1/crates"
+        config.pop("api", None)
+        return json.dumps(config, indent=2).encode() + b"\n"
+
+    async def _upstream_config(self) -> dict[str, object]:
+        store = self.crates.store
+        if self.upstream is not None:
+            try:
+                body = await self.upstream.fetch_config()
+                store.write_upstream_config(body)
+            except (UpstreamUnavailable, UpstreamNotFound) as e:
+                body_or_none = store.read_upstream_config()
+                if body_or_none is None:
+                    raise UpstreamUnavailable(f"cannot read upstream config.json: {e}") from e
+                body = body_or_none
+                self.upstream.set_config(body)
+        else:
+            body = store.read_upstream_config() or b"{}"
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    async def start_upstream(self) -> None:
+        """Load upstream's `dl` template before the first download needs it."""
+        if self.upstream is not None:
+            try:
+                self._config_body = await self._build_config()
+            except UpstreamUnavailable as e:
+                log.warning("upstream.config_unavailable", error=str(e))
+
+    # -- health and metrics -------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok", "offline": self.indexes.offline})
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _is_cached(self, cksum: str) -> bool:
+        return self.crates.store.has_crate(cksum)
+
+    @staticmethod
+    def _request(request: web.Request, route: str, name: str, version: str | None = None) -> Request:
+        rid = uuid.uuid4().hex[:16]
+        request[REQUEST_ID] = rid
+        return Request(rid, request.remote, route, name, version)
+
+
+def _etags(header: str | None) -> list[str]:
+    if not header:
+        return []
+    return [t.strip().removeprefix("W/") for t in header.split(",")]
+
+
+# -- the edge: exceptions -> responses, in one place ------------------------------------------
+
+
+def _status_for(error: MirrorError) -> int:
+    if isinstance(error, BadRequest):
+        return 400
+    if isinstance(error, Blocked):
+        return 403  # not 404: cargo prints the body of a 403, but says only "not found" for 404
+    if isinstance(error, NotFound | UpstreamNotFound):
+        return 404
+    if isinstance(error, UpstreamUnavailable):
+        return 503
+    if isinstance(error, IntegrityError | TrustError | ArchiveError):
+        return 502
+    if isinstance(error, StorageError):
+        return 507
+    return 500
+
+
+def edge(route: str, handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except MirrorError as e:
+            status = _status_for(e)
+            rid = request.get(REQUEST_ID)
+            text = str(e) if isinstance(e, Blocked) else f"crate-mirror: {e}"
+            if rid and not isinstance(e, Blocked):
+                text += f" (request {rid})"
+            if status >= 500:
+                log.error("request.failed", route=route, path=request.path, status=status,
+                          error=str(e), request_id=rid)
+            response = web.Response(status=status, text=text + "\n")
+        except Exception:
+            # A bug, not a verdict: never leak internals, but give the id to find the traceback.
+            rid = request.get(REQUEST_ID)
+            log.exception("request.crashed", route=route, path=request.path, request_id=rid)
+            response = web.Response(status=500, text=f"crate-mirror: internal error (request {rid})\n")
+        metrics.requests.labels(route, str(response.status)).inc()
+        return response
+
+    return wrapped
+
+
+MIRROR = web.AppKey("mirror", Mirror)
+
+
+def build_app(mirror: Mirror) -> web.Application:
+    # Generous but finite limits on what a client may send (slowloris, header floods).
+    app = web.Application(client_max_size=64 * 1024, handler_args={"max_field_size": 8190})
+    app.router.add_get("/index/config.json", edge("config", mirror.config_json))
+    app.router.add_get("/index/{path:.+}", edge("index", mirror.index_file))
+    app.router.add_get(
+        "/api/v1/crates/{name}/{version}/download", edge("download", mirror.download)
+    )
+    app.router.add_get("/healthz", edge("healthz", mirror.healthz))
+    app.router.add_get("/metrics", edge("metrics", mirror.metrics))
+    app[MIRROR] = mirror
+    return app
+
+
+def tuf_static(app: web.Application, metadata_dir: Path) -> None:
+    """Serve the mirror's signed TUF metadata for downstream mirrors and clients."""
+    app.router.add_static("/tuf/", metadata_dir, show_index=False, follow_symlinks=False)

@@ -1,0 +1,234 @@
+"""The on-disk cache: a content-addressed crate store and an index-file cache.
+
+Layout under the cache directory (documented in the README):
+
+    crates/<sha256[0:2]>/<sha256>.crate   complete, verified crates only (name = content hash)
+    index/<sparse index path>             one upstream index file: a JSON header line, then body
+    config/upstream-config.json           upstream's config.json, for offline start-up
+    tmp/                                  files being written; never read as cache entries
+
+Crash safety: everything is written to tmp/, fsynced, and `os.replace`d into place, so a
+`kill -9` at any moment leaves either the old entry or the complete new one, never a partial
+file under crates/ or index/. Several processes may share one directory: writers of the same
+crate produce identical bytes and the last rename wins harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from mirror.errors import IntegrityError, StorageError
+from mirror.index import index_path
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
+STALE_TMP_SECONDS = 3600  # temp files older than this belong to a dead process
+
+
+@dataclass(frozen=True)
+class CachedIndex:
+    body: bytes
+    etag: str | None  # upstream's validators, for conditional revalidation
+    last_modified: str | None
+    fetched_at: float  # unix time of the last successful fetch or 304
+    # unix time until which the TUF metadata that verified this body is valid (None: no TUF)
+    verified_until: float | None = None
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.crates_dir = root / "crates"
+        self.index_dir = root / "index"
+        self.tmp_dir = root / "tmp"
+        self.config_file = root / "config" / "upstream-config.json"
+        try:
+            for d in (self.crates_dir, self.index_dir, self.tmp_dir, self.config_file.parent):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from e
+
+    # -- crates -------------------------------------------------------------------------------
+
+    def crate_path(self, cksum: str) -> Path:
+        # Path-injection defence: only a well-formed hex digest ever becomes a path.
+        if not _SHA256_RE.match(cksum):
+            raise IntegrityError(f"malformed sha256 {cksum[:80]!r}")
+        return self.crates_dir / cksum[:2] / f"{cksum}.crate"
+
+    def has_crate(self, cksum: str) -> bool:
+        return self.crate_path(cksum).is_file()
+
+    async def write_crate(
+        self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> Path:
+        """Stream a download into the store, committing it only if its sha256 is `cksum`.
+
+        The size limit is enforced while streaming (an endless body costs at most max_bytes of
+        disk), and a mismatch or a short body leaves nothing behind.
+        """
+        final = self.crate_path(cksum)
+        tmp = self._tmp_name("crate")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with aiofiles.open(tmp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise IntegrityError(f"download exceeds the {max_bytes}-byte limit")
+                    digest.update(chunk)
+                    await out.write(chunk)
+                await out.flush()
+                await asyncio.to_thread(os.fsync, out.fileno())
+            actual = digest.hexdigest()
+            if actual != cksum:
+                # Tampering or corruption in transit: the index is the authority.
+                raise IntegrityError(
+                    f"checksum mismatch: index says {cksum}, upstream sent {actual} ({size} bytes)"
+                )
+            await asyncio.to_thread(self._commit, tmp, final)
+        except OSError as e:
+            raise _storage_error(e, "writing a crate") from e
+        finally:
+            _unlink_quietly(tmp)
+        return final
+
+    def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
+        """Synchronous commit of bytes already in memory (import, tests)."""
+        if hashlib.sha256(data).hexdigest() != cksum:
+            raise IntegrityError(f"checksum mismatch for {cksum}")
+        final = self.crate_path(cksum)
+        self._write_atomic(final, data)
+        return final
+
+    def iter_crates(self) -> Iterator[str]:
+        for path in self.crates_dir.glob("*/*.crate"):
+            if _SHA256_RE.match(path.stem):
+                yield path.stem
+
+    # -- index files --------------------------------------------------------------------------
+
+    def index_file(self, name: str) -> Path:
+        return self.index_dir / index_path(name)
+
+    def read_index(self, name: str) -> CachedIndex | None:
+        """The cached index file, or None if absent or unreadable (then it is fetched again)."""
+        try:
+            raw = self.index_file(name).read_bytes()
+        except OSError:
+            return None
+        header, sep, body = raw.partition(b"\n")
+        if not sep:
+            return None
+        try:
+            meta = json.loads(header)
+            return CachedIndex(
+                body,
+                meta.get("etag"),
+                meta.get("last_modified"),
+                float(meta["fetched"]),
+                meta.get("verified_until"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def write_index(self, name: str, entry: CachedIndex) -> None:
+        meta = {
+            "etag": entry.etag,
+            "last_modified": entry.last_modified,
+            "fetched": entry.fetched_at,
+            "verified_until": entry.verified_until,
+        }
+        header = json.dumps(meta, separators=(",", ":")).encode()
+        try:
+            self._write_atomic(self.index_file(name), header + b"\n" + entry.body)
+        except OSError as e:
+            raise _storage_error(e, "writing an index file") from e
+
+    def iter_index_names(self) -> Iterator[str]:
+        for path in self.index_dir.rglob("*"):
+            if path.is_file():
+                yield path.name
+
+    # -- upstream config ----------------------------------------------------------------------
+
+    def read_upstream_config(self) -> bytes | None:
+        try:
+            return self.config_file.read_bytes()
+        except OSError:
+            return None
+
+    def write_upstream_config(self, body: bytes) -> None:
+        try:
+            self._write_atomic(self.config_file, body)
+        except OSError as e:
+            raise _storage_error(e, "writing upstream config") from e
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
+        """Delete temp files left by crashed processes; returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _tmp_name(self, kind: str) -> Path:
+        return self.tmp_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex}.part"
+
+    def _write_atomic(self, final: Path, data: bytes) -> None:
+        tmp = self._tmp_name("file")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._commit(tmp, final)
+        finally:
+            _unlink_quietly(tmp)
+
+    @staticmethod
+    def _commit(tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        # Make the rename itself durable, so a power cut cannot resurrect the old state.
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def _storage_error(e: OSError, doing: str) -> StorageError:
+    if e.errno == errno.ENOSPC:
+        return StorageError(f"cache disk is full while {doing}")
+    return StorageError(f"cache write failed while {doing}: {e.strerror}")

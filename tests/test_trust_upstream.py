@@ -1,0 +1,229 @@
+"""Attacks on a TUF-signed upstream, each rejected by UpstreamVerifier with nothing cached."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from securesystemslib.signer import CryptoSigner
+
+from mirror.errors import TrustError
+from mirror.index import index_path
+from mirror.store import CachedIndex, Store
+from mirror.trust.settings import TufUpstreamSettings
+from mirror.trust.upstream import UpstreamVerifier
+from tests.fixtures.tuf_repo import SignedUpstream, static_app
+
+CRATES = ("serde", "rand", "libc", "syn", "itoa")
+
+
+def index_body(name: str, versions: tuple[str, ...] = ("1.0.0", "1.0.1")) -> bytes:
+    lines = []
+    for vers in versions:
+        cksum = hashlib.sha256(f"{name}-{vers}".encode()).hexdigest()
+        line = {"name": name, "vers": vers, "deps": [], "cksum": cksum, "features": {}}
+        lines.append(json.dumps(line, separators=(",", ":")).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+@dataclass
+class Env:
+    upstream: SignedUpstream
+    base_url: str
+    settings: TufUpstreamSettings
+    store: Store
+    requests: list[str]
+
+    def verifier(self, **changes: object) -> UpstreamVerifier:
+        return UpstreamVerifier(replace(self.settings, **changes))  # type: ignore[arg-type]
+
+    async def fetch_and_cache(self, verifier: UpstreamVerifier, name: str) -> None:
+        """What the server does: fetch, verify, and only then cache."""
+        path = index_path(name)
+        async with aiohttp.ClientSession() as s, s.get(f"{self.base_url}index/{path}") as r:
+            body = await r.read()
+        await verifier.verify_index(path, body)
+        self.store.write_index(name, CachedIndex(body, None, None, 0.0))
+
+
+AiohttpServer = Callable[[web.Application], Awaitable[object]]
+
+
+@pytest.fixture
+async def env(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[Env]:
+    upstream = SignedUpstream(
+        tmp_path / "upstream", {index_path(n): index_body(n) for n in CRATES}, root_threshold=2
+    )
+    requests: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: object) -> web.StreamResponse:
+        requests.append(request.path)
+        return await handler(request)  # type: ignore[operator, no-any-return]
+
+    app = static_app(upstream.dir)
+    app.middlewares.append(record)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("/"))  # type: ignore[attr-defined]
+    pinned = tmp_path / "pinned-root.json"
+    pinned.write_bytes(upstream.root_versions[1])
+    settings = TufUpstreamSettings(
+        metadata_url=base + "metadata/",
+        trusted_root=pinned,
+        metadata_dir=tmp_path / "client-metadata",
+        refresh_interval=3600,
+        min_forced_refresh_gap=0.0,
+    )
+    yield Env(upstream, base, settings, Store(tmp_path / "cache"), requests)
+
+
+async def expect_rejected(env: Env, verifier: UpstreamVerifier, name: str, reason: str) -> None:
+    with pytest.raises(TrustError, match=reason):
+        await env.fetch_and_cache(verifier, name)
+    assert env.store.read_index(name) is None, "a rejected index file must not be cached"
+
+
+async def test_signed_index_file_is_verified_and_cached(env: Env) -> None:
+    """A correctly signed index file passes and reports when its verification expires."""
+    verifier = env.verifier()
+    await env.fetch_and_cache(verifier, "serde")
+    assert env.store.read_index("serde") is not None
+    expires = await verifier.verify_index(index_path("rand"), index_body("rand"))
+    assert datetime.now(UTC) < expires <= datetime.now(UTC) + timedelta(days=1)
+
+
+async def test_tampered_index_file_is_rejected(env: Env) -> None:
+    """A CDN serving different bytes than were signed (e.g. a changed cksum) is caught."""
+    env.upstream.tamper_index(index_path("serde"), index_body("serde", ("1.0.0", "9.9.9")))
+    await expect_rejected(env, env.verifier(), "serde", "length or hash mismatch")
+
+
+async def test_swapped_index_files_are_rejected(env: Env) -> None:
+    """Mix-and-match: rand's validly signed file served as serde's does not verify."""
+    env.upstream.swap_index(index_path("serde"), index_path("rand"))
+    await expect_rejected(env, env.verifier(), "serde", "length or hash mismatch")
+    await expect_rejected(env, env.verifier(), "rand", "length or hash mismatch")
+
+
+async def test_timestamp_signed_with_wrong_key_is_rejected(env: Env) -> None:
+    """A stolen-looking key that root never delegated to cannot sign timestamps."""
+    env.upstream.resign_timestamp_with_wrong_key()
+    await expect_rejected(env, env.verifier(), "serde", "signature threshold not met")
+
+
+async def test_root_signed_below_threshold_is_rejected(env: Env) -> None:
+    """Root needs 2 of 2 signatures: a new root signed by one old key is refused."""
+    up = env.upstream
+    new_keys = [CryptoSigner.generate_ed25519(), CryptoSigner.generate_ed25519()]
+    old = up.signers["root"]
+    up.rotate_root(new_keys, threshold=2, sign_old=False)
+    up.sign(up.root, "root", [*new_keys, old[0]])  # one old signature of two required
+    up.write_root()
+    await expect_rejected(env, env.verifier(), "serde", "signature threshold not met")
+
+
+async def test_root_rotation_signed_by_old_and_new_keys_is_accepted(env: Env) -> None:
+    """Key rotation: root v2 signed by both key sets is trusted, and v3 chains from it."""
+    verifier = env.verifier()
+    await env.fetch_and_cache(verifier, "serde")
+    up = env.upstream
+    up.rotate_root([CryptoSigner.generate_ed25519()], threshold=1, sign_old=True)
+    up.rotate_root([CryptoSigner.generate_ed25519()], threshold=1, sign_old=True)
+    await verifier.refresh(force=True)
+    await env.fetch_and_cache(verifier, "rand")
+    assert (env.settings.metadata_dir / "root_history" / "3.root.json").is_file()
+
+
+async def test_expired_timestamp_is_rejected(env: Env) -> None:
+    """Freeze attack: a mirror replaying an expired timestamp is refused."""
+    env.upstream.expire_timestamp()
+    await expect_rejected(env, env.verifier(), "serde", "expired")
+
+
+async def test_metadata_past_expiry_on_a_frozen_clock_is_rejected(env: Env) -> None:
+    """Freeze attack seen by the verifier's own clock: trusted metadata stops being usable."""
+    now = [datetime.now(UTC)]
+    verifier = UpstreamVerifier(env.settings, clock=lambda: now[0])
+    await env.fetch_and_cache(verifier, "serde")
+    now[0] += timedelta(days=2)  # the 1-day timestamp is long expired; upstream is frozen
+    await expect_rejected(env, verifier, "rand", "expired")
+
+
+async def test_timestamp_rollback_is_rejected(env: Env) -> None:
+    """Rollback: after seeing timestamp v3, an older v1 is refused."""
+    env.upstream.update_index(index_path("serde"), index_body("serde", ("1.0.0", "1.0.2")))
+    env.upstream.update_index(index_path("rand"), index_body("rand", ("1.0.0", "1.0.2")))
+    verifier = env.verifier()
+    await env.fetch_and_cache(verifier, "serde")
+    env.upstream.rollback_timestamp(1)
+    with pytest.raises(TrustError, match="rollback"):
+        await verifier.refresh(force=True)
+    await expect_rejected(env, verifier, "libc", "rollback")
+
+
+async def test_snapshot_rollback_is_rejected(env: Env) -> None:
+    """Rollback: a new timestamp pointing at an older snapshot version is refused."""
+    env.upstream.update_index(index_path("serde"), index_body("serde", ("1.0.0", "1.0.2")))
+    await env.fetch_and_cache(env.verifier(), "serde")
+    env.upstream.rollback_snapshot()
+    await expect_rejected(env, env.verifier(), "rand", "rollback")
+
+
+async def test_targets_rollback_is_rejected(env: Env) -> None:
+    """Rollback: a snapshot listing an older targets version than already trusted."""
+    env.upstream.bump_targets()
+    await env.fetch_and_cache(env.verifier(), "serde")
+    env.upstream.rollback_targets()
+    await expect_rejected(env, env.verifier(), "rand", "rollback")
+
+
+async def test_oversized_timestamp_is_rejected(env: Env) -> None:
+    """Endless data: a timestamp larger than the limit is cut off, not buffered."""
+    env.upstream.inflate_timestamp(200_000)
+    await expect_rejected(env, env.verifier(), "serde", "endless data")
+
+
+async def test_newly_published_crate_triggers_one_coalesced_refresh(env: Env) -> None:
+    """A target unknown to the last refresh refreshes once, shared by concurrent requests."""
+    verifier = env.verifier()
+    await verifier.refresh(force=True)
+    env.upstream.update_index(index_path("zerocopy"), index_body("zerocopy"))
+    env.requests.clear()
+    body = index_body("zerocopy")
+    await asyncio.gather(*(verifier.verify_index(index_path("zerocopy"), body) for _ in range(8)))
+    assert env.requests.count("/metadata/timestamp.json") == 1
+
+
+async def test_target_missing_upstream_is_rejected(env: Env) -> None:
+    """An index file upstream never signed is not served."""
+    with pytest.raises(TrustError, match="not listed"):
+        await env.verifier().verify_index(index_path("notsigned"), index_body("notsigned"))
+
+
+async def test_failed_refresh_after_attack_clears_trust(env: Env) -> None:
+    """Once upstream serves bad metadata, even previously fine files stop verifying."""
+    verifier = env.verifier()
+    await env.fetch_and_cache(verifier, "serde")
+    env.upstream.resign_timestamp_with_wrong_key()
+    with pytest.raises(TrustError):
+        await verifier.refresh(force=True)
+    with pytest.raises(TrustError, match="signature threshold"):
+        await verifier.verify_index(index_path("serde"), index_body("serde"))
+
+
+async def test_unreachable_upstream_keeps_unexpired_metadata(env: Env, tmp_path: Path) -> None:
+    """A network failure is not an attack: metadata stays usable until it expires."""
+    verifier = env.verifier()
+    await verifier.refresh(force=True)
+    (env.upstream.metadata_dir / "timestamp.json").unlink()  # upstream answers 404
+    with pytest.raises(TrustError, match="HTTP 404"):
+        await verifier.refresh(force=True)
+    await verifier.verify_index(index_path("serde"), index_body("serde"))
