@@ -123,12 +123,11 @@ def parse_advisory(data: bytes, *, toml_only: bool = False) -> Advisory | None:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        # The fence line shifts TOML line numbers by one in Markdown files.
-        line = getattr(e, "lineno", None)
-        shift = 0 if toml_only or line is None else 1
-        raise AdvisoryError(
-            f"invalid TOML: {e}", line=None if line is None else line + shift
-        ) from e
+        # tomllib (3.11) puts the position only in the message. The fence line shifts TOML
+        # line numbers by one in Markdown files.
+        at = re.search(r"at line (\d+)", str(e))
+        line = int(at.group(1)) + (0 if toml_only else 1) if at else None
+        raise AdvisoryError(f"invalid TOML: {e}", line=line) from e
     meta = _table(doc, "advisory")
     if meta.get("withdrawn"):
         return None

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import aiohttp
 
@@ -136,10 +135,9 @@ async def fetch_popular(
         )
     names: list[str] = []
     seen: set[str] = set()
-    url = urljoin(
-        settings.api.rstrip("/") + "/",
-        f"api/v1/crates?sort=downloads&per_page={settings.per_page}&page=1",
-    )
+    base = settings.api.rstrip("/") + "/api/v1/crates"
+    per_page = max(1, min(settings.per_page, settings.count))
+    url = f"{base}?sort=downloads&per_page={per_page}&page=1"
     page = 1
     last_start: float | None = None
     try:
@@ -164,12 +162,9 @@ async def fetch_popular(
             if not crates or next_page == "":
                 break
             page += 1
-            base = url.split("?", 1)[0]
-            url = (
-                base + next_page
-                if next_page is not None
-                else (f"{base}?sort=downloads&per_page={settings.per_page}&page={page}")
-            )
+            if next_page is None:  # the API gave no link: count pages ourselves
+                next_page = f"?sort=downloads&per_page={per_page}&page={page}"
+            url = base + next_page
     finally:
         if own:
             await session.close()

@@ -15,7 +15,7 @@ from tests.fixtures.crates import debian_crate_dir
 from tests.fixtures.registry import Registry, build_registry
 from tests.fixtures.upstream import FakeUpstream
 
-# pytest_plugins = ["tests.fixtures.pytest_plugin"]
+pytest_plugins = ["tests.fixtures.pytest_plugin"]
 
 SMALL_SET = ("itoa", "ryu", "memchr", "serde", "unicode-ident", "cfg-if")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,27 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert run_cli(["audit", "verify", "--dir", str(tmp_path / "nope")]) == 2
     assert run_cli(["audit", "query", "--dir", str(tmp_path), "--since", "soon"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_cli_finds_the_directory_from_settings(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --dir, the audit directory comes from the mirror's settings (audit_dir)."""
+    monkeypatch.setenv("CRATE_MIRROR_AUDIT_DIR", str(audit_dir))
+    assert run_cli(["audit", "verify"]) == 0
+    assert "OK: 3 events" in capsys.readouterr().out
+
+
+def test_since_skips_files_that_end_before_it(tmp_path: Path) -> None:
+    """Files whose last event is older than --since are not read; newer ones are."""
+    log = AuditLog(tmp_path, max_file_bytes=1, fsync=False)  # one event per file
+    log.record(AuditEvent("allow", "default", "old"))
+    log.record(AuditEvent("allow", "default", "new"))
+    log.close()
+    old_file = tmp_path / "audit-000001.jsonl"
+    text = old_file.read_text()
+    old_file.write_text(re.sub(r'"time":"[0-9-]{10}', '"time":"2001-01-01', text))
+    assert json.loads(old_file.read_text())["time"].startswith("2001-01-01")
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert [e["reason"] for e in read_events(tmp_path, since)] == ["new"]
+    assert [e["reason"] for e in read_events(tmp_path)] == ["old", "new"]

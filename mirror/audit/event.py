@@ -3,7 +3,7 @@
 The rendering is a structlog processor chain (the same `(logger, method_name, event_dict)`
 callables the server's own logs use), so an audit line and a log line are built the same way:
 
-    redact_secrets -> to_json_types -> drop_empty -> JSONRenderer(sort_keys, compact)
+    drop_empty -> redact_secrets -> to_json_types -> JSONRenderer(sort_keys, compact)
 
 The rendered text (without "hash", with "prev") is what the hash covers; `link` appends the
 hash as the line's last key. The verifier re-renders the parsed line with `canonical_json`
@@ -39,9 +39,18 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
-_render = structlog.processors.JSONRenderer(
+_ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
 )
+
+
+def _encode(data: Any, **_structlog_defaults: Any) -> str:
+    # One prepared encoder instead of json.dumps(**options), which builds an encoder per
+    # call. JSONRenderer's `default=` fallback is not needed: to_json_types ran first.
+    return _ENCODER.encode(data)
+
+
+_render = structlog.processors.JSONRenderer(serializer=_encode)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ def drop_empty(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str
     return {k: v for k, v in event_dict.items() if v is not None and v != {}}
 
 
-_PROCESSORS = (redact_secrets, to_json_types, drop_empty)
+_PROCESSORS = (drop_empty, redact_secrets, to_json_types)
 
 
 def prepare(event: AuditEvent, timestamp: float) -> dict[str, Any]:

@@ -15,17 +15,33 @@ from pathlib import Path
 from typing import Any
 
 from mirror.audit.event import parse_line
-from mirror.audit.files import FEED_NAME, chain_files
+from mirror.audit.files import FEED_NAME, chain_files, read_tail
 
+_CLOCK_SLACK = timedelta(minutes=5)  # how far out of time order events may be written
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def read_events(directory: Path) -> Iterator[dict[str, Any]]:
-    """Every readable event of the chain, oldest first (damaged lines skipped)."""
+def read_events(directory: Path, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every readable event of the chain, oldest first (damaged lines skipped).
+
+    With `since`, whole files that end before it are skipped unread (their last event is
+    found from the tail), so `query --since 2h` stays fast on a long history. Events may
+    be written slightly out of time order by concurrent workers, hence `_CLOCK_SLACK`;
+    the caller still filters each event.
+    """
     for _, path in chain_files(directory):
+        if since is not None and _ends_before(path, since - _CLOCK_SLACK):
+            continue
         yield from _read_lines(path)
+
+
+def _ends_before(path: Path, moment: datetime) -> bool:
+    with open(path, "rb") as handle:
+        last = read_tail(handle).last
+    end = event_time(last) if last is not None else None
+    return end is not None and end < moment
 
 
 def read_near_names(directory: Path) -> Iterator[dict[str, Any]]:

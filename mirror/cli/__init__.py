@@ -13,6 +13,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.serve",
     "mirror.cli.prefetch",
     "mirror.cli.audit_cmd",
+    "mirror.cli.corpus",
 ]
 
 

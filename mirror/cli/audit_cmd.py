@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return _verify(directory, args.anchor)
     if args.audit_command == "query":
         wanted = EventFilter(action=args.action, crate=args.crate, rule=args.rule, since=since)
-        events = select(read_events(directory), wanted, args.limit)
+        events = select(read_events(directory, since), wanted, args.limit)
         _print(events, event_rows, args.json, sys.stdout)
         return 0
     entries = select(read_near_names(directory), EventFilter(since=since))

@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import tree_sitter_rust
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
@@ -95,9 +96,14 @@ _TOKEN_CAPS.update(
     }
 )
 
-WHOLE_FILE_BYTES = 16 * 1024  # bytes; smaller files are parsed whole (chunking costs more)
-# A top-level item starts at column 0 after a line that ended the previous one.
-_ITEM_START = re.compile(rb"^[A-Za-z#]", re.M)
+WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
+# Where an item starts: a line at column 0 or 4 (a top-level item, or one inside an `impl`,
+# `trait` or `mod`) right after a line that closed the previous one (`}` or `;`) or a `//`
+# comment line. Cutting only there keeps a region from starting inside a block comment or
+# a multi-line string, and every region parses as items.
+_ITEM_CUT = re.compile(
+    rb"(?m)(?:[};][ \t]*|^[ \t]*//[^\n]*)\r?\n(?:[ \t]*\r?\n)*(?=(?:    )?[A-Za-z#])"
+)
 _PATH_NODES = frozenset({"scoped_identifier", "scoped_type_identifier"})
 _NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "super"})
 
@@ -128,80 +134,103 @@ class Finding:
     item: str
 
 
-def _token_regex(tokens: Iterable[str]) -> re.Pattern[bytes]:
-    alternatives = "|".join(sorted((re.escape(t) for t in tokens), key=len, reverse=True))
-    return re.compile(rb"\b(" + alternatives.encode() + rb")\b")
+@functools.lru_cache(maxsize=64)
+def _token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
+    """`\\b(tok1|tok2...)\\b` with common prefixes factored out (twice as fast to search)."""
+    trie: dict[str, Any] = {}
+    for token in tokens:
+        node = trie
+        for ch in token:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alternatives = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alternatives:
+            return ""
+        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+        if len(alternatives) == 1 and "" not in node:
+            return body
+        return f"(?:{body})?" if "" in node else body
+
+    return re.compile(rb"\b" + emit(trie).encode() + rb"\b")
 
 
-_BASE_TOKENS = _token_regex(_TOKEN_CAPS)
 
 
 def scan_rust(
     source: bytes, file: str, wanted: frozenset[Capability] = frozenset(Capability)
 ) -> list[Finding]:
     """Capabilities used by one Rust file (`file` is its path inside the crate)."""
-    tokens = {t for t, caps in _TOKEN_CAPS.items() if caps & wanted}
+    tokens = frozenset(t for t, caps in _TOKEN_CAPS.items() if caps & wanted)
     if not tokens:
         return []
-    pattern = _BASE_TOKENS if len(tokens) == len(_TOKEN_CAPS) else _token_regex(tokens)
+    pattern = _token_regex(tokens)
     hits = [m.start() for m in pattern.finditer(source)]
     if not hits:
         return []
-    reader = _FileReader(source, file)
-    reader.pattern = pattern
-    done = reader.parse_regions(hits)
-    # Second pass: a `use x::y as z` (or `use std::env`) makes `z::...` meaningful.
-    extra = {a for a in reader.aliases if a not in tokens}
+    reader = _FileReader(source, file, pattern)
+    reader.parse_regions(hits)
+    # Second pass: after `use std::env as e`, lines saying `e::var(..)` matter too.
+    extra = frozenset(a for a in reader.aliases if a not in tokens)
     if extra:
-        more = [m.start() for m in _token_regex(extra).finditer(source)]
-        reader.parse_regions(more, skip=done)
         reader.pattern = _token_regex(tokens | extra)
+        reader.parse_regions([m.start() for m in _token_regex(extra).finditer(source)])
     return reader.findings()
 
 
+class _Region:
+    """A parsed slice of the file and the byte span (within it) that holds hits."""
+
+    def __init__(self, root: Node, start: int, line_offset: int) -> None:
+        self.root = root
+        self.start = start
+        self.line_offset = line_offset
+        self.lo = -1
+        self.hi = -1
+
+    def cover(self, lo: int, hi: int) -> None:
+        self.lo = lo if self.lo < 0 else min(self.lo, lo)
+        self.hi = max(self.hi, hi)
+
+
 class _FileReader:
-    def __init__(self, source: bytes, file: str) -> None:
+    def __init__(self, source: bytes, file: str, pattern: re.Pattern[bytes]) -> None:
         self.source = source
         self.file = file
-        self.trees: list[tuple[Node, int]] = []  # root node, line offset of its region
+        self.pattern = pattern  # what a line or macro body must mention to be worth reading
+        self.regions: dict[int, _Region] = {}  # by start offset
         self.aliases: dict[str, Path_] = {}
         self.globs: list[Path_] = []
         self._parser = Parser(_LANGUAGE)
-        self.pattern = _BASE_TOKENS  # what a macro body must mention to be worth reading
+        self._bounds: list[int] | None = None
 
     # -- regions -----------------------------------------------------------------------------
 
-    def parse_regions(self, hits: list[int], skip: frozenset[int] = frozenset()) -> frozenset[int]:
-        """Parse the top-level items holding `hits`; returns the region starts parsed."""
-        regions = self._regions(hits)
-        for start, end in regions:
-            if start in skip:
-                continue
-            line_offset = self.source.count(b"\n", 0, start)
-            root = self._parser.parse(self.source[start:end]).root_node
-            self.trees.append((root, line_offset))
-            for node in QueryCursor(_USE_QUERY).captures(root).get("use", ()):
-                self._collect_use(node, ())
-        return skip | {start for start, _ in regions}
+    def parse_regions(self, hits: list[int]) -> None:
+        """Parse the items holding `hits` (once each) and note which of their lines matter."""
+        for hit in hits:
+            start, end = self._region_of(hit)
+            region = self.regions.get(start)
+            if region is None:
+                line_offset = self.source.count(b"\n", 0, start)
+                root = self._parser.parse(self.source[start:end]).root_node
+                region = self.regions[start] = _Region(root, start, line_offset)
+                for node in QueryCursor(_USE_QUERY).captures(root).get("use", ()):
+                    self._collect_use(node, ())
+            line_start = self.source.rfind(b"\n", 0, hit) + 1
+            line_end = self.source.find(b"\n", hit)
+            line_end = len(self.source) if line_end < 0 else line_end
+            region.cover(line_start - start, line_end - start)
 
-    def _regions(self, hits: list[int]) -> list[tuple[int, int]]:
+    def _region_of(self, offset: int) -> tuple[int, int]:
         if len(self.source) <= WHOLE_FILE_BYTES:
-            return [(0, len(self.source))]
-        bounds = [0, *self._item_starts(), len(self.source)]
-        chosen = sorted({bisect.bisect_right(bounds, h) - 1 for h in hits})
-        return [(bounds[i], bounds[i + 1]) for i in chosen]
-
-    def _item_starts(self) -> Iterator[int]:
-        for m in _ITEM_START.finditer(self.source):
-            start = m.start()
-            if start == 0:
-                continue
-            before = self.source[max(0, start - 400) : start].rstrip()
-            last = before[before.rfind(b"\n") + 1 :].strip()
-            # Cut only where the previous line closed an item or was a line comment, so a
-            # region never starts inside a block comment or a multi-line string.
-            if last.endswith((b"}", b";")) or last.startswith(b"//") or not before:
-                yield start
+            return 0, len(self.source)
+        if self._bounds is None:
+            cuts = (m.end() for m in _ITEM_CUT.finditer(self.source))
+            self._bounds = [0, *cuts, len(self.source)]
+        i = bisect.bisect_right(self._bounds, offset) - 1
+        return self._bounds[i], self._bounds[i + 1]
 
     # -- use declarations --------------------------------------------------------------------
 
@@ -255,14 +284,21 @@ class _FileReader:
     def findings(self) -> list[Finding]:
         found: dict[tuple[Capability, int, str], None] = {}
         names = _name_query(frozenset(self.aliases), bool(self.globs))
-        for root, offset in self.trees:
-            captures = QueryCursor(_QUERY).captures(root)
-            captures["name"] = QueryCursor(names).captures(root).get("name", [])
-            for _, match in QueryCursor(_MACRO_QUERY).matches(root):
+        for region in self.regions.values():
+            # Every finding sits on a line with a token or an alias: query only those lines.
+            cursor = QueryCursor(_QUERY)
+            cursor.set_byte_range(region.lo, region.hi)
+            captures = cursor.captures(region.root)
+            cursor = QueryCursor(names)
+            cursor.set_byte_range(region.lo, region.hi)
+            captures["name"] = cursor.captures(region.root).get("name", [])
+            cursor = QueryCursor(_MACRO_QUERY)
+            cursor.set_byte_range(region.lo, region.hi)
+            for _, match in cursor.matches(region.root):
                 captures.setdefault("macro.name", []).extend(match["name"])
                 captures.setdefault("macro.args", []).extend(match["args"])
             for cap, node, item in self._findings_in(captures):
-                found[(cap, node.start_point.row + offset + 1, item)] = None
+                found[(cap, node.start_point.row + region.line_offset + 1, item)] = None
         return [Finding(cap, line, item) for cap, line, item in sorted(found, key=_order)]
 
     def _findings_in(self, c: dict[str, list[Node]]) -> Iterator[tuple[Capability, Node, str]]:

@@ -1,0 +1,60 @@
+"""Settings: YAML + environment + flags, and located errors that stop start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.config import load_settings
+from mirror.errors import ConfigError
+
+
+def test_example_file_is_valid() -> None:
+    """The shipped, commented example must load as-is."""
+    settings = load_settings(Path("mirror.example.yaml"), env={})
+    assert settings.listen_port == 8080
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("listen_port: 9000\noffline: false\n")
+    env = {"CRATE_MIRROR_LISTEN_PORT": "9100", "CRATE_MIRROR_OFFLINE": "yes"}
+    settings = load_settings(path, env=env)
+    assert settings.listen_port == 9100
+    assert settings.offline is True
+
+
+def test_flags_override_environment(tmp_path: Path) -> None:
+    settings = load_settings(None, env={"CRATE_MIRROR_LISTEN_PORT": "9100"},
+                             overrides={"listen_port": 9200})
+    assert settings.listen_port == 9200
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("listen_port: 80\nindex_ttl: soon\n", 2, "index_ttl"),
+        ("cache_dir: ./x\nbogus_key: 1\n", 2, "bogus_key"),
+        ("offline: maybe\n", 1, "offline"),
+        ("\n\nlisten_port: 70000\n", 3, "listen_port"),
+        ("upstream_index: ftp://example\n", 1, "upstream_index"),
+        ("workers: 0\n", 1, "workers"),
+        ("listen_port: [1\n", 2, "(syntax)"),  # the parser notices at end of file
+    ],
+)
+def test_bad_setting_names_file_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    problem = info.value.problems[0]
+    assert (problem.file, problem.line, problem.field) == (str(path), line, field)
+    assert f"{path}:{line}: {field}:" in str(info.value)
+
+
+def test_unknown_environment_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="CRATE_MIRROR_LISTEN_PROT"):
+        load_settings(None, env={"CRATE_MIRROR_LISTEN_PROT": "1"})
