@@ -22,7 +22,7 @@ from mirror.store import Store
 from mirror.upstream import Upstream
 
 log = structlog.get_logger("mirror.app")
-POLICY_FILES = web.AppKey("policy_files", PolicyFiles | None)  # type: ignore[arg-type]
+POLICY_FILES = web.AppKey[PolicyFiles | None]("policy_files")
 POLICY_POLL_SECONDS = 2.0  # how often the policy file's mtime is checked for changes
 
 

@@ -184,7 +184,9 @@ async def _get_json(
             # Size limit enforced while reading: a hostile API cannot make us buffer gigabytes.
             raw = await resp.content.read(settings.max_page_bytes + 1)
             if len(raw) > settings.max_page_bytes:
-                raise UpstreamError(f"registry API page larger than {settings.max_page_bytes} bytes")
+                raise UpstreamError(
+                    f"registry API page larger than {settings.max_page_bytes} bytes"
+                )
     except (aiohttp.ClientError, TimeoutError) as e:
         raise UpstreamUnavailable(f"registry API unreachable: {e}") from e
     try:

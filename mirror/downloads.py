@@ -66,7 +66,10 @@ class CrateFetcher:
                     return await self.store.write_crate(line.cksum, chunks, self._max_bytes)
             except IntegrityError as e:
                 log.error(
-                    "crate.rejected", crate=line.name, version=line.vers, error=str(e),
+                    "crate.rejected",
+                    crate=line.name,
+                    version=line.vers,
+                    error=str(e),
                     attempt=attempt + 1,
                 )
                 if not isinstance(e, TruncatedBody) or attempt + 1 == attempts:

@@ -143,7 +143,7 @@ class Gate:
             missing = {line.vers for line in kept.lines if not is_cached(line.cksum)}
             if missing:
                 kept = kept.keep(lambda line: line.vers not in missing)
-        summary = {"versions": len(index.lines), "served": len(kept.lines)}
+        summary: dict[str, Any] = {"versions": len(index.lines), "served": len(kept.lines)}
         if hidden:
             summary["hidden"] = {v: d.rule for v, d in hidden.items()}
         return ServedIndex(kept.raw, etag_of(kept.raw), hidden, summary)

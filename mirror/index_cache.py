@@ -165,7 +165,9 @@ class IndexCache:
         self._entries[name] = fresh
         return fresh
 
-    def _stale_or_raise(self, name: str, known: IndexEntry | None, error: UpstreamError) -> IndexEntry:
+    def _stale_or_raise(
+        self, name: str, known: IndexEntry | None, error: UpstreamError
+    ) -> IndexEntry:
         """stale-if-error: keep builds working through an upstream outage."""
         if known is None:
             raise UpstreamUnavailable(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tomllib
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +60,7 @@ async def prefetch(
         async with limit:
             outcome = "failed"
             try:
-                req = Request(uuid.uuid4().hex[:16], "prefetch", "prefetch", ref.name, ref.version)
+                req = Request(os.urandom(8).hex(), "prefetch", "prefetch", ref.name, ref.version)
                 mirror.gate.check_name(req)
                 entry = await mirror.indexes.get(ref.name)
                 line = entry.index.find(ref.version)

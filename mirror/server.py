@@ -1,15 +1,15 @@
-"""The HTTP edge: cargo's sparse protocol, top to bottom, and the one place errors become status codes.
+"""The HTTP edge: cargo's sparse protocol top to bottom; the one place errors become statuses.
 
-    index path:    validate -> decide (name) -> cache or upstream (+TUF) -> decide (versions)
-                   -> respond (ETag/304) -> audit
-    download path: validate -> decide (name) -> index line -> decide (version) -> store or
-                   upstream (checksum) -> decide (capabilities) -> respond (sendfile) -> audit
+index path:    validate -> decide (name) -> cache or upstream (+TUF) -> decide (versions)
+               -> respond (ETag/304) -> audit
+download path: validate -> decide (name) -> index line -> decide (version) -> store or
+               upstream (checksum) -> decide (capabilities) -> respond (sendfile) -> audit
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -153,8 +153,10 @@ class Mirror:
         return self.crates.store.has_crate(cksum)
 
     @staticmethod
-    def _request(request: web.Request, route: str, name: str, version: str | None = None) -> Request:
-        rid = uuid.uuid4().hex[:16]
+    def _request(
+        request: web.Request, route: str, name: str, version: str | None = None
+    ) -> Request:
+        rid = os.urandom(8).hex()
         request[REQUEST_ID] = rid
         return Request(rid, request.remote, route, name, version)
 
@@ -195,14 +197,22 @@ def edge(route: str, handler: Handler) -> Handler:
             if rid and not isinstance(e, Blocked):
                 text += f" (request {rid})"
             if status >= 500:
-                log.error("request.failed", route=route, path=request.path, status=status,
-                          error=str(e), request_id=rid)
+                log.error(
+                    "request.failed",
+                    route=route,
+                    path=request.path,
+                    status=status,
+                    error=str(e),
+                    request_id=rid,
+                )
             response = web.Response(status=status, text=text + "\n")
         except Exception:
             # A bug, not a verdict: never leak internals, but give the id to find the traceback.
             rid = request.get(REQUEST_ID)
             log.exception("request.crashed", route=route, path=request.path, request_id=rid)
-            response = web.Response(status=500, text=f"crate-mirror: internal error (request {rid})\n")
+            response = web.Response(
+                status=500, text=f"crate-mirror: internal error (request {rid})\n"
+            )
         metrics.requests.labels(route, str(response.status)).inc()
         return response
 

@@ -70,9 +70,7 @@ class Store:
     def has_crate(self, cksum: str) -> bool:
         return self.crate_path(cksum).is_file()
 
-    async def write_crate(
-        self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int
-    ) -> Path:
+    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
         """Stream a download into the store, committing it only if its sha256 is `cksum`.
 
         The size limit is enforced while streaming (an endless body costs at most max_bytes of

@@ -115,14 +115,16 @@ class Upstream:
             if resp.status in (404, 410, 451, 403):
                 return IndexFetch(404, b"", None, None)
             body = await _read_limited(resp, self._settings.max_index_bytes)
-            return IndexFetch(200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            return IndexFetch(
+                200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            )
 
     # -- downloads ----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def download(self, name: str, version: str, cksum: str) -> AsyncIterator[
-        AsyncIterator[bytes]
-    ]:
+    async def download(
+        self, name: str, version: str, cksum: str
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Yield an async iterator of body chunks; truncation raises IntegrityError."""
         url = self.download_url(name, version, cksum)
         async with self._get(url, kind="crate") as resp:
@@ -142,7 +144,7 @@ class Upstream:
             started = time.perf_counter()
             try:
                 resp = await self.session.get(url, headers=headers, allow_redirects=True)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last_error = _describe(e)
             else:
                 metrics.upstream_latency.labels(kind).observe(time.perf_counter() - started)
@@ -212,7 +214,7 @@ async def _chunks(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[byt
             if size > limit:
                 raise IntegrityError(f"upstream sent more than the {limit}-byte limit")
             yield chunk
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
         raise TruncatedBody(f"upstream body cut short after {size} bytes: {_describe(e)}") from e
     if declared is not None and size != declared:
         raise TruncatedBody(f"upstream sent {size} of {declared} declared bytes")
@@ -223,13 +225,14 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds: float = float(value)
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+    return max(0.0, seconds)
 
 
 def _backoff(attempt: int) -> float:
-    return min(2.0, 0.1 * 2**attempt) * (0.5 + random.random() / 2)
+    return min(2.0, 0.1 * 2.0**attempt) * (0.5 + random.random() / 2)
 
 
 def _describe(e: BaseException) -> str:

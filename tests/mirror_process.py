@@ -58,7 +58,10 @@ class MirrorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
         self.proc = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
             cwd=Path(__file__).resolve().parent.parent,
         )
         log.close()

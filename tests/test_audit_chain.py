@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def test_chain_continues_across_rotation(rotated_chain: Path) -> None:
     assert all(path.stat().st_size <= 2000 for path in files)
     first = json.loads(lines_of(files[0])[0])
     assert first["seq"] == 1 and first["prev"] == ZERO_HASH
-    for before, after in zip(files, files[1:], strict=False):
+    for before, after in itertools.pairwise(files):
         last = json.loads(lines_of(before)[-1])
         head = json.loads(lines_of(after)[0])
         assert head["prev"] == last["hash"] and head["seq"] == last["seq"] + 1
@@ -153,7 +154,7 @@ def test_truncated_last_line_is_reported(rotated_chain: Path) -> None:
 def test_deleted_middle_file_is_named(rotated_chain: Path) -> None:
     """Removing a whole file leaves a seq gap at the next file's first line."""
     files = chain_files(rotated_chain)
-    number, middle = files[1]
+    middle = files[1][1]
     missing = [seq_of(line) for line in lines_of(middle)]
     middle.unlink()
     result = verify_chain(rotated_chain)

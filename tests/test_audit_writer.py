@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ def test_two_processes_append_one_valid_chain(tmp_path: Path) -> None:
         versions = [e["version"] for e in events if e["crate"] == name]
         assert versions == [f"0.0.{i}" for i in range(400)]  # all there, in record order
     crates = [e["crate"] for e in events]
-    switches = sum(1 for a, b in zip(crates, crates[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(crates) if a != b)
     assert switches >= 1  # they really did share the chain
 
 
@@ -170,7 +171,14 @@ class Color(Enum):
 def test_non_json_values_still_verify(tmp_path: Path) -> None:
     """Enums, paths, sets, int keys and NaN in details are stored so the hash round-trips."""
     log = AuditLog(tmp_path, fsync=False)
-    details = {"e": Color.RED, "p": Path("/x"), "s": {3, 1}, 10: "a", 9: "b", "f": float("nan")}
+    details: dict[Any, Any] = {
+        "e": Color.RED,
+        "p": Path("/x"),
+        "s": {3, 1},
+        10: "a",
+        9: "b",
+        "f": float("nan"),
+    }
     log.record(AuditEvent("approve", "admin", "approved", details=details))
     log.close()
     assert verify_chain(tmp_path).ok
@@ -238,3 +246,34 @@ def test_failed_write_keeps_events_for_the_next_flush(tmp_path: Path) -> None:
     assert [e["reason"] for e in read_events(tmp_path)] == ["first", "second"]
     assert verify_chain(tmp_path).ok
     assert [n for n, _ in chain_files(tmp_path)] == [1]
+
+
+def test_events_shed_under_a_long_outage_are_counted(tmp_path: Path) -> None:
+    """Past max_pending queued events the oldest are dropped, and the drop is logged."""
+    log = AuditLog(tmp_path, flush_interval=60, max_pending=2, fsync=False)
+    blocker = tmp_path / "audit-000001.jsonl"
+    blocker.mkdir()
+    for i in range(5):
+        log.record(AuditEvent("allow", "default", f"event {i}"))
+    with pytest.raises(StorageError):
+        log.flush()
+    blocker.rmdir()
+    log.close()
+    events = list(read_events(tmp_path))
+    assert [e["action"] for e in events] == ["audit.dropped", "allow", "allow"]
+    assert events[0]["details"] == {"dropped": 3}
+    assert [e["reason"] for e in events[1:]] == ["event 3", "event 4"]
+
+
+def test_unrenderable_details_do_not_stop_the_log(tmp_path: Path) -> None:
+    """An event whose details cannot be rendered is kept without them; others still flow."""
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    log = AuditLog(tmp_path, fsync=False)
+    log.record(AuditEvent("warn", "age", "odd details", crate="syn", details=looped))
+    log.record(AuditEvent("allow", "default", "fine"))
+    log.close()
+    first, second = read_events(tmp_path)
+    assert first["crate"] == "syn" and "RecursionError" in first["details"]["audit_error"]
+    assert second["reason"] == "fine"
+    assert verify_chain(tmp_path).ok

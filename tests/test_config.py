@@ -26,8 +26,9 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
 
 
 def test_flags_override_environment(tmp_path: Path) -> None:
-    settings = load_settings(None, env={"CRATE_MIRROR_LISTEN_PORT": "9100"},
-                             overrides={"listen_port": 9200})
+    settings = load_settings(
+        None, env={"CRATE_MIRROR_LISTEN_PORT": "9100"}, overrides={"listen_port": 9200}
+    )
     assert settings.listen_port == 9200
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from mirror.index import index_path
@@ -53,11 +55,11 @@ def test_kill_during_download_leaves_no_partial_crate(
         finally:
             restarted.stop()
     assert hashlib.sha256(body).digest() == hashlib.sha256(expected).digest()
-    assert [Store(cache).crate_path(c).read_bytes() == expected for c in Store(cache).iter_crates()] == [True]
+    assert [
+        Store(cache).crate_path(c).read_bytes() == expected for c in Store(cache).iter_crates()
+    ] == [True]
 
 
-def _swallow(call: object) -> None:
-    try:
-        call()  # type: ignore[operator]
-    except (urllib.error.URLError, OSError):
-        pass
+def _swallow(call: Callable[[], object]) -> None:
+    with contextlib.suppress(urllib.error.URLError, OSError):
+        call()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import textwrap
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+from mirror.cli import policy_cmd
 from mirror.errors import ConfigError, Problem
 from mirror.policy.decision import Mode
 from mirror.policy.model import (
@@ -384,3 +387,59 @@ def test_strict_is_stricter_than_default() -> None:
         assert getattr(strict, name).mode is Mode.BLOCK, name
     assert strict.min_age.age >= default.min_age.age
     assert strict.min_age.missing_pubtime is MissingPubtime.HIDE
+
+
+# -- `crate-mirror policy check` --------------------------------------------------------------
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="crate-mirror")
+    policy_cmd.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_policy_check_prints_located_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid file: every problem as FILE:LINE: FIELD: MESSAGE, exit status 1."""
+    path = _write(tmp_path, "version: 1\nrules:\n  min_age: {mode: warn, age: soon}\nfoo: 1\n")
+    args = _cli(["policy", "check", str(path)])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}:3: rules.min_age.age: ")
+    assert out[1].startswith(f"{path}:4: foo: unknown key")
+    assert out[-1] == f"{path}: invalid (2 problems)"
+
+
+def test_policy_check_valid_file_summary_and_warnings(tmp_path: Path) -> None:
+    """A valid file exits 0, summarises rule modes and warns about expired entries."""
+    path = _write(
+        tmp_path,
+        "version: 1\nrules:\n  typosquat: {mode: block, corpus: missing.txt}\n"
+        "allow:\n  - crate: foo\n    reason: r\n    expires: 2020-01-01\n",
+    )
+    out = io.StringIO()
+    assert policy_cmd.check_policy(path, date(2026, 1, 1), out=out) == 0
+    text = out.getvalue()
+    assert f"warning: {path.resolve()}:5: allow[0]: `foo` expired on 2020-01-01" in text
+    assert "rules.typosquat.corpus" in text and "does not exist" in text
+    assert "typosquat     block" in text and text.count("OK: ") == 1
+
+
+def test_policy_check_loads_the_advisory_db(tmp_path: Path) -> None:
+    """With advisories on, a malformed advisory file makes the check fail."""
+    bad = tmp_path / "db" / "crates" / "x" / "RUSTSEC-2024-0001.md"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("no front matter\n")
+    path = _write(tmp_path, "version: 1\nrules:\n  advisories: {mode: block, db: db}\n")
+    out = io.StringIO()
+    assert policy_cmd.check_policy(path, out=out) == 1
+    assert str(bad) in out.getvalue()
+    bad.write_text('```toml\n[advisory]\nid = "RUSTSEC-2024-0001"\npackage = "x"\n```\n')
+    assert policy_cmd.check_policy(path, out=io.StringIO()) == 0
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "strict.yaml"])
+def test_policy_check_accepts_shipped_policies(name: str) -> None:
+    """`crate-mirror policy check` passes on both shipped policies."""
+    assert policy_cmd.check_policy(POLICIES / name, quiet=True, out=io.StringIO()) == 0

@@ -207,7 +207,9 @@ async def test_concurrent_requests_make_one_upstream_fetch(
     version = small_registry.versions("serde")[0]
     fake_upstream.faults.add("delay", match="/serde/", seconds=0.3, times=100)
     await client.get("/index/" + index_path("serde"))
-    responses = await asyncio.gather(*(client.get(_dl(client, "serde", version)) for _ in range(50)))
+    responses = await asyncio.gather(
+        *(client.get(_dl(client, "serde", version)) for _ in range(50))
+    )
     bodies = {hashlib.sha256(await r.read()).hexdigest() for r in responses}
     assert [r.status for r in responses] == [200] * 50
     assert len(bodies) == 1

@@ -90,9 +90,9 @@ def test_respelling_a_protected_name_is_not_a_squat(name: str, data: st.DataObje
     """Any mix of case and `-`/`_` of a protected name is that name, not a squat of it."""
     index = _TOP3000_FOR_HYPOTHESIS
     respelled = "".join(
-        data.draw(st.sampled_from(["-", "_"])) if c in "-_" else data.draw(
-            st.sampled_from([c.lower(), c.upper()])
-        )
+        data.draw(st.sampled_from(["-", "_"]))
+        if c in "-_"
+        else data.draw(st.sampled_from([c.lower(), c.upper()]))
         for c in name
     )
     assert index.is_protected(respelled)

@@ -29,6 +29,7 @@ import structlog
 
 ZERO_HASH = "0" * 64  # "prev" of the first event ever
 RECOVERED_ACTION = "audit.recovered"
+DROPPED_ACTION = "audit.dropped"
 REDACTED = "[redacted]"
 
 # Keys whose values are credentials. Stops a bearer token or password that reached an

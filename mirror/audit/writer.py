@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -32,6 +33,7 @@ from typing import Any
 import structlog
 
 from mirror.audit.event import (
+    DROPPED_ACTION,
     RECOVERED_ACTION,
     ZERO_HASH,
     AuditEvent,
@@ -55,12 +57,15 @@ class AuditLog:
         flush_interval: float = 0.05,  # seconds between background flushes
         batch_size: int = 1000,  # events waiting that trigger an early flush
         fsync: bool = True,  # fsync each batch (power loss, not only kill -9)
+        max_pending: int = 1_000_000,  # events held in memory while the disk refuses writes
     ) -> None:
         self.directory = Path(directory)
         self._max_file_bytes = max_file_bytes
         self._flush_interval = flush_interval
         self._batch_size = batch_size
         self._fsync = fsync
+        self._max_pending = max_pending
+        self._dropped = 0  # events shed by _shed_excess, not yet reported
         self._pending: collections.deque[tuple[float, AuditEvent]] = collections.deque()
         self._write_lock = threading.Lock()  # one batch at a time within this process
         self._wake = threading.Event()
@@ -113,6 +118,8 @@ class AuditLog:
                 self._write_batch()
             except StorageError as e:  # events stay queued; retried next interval
                 _log.error("audit.flush_failed", error=str(e), pending=len(self._pending))
+            except Exception:  # a bug must not stop auditing for the rest of the run
+                _log.exception("audit.flush_crashed", pending=len(self._pending))
 
     def _write_batch(self) -> None:
         with self._write_lock:
@@ -122,12 +129,33 @@ class AuditLog:
                     batch.append(self._pending.popleft())
                 except IndexError:
                     break
-            prepared = [prepare(event, stamp) for stamp, event in batch]
+            prepared = [_prepare_safely(event, stamp) for stamp, event in batch]
+            if self._dropped:
+                prepared.insert(0, _dropped_event(self._dropped))
             try:
                 self._append_locked(prepared)
             except OSError as e:
+                # Retried with the next batch. A write that failed half-way leaves a torn
+                # line that the next attempt moves aside (recorded), so the chain stays valid;
+                # events already written before the failure may then appear twice.
                 self._pending.extendleft(reversed(batch))
+                self._shed_excess()
                 raise StorageError(f"cannot append to the audit log: {e.strerror}") from e
+            self._dropped = 0
+
+    def _shed_excess(self) -> None:
+        """While the disk refuses writes, keep at most `max_pending` events in memory.
+
+        Growing without bound would let a full disk take the whole server down. The oldest
+        queued events are dropped and counted; the count is written as an audit.dropped
+        event as soon as writing works again, so the loss is on the record.
+        """
+        while len(self._pending) > self._max_pending:
+            try:
+                self._pending.popleft()
+            except IndexError:
+                break
+            self._dropped += 1
 
     def _open_lock(self) -> int:
         return os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -224,6 +252,27 @@ class AuditLog:
             },
         )
         return prepare(event, time.time())
+
+
+def _prepare_safely(event: AuditEvent, stamp: float) -> dict[str, Any]:
+    """Prepare an event; one whose details cannot be rendered is kept without them."""
+    try:
+        return prepare(event, stamp)
+    except Exception as e:  # e.g. a self-referencing dict or a __str__ that raises
+        broken = f"details could not be rendered: {type(e).__name__}"
+        return prepare(dataclasses.replace(event, details={"audit_error": broken}), stamp)
+
+
+def _dropped_event(count: int) -> dict[str, Any]:
+    return prepare(
+        AuditEvent(
+            action=DROPPED_ACTION,
+            rule="audit",
+            reason=f"{count} events were dropped while the audit log could not be written",
+            details={"dropped": count},
+        ),
+        time.time(),
+    )
 
 
 def _feed_lines(entries: list[dict[str, Any]]) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: list[str] = [
     "mirror.cli.serve",
     "mirror.cli.prefetch",
+    "mirror.cli.policy_cmd",
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
 ]

@@ -21,10 +21,21 @@ def register(sub: Any) -> None:
         "(index, checksum, policy). Safe to re-run; exits 1 if anything failed.",
     )
     add_settings_arguments(p)
-    p.add_argument("--lockfile", type=Path, action="append", default=[],
-                   help="a Cargo.lock whose registry packages to fetch (repeatable)")
-    p.add_argument("--crate", dest="crates", action="append", default=[], metavar="NAME@VERSION",
-                   help="an extra crate to fetch (repeatable)")
+    p.add_argument(
+        "--lockfile",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Cargo.lock whose registry packages to fetch (repeatable)",
+    )
+    p.add_argument(
+        "--crate",
+        dest="crates",
+        action="append",
+        default=[],
+        metavar="NAME@VERSION",
+        help="an extra crate to fetch (repeatable)",
+    )
     p.add_argument("--policy", type=Path, help="apply this policy while fetching")
     p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
     p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
@@ -43,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"crate-mirror prefetch: {e}", file=sys.stderr)
         return 2
     if not refs:
-        print("crate-mirror prefetch: nothing to fetch (give --lockfile or --crate)",
-              file=sys.stderr)
+        print(
+            "crate-mirror prefetch: nothing to fetch (give --lockfile or --crate)", file=sys.stderr
+        )
         return 2
     if settings.offline:
         print("crate-mirror prefetch: cannot prefetch in offline mode", file=sys.stderr)
@@ -69,7 +81,9 @@ async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progr
     bar = tqdm(total=len(set(refs)), unit="crate", disable=not progress, file=sys.stderr)
     try:
         report = await prefetch(
-            mirror, refs, concurrency=concurrency,
+            mirror,
+            refs,
+            concurrency=concurrency,
             on_done=lambda ref, outcome: bar.update(1),
         )
     finally:
@@ -77,8 +91,10 @@ async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progr
         if mirror.upstream is not None:
             await mirror.upstream.close()
         mirror.gate.audit.close()
-    print(f"fetched {len(report.fetched)}, already cached {len(report.cached)}, "
-          f"failed {len(report.failed)}")
+    print(
+        f"fetched {len(report.fetched)}, already cached {len(report.cached)}, "
+        f"failed {len(report.failed)}"
+    )
     for ref, reason in sorted(report.failed, key=lambda f: str(f[0])):
         print(f"  FAILED {ref}: {reason}")
     return 0 if report.ok else 1

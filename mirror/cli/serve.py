@@ -22,12 +22,19 @@ def register(sub: Any) -> None:
     )
     add_settings_arguments(p)
     p.add_argument("--policy", type=Path, help="policy YAML file (see policies/default.yaml)")
-    p.add_argument("--offline", action="store_true", default=None,
-                   help="never contact upstream; serve only what the cache holds")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never contact upstream; serve only what the cache holds",
+    )
     p.add_argument("--host", dest="listen_host", help="address to listen on")
     p.add_argument("--port", dest="listen_port", type=int, help="port to listen on")
-    p.add_argument("--public-url", dest="public_url",
-                   help="URL cargo uses to reach this mirror (default http://HOST:PORT)")
+    p.add_argument(
+        "--public-url",
+        dest="public_url",
+        help="URL cargo uses to reach this mirror (default http://HOST:PORT)",
+    )
     p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
     p.add_argument("--workers", type=int, help="server processes sharing the port and cache")
     p.set_defaults(func=run)
@@ -35,14 +42,23 @@ def register(sub: Any) -> None:
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="settings YAML (see mirror.example.yaml)")
-    p.add_argument("--cache-dir", dest="cache_dir", type=Path,
-                   help="cache directory (default ./mirror-data)")
+    p.add_argument(
+        "--cache-dir", dest="cache_dir", type=Path, help="cache directory (default ./mirror-data)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from --config, the environment and any settings flags present on `args`."""
-    names = ("listen_host", "listen_port", "public_url", "upstream_index", "workers",
-             "cache_dir", "policy", "offline")
+    names = (
+        "listen_host",
+        "listen_port",
+        "public_url",
+        "upstream_index",
+        "workers",
+        "cache_dir",
+        "policy",
+        "offline",
+    )
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return load_settings(getattr(args, "config", None), overrides=overrides)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """How a rule acts when it matches. `warn` is a dry run: allowed, logged as would-block."""
 
     BLOCK = "block"
@@ -16,7 +16,7 @@ class Mode(str, Enum):
     OFF = "off"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     ALLOW = "allow"
     WARN = "warn"
     BLOCK = "block"

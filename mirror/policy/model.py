@@ -5,7 +5,8 @@ their line numbers and their raw text. The raw text matters: YAML 1.1 reads a pl
 as the boolean False, and we want `mode: off` to mean the mode, not a type error.
 
 This module reads the one file it is given (`load_policy`); everything it returns is plain
-data for the pure rules in `mirror.policy.versions` and `mirror.policy.engine`.
+data (defined in `mirror.policy.schema`, re-exported here) for the pure rules in
+`mirror.policy.versions` and `mirror.policy.engine`.
 """
 
 from __future__ import annotations
@@ -15,143 +16,61 @@ import difflib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
 
 from mirror.errors import BadRequest, ConfigError, Problem
-from mirror.index import canonical_name, validate_name
+from mirror.index import validate_name
 from mirror.policy.decision import Mode
+from mirror.policy.schema import (
+    RULE_NAMES,
+    SCHEMA_VERSION,
+    AdvisoriesRule,
+    CapabilitiesRule,
+    CrateSpec,
+    DenyRule,
+    FirstSeen,
+    Informational,
+    ListEntry,
+    MinAgeRule,
+    MissingPubtime,
+    Policy,
+    Rules,
+    TyposquatRule,
+    YankedRule,
+    parse_duration,
+)
 from mirror.policy.semver import VersionReq
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "RULE_NAMES",
+    "SCHEMA_VERSION",
+    "AdvisoriesRule",
+    "CapabilitiesRule",
+    "CrateSpec",
+    "DenyRule",
+    "FirstSeen",
+    "Informational",
+    "ListEntry",
+    "MinAgeRule",
+    "MissingPubtime",
+    "Policy",
+    "Rules",
+    "TyposquatRule",
+    "YankedRule",
+    "load_policy",
+    "parse_duration",
+    "parse_policy",
+]
+
 _T = TypeVar("_T")
-_TAG = "tag:yaml.org,2002:"
-
-
-class MissingPubtime(StrEnum):
-    """What `min_age` does with index lines that carry no `pubtime` (published before 2025)."""
-
-    ALLOW = "allow"
-    HIDE = "hide"
-
-
-class FirstSeen(StrEnum):
-    """What `capabilities` does with a crate version that has no entry in the lock yet."""
-
-    TRUST = "trust"
-    REQUIRE_APPROVAL = "require-approval"
-
-
-class Informational(StrEnum):
-    """RustSec informational advisory kinds (not vulnerabilities as such)."""
-
-    UNMAINTAINED = "unmaintained"
-    UNSOUND = "unsound"
-    NOTICE = "notice"
-
-
-@dataclass(frozen=True)
-class CrateSpec:
-    """`name` or `name@<cargo version requirement>` from an allow or deny entry."""
-
-    name: str
-    req: VersionReq | None = None
-
-    @property
-    def canonical(self) -> str:
-        return canonical_name(self.name)
-
-    def names(self, crate: str) -> bool:
-        """Names compare canonically: `Foo-Bar` and `foo_bar` are the same crate."""
-        return canonical_name(crate) == self.canonical
-
-    def __str__(self) -> str:
-        return self.name if self.req is None else f"{self.name}@{self.req}"
-
-
-@dataclass(frozen=True)
-class ListEntry:
-    """One `allow` or `deny` entry, with where it came from (for messages and audits)."""
-
-    spec: CrateSpec
-    reason: str
-    expires: date | None = None
-    field: str = ""  # e.g. "allow[2]"
-    line: int | None = None
-
-    def active(self, today: date) -> bool:
-        """An entry applies up to and including its `expires` day."""
-        return self.expires is None or today <= self.expires
-
-
-@dataclass(frozen=True)
-class TyposquatRule:
-    mode: Mode = Mode.OFF
-    protect_top: int = 5000  # how many of the most downloaded crates to protect
-    corpus: Path | None = None  # popular-crates list; None = popular-crates.txt by the policy
-    protect: tuple[str, ...] = ()  # extra names to protect (internal crate names, say)
-
-
-@dataclass(frozen=True)
-class DenyRule:
-    mode: Mode = Mode.BLOCK  # an explicit deny list is applied unless switched off
-
-
-@dataclass(frozen=True)
-class YankedRule:
-    mode: Mode = Mode.OFF
-
-
-@dataclass(frozen=True)
-class MinAgeRule:
-    mode: Mode = Mode.OFF
-    age: timedelta = timedelta(hours=72)
-    missing_pubtime: MissingPubtime = MissingPubtime.ALLOW
-
-
-@dataclass(frozen=True)
-class AdvisoriesRule:
-    mode: Mode = Mode.OFF
-    db: Path | None = None
-    ignore: frozenset[str] = frozenset()
-    informational: frozenset[Informational] = frozenset()  # kinds treated like vulnerabilities
-
-
-@dataclass(frozen=True)
-class CapabilitiesRule:
-    mode: Mode = Mode.OFF
-    lock: Path | None = None
-    first_seen: FirstSeen = FirstSeen.TRUST
-
-
-@dataclass(frozen=True)
-class Rules:
-    typosquat: TyposquatRule = field(default_factory=TyposquatRule)
-    deny: DenyRule = field(default_factory=DenyRule)
-    yanked: YankedRule = field(default_factory=YankedRule)
-    min_age: MinAgeRule = field(default_factory=MinAgeRule)
-    advisories: AdvisoriesRule = field(default_factory=AdvisoriesRule)
-    capabilities: CapabilitiesRule = field(default_factory=CapabilitiesRule)
-
-
 _R = TypeVar(
     "_R", TyposquatRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, CapabilitiesRule
 )
-RULE_NAMES = ("typosquat", "deny", "yanked", "min_age", "advisories", "capabilities")
-
-
-@dataclass(frozen=True)
-class Policy:
-    rules: Rules
-    allow: tuple[ListEntry, ...]
-    deny: tuple[ListEntry, ...]
-    path: Path
-    digest: str  # sha256 of the file bytes, recorded with every audited decision
+_TAG = "tag:yaml.org,2002:"
 
 
 def load_policy(path: Path) -> Policy:
@@ -182,21 +101,6 @@ def parse_policy(data: bytes, path: Path) -> Policy:
     if reader.problems or policy is None:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
     return policy
-
-
-_DURATION_RE = re.compile(r"(\d+)\s*(w|d|h|m|s)")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`72h`, `3d`, `1w`, `1d12h`, `90m`: a sum of numbers with units w/d/h/m/s."""
-    compact = text.replace(" ", "")
-    if not compact or _DURATION_RE.sub("", compact):
-        raise ValueError(f"{text!r} is not a duration; write e.g. 72h, 3d, 1w or 1d12h")
-    total = timedelta()
-    for number, unit in _DURATION_RE.findall(compact):
-        total += timedelta(**{_UNITS[unit]: int(number)})
-    return total
 
 
 class _Reader:

@@ -225,6 +225,7 @@ class TyposquatIndex:
         # Derived form -> canonical protected names having it.
         self._deletes: dict[str, list[str]] = {}  # the name and its 1-deletions
         self._segments: dict[int, tuple[dict[str, list[str]], ...]] = {}  # length -> 3 parts
+        self._plans: dict[int, list[tuple[dict[str, list[str]], int, int]]] = {}  # lazily
         self._compact: dict[str, list[str]] = {}  # separators removed
         self._words: dict[str, list[str]] = {}  # words sorted
         self._skeletons: dict[str, list[str]] = {}  # look-alikes folded
@@ -355,27 +356,32 @@ class TyposquatIndex:
             distance = DamerauLevenshtein.distance
             found.extend((p, "edit-distance") for p in far if distance(r, p, score_cutoff=2) <= 2)
 
+    def _segment_plan(self, lr: int) -> list[tuple[dict[str, list[str]], int, int]]:
+        """For a requested name of length `lr`: which slice of it to look up in which part
+        index. Pigeonhole: each long protected name is cut in three parts; two edits leave
+        one part intact, at the start, at the end, or in the middle shifted by at most two."""
+        plan = self._plans.get(lr)
+        if plan is None:
+            plan = []
+            for n in range(lr - 2, lr + 3):
+                parts = self._segments.get(n)
+                if parts is None:
+                    continue
+                a, b = n // 3, 2 * n // 3
+                plan.append((parts[0], 0, a))
+                plan.append((parts[2], lr - n + b, lr))
+                plan.extend((parts[1], a + s, b + s) for s in _MIDDLE_SHIFTS[lr - n])
+            self._plans[lr] = plan
+        return plan
+
     def _segment_candidates(self, r: str) -> set[str]:
-        """Protected names of length >= distance2_min_length possibly within two edits of
-        `r`. Pigeonhole: each is cut in three parts; two edits leave one part intact, at the
-        start, at the end, or in the middle shifted by at most two."""
-        out: set[str] = set()
-        lr = len(r)
-        segments = self._segments
-        for n in range(lr - 2, lr + 3):
-            parts = segments.get(n)
-            if parts is None:
-                continue
-            a, b = n // 3, 2 * n // 3
-            if ps := parts[0].get(r[:a]):
-                out.update(ps)
-            if ps := parts[2].get(r[lr - n + b :]):
-                out.update(ps)
-            middle = parts[1].get
-            for shift in _MIDDLE_SHIFTS[lr - n]:
-                if ps := middle(r[a + shift : b + shift]):
-                    out.update(ps)
-        return out
+        """Protected names of length >= distance2_min_length possibly within two edits."""
+        return {
+            p
+            for part, start, end in self._segment_plan(len(r))
+            if (ps := part.get(r[start:end]))
+            for p in ps
+        }
 
     def _min_length(self, check: str) -> int:
         t = self.thresholds

@@ -98,12 +98,10 @@ _TOKEN_CAPS.update(
 
 WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
 # Where an item starts: a line at column 0 or 4 (a top-level item, or one inside an `impl`,
-# `trait` or `mod`) right after a line that closed the previous one (`}` or `;`) or a `//`
-# comment line. Cutting only there keeps a region from starting inside a block comment or
-# a multi-line string, and every region parses as items.
-_ITEM_CUT = re.compile(
-    rb"(?m)(?:[};][ \t]*|^[ \t]*//[^\n]*)\r?\n(?:[ \t]*\r?\n)*(?=(?:    )?[A-Za-z#])"
-)
+# `trait` or `mod`) right after a line that closed the previous item with `}` or `;`.
+# Cutting only there keeps a region from starting inside a block comment or a multi-line
+# string (where such lines are rare), and lets every region parse as a list of items.
+_ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
 _PATH_NODES = frozenset({"scoped_identifier", "scoped_type_identifier"})
 _NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "super"})
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,7 +146,9 @@ class _Trusted:
     updater: Updater
     expires: datetime
     generation: int
-    lock: threading.Lock = field(default_factory=threading.Lock)  # ngclient is not thread-safe
+    # ngclient is not thread-safe. Waiting happens on the event loop, not in a worker thread:
+    # threads parked on a lock would starve the default executor that aiohttp also uses.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     known: dict[str, TargetFile] = field(default_factory=dict)
 
 
@@ -185,12 +186,12 @@ class UpstreamVerifier:
         without re-verification until then, and not after.
         """
         state = await self._usable_state()
-        info = await asyncio.to_thread(self._lookup, state, target_path)
+        info = await self._lookup(state, target_path)
         if info is None:
             # Upstream may have published after our last refresh: one coalesced refresh.
             await self._refresh(force=True, seen=state.generation)
             state = await self._usable_state()
-            info = await asyncio.to_thread(self._lookup, state, target_path)
+            info = await self._lookup(state, target_path)
         if info is None:
             raise TrustError(f"{target_path} is not listed in upstream's signed targets")
         check_target(info, body)
@@ -255,16 +256,22 @@ class UpstreamVerifier:
                 raise TrustError("upstream TUF metadata is expired (freeze attack?)")
         return updater
 
-    def _lookup(self, state: _Trusted, target_path: str) -> TargetFile | None:
-        cached = state.known.get(target_path)
-        if cached is not None:
-            return cached
-        with state.lock, directory_lock(self._settings.metadata_dir):
+    async def _lookup(self, state: _Trusted, target_path: str) -> TargetFile | None:
+        if target_path in state.known:
+            return state.known[target_path]
+        async with state.lock:
+            if target_path not in state.known:
+                info = await asyncio.to_thread(self._lookup_blocking, state, target_path)
+                if info is None:
+                    return None
+                state.known[target_path] = info
+        return state.known[target_path]
+
+    def _lookup_blocking(self, state: _Trusted, target_path: str) -> TargetFile | None:
+        with directory_lock(self._settings.metadata_dir):
             info = find_target(state.updater, target_path)
-            # Delegated bins loaded just now may expire before the top-level roles.
-            state.expires = min(state.expires, metadata_expiry(state.updater))
-        if info is not None:
-            state.known[target_path] = info
+        # Delegated bins loaded just now may expire before the top-level roles.
+        state.expires = min(state.expires, metadata_expiry(state.updater))
         return info
 
 

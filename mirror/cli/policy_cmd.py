@@ -1,0 +1,114 @@
+"""`crate-mirror policy check FILE`: validate a policy file before the server sees it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from mirror.advisories import load_advisories
+from mirror.errors import ConfigError
+from mirror.policy.decision import Mode
+from mirror.policy.model import RULE_NAMES, Policy, load_policy
+
+
+def register(subparsers: Any) -> None:
+    policy = subparsers.add_parser(
+        "policy",
+        help="validate policy files",
+        description="Work with crate-mirror policy files (see docs/policy.md).",
+    )
+    sub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
+    check = sub.add_parser(
+        "check",
+        help="validate a policy file and print every problem with file, line and field",
+        description="Validate a policy file: unknown keys and rule names, wrong types, bad "
+        "version ranges, bad dates and durations. Every problem is printed as "
+        "FILE:LINE: FIELD: MESSAGE and the exit status is 1. A valid file prints a summary of "
+        "its rules; entries past their `expires` date and referenced files that do not exist "
+        "are printed as warnings. With advisories enabled, the advisory database is loaded "
+        "and checked too.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="the policy YAML file")
+    check.add_argument(
+        "--today",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="judge `expires` dates as of this day (default: today, UTC)",
+    )
+    check.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    check.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return check_policy(args.file, args.today, quiet=args.quiet, out=sys.stdout)
+
+
+def check_policy(
+    path: Path, today: dt.date | None = None, *, quiet: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """Print problems (exit 1) or a summary and warnings (exit 0)."""
+    try:
+        policy = load_policy(path)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=out)
+        count = len(e.problems)
+        print(f"{path}: invalid ({count} problem{'s' if count != 1 else ''})", file=out)
+        return 1
+    today = today or dt.datetime.now(dt.UTC).date()
+    problems = _advisory_problems(policy)
+    for line in problems:
+        print(line, file=out)
+    for warning in _warnings(policy, today):
+        print(f"warning: {warning}", file=out)
+    if problems:
+        print(f"{path}: invalid advisory database ({len(problems)} problems)", file=out)
+        return 1
+    if not quiet:
+        _summary(policy, out)
+    return 0
+
+
+def _advisory_problems(policy: Policy) -> list[str]:
+    rule = policy.rules.advisories
+    if rule.mode is Mode.OFF or rule.db is None or not rule.db.exists():
+        return []
+    try:
+        load_advisories(rule.db)
+    except ConfigError as e:
+        return [str(p) for p in e.problems]
+    return []
+
+
+def _warnings(policy: Policy, today: dt.date) -> list[str]:
+    out = []
+    for entry in (*policy.allow, *policy.deny):
+        if not entry.active(today):
+            out.append(
+                f"{policy.path}:{entry.line}: {entry.field}: `{entry.spec}` expired on "
+                f"{entry.expires} and no longer applies"
+            )
+    rules = policy.rules
+    needed = " (the server will refuse to start without it)"
+    referenced = [
+        ("rules.typosquat.corpus", rules.typosquat.mode, rules.typosquat.corpus, needed),
+        ("rules.advisories.db", rules.advisories.mode, rules.advisories.db, needed),
+        ("rules.capabilities.lock", rules.capabilities.mode, rules.capabilities.lock, " yet"),
+    ]
+    for fld, mode, path, consequence in referenced:
+        if mode is not Mode.OFF and path is not None and not path.exists():
+            out.append(f"{fld}: {path} does not exist{consequence}")
+    if rules.advisories.mode is not Mode.OFF and rules.advisories.db is None:
+        out.append("rules.advisories.db: not set, so no advisories can be applied")
+    return out
+
+
+def _summary(policy: Policy, out: TextIO) -> None:
+    print(f"OK: {policy.path} (sha256 {policy.digest[:16]}...)", file=out)
+    for name in RULE_NAMES:
+        rule = getattr(policy.rules, name)
+        print(f"  {name:<13} {rule.mode.value}", file=out)
+    print(f"  allow entries: {len(policy.allow)}, deny entries: {len(policy.deny)}", file=out)
