@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror.errors import ArchiveError  # noqa: E402 - after the path fix above
-from mirror.scan.archive import read_crate  # noqa: E402
-from mirror.scan.capabilities import scan_crate  # noqa: E402
-from tests.fixtures.crates import DEBIAN_REGISTRY, pack_crate  # noqa: E402
+from mirror.errors import ArchiveError
+from mirror.scan.archive import read_crate
+from mirror.scan.capabilities import scan_crate
+from tests.fixtures.crates import DEBIAN_REGISTRY, pack_crate
 
 
 def main() -> int:
@@ -52,7 +52,9 @@ def main() -> int:
     print(f"{len(timings)} crates, {total_bytes / 1e6:.1f} MB unpacked in {total_time:.2f} s")
     print(f"throughput: {rate:.1f} MB/s")
     for elapsed, name, size in sorted(timings, reverse=True)[: args.top]:
-        print(f"  {name}: {elapsed:.3f} s for {size / 1e6:.2f} MB ({size / 1e6 / elapsed:.1f} MB/s)")
+        print(
+            f"  {name}: {elapsed:.3f} s for {size / 1e6:.2f} MB ({size / 1e6 / elapsed:.1f} MB/s)"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import signal
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from mirror.downloads import CrateFetcher
 from mirror.errors import ConfigError
 from mirror.gate import Gate
 from mirror.index_cache import IndexCache
+from mirror.policy.engine import PolicyEngine
 from mirror.policy_files import PolicyFiles
 from mirror.server import MIRROR, Mirror, build_app
 from mirror.store import Store
@@ -34,6 +36,8 @@ def create_app(settings: Settings) -> web.Application:
     audit = AuditLog(settings.audit_directory)
     policy_files = PolicyFiles(settings.policy) if settings.policy else None
     engine = policy_files.load() if policy_files else None
+    if engine is not None:
+        warn_expired(engine)
     indexes = IndexCache(
         store, upstream, ttl=settings.index_ttl, negative_ttl=settings.negative_ttl
     )
@@ -93,6 +97,7 @@ class _Reloader:
             )
             return
         gate.replace_engine(engine)
+        warn_expired(engine)
         if gate.capabilities is not None:
             self._files.reload_lock(gate.capabilities)
         log.info("policy.reloaded", trigger=trigger, digest=engine.policy.digest)
@@ -103,6 +108,20 @@ class _Reloader:
                 reason=f"policy reloaded on {trigger}",
                 policy_digest=engine.policy.digest,
             )
+        )
+
+
+def warn_expired(engine: PolicyEngine) -> None:
+    """Expired allow/deny entries no longer apply; someone should renew or remove them."""
+    today = datetime.datetime.now(datetime.UTC).date()
+    for entry in engine.expired_entries(today):
+        log.warning(
+            "policy.entry_expired",
+            entry=entry.field,
+            line=entry.line,
+            crate=str(entry.spec),
+            expired=entry.expires.isoformat() if entry.expires else None,
+            reason=entry.reason,
         )
 
 

@@ -52,12 +52,12 @@ class PolicyFiles:
         return policy.rules.typosquat.corpus or self.path.parent / DEFAULT_CORPUS_NAME
 
     def capability_guard(self, store: Store, gate: Gate) -> CapabilityGuard | None:
-        from mirror.capability_guard import CapabilityGuard
-
         assert self.policy is not None
         rule = self.policy.rules.capabilities
         if rule.mode is Mode.OFF:
             return None
+        from mirror.capability_guard import CapabilityGuard
+
         return CapabilityGuard(self.lock_path(self.policy), rule, store, gate)
 
     def lock_path(self, policy: Policy) -> Path:

@@ -52,7 +52,7 @@ class CargoProject:
         self.dir = tmp_path / name
         self.cargo_home = tmp_path / "cargo-home"
         self.target_dir = tmp_path / "target"
-        self.registry_url = registry_url.rstrip("/")
+        self.registry_url = registry_url  # may be changed before wipe_cargo_home()
         self.net_retry = net_retry
         (self.dir / "src").mkdir(parents=True, exist_ok=True)
         lines = ["[package]", f"name = {json.dumps(name)}", 'version = "0.1.0"']
@@ -68,7 +68,7 @@ class CargoProject:
             "[source.crates-io]\n"
             'replace-with = "mirror"\n\n'
             "[source.mirror]\n"
-            f'registry = "sparse+{self.registry_url}/"\n\n'
+            f'registry = "sparse+{self.registry_url.rstrip("/")}/"\n\n'
             "[net]\n"
             f"retry = {self.net_retry}\n\n"
             "[http]\n"

@@ -250,6 +250,8 @@ def test_private_copy_does_not_touch_the_session_registry(
     assert fixture_registry.read_index("memchr") == original_index
     assert fixture_registry.crate_bytes("memchr", version) == original_crate
     assert not fixture_registry.index_file("serde-json").exists()
+    other = fixture_registry.versions("itoa")[0]
+    assert registry.crate_file("itoa", other).stat().st_nlink > 1  # shared, not copied
     assert Registry.open(registry.root).names() == [n for n in registry.names() if n != "memchr"]
 
 

@@ -17,7 +17,7 @@ from yarl import URL
 
 from mirror.index import etag_of
 from tests.cargo_project import CargoProject
-from tests.fixtures.registry import Registry
+from tests.fixtures.registry import Dep, Registry
 from tests.fixtures.upstream import FakeUpstream
 
 E2E_DEPS: dict[str, str | dict[str, object]] = {
@@ -130,7 +130,7 @@ async def test_reset_truncate_and_wrong_length_break_the_transfer(upstream: Fake
     url = f"{upstream.url}/api/v1/crates/serde/{version}/download"
     for kind in ("reset", "truncate", "wrong_length"):
         # No `times`: aiohttp silently retries a request whose connection was reset once.
-        upstream.faults.add(kind)  # type: ignore[arg-type]
+        upstream.faults.add(kind)
         with pytest.raises(aiohttp.ClientError):
             await get(url)
         upstream.faults.clear()
@@ -138,6 +138,23 @@ async def test_reset_truncate_and_wrong_length_break_the_transfer(upstream: Fake
     assert (await get(url))[0] == 200
     statuses = {r.fault: r.status for r in upstream.requests.all()}
     assert statuses == {"reset": 0, "truncate": 200, "wrong_length": 200, None: 200}
+
+
+async def test_short_content_length_is_an_error_for_aiohttp(upstream: FakeUpstream) -> None:
+    """A Content-Length below the real size leaves bytes after the declared end; aiohttp
+    rejects that (a lenient client would silently keep a cut body: only the cksum helps)."""
+    version = upstream.registry.versions("itoa")[0]
+    upstream.faults.add("wrong_length", times=1, delta=-10)
+    with pytest.raises(aiohttp.ClientResponseError):
+        await get(f"{upstream.url}/api/v1/crates/itoa/{version}/download")
+
+
+async def test_garbage_index_is_served_verbatim(upstream: FakeUpstream) -> None:
+    """write_index lets a test make upstream serve any bytes, e.g. a broken index file."""
+    upstream.registry.write_index("ryu", b"not json\n")
+    assert (await get(upstream.url + "/ry/u/ryu"))[0] == 404  # wrong path shape for 3 letters
+    status, body, _ = await get(upstream.url + "/3/r/ryu")
+    assert status == 200 and body == b"not json\n"
 
 
 async def test_flip_corrupts_exactly_one_byte(upstream: FakeUpstream) -> None:
@@ -173,6 +190,16 @@ async def test_random_faults_repeat_for_the_same_seed(registry: Registry) -> Non
             outcomes.append([r.status for r in up.requests.all()])
     assert outcomes[0] == outcomes[1]
     assert {200, 503, 429} == set(outcomes[0])
+
+
+async def test_explicit_faults_win_over_random_ones(upstream: FakeUpstream) -> None:
+    """An explicit rule applies before the random draw, so a test can pin one outcome."""
+    upstream.faults.randomize(seed=1, rate=1.0, kinds=["error"])
+    upstream.faults.add("rate_limit", match="itoa", times=1)
+    assert (await get(upstream.url + "/it/oa/itoa"))[0] == 429
+    assert (await get(upstream.url + "/it/oa/itoa"))[0] == 503
+    upstream.faults.clear()
+    assert (await get(upstream.url + "/it/oa/itoa"))[0] == 200
 
 
 async def test_requests_are_counted_by_path_and_status(upstream: FakeUpstream) -> None:
@@ -239,3 +266,58 @@ def test_real_cargo_resolves_fetches_and_builds(upstream: FakeUpstream, tmp_path
     downloads = [r.path for r in upstream.requests.all() if r.path.endswith("/download")]
     assert len(downloads) == len(set(downloads)) > 0
     assert all(r.status == 200 for r in upstream.requests.all())
+    # A fresh CARGO_HOME downloads again; a warm one (same home) fetches nothing new.
+    before = len(downloads)
+    assert project.fetch().returncode == 0
+    assert upstream.requests.count("/download") == before
+    project.wipe_cargo_home()
+    assert project.fetch().returncode == 0
+    assert upstream.requests.count("/download") == 2 * before
+
+
+def test_cargo_project_is_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Source replacement points at the given URL; outside registry settings are scrubbed."""
+    monkeypatch.setenv("CARGO_REGISTRIES_CRATES_IO_PROTOCOL", "git")
+    monkeypatch.setenv("CARGO_HOME", "/somewhere/else")
+    project = CargoProject(tmp_path, "http://127.0.0.1:1/", {"serde": {"version": "1"}})
+    config = (project.cargo_home / "config.toml").read_text()
+    assert 'replace-with = "mirror"' in config
+    assert 'registry = "sparse+http://127.0.0.1:1/"' in config
+    env = project.env()
+    assert env["CARGO_HOME"] == str(project.cargo_home)
+    assert env["CARGO_TARGET_DIR"] == str(tmp_path / "target")
+    assert "CARGO_REGISTRIES_CRATES_IO_PROTOCOL" not in env
+    manifest = (project.dir / "Cargo.toml").read_text()
+    assert '"serde" = { "version" = "1" }' in manifest
+    (project.cargo_home / "registry").mkdir()
+    project.registry_url = "http://127.0.0.1:2"
+    project.wipe_cargo_home()
+    assert not (project.cargo_home / "registry").exists()
+    assert "sparse+http://127.0.0.1:2/" in (project.cargo_home / "config.toml").read_text()
+
+
+@pytest.mark.e2e
+def test_real_cargo_builds_a_synthetic_crate(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A crate published with add_crate (build.rs, renamed optional target dep, dep: feature)
+    resolves and builds, and its build script really runs."""
+    upstream.registry.add_crate(
+        "evil-update",
+        "0.2.0",
+        {
+            "build.rs": b'fn main() { println!("cargo:rustc-env=EVIL=ran"); }\n',
+            "src/lib.rs": b'pub const EVIL: &str = env!("EVIL");\n',
+        },
+        deps=[Dep("sys", "^0.2", optional=True, target="cfg(unix)", package="libc")],
+        features={"native": ["dep:sys"]},
+    )
+    project = CargoProject(
+        tmp_path, upstream.url, {"evil-update": {"version": "0.2", "features": ["native"]}}
+    )
+    (project.dir / "src" / "main.rs").write_text(
+        'fn main() { assert_eq!(evil_update::EVIL, "ran"); }\n'
+    )
+    for step in (project.generate_lockfile, project.fetch, project.build_offline):
+        result = step()
+        assert result.returncode == 0, result.stderr
+    assert set(project.lock_versions()) == {"evil-update", "libc"}
+    assert project.run("run", "--offline", "-q").returncode == 0

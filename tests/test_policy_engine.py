@@ -366,7 +366,7 @@ def test_strongest() -> None:
             Decision(
                 Action.BLOCK, "typosquat", "`rustdecimal` looks like a typo of `rust_decimal`"
             ),
-            "add it to `allow` in /etc/crate-mirror/policy.yaml",
+            "add it to `allow` in crate-mirror/policy.yaml",
         ),
         (
             Decision(
@@ -409,6 +409,7 @@ def test_explain_names_the_override(decision: Decision, words: str) -> None:
     assert decision.reason in text and words in text
     assert text.endswith("Request 7f3a9c.")
     assert len(text) <= MAX_EXPLAIN_CHARS
+    assert "/etc" not in text  # no server paths in client-visible messages
 
 
 def test_explain_stays_short_for_long_reasons() -> None:
@@ -416,7 +417,7 @@ def test_explain_stays_short_for_long_reasons() -> None:
     d = Decision(Action.BLOCK, "typosquat", "x" * 2000)
     text = explain(d, "/p.yaml", "abc")
     assert len(text) <= MAX_EXPLAIN_CHARS
-    assert "add it to `allow` in /p.yaml" in text and text.endswith("Request abc.")
+    assert "add it to `allow` in p.yaml" in text and text.endswith("Request abc.")
 
 
 def test_explain_real_typosquat_decision() -> None:
@@ -424,9 +425,15 @@ def test_explain_real_typosquat_decision() -> None:
     d = engine(make_policy(Rules(typosquat=TyposquatRule(Mode.BLOCK)))).decide_name(
         "rustdecimal", TODAY
     )
-    text = explain(d, "policies/default.yaml", "7f3a")
+    text = explain(d, Path("/srv/mirror/policies/default.yaml"), "7f3a")
     assert text == (
         "blocked by crate-mirror policy: `rustdecimal` looks like a typo of the popular crate "
         "`rust_decimal` (separator removed). If you meant it, add it to `allow` in "
         "policies/default.yaml. Request 7f3a."
     )
+
+
+def test_explain_without_policy_path() -> None:
+    """No policy path (should not happen with a policy loaded): still a helpful text."""
+    d = Decision(Action.BLOCK, "deny", "denied", {"entry": "foo"})
+    assert "remove the deny entry `foo` in the mirror's policy" in explain(d, None, "r1")

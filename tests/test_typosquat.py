@@ -203,3 +203,43 @@ def test_duplicate_spellings_keep_the_best_rank() -> None:
 def _protected_of(index: TyposquatIndex, name: str) -> str | None:
     match = index.check(name)
     return None if match is None else match.protected
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+@st.composite
+def _edited(draw: st.DrawFn, min_length: int, edits: int) -> tuple[str, str]:
+    """A protected name of at least `min_length` chars and a copy with `edits` random
+    insertions, deletions or substitutions (no transpositions)."""
+    name = draw(st.sampled_from([n for n in ALL_NAMES[:3000] if len(n) >= min_length]))
+    s = canonical_name(name)
+    for _ in range(edits):
+        i = draw(st.integers(0, len(s) - 1))
+        c = draw(st.sampled_from(_LETTERS))
+        op = draw(st.sampled_from(["insert", "delete", "substitute"]))
+        s = {"insert": s[:i] + c + s[i:], "delete": s[:i] + s[i + 1 :]}.get(
+            op, s[:i] + c + s[i + 1 :]
+        )
+    return name, s
+
+
+@settings(max_examples=300, deadline=None)
+@given(_edited(min_length=5, edits=1))
+def test_every_single_edit_of_a_long_name_is_caught(pair: tuple[str, str]) -> None:
+    """Completeness of the deletion index: one edit of a >= 5-char protected name is flagged."""
+    _, edited = pair
+    index = _TOP3000_FOR_HYPOTHESIS
+    if not index.is_protected(edited):
+        assert index.check(edited) is not None, edited
+
+
+@settings(max_examples=300, deadline=None)
+@given(_edited(min_length=12, edits=2))
+def test_every_double_edit_of_a_very_long_name_is_caught(pair: tuple[str, str]) -> None:
+    """Completeness of the three-part index: two edits of a >= 12-char protected name (still
+    >= 10 chars) are flagged."""
+    _, edited = pair
+    index = _TOP3000_FOR_HYPOTHESIS
+    if not index.is_protected(edited):
+        assert index.check(edited) is not None, edited

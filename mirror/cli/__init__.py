@@ -15,6 +15,8 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.policy_cmd",
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
+    "mirror.cli.token_cmd",
+    "mirror.cli.capabilities",
 ]
 
 

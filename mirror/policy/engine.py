@@ -194,7 +194,7 @@ def _utc(now: datetime) -> datetime:
 
 def explain(decision: Decision, policy_path: Path | str | None, request_id: str) -> str:
     """The plain-text body of a 403: what was blocked, why, and how to override it."""
-    how = _override(decision, str(policy_path) if policy_path is not None else "the policy")
+    how = _override(decision, _short_path(policy_path))
     tail = f" Request {request_id}."
     head = "blocked by crate-mirror policy: "
     room = MAX_EXPLAIN_CHARS - len(head) - len(how) - len(tail) - 2
@@ -203,6 +203,15 @@ def explain(decision: Decision, policy_path: Path | str | None, request_id: str)
         reason = reason[: max(0, room - 3)] + "..."
     text = f"{head}{reason}. {how}{tail}"
     return text[:MAX_EXPLAIN_CHARS]
+
+
+def _short_path(path: Path | str | None) -> str:
+    """The policy file as `dir/name`: enough to find it in the config repository without
+    showing clients the server's file system layout (errors must not leak paths)."""
+    if path is None:
+        return "the mirror's policy"
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 and parts[-2] != "/" else Path(path).name
 
 
 def _override(decision: Decision, path: str) -> str:

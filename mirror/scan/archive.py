@@ -47,7 +47,7 @@ class CrateArchive:
         return None if data is None else data.decode("utf-8", errors="replace")
 
 
-def read_crate(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> CrateArchive:  # noqa: B008 - frozen, immutable default
+def read_crate(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> CrateArchive:
     """Unpack a `.crate` into memory, or raise ArchiveError naming the first thing wrong."""
     tar_bytes = _inflate(data, limits)
     return _read_tar(tar_bytes, limits)
@@ -101,7 +101,9 @@ def _read_tar(tar_bytes: bytes, limits: ArchiveLimits) -> CrateArchive:
                     continue
                 _check_type(member)
                 if member.size > limits.max_file_bytes:
-                    raise ArchiveError(f"{rel[:200]!r} is larger than {limits.max_file_bytes} bytes")
+                    raise ArchiveError(
+                        f"{rel[:200]!r} is larger than {limits.max_file_bytes} bytes"
+                    )
                 total += member.size
                 if total > limits.max_total_bytes:
                     raise ArchiveError(f"crate unpacks to more than {limits.max_total_bytes} bytes")

@@ -13,18 +13,19 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mirror.errors import ArchiveError
+from mirror.errors import ArchiveError, BadRequest
+from mirror.index import validate_name, validate_version
 from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
 
 MAX_EVIDENCE = 20  # evidence entries kept per capability per crate (first in scan order)
 REPORT_FORMAT = 1  # bump when scanning changes, so cached reports are redone
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     BUILD_SCRIPT = "build_script"  # runs arbitrary code on the building machine
     PROC_MACRO = "proc_macro"  # runs arbitrary code inside the compiler
     LINKS = "links"  # links a native library (`links =`, `#[link]`)
@@ -166,6 +167,11 @@ def _read_manifest(archive: CrateArchive) -> tuple[str, str, list[tuple[Capabili
     name, version = package.get("name"), package.get("version")
     if not isinstance(name, str) or not isinstance(version, str):
         raise ArchiveError("Cargo.toml lacks a literal package name or version")
+    try:
+        validate_name(name)
+        validate_version(version)
+    except BadRequest as e:
+        raise ArchiveError(f"Cargo.toml: {e}") from e
     # cargo refuses archives whose prefix is not NAME-VERSION; so do we, or a crate could
     # be scanned under one identity and unpacked under another.
     if archive.prefix != f"{name}-{version}":
@@ -183,11 +189,15 @@ def _read_manifest(archive: CrateArchive) -> tuple[str, str, list[tuple[Capabili
     lib = manifest.get("lib")
     if isinstance(lib, dict) and (lib.get("proc-macro") is True or lib.get("proc_macro") is True):
         at = _line_of(lines, "proc-macro") or _line_of(lines, "proc_macro") or 1
-        evidence.append((Capability.PROC_MACRO, Evidence("Cargo.toml", at, "lib.proc-macro = true")))
+        evidence.append(
+            (Capability.PROC_MACRO, Evidence("Cargo.toml", at, "lib.proc-macro = true"))
+        )
     links = package.get("links")
     if isinstance(links, str):
         at = _line_of(lines, "links") or 1
-        evidence.append((Capability.LINKS, Evidence("Cargo.toml", at, f"package.links = {links!r}")))
+        evidence.append(
+            (Capability.LINKS, Evidence("Cargo.toml", at, f"package.links = {links!r}"))
+        )
     return name, version, evidence
 
 

@@ -17,7 +17,7 @@ import bisect
 import functools
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,8 +152,6 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
         return f"(?:{body})?" if "" in node else body
 
     return re.compile(rb"\b" + emit(trie).encode() + rb"\b")
-
-
 
 
 def scan_rust(
@@ -304,18 +302,18 @@ class _FileReader:
             if node.parent is not None and node.parent.type == "use_declaration":
                 yield from self._use_findings(node, ())
         for node in c.get("path", ()):
-            if node.parent is None or node.parent.type not in _PATH_NODES:
-                if not _inside_use(node):
-                    yield from self._path_findings(node, _segments(node))
+            outermost = node.parent is None or node.parent.type not in _PATH_NODES
+            if outermost and not _inside_use(node):
+                yield from self._path_findings(node, _segments(node))
         for node in c.get("name", ()):
             parent = node.parent
-            if parent is not None and parent.type not in _PATH_NODES | {"token_tree"}:
-                if not _inside_use(node):
-                    yield from self._path_findings(node, (_text(node),))
+            alone = parent is not None and parent.type not in _PATH_NODES | {"token_tree"}
+            if alone and not _inside_use(node):
+                yield from self._path_findings(node, (_text(node),))
         for node in c.get("tokens", ()):
-            if node.parent is not None and node.parent.type != "token_tree":
-                if self.pattern.search(node.text or b""):
-                    yield from self._token_findings(node)
+            outermost = node.parent is not None and node.parent.type != "token_tree"
+            if outermost and self.pattern.search(node.text or b""):
+                yield from self._token_findings(node)
         names, args = c.get("macro.name", []), c.get("macro.args", [])
         for name_node, args_node in zip(names, args, strict=True):
             yield from self._macro_findings(name_node, args_node)
@@ -492,12 +490,11 @@ def _inside_use(node: Node) -> bool:
 
 
 def _tokens(tree: Node) -> Iterator[Node]:
+    """The flat tokens of a macro body; string literals and comments come out whole (a string
+    breaks a path run, and its content is never read as code)."""
     for child in tree.children:
         if child.type == "token_tree":
             yield from _tokens(child)
-        elif child.type in ("string_literal", "raw_string_literal", "line_comment",
-                            "block_comment", "char_literal"):  # fmt: skip
-            yield child  # breaks a path run; its content is never read as code
         else:
             yield child
 

@@ -185,7 +185,8 @@ def _repository(data: Any, bad: Any) -> TufRepositorySettings | None:
     if not isinstance(raw_expiry, Mapping):
         bad("repository.expiry", "expected a mapping of role to duration")
     else:
-        _unknown(raw_expiry, {"timestamp", "snapshot", "targets", "root"}, "repository.expiry.", bad)
+        roles = {"timestamp", "snapshot", "targets", "root"}
+        _unknown(raw_expiry, roles, "repository.expiry.", bad)
         values = {}
         for role, raw in raw_expiry.items():
             try:
@@ -197,7 +198,7 @@ def _repository(data: Any, bad: Any) -> TufRepositorySettings | None:
     if not isinstance(signers, Mapping) or not all(
         isinstance(v, str) and ":" in v for v in signers.values()
     ):
-        bad("repository.signers", "expected a mapping of role to signer URI (file2:..., gcpkms:...)")
+        bad("repository.signers", "expected a mapping of role to signer URI (file2:..., ...)")
         signers = {}
     else:
         _unknown(signers, set(ONLINE_ROLES), "repository.signers.", bad)

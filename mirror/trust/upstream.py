@@ -24,10 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import TargetFile
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from mirror.errors import TrustError
+from mirror.trust._tuf import FetcherInterface, TargetFile, Updater, UpdaterConfig
 from mirror.trust.settings import TufUpstreamSettings
 
 Clock = Callable[[], datetime]
@@ -227,9 +226,9 @@ class UpstreamVerifier:
             since = time.monotonic() - self._last_attempt
             if force and since < self._settings.min_forced_refresh_gap:
                 return  # cargo asking for many new crates must not hammer upstream
-            if not force and self._state is not None and since < self._settings.refresh_interval:
-                if not self._expired(self._state):
-                    return
+            fresh = self._state is not None and not self._expired(self._state)
+            if not force and fresh and since < self._settings.refresh_interval:
+                return
             self._last_attempt = time.monotonic()
             try:
                 updater = await asyncio.to_thread(self._fresh_updater)

@@ -1,0 +1,386 @@
+"""The benchmark harness: the mirror side by side with nginx and a direct upstream.
+
+    python -m bench.run [--quick] [--out DIR]
+
+Starts the fixture upstream (a subprocess), the mirror (`python -m mirror serve`) and nginx
+(serving the same bytes as static files), loads them with wrk, times real `cargo fetch` runs,
+runs the policy micro-benchmarks that exist (bench/typosquat_bench.py, scan_bench.py,
+audit_bench.py), then prints a Markdown report and writes it, with the raw numbers as JSON, to
+DIR/<timestamp>.md and .json. Nothing here passes or fails: targets are printed beside the
+measurements. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench.cold_fetch import compare_fetches, lock_project, timed_fetch
+from bench.load import LoadResult, Target, WrkMissing, raise_nofile_limit, require_tools, run_wrk
+from bench.nginx import NginxServer
+from bench.report import machine_info, parse_micro, render_markdown, summarize_targets
+from bench.rss import PeakMemory, wait_for_workers
+from mirror.index import index_path
+from tests.fixtures.registry import Registry, build_registry
+from tests.mirror_process import MirrorProcess, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+BLOB_CRATE = ("bench-blob", "1.0.0")
+BLOB_BYTES = 5 * 2**20  # incompressible payload of the "5 MB crate"
+SMALL_CRATE_MAX = 64 * 1024  # bytes; crates at most this big make the "small crate" rotation
+INDEX_TTL = 86400  # seconds; the warm runs must never revalidate with upstream
+WRK_THREADS = 1  # wrk shares the 2 cores with the server under test; one thread is enough
+
+
+@dataclass(frozen=True)
+class Plan:
+    workers: tuple[int, ...]  # mirror worker counts (nginx worker_processes is set equal)
+    duration: float  # seconds per measured wrk run
+    warmup: float  # seconds of discarded wrk load before each measured run
+    connections: int  # for the throughput runs
+    rss_connections: int  # for the peak-memory run
+    fetch_rounds: int  # alternating pairs of cargo fetches
+    micro_quick: bool
+
+    @classmethod
+    def of(cls, quick: bool) -> Plan:
+        if quick:
+            return cls((1,), 3.0, 1.0, 64, 1000, 1, True)
+        return cls((1, 2), 10.0, 2.0, 64, 1000, 3, False)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    describe: str
+    conditional: bool  # send each server's own ETag as If-None-Match (expect 304s)
+    paths: tuple[str, ...]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Benchmark the mirror against nginx (static files) and a direct upstream; "
+        "prints a Markdown report and writes it with the raw numbers as JSON.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="short runs, workers=1 only, one fetch round (about 2 minutes)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
+                        help="directory for <timestamp>.json and .md (default bench/results)")
+    parser.add_argument("--skip-micro", action="store_true",
+                        help="do not run the policy micro-benchmarks")
+    args = parser.parse_args(argv)
+    try:
+        require_tools()
+    except WrkMissing as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    raise_nofile_limit()  # inherited by the mirror, nginx and wrk: 1,000 connections need fds
+    plan = Plan.of(args.quick)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="crate-mirror-bench-") as tmp:
+        results = Harness(Path(tmp), plan).run(skip_micro=args.skip_micro)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(results)
+    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stamp}.md").write_text(markdown)
+    print(markdown)
+    print(f"written: {args.out / stamp}.json and .md", file=sys.stderr)
+    return 0
+
+
+class Harness:
+    def __init__(self, tmp: Path, plan: Plan) -> None:
+        self.tmp = tmp
+        self.plan = plan
+        steps = 3 + 2 * plan.fetch_rounds * 2 + len(plan.workers) * 5 + 1
+        self.bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
+        self.mirror_env = {
+            "CRATE_MIRROR_INDEX_TTL": str(INDEX_TTL),
+            "CRATE_MIRROR_LOG_LEVEL": "warning",
+        }
+
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text[:60])
+        self.bar.update(1)
+
+    def run(self, skip_micro: bool) -> dict[str, Any]:
+        registry = build_registry(self.tmp / "registry")
+        rng = random.Random(6)
+        blob = rng.randbytes(BLOB_BYTES)  # random bytes: gzip cannot shrink them
+        registry.add_crate(*BLOB_CRATE, {"src/blob.bin": blob})
+        self.static = registry.copy_to(self.tmp / "static")  # nginx's root
+        self.note("registry built")
+        results: dict[str, Any] = {
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": self.plan.micro_quick,
+            "machine": machine_info(),
+            "settings": {
+                "wrk_threads": WRK_THREADS,
+                "connections": self.plan.connections,
+                "rss_connections": self.plan.rss_connections,
+                "duration_s": self.plan.duration,
+                "warmup_s": self.plan.warmup,
+                "mirror_index_ttl_s": INDEX_TTL,
+                "fetch_rounds": self.plan.fetch_rounds,
+                "fetch_workers": 1,
+            },
+        }
+        with self._upstream(registry) as upstream_url:
+            self.upstream_url = upstream_url
+            lockfile, crates = lock_project(self.tmp / "lock", upstream_url)
+            self.note(f"locked {crates} crates")
+            results["cold_fetch"] = self._cold_fetch(lockfile, crates).as_dict()
+            results["warm_fetch"] = self._warm_fetch(lockfile, crates).as_dict()
+            scenarios = self._scenarios(registry)
+            results["load"] = [row for w in self.plan.workers for row in self._load(w, scenarios)]
+        if not skip_micro:
+            results["micro"] = run_micro_benchmarks(self.plan.micro_quick, lambda t: self.bar.set_postfix_str(t))
+        self.note("micro-benchmarks done")
+        self.bar.close()
+        results["targets"] = summarize_targets(results, BLOB_BYTES)
+        return results
+
+    # -- servers --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _upstream(self, registry: Registry) -> Iterator[str]:
+        """The fixture upstream in its own process, so it never shares a GIL with the harness."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.upstream", "--registry", str(registry.root),
+             "--port", "0"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            if not url.startswith("http://"):
+                raise RuntimeError(f"fixture upstream did not start (exit {proc.poll()})")
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(15)
+
+    @contextlib.contextmanager
+    def _mirror(self, cache: Path, workers: int) -> Iterator[MirrorProcess]:
+        mirror = MirrorProcess(cache, upstream=self.upstream_url + "/", env=self.mirror_env,
+                               extra=["--workers", str(workers)])  # fmt: skip
+        mirror.start()
+        try:
+            assert mirror.proc is not None
+            # A parent plus `workers` forked children when workers > 1.
+            wait_for_workers(mirror.proc.pid, 1 if workers == 1 else workers + 1)
+            yield mirror
+        finally:
+            mirror.stop()
+
+    @contextlib.contextmanager
+    def _nginx(self, workers: int) -> Iterator[NginxServer]:
+        port = free_port()
+        config = {"dl": f"http://127.0.0.1:{port}/api/v1/crates"}
+        (self.static.index_dir / "config.json").write_text(json.dumps(config))
+        prefix = self.tmp / f"nginx-{port}"
+        with NginxServer(self.static.root, prefix, port, workers) as nginx:
+            yield nginx
+
+    # -- cargo fetch ----------------------------------------------------------------------
+
+    def _cold_fetch(self, lockfile: Path, crates: int) -> Any:
+        @contextlib.contextmanager
+        def direct() -> Iterator[str]:
+            yield self.upstream_url
+
+        @contextlib.contextmanager
+        def cold_mirror() -> Iterator[str]:
+            cache = self.tmp / f"cold-cache-{time.monotonic_ns()}" / "cache"
+            with self._mirror(cache, 1) as mirror:
+                yield mirror.index_url
+
+        return compare_fetches(
+            self.tmp / "fetch", lockfile, crates,
+            (("mirror (empty cache)", cold_mirror), ("direct upstream", direct)),
+            self.plan.fetch_rounds, self.note,
+        )  # fmt: skip
+
+    def _warm_fetch(self, lockfile: Path, crates: int) -> Any:
+        self.warm_cache = self.tmp / "warm" / "cache"
+        with self._mirror(self.warm_cache, 1) as mirror, self._nginx(1) as nginx:
+            timed_fetch(self.tmp / "fetch" / "prime", mirror.index_url, lockfile)  # fills cache
+
+            @contextlib.contextmanager
+            def via(url: str) -> Iterator[str]:
+                yield url
+
+            return compare_fetches(
+                self.tmp / "fetch", lockfile, crates,
+                (("mirror (warm cache)", lambda: via(mirror.index_url)),
+                 ("nginx", lambda: via(nginx.url + "/index"))),
+                self.plan.fetch_rounds, self.note,
+            )  # fmt: skip
+
+    # -- wrk load -------------------------------------------------------------------------
+
+    def _scenarios(self, registry: Registry) -> list[Scenario]:
+        index_paths = tuple(f"/index/{index_path(n)}" for n in registry.names())
+        small = tuple(
+            f"/api/v1/crates/{c.name}/{c.version}/download"
+            for c in registry.crates
+            if c.name != BLOB_CRATE[0]
+            and registry.crate_file(c.name, c.version).stat().st_size <= SMALL_CRATE_MAX
+        )
+        blob = (f"/api/v1/crates/{BLOB_CRATE[0]}/{BLOB_CRATE[1]}/download",)
+        return [
+            Scenario("index_hit", f"warm index hits ({len(index_paths)} files)", False, index_paths),
+            Scenario("index_304", "warm index 304 revalidations", True, index_paths),
+            Scenario("crate_small", f"warm .crate downloads ({len(small)} crates <= 64 KiB)",
+                     False, small),  # fmt: skip
+            Scenario("crate_5mb", "warm .crate download, 5 MB crate", False, blob),
+        ]
+
+    def _load(self, workers: int, scenarios: list[Scenario]) -> list[dict[str, Any]]:
+        rows = []
+        with self._mirror(self.warm_cache, workers) as mirror, self._nginx(workers) as nginx:
+            assert mirror.proc is not None
+            for scenario in scenarios:
+                _fetch_all(mirror.url, scenario.paths)  # one request per URL: the cache is warm
+                _check_same_bytes(mirror.url, nginx.url, scenario.paths[:3])
+            runs = [(s, self.plan.connections) for s in scenarios]
+            runs.append((scenarios[0], self.plan.rss_connections))
+            for scenario, conns in runs:
+                row: dict[str, Any] = {"scenario": scenario.name, "describe": scenario.describe,
+                                       "workers": workers, "connections": conns}  # fmt: skip
+                for label, url in (("nginx", nginx.url), ("mirror", mirror.url)):
+                    targets = _targets(url, scenario)
+                    self._wrk(url, targets, conns, self.plan.warmup)  # discarded
+                    with PeakMemory(mirror.proc.pid) as memory:
+                        result = self._wrk(url, targets, conns, self.plan.duration)
+                    row[label] = result.as_dict()
+                    if label == "mirror":
+                        row["mirror_memory"] = memory.as_dict()
+                row["rps_ratio"] = _ratio(row["mirror"]["requests_per_s"],
+                                          row["nginx"]["requests_per_s"])  # fmt: skip
+                row["p50_ratio"] = _ratio(row["mirror"]["p50_ms"], row["nginx"]["p50_ms"])
+                row["p99_ratio"] = _ratio(row["mirror"]["p99_ms"], row["nginx"]["p99_ms"])
+                rows.append(row)
+                self.note(f"w={workers} {scenario.name}@{conns}: x{row['rps_ratio']}")
+        return rows
+
+    def _wrk(self, url: str, targets: list[Target], conns: int, seconds: float) -> LoadResult:
+        return run_wrk(url, targets, connections=conns, duration=seconds, threads=WRK_THREADS)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str | None]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read(), resp.headers.get("ETag")
+    except urllib.error.HTTPError as e:
+        return e.code, b"", e.headers.get("ETag")
+
+
+def _fetch_all(base: str, paths: tuple[str, ...]) -> None:
+    for path in paths:
+        status, _, _ = _get(base + path)
+        if status != 200:
+            raise RuntimeError(f"warming {base}{path}: HTTP {status}")
+
+
+def _check_same_bytes(mirror: str, nginx: str, paths: tuple[str, ...]) -> None:
+    """nginx must serve exactly what the mirror serves, or the comparison means nothing."""
+    for path in paths:
+        a, b = _get(mirror + path)[1], _get(nginx + path)[1]
+        if a != b:
+            raise RuntimeError(
+                f"{path}: mirror and nginx differ ({len(a)} vs {len(b)} bytes, sha256 "
+                f"{hashlib.sha256(a).hexdigest()[:12]} vs {hashlib.sha256(b).hexdigest()[:12]})"
+            )
+
+
+def _targets(base: str, scenario: Scenario) -> list[Target]:
+    """Requests for one server; for 304 runs, each path carries that server's own ETag."""
+    if not scenario.conditional:
+        return [Target(p) for p in scenario.paths]
+    targets = []
+    for path in scenario.paths:
+        _, _, etag = _get(base + path)
+        if etag is None:
+            raise RuntimeError(f"{base}{path} sent no ETag")
+        status, _, _ = _get(base + path, {"If-None-Match": etag})
+        if status != 304:
+            raise RuntimeError(f"{base}{path} answered {status} to its own ETag, not 304")
+        targets.append(Target(path, {"If-None-Match": etag}))
+    return targets
+
+# -- policy micro-benchmarks (other issues' scripts, run when present) -------------------------
+
+# name -> (module, extra args in --quick mode: only passed when the script's --help lists them)
+MICRO = {
+    "typosquat": ("bench.typosquat_bench", ["--checks", "5000"]),
+    "scan": ("bench.scan_bench", ["--limit", "40"]),
+    "audit": ("bench.audit_bench", ["--events", "20000"]),
+}
+MICRO_TIMEOUT = 600.0  # seconds per script
+
+
+def run_micro_benchmarks(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Each present script's numbers; a `--json` flag is used when the script has one."""
+    out: dict[str, Any] = {}
+    for name, (module, quick_args) in MICRO.items():
+        if not (REPO / (module.replace(".", "/") + ".py")).is_file():
+            continue
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        base = [sys.executable, "-m", module]
+        helptext = subprocess.run([*base, "--help"], cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=60, check=False).stdout  # fmt: skip
+        args = [a for a in quick_args if quick and quick_args[0] in helptext]
+        wants_json = "--json" in helptext
+        if wants_json:
+            args.append("--json")
+        try:
+            proc = subprocess.run([*base, *args], cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=MICRO_TIMEOUT, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            out[name] = {"error": f"timed out after {MICRO_TIMEOUT:.0f} s"}
+            continue
+        if proc.returncode != 0:
+            out[name] = {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+            continue
+        out[name] = parse_micro(name, proc.stdout, wants_json)
+        out[name]["command"] = " ".join(["python", "-m", module, *args])
+        progress(f"{name} micro-benchmark done")
+    return out
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)
+

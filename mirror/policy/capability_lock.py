@@ -1,0 +1,397 @@
+"""The capability lock: which capabilities a human approved for each crate, and the decision.
+
+`policies/capabilities.lock.yaml` is meant for code review: per crate, a list of approvals,
+each with the capabilities it allows, an optional cargo version requirement it is limited
+to, who approved, when and why. `decide_capabilities` is pure: a scan report and the lock in,
+a Decision out. It stops the "innocent crate turns malicious in a patch release" attack
+(a new version suddenly gains a build script that runs `curl | sh`, or a network client):
+anything the crate could not do before needs a human to say yes.
+
+Loading and saving live here too (the brief keeps the lock's file format in one module); the
+file is replaced atomically and every read-modify-write holds an exclusive `flock` on a
+sidecar `.lock` file, so two `crate-mirror approve` runs never lose each other's update.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from mirror.errors import BadRequest, ConfigError, Problem
+from mirror.index import canonical_name, validate_name
+from mirror.policy.decision import Action, Decision, Mode
+from mirror.policy.semver import Version, VersionReq
+from mirror.scan.capabilities import Capability, CapabilityReport, CapabilitySet, Evidence
+from mirror.yamlfile import Located, load_located
+
+LOCK_FORMAT = 1
+RULE = "capabilities"
+TOFU_APPROVER = "trust-on-first-use"
+_ENTRY_KEYS = ("capabilities", "versions", "approved_by", "approved_at", "reason", "reviewed")
+
+
+@dataclass(frozen=True)
+class CapabilityRule:
+    mode: Mode = Mode.BLOCK
+    # A crate never seen before: record what it has and allow it, or hold it for approval.
+    first_seen: Literal["trust", "require-approval"] = "trust"
+
+
+@dataclass(frozen=True)
+class Approval:
+    capabilities: CapabilitySet
+    approved_by: str
+    approved_at: str  # RFC 3339, UTC
+    reason: str
+    versions: str | None = None  # cargo version requirement; None = every version
+    reviewed: str | None = None  # the version whose scan the approver looked at
+    _req: VersionReq | None = field(default=None, compare=False, repr=False)
+
+    def covers(self, version: Version) -> bool:
+        return self._req is None or self._req.matches(version)
+
+
+def make_approval(
+    caps: CapabilitySet,
+    by: str,
+    reason: str,
+    when: datetime,
+    versions: str | None = None,
+    reviewed: str | None = None,
+) -> Approval:
+    """An Approval with its version requirement parsed (ValueError if it is not cargo's)."""
+    req = VersionReq.parse(versions) if versions is not None else None
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Approval(frozenset(caps), by, stamp, reason, versions, reviewed, req)
+
+
+@dataclass(frozen=True)
+class CapabilityLock:
+    crates: Mapping[str, tuple[Approval, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    # -- queries (pure) ----------------------------------------------------------------------
+
+    def _key(self, name: str) -> str | None:
+        # crates.io treats `-`/`_` and case as the same name: so does the lock, or an
+        # approval could be dodged (or duplicated) by spelling.
+        wanted = canonical_name(name)
+        return next((k for k in self.crates if canonical_name(k) == wanted), None)
+
+    def approved_for(self, name: str, version: str) -> CapabilitySet | None:
+        """Capabilities approved for this version; None if the crate is not in the lock."""
+        key = self._key(name)
+        if key is None:
+            return None
+        v = Version.parse(version)
+        caps: set[Capability] = set()
+        for approval in self.crates[key]:
+            if approval.covers(v):
+                caps |= approval.capabilities
+        return frozenset(caps)
+
+    # -- changes (pure: each returns a new lock) -----------------------------------------------
+
+    def with_approval(
+        self,
+        name: str,
+        version_req: str | None,
+        caps: CapabilitySet,
+        by: str,
+        reason: str,
+        when: datetime,
+        reviewed: str | None = None,
+    ) -> CapabilityLock:
+        """Add an approval; one for the same range is widened (old caps + new) and re-signed."""
+        new = make_approval(caps, by, reason, when, version_req, reviewed)
+        key = self._key(name) or validate_name(name)
+        kept: list[Approval] = []
+        for old in self.crates.get(key, ()):
+            if old.versions == version_req:
+                new = replace(new, capabilities=new.capabilities | old.capabilities)
+            else:
+                kept.append(old)
+        return self._with(key, (*kept, new))
+
+    def without(
+        self, name: str, version_req: str | None = None, caps: CapabilitySet | None = None
+    ) -> CapabilityLock:
+        """Revoke: the whole crate, one range's approval, or some capabilities of either."""
+        key = self._key(name)
+        if key is None:
+            return self
+        kept: list[Approval] = []
+        for old in self.crates[key]:
+            if version_req is not None and old.versions != version_req:
+                kept.append(old)
+            elif caps is not None and old.capabilities - caps:
+                kept.append(replace(old, capabilities=old.capabilities - caps))
+        return self._with(key, tuple(kept))
+
+    def _with(self, key: str, approvals: tuple[Approval, ...]) -> CapabilityLock:
+        crates = {k: v for k, v in self.crates.items() if k != key}
+        if approvals:
+            crates[key] = approvals
+        return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
+
+    # -- files -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> CapabilityLock:
+        """Read and validate a lock file; a missing file is an empty lock."""
+        if not path.exists():
+            return cls()
+        return _Validator(str(path)).lock(load_located(path))
+
+    def save(self, path: Path) -> None:
+        with _locked(path):
+            _write_atomic(path, self.render())
+
+    def render(self) -> str:
+        out = [_HEADER, f"version: {LOCK_FORMAT}", "crates:" + ("" if self.crates else " {}")]
+        for name, approvals in self.crates.items():
+            out.append(f"  {name}:")
+            for a in approvals:
+                caps = ", ".join(c.value for c in Capability if c in a.capabilities)
+                out.append(f"    - capabilities: [{caps}]")
+                if a.versions is not None:
+                    out.append(f"      versions: {json.dumps(a.versions)}")
+                out.append(f"      approved_by: {json.dumps(a.approved_by)}")
+                out.append(f"      approved_at: {json.dumps(a.approved_at)}")
+                out.append(f"      reason: {json.dumps(a.reason)}")
+                if a.reviewed is not None:
+                    out.append(f"      reviewed: {json.dumps(a.reviewed)}")
+        return "\n".join(out) + "\n"
+
+
+def update_lock(path: Path, change: Callable[[CapabilityLock], CapabilityLock]) -> CapabilityLock:
+    """Read-modify-write under an exclusive lock, so concurrent updates are not lost."""
+    with _locked(path):
+        new = change(CapabilityLock.load(path))
+        _write_atomic(path, new.render())
+    return new
+
+
+def record_first_seen(
+    lock: CapabilityLock, report: CapabilityReport, when: datetime
+) -> CapabilityLock:
+    """What the caller does with a `{"record": True}` decision (trust-on-first-use)."""
+    return lock.with_approval(
+        report.name,
+        None,
+        report.capability_set,
+        TOFU_APPROVER,
+        f"first seen as {report.name} {report.version}",
+        when,
+        reviewed=report.version,
+    )
+
+
+def decide_capabilities(
+    report: CapabilityReport, lock: CapabilityLock, rule: CapabilityRule
+) -> Decision:
+    """Compare a version's capabilities with what the lock approves for it."""
+    name, version = report.name, report.version
+    approved = lock.approved_for(name, version)
+    if approved is None and rule.first_seen == "trust":
+        caps = ", ".join(c.value for c in report.capabilities) or "none"
+        return Decision(
+            Action.ALLOW,
+            RULE,
+            f"{name} is new to the capability lock; trusted on first use ({caps})",
+            {"record": True, "capabilities": [c.value for c in report.capabilities]},
+        )
+    added = {
+        c: ev for c, ev in report.capabilities.items() if approved is None or c not in approved
+    }
+    if not added:
+        return Decision.allow(RULE, f"{name} {version} uses only approved capabilities")
+    command = approve_command(name, version, frozenset(added))
+    details: dict[str, Any] = {
+        "added": {c.value: [_evidence_json(e) for e in ev] for c, ev in added.items()},
+        "approve": command,
+    }
+    if approved is None:
+        reason = f"{name} {version} is not in the capability lock and needs approval"
+    else:
+        reason = f"{name} {version} adds: {describe(added)}"
+    return Decision.matched(rule.mode, RULE, f"{reason}; to approve: {command}", details)
+
+
+def describe(caps: Mapping[Capability, tuple[Evidence, ...]]) -> str:
+    """`build_script (build.rs:1), process (build.rs:12 std::process::Command)`."""
+    parts = []
+    for cap, evidence in caps.items():
+        if not evidence:
+            parts.append(cap.value)
+            continue
+        first = evidence[0]
+        item = f" {first.item}" if first.item != first.file else ""
+        parts.append(f"{cap.value} ({first.file}:{first.line}{item})")
+    return ", ".join(parts)
+
+
+def approve_command(name: str, version: str, caps: CapabilitySet) -> str:
+    listed = ",".join(c.value for c in Capability if c in caps)
+    return f'crate-mirror approve {name}@{version} --caps {listed} --reason "..."'
+
+
+def _evidence_json(e: Evidence) -> dict[str, Any]:
+    return {"file": e.file, "line": e.line, "item": e.item}
+
+
+# -- file format ---------------------------------------------------------------------------------
+
+_HEADER = """\
+# Capability lock: what each crate may do, approved by a human. Reviewed like code.
+# Written by `crate-mirror approve` / `crate-mirror revoke` (comments here are not kept).
+# Per crate, a list of approvals; a version gets the union of the approvals covering it.
+#   capabilities: build_script, proc_macro, links, ffi, unsafe, net, fs, process, env,
+#                 include_outside, binary
+#   versions:     optional cargo requirement (">=1.0, <2"); absent = every version
+#   approved_by, approved_at (RFC 3339), reason: who, when, why; reviewed: version scanned"""
+
+
+class _Validator:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def fail(self, line: int | None, fld: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line, fld, message))
+
+    def lock(self, top: Any) -> CapabilityLock:
+        if not isinstance(top, dict):
+            raise ConfigError([Problem(self.file, 1, "(top)", "expected a mapping")])
+        for key, loc in top.items():
+            if key not in ("version", "crates"):
+                self.fail(loc.line, key, "unknown key (expected version, crates)")
+        version = top.get("version")
+        if version is None or version.value != LOCK_FORMAT:
+            line = version.line if version is not None else 1
+            self.fail(line, "version", f"must be {LOCK_FORMAT}")
+        crates: dict[str, tuple[Approval, ...]] = {}
+        seen: dict[str, str] = {}
+        body = top.get("crates")
+        if body is not None and body.value is not None and not isinstance(body.value, dict):
+            self.fail(body.line, "crates", "expected a mapping of crate name to approvals")
+        elif body is not None and body.value:
+            for name, loc in body.value.items():
+                self.crate(name, loc, crates, seen)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
+
+    def crate(
+        self, name: str, loc: Located, crates: dict[str, tuple[Approval, ...]], seen: dict[str, str]
+    ) -> None:
+        fld = f"crates.{name}"
+        try:
+            validate_name(name)
+        except BadRequest as e:
+            self.fail(loc.line, fld, str(e))
+            return
+        if canonical_name(name) in seen:
+            self.fail(loc.line, fld, f"same crate as {seen[canonical_name(name)]!r}")
+            return
+        seen[canonical_name(name)] = name
+        if not isinstance(loc.value, list) or not loc.value:
+            self.fail(loc.line, fld, "expected a non-empty list of approvals")
+            return
+        approvals = [self.approval(item, f"{fld}[{i}]") for i, item in enumerate(loc.value)]
+        crates[name] = tuple(a for a in approvals if a is not None)
+
+    def approval(self, item: Located, fld: str) -> Approval | None:
+        if not isinstance(item.value, dict):
+            self.fail(item.line, fld, "expected a mapping")
+            return None
+        entry: dict[str, Located] = item.value
+        before = len(self.problems)
+        for key, loc in entry.items():
+            if key not in _ENTRY_KEYS:
+                self.fail(
+                    loc.line, f"{fld}.{key}", f"unknown key (expected {', '.join(_ENTRY_KEYS)})"
+                )
+        caps = self.capabilities(entry.get("capabilities"), item.line, f"{fld}.capabilities")
+        text = {
+            k: self.text(entry.get(k), item.line, f"{fld}.{k}", k in ("versions", "reviewed"))
+            for k in ("approved_by", "approved_at", "reason", "versions", "reviewed")
+        }
+        req = None
+        if text["versions"] is not None:
+            try:
+                req = VersionReq.parse(text["versions"])
+            except ValueError as e:
+                self.fail(entry["versions"].line, f"{fld}.versions", str(e))
+        if len(self.problems) > before or caps is None:
+            return None
+        return Approval(
+            caps,
+            text["approved_by"] or "",
+            text["approved_at"] or "",
+            text["reason"] or "",
+            text["versions"],
+            text["reviewed"],
+            req,
+        )
+
+    def capabilities(self, loc: Located | None, line: int, fld: str) -> CapabilitySet | None:
+        if loc is None or not isinstance(loc.value, list):
+            self.fail(loc.line if loc else line, fld, "expected a list of capabilities")
+            return None
+        caps: set[Capability] = set()
+        for item in loc.value:
+            try:
+                caps.add(Capability(item.value))
+            except ValueError:
+                known = ", ".join(c.value for c in Capability)
+                self.fail(item.line, fld, f"unknown capability {item.value!r} (known: {known})")
+        return frozenset(caps)
+
+    def text(self, loc: Located | None, line: int, fld: str, optional: bool) -> str | None:
+        if loc is None:
+            if not optional:
+                self.fail(line, fld, "required")
+            return None
+        value = loc.value
+        if isinstance(value, datetime):  # an unquoted timestamp
+            value = value.isoformat()
+        if isinstance(value, int | float) and fld.endswith(("versions", "reviewed")):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(loc.line, fld, "expected a non-empty string")
+            return None
+        return value
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,208 @@
+"""Hostile and malformed `.crate` archives are rejected quickly, in bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from mirror.errors import ArchiveError
+from mirror.scan.archive import ArchiveLimits, read_crate
+from tests.fixtures.crates import debian_crate_dir, pack_crate
+
+HANG_GUARD = 30.0  # seconds: only a hang detector, every case finishes far sooner
+
+
+def build_tar(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry)
+            else:
+                name, data = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
+def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+@contextmanager
+def rejected(match: str) -> Iterator[None]:
+    start = time.monotonic()
+    with pytest.raises(ArchiveError, match=match):
+        yield
+    assert time.monotonic() - start < HANG_GUARD
+
+
+def test_real_crate_reads_with_prefix_and_files() -> None:
+    """A packed Debian crate unpacks in memory with its NAME-VERSION prefix stripped."""
+    src = debian_crate_dir("itoa")
+    archive = read_crate(pack_crate(src))
+    assert archive.prefix == src.name
+    assert archive.files["src/lib.rs"] == (src / "src/lib.rs").read_bytes()
+    assert archive.unpacked_bytes == sum(len(v) for v in archive.files.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("demo-0.1.0/../../etc/cron.d/evil", "unsafe path"),
+        ("demo-0.1.0/src/../../evil.rs", "unsafe path"),
+        ("/etc/passwd", "unsafe path"),
+        ("demo-0.1.0/src\\..\\..\\evil.rs", "unsafe path"),
+        ("C:/Windows/evil.dll", "unsafe path"),
+        ("demo-0.1.0/./src/lib.rs", "unsafe path"),
+    ],
+)
+def test_path_traversal_is_rejected(name: str, match: str) -> None:
+    """Entries that would land outside an unpack directory reject the whole crate."""
+    data = gz(build_tar([("demo-0.1.0/Cargo.toml", b"[package]\n"), (name, b"x")]))
+    with rejected(match):
+        read_crate(data)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        special("demo-0.1.0/src/lib.rs", tarfile.SYMTYPE, "/etc/shadow"),
+        special("demo-0.1.0/src/lib.rs", tarfile.LNKTYPE, "demo-0.1.0/Cargo.toml"),
+    ],
+    ids=["symlink", "hardlink"],
+)
+def test_links_are_rejected(entry: tarfile.TarInfo) -> None:
+    """Symlinks and hard links could point an unpacker at files outside the crate."""
+    data = gz(build_tar([("demo-0.1.0/Cargo.toml", b"[package]\n"), entry]))
+    with rejected("link"):
+        read_crate(data)
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.FIFOTYPE, tarfile.BLKTYPE])
+def test_device_and_fifo_entries_are_rejected(kind: bytes) -> None:
+    """Devices and FIFOs have no place in source and could hang an unpacker."""
+    data = gz(build_tar([special("demo-0.1.0/dev", kind)]))
+    with rejected("special file"):
+        read_crate(data)
+
+
+def test_duplicate_entries_are_rejected() -> None:
+    """Two copies of one path: a scanner and an unpacker could each see a different one."""
+    data = gz(build_tar([("demo-0.1.0/src/lib.rs", b"fn a() {}"), ("demo-0.1.0/src/lib.rs", b"x")]))
+    with rejected("twice"):
+        read_crate(data)
+
+
+def test_entries_outside_the_prefix_are_rejected() -> None:
+    """All entries share one NAME-VERSION/ directory, as cargo requires."""
+    data = gz(build_tar([("demo-0.1.0/Cargo.toml", b""), ("other-0.1.0/src/lib.rs", b"")]))
+    with rejected("outside"):
+        read_crate(data)
+
+
+def _bomb(total: int) -> bytes:
+    """A .crate whose one file is `total` zero bytes, built in slices (never whole in memory)."""
+    header = tarfile.TarInfo("demo-0.1.0/zeros")
+    header.size = total
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as stream:
+        stream.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = bytes(1 << 20)
+        for _ in range(total >> 20):
+            stream.write(chunk)
+        stream.write(bytes(1024))
+    return out.getvalue()
+
+
+def test_gzip_bomb_is_rejected_without_inflating_it() -> None:
+    """A 512 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
+    data = _bomb(512 << 20)
+    assert len(data) < 1 << 20
+    tracemalloc.start()
+    try:
+        with rejected("ratio"):
+            read_crate(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+def test_total_size_limit_is_enforced_while_streaming() -> None:
+    """A crate over the total limit is refused even when its ratio looks normal."""
+    data = pack_crate(debian_crate_dir("itoa"))
+    with rejected("more than"):
+        read_crate(data, ArchiveLimits(max_total_bytes=10_000, max_ratio=10**9))
+
+
+def test_single_file_limit_is_enforced() -> None:
+    """One oversized file is refused by its header, before its data is read."""
+    data = pack_crate(debian_crate_dir("itoa"))
+    with rejected("larger than"):
+        read_crate(data, ArchiveLimits(max_file_bytes=1000))
+
+
+def test_many_tiny_files_are_rejected() -> None:
+    """100k empty files (an inode/CPU exhaustion attempt) stop at the entry limit."""
+    blocks = []
+    for i in range(100_000):
+        info = tarfile.TarInfo(f"demo-0.1.0/f{i}")
+        blocks.append(info.tobuf(format=tarfile.GNU_FORMAT))
+    data = gz(b"".join(blocks) + bytes(1024))
+    with rejected("more than 20000 entries"):
+        read_crate(data)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda d: d[: len(d) // 2], "truncated"),
+        (lambda d: d[:10] + bytes(b ^ 0x5A for b in d[10:200]) + d[200:], "not valid gzip"),
+        (lambda d: d[:-8] + b"\0\0\0\0" + d[-4:], "not valid gzip"),
+        (lambda d: b"PK\x03\x04 not a gzip stream at all", "not valid gzip"),
+        (lambda d: d + gz(b"a second member"), "after the end of its gzip stream"),
+    ],
+    ids=["truncated", "corrupt-deflate", "bad-crc", "not-gzip", "trailing-member"],
+)
+def test_corrupt_gzip_is_rejected(damage: Callable[[bytes], bytes], match: str) -> None:
+    """Damaged or padded gzip streams are a clear ArchiveError, not a crash."""
+    data = damage(pack_crate(debian_crate_dir("itoa")))
+    with rejected(match):
+        read_crate(data)
+
+
+def test_gzip_of_non_tar_is_rejected() -> None:
+    """A valid gzip holding something other than a tar is refused."""
+    with rejected("not a valid tar|empty"):
+        read_crate(gz(b"this is just text, not a tar archive\n" * 50))
+
+
+def test_entries_hidden_after_a_corrupt_header_are_rejected() -> None:
+    """tarfile stops quietly at a bad header; the rest of the stream must then be empty."""
+    tar = bytearray(build_tar([("demo-0.1.0/a.rs", b"a"), ("demo-0.1.0/b.rs", b"b")]))
+    tar[1024 + 148 : 1024 + 156] = b"0000000\0"  # break the second header's checksum
+    with rejected("after the end of its tar"):
+        read_crate(gz(bytes(tar)))
+
+
+def test_raw_deflate_without_gzip_header_is_rejected() -> None:
+    """Only gzip framing is accepted (cargo writes gzip)."""
+    with rejected("not valid gzip"):
+        read_crate(zlib.compress(build_tar([("demo-0.1.0/a.rs", b"a")])))
