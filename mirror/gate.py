@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -23,6 +23,9 @@ from mirror.index import IndexFile, IndexLine, etag_of
 from mirror.index_cache import IndexEntry
 from mirror.policy.decision import Action, Decision
 from mirror.policy.engine import PolicyEngine, explain
+
+if TYPE_CHECKING:
+    from mirror.downloads import CrateFetcher
 
 log = structlog.get_logger("mirror.gate")
 MAX_MEMO = 100_000  # name decisions remembered before the memo is reset
@@ -55,6 +58,8 @@ class CapabilityCheck(Protocol):
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
 
     async def decide(self, line: IndexLine, path: Path) -> Decision: ...
+
+    async def prescan(self, index: IndexFile, crates: CrateFetcher) -> None: ...
 
 
 class Gate:
@@ -117,17 +122,24 @@ class Gate:
 
     # -- version rules ------------------------------------------------------------------------
 
+    async def prepare(self, entry: IndexEntry, crates: CrateFetcher) -> None:
+        """Work needed once per index content before filtering (scanning new versions)."""
+        if self.capabilities is None or entry.memo.get("prescanned"):
+            return
+        entry.memo["prescanned"] = True
+        await self.capabilities.prescan(entry.index, crates)
+
     def served_index(
         self, entry: IndexEntry, is_cached: Callable[[str], bool] | None = None
     ) -> ServedIndex:
         """The filtered index for this entry; `is_cached` (offline) hides crates we lack."""
-        key = ("served", self.generation, is_cached is not None)
-        served: ServedIndex | None = entry.memo.get(key)
-        if served is not None:
+        key = (self.generation, is_cached is not None)
+        memo = entry.memo.get("served")
+        if memo is not None and memo[0] == key:
+            served: ServedIndex = memo[1]
             return served
         served = self._filter(entry.index, is_cached)
-        entry.memo.clear()
-        entry.memo[key] = served
+        entry.memo["served"] = (key, served)
         return served
 
     def _filter(self, index: IndexFile, is_cached: Callable[[str], bool] | None) -> ServedIndex:

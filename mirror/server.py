@@ -68,6 +68,7 @@ class Mirror:
         req = self._request(request, "index", name)
         self.gate.check_name(req)
         entry = await self.indexes.get(name)
+        await self.gate.prepare(entry, self.crates)
         served = self.gate.served_index(entry, self._is_cached if self.indexes.offline else None)
         self.gate.allowed(req, served.summary)
         headers = {"ETag": served.etag, "Cache-Control": INDEX_CACHE_CONTROL}

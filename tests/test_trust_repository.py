@@ -80,7 +80,9 @@ def test_removed_target_is_no_longer_listed(settings, pinned, tmp_path) -> None:
     repo.publish({index_path("serde"): index_body("serde")})
     repo.publish({index_path("serde"): None})
     with pytest.raises(TrustError, match="not listed"):
-        downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde"))
+        downstream_verify(
+            settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde")
+        )
 
 
 def test_publish_is_cheap_when_nothing_changed_or_due(settings) -> None:
@@ -188,7 +190,9 @@ def test_old_snapshot_versions_are_pruned(settings) -> None:
 
 def test_expiry_settings_are_applied(tmp_path) -> None:
     """The configured expiry times end up in the signed metadata."""
-    s = TufRepositorySettings(dir=tmp_path / "r", bins=2, expiry=Expiry(timestamp=timedelta(hours=2)))
+    s = TufRepositorySettings(
+        dir=tmp_path / "r", bins=2, expiry=Expiry(timestamp=timedelta(hours=2))
+    )
     init_repository(s, tmp_path / "off", root_keys=1, root_threshold=1)
     left = MirrorRepository(s).timestamp().signed.expires - datetime.now(UTC)
     assert timedelta(hours=1, minutes=58) < left <= timedelta(hours=2)

@@ -178,8 +178,9 @@ def import_bundle(
     with tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="import-") as tmp:
         stage = Path(tmp)
         members = _stage(bundle, stage, progress)
-        index_bodies, crate_sums, version, work_md = _verify(stage, members, trusted_root,
-                                                             metadata_dir)  # fmt: skip
+        index_bodies, crate_sums, version, work_md = _verify(
+            stage, members, trusted_root, metadata_dir
+        )
         return _commit(store, stage, index_bodies, crate_sums, version, work_md, metadata_dir)
 
 
@@ -246,9 +247,12 @@ def _verify(
     except OSError as e:
         raise TrustError(f"cannot read the pinned root {trusted_root}: {e.strerror}") from e
     updater = open_updater(
-        work_md, "bundle:///tuf/", bootstrap, updater_config(MAX_METADATA_BYTES),
+        work_md,
+        "bundle:///tuf/",
+        bootstrap,
+        updater_config(MAX_METADATA_BYTES),
         DirectoryFetcher(stage / "tuf"),
-    )  # fmt: skip
+    )
     try:
         refresh_updater(updater)
         bodies: dict[str, bytes] = {}

@@ -256,8 +256,9 @@ class MirrorRepository:
             # A targets re-signed offline (key rotation, new expiry): the snapshot must name
             # its version, or clients would keep verifying against the old one.
             version = new_targets.signed.version
-            write_atomic(self.metadata_dir / f"{version}.targets.json",
-                         new_targets.to_bytes(_SERIALIZER))  # fmt: skip
+            write_atomic(
+                self.metadata_dir / f"{version}.targets.json", new_targets.to_bytes(_SERIALIZER)
+            )
             snap_md.signed.meta["targets.json"] = MetaFile(version)
             force = True
         targets = self.targets(snap_md.signed).signed
@@ -292,16 +293,20 @@ class MirrorRepository:
             bin_md.signed.version += 1
             bin_md.signed.expires = now + self.settings.expiry.targets
             bin_md.sign(bins_signer)
-            write_atomic(self.metadata_dir / f"{bin_md.signed.version}.{name}.json",
-                         bin_md.to_bytes(_SERIALIZER))  # fmt: skip
+            write_atomic(
+                self.metadata_dir / f"{bin_md.signed.version}.{name}.json",
+                bin_md.to_bytes(_SERIALIZER),
+            )
             snap_md.signed.meta[f"{name}.json"] = MetaFile(bin_md.signed.version)
             self._prune(name, bin_md.signed.version)
         if changed_bins or snapshot_due or force:
             snap_md.signed.version += 1
             snap_md.signed.expires = now + self.settings.expiry.snapshot
             snap_md.sign(self._signer(root, "snapshot"))
-            write_atomic(self.metadata_dir / f"{snap_md.signed.version}.snapshot.json",
-                         snap_md.to_bytes(_SERIALIZER))  # fmt: skip
+            write_atomic(
+                self.metadata_dir / f"{snap_md.signed.version}.snapshot.json",
+                snap_md.to_bytes(_SERIALIZER),
+            )
             self._prune("snapshot", snap_md.signed.version)
         ts = ts_md.signed
         ts.version += 1
@@ -332,16 +337,25 @@ class MirrorRepository:
         ts = self.timestamp().signed
         snap = self.snapshot().signed
         targets = self.targets(snap).signed
-        versions = {"root": root_md.signed.version, "timestamp": ts.version,
-                    "snapshot": snap.version, "targets": targets.version}  # fmt: skip
-        expires = {"root": root_md.signed.expires, "timestamp": ts.expires,
-                   "snapshot": snap.expires, "targets": targets.expires}  # fmt: skip
+        versions = {
+            "root": root_md.signed.version,
+            "timestamp": ts.version,
+            "snapshot": snap.version,
+            "targets": targets.version,
+        }
+        expires = {
+            "root": root_md.signed.expires,
+            "timestamp": ts.expires,
+            "snapshot": snap.expires,
+            "targets": targets.expires,
+        }
         count = 0
         for name in self.succinct_roles(targets).get_roles():
             bin_md = self._read(f"{snap.meta[f'{name}.json'].version}.{name}.json")
             count += len(bin_md.signed.targets)
-            expires[BINS_PREFIX] = min(expires.get(BINS_PREFIX, bin_md.signed.expires),
-                                       bin_md.signed.expires)  # fmt: skip
+            expires[BINS_PREFIX] = min(
+                expires.get(BINS_PREFIX, bin_md.signed.expires), bin_md.signed.expires
+            )
         roles = root_md.signed.roles
         return RepositoryStatus(
             versions=versions,

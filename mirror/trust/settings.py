@@ -129,8 +129,14 @@ def _upstream(data: Any, bad: Any) -> TufUpstreamSettings | None:
     if not isinstance(data, Mapping):
         bad("upstream", "expected a mapping")
         return None
-    known = {"metadata_url", "trusted_root", "metadata_dir", "refresh_interval",
-             "max_metadata_bytes", "timestamp_max_bytes"}  # fmt: skip
+    known = {
+        "metadata_url",
+        "trusted_root",
+        "metadata_dir",
+        "refresh_interval",
+        "max_metadata_bytes",
+        "timestamp_max_bytes",
+    }
     _unknown(data, known, "upstream.", bad)
     url = data.get("metadata_url")
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):

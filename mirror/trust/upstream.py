@@ -246,8 +246,9 @@ class UpstreamVerifier:
         with trust_errors("reading the pinned upstream root"):
             bootstrap = s.trusted_root.read_bytes()
         with directory_lock(s.metadata_dir):
-            updater = open_updater(s.metadata_dir, s.metadata_url, bootstrap, self._config,
-                                   self._fetcher)  # fmt: skip
+            updater = open_updater(
+                s.metadata_dir, s.metadata_url, bootstrap, self._config, self._fetcher
+            )
             refresh_updater(updater)
             # Expired root/timestamp/snapshot/targets are rejected by refresh() itself, but
             # check the reference time of our clock too (tests freeze it).

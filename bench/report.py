@@ -1,0 +1,192 @@
+"""Turning measurements into the report: machine facts, targets, and the Markdown tables.
+
+Pure functions over the results dictionary `bench.run` builds (and writes as JSON), so the
+report can be re-rendered from any saved JSON file: `python -m bench.report FILE.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine_info", "parse_micro", "render_markdown", "summarize_targets"]
+
+# Targets from issue 6, as ratios on the 2-core machine.
+TARGET_RPS_RATIO = 0.5  # warm index hits: mirror >= 0.5x nginx requests/s
+TARGET_P99_RATIO = 2.0  # warm index hits: mirror p99 <= 2x nginx's
+TARGET_COLD_RATIO = 1.3  # cold cargo fetch: mirror <= 1.3x direct
+TARGET_WARM_RATIO = 1.1  # warm cargo fetch: mirror <= 1.1x nginx
+TARGET_RSS_MB = 200.0  # peak RSS at 1,000 connections
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (proc.stdout or proc.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory": _first_line(["sh", "-c", "free -h | sed -n 2p"]),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "nginx": _first_line(["nginx", "-v"]),
+        "wrk": _first_line(["wrk", "-v"]).split(" Copyright")[0],
+    }
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def parse_micro(name: str, stdout: str, is_json: bool) -> dict[str, Any]:
+    """The numbers a micro-benchmark printed (its JSON line, or its known summary lines)."""
+    if is_json:
+        for line in reversed(stdout.strip().splitlines()):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                return data
+        return {"error": "no JSON object in output"}
+    out: dict[str, Any] = {}
+    if name == "typosquat":
+        for m in re.finditer(r"([\d,]+) protected: built in ([\d.]+) s; ([\d,.]+) checks/s", stdout):
+            out[f"checks_per_s_{int(_num(m[1]))}"] = _num(m[3])
+            out[f"build_s_{int(_num(m[1]))}"] = _num(m[2])
+    elif name == "scan":
+        if m := re.search(r"throughput: ([\d.,]+) MB/s", stdout):
+            out["mb_per_s"] = _num(m[1])
+        if m := re.search(r"(\d+) crates, ([\d.]+) MB unpacked", stdout):
+            out["crates"], out["mb"] = int(m[1]), _num(m[2])
+    elif name == "audit":
+        if m := re.search(r"record\(\): median ([\d.]+) µs/call, p99 ([\d.]+)", stdout):
+            out["record_median_us"], out["record_p99_us"] = _num(m[1]), _num(m[2])
+        if m := re.search(r"flush\(\): ([\d,]+) events/s", stdout):
+            out["flush_events_per_s"] = _num(m[1])
+    if not out:
+        out["error"] = "summary lines not recognised"
+        out["output"] = stdout.strip()[-500:]
+    return out
+
+
+def _target(name: str, measured: float | None, target: str, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "measured": measured, "goal": target, "met": met}
+
+
+def summarize_targets(results: dict[str, Any], blob_bytes: int) -> list[dict[str, Any]]:
+    """One row per issue target: what was measured and whether it meets the goal."""
+    rows = []
+    for row in results.get("load", []):
+        w, conns = row["workers"], row["connections"]
+        if row["scenario"] == "index_hit" and conns < 1000:
+            rps, p99 = row["rps_ratio"], row["p99_ratio"]
+            rows.append(_target(f"warm hits req/s ratio (workers={w})", rps,
+                                f">= {TARGET_RPS_RATIO}", rps is not None and rps >= TARGET_RPS_RATIO))  # fmt: skip
+            rows.append(_target(f"warm hits p99 ratio (workers={w})", p99,
+                                f"<= {TARGET_P99_RATIO}", p99 is not None and p99 <= TARGET_P99_RATIO))  # fmt: skip
+        if row["scenario"] == "index_hit" and conns >= 1000:
+            rss = row["mirror_memory"]["peak_rss_mb"]
+            rows.append(_target(f"peak RSS MB at {conns} connections (workers={w})", rss,
+                                f"<= {TARGET_RSS_MB:.0f}", rss <= TARGET_RSS_MB))  # fmt: skip
+        if row["scenario"] == "crate_5mb":
+            mem = row["mirror_memory"]
+            growth = round(mem["peak_rss_mb"] - mem["baseline_rss_mb"], 1)
+            limit = 2 * blob_bytes / 2**20
+            rows.append(_target(
+                f"RSS growth MB, {conns} concurrent 5 MB downloads (workers={w})", growth,
+                f"< {limit:.0f} (one whole copy at most; a copy each would be "
+                f"{conns * blob_bytes / 2**20:.0f})", growth < limit))  # fmt: skip
+    for key, name, goal in (("cold_fetch", "cold cargo fetch mirror/direct", TARGET_COLD_RATIO),
+                            ("warm_fetch", "warm cargo fetch mirror/nginx", TARGET_WARM_RATIO)):  # fmt: skip
+        if key in results:
+            ratio = results[key]["ratio"]
+            rows.append(_target(name, ratio, f"<= {goal}", ratio <= goal))
+    return rows
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    s = results["settings"]
+    out = [
+        f"## crate-mirror benchmark, {results['timestamp']}"
+        + (" (--quick)" if results.get("quick") else ""),
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu_model']}; memory: {m['memory']}; "
+        f"Python {m['python']}; {m['nginx']}; {m['wrk']}.",
+        f"Load: wrk -t{s['wrk_threads']}, {s['duration_s']:.0f} s per run after "
+        f"{s['warmup_s']:.0f} s of discarded warm-up; nginx worker_processes = mirror workers. "
+        "Latencies in ms.",
+        "",
+        "| scenario | workers | conns | mirror req/s | nginx req/s | ratio | mirror p50 "
+        "| nginx p50 | mirror p99 | nginx p99 | p99 ratio | mirror peak RSS MB | errors m/n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results.get("load", []):
+        mi, ng = row["mirror"], row["nginx"]
+        out.append(
+            f"| {row['describe']} | {row['workers']} | {row['connections']} "
+            f"| {_fmt(mi['requests_per_s'], 0)} | {_fmt(ng['requests_per_s'], 0)} "
+            f"| {_fmt(row['rps_ratio'])} | {_fmt(mi['p50_ms'])} | {_fmt(ng['p50_ms'])} "
+            f"| {_fmt(mi['p99_ms'])} | {_fmt(ng['p99_ms'])} | {_fmt(row['p99_ratio'])} "
+            f"| {_fmt(row['mirror_memory']['peak_rss_mb'], 1)} "
+            f"| {mi['errors']}/{ng['errors']} |"
+        )
+    out += ["", "| cargo fetch (empty CARGO_HOME) | crates | A median s | B median s | A/B | runs A | runs B |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key in ("cold_fetch", "warm_fetch"):
+        if key in results:
+            f = results[key]
+            out.append(
+                f"| {f['a']} vs {f['b']} | {f['locked_crates']} | {f['a_median_s']:.2f} "
+                f"| {f['b_median_s']:.2f} | {f['ratio']:.2f} "
+                f"| {', '.join(f'{x:.2f}' for x in f['a_seconds'])} "
+                f"| {', '.join(f'{x:.2f}' for x in f['b_seconds'])} |"
+            )
+    micro = results.get("micro", {})
+    if micro:
+        out += ["", "| policy cost (micro-benchmark) | measured |", "|---|---|"]
+        for name, data in micro.items():
+            numbers = ", ".join(
+                f"{k} {_fmt(v, 1)}" for k, v in data.items() if k not in ("command", "output")
+            )
+            out.append(f"| {name} (`{data.get('command', '')}`) | {numbers} |")
+    out += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
+    for t in results.get("targets", []):
+        met = "yes" if t["met"] else "no"
+        out.append(f"| {t['target']} | {_fmt(t['measured'])} | {t['goal']} | {met} |")
+    out.append(f"\nTotal harness time: {results.get('elapsed_s', 'n/a')} s.")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(render_markdown(json.loads(Path(arg).read_text())))

@@ -1,0 +1,352 @@
+"""Capabilities found in real Debian crates and in small synthetic crates, with evidence."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from mirror.errors import ArchiveError
+from mirror.scan.cache import ScanCache
+from mirror.scan.capabilities import (
+    Capability,
+    CapabilityReport,
+    Evidence,
+    parse_capabilities,
+    scan_crate,
+)
+from tests.fixtures.crates import debian_crate_dir, pack_crate
+
+C = Capability
+
+
+@cache
+def debian_report(name: str) -> CapabilityReport:
+    return scan_crate(pack_crate(debian_crate_dir(name)))
+
+
+def line_of(path: Path, needle: str) -> int:
+    """1-based number of the first code line of `path` containing `needle` (not a comment)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line and not line.lstrip().startswith("//"):
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def make_crate(
+    files: dict[str, str | bytes],
+    name: str = "demo",
+    version: str = "0.1.0",
+    manifest: str = "",
+    prefix: str | None = None,
+) -> bytes:
+    """A synthetic .crate: Cargo.toml (with `manifest` appended) plus `files`."""
+    all_files: dict[str, str | bytes] = {
+        "Cargo.toml": f'[package]\nname = "{name}"\nversion = "{version}"\n{manifest}',
+        **files,
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, content in all_files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(f"{prefix or f'{name}-{version}'}/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def scan_lib(source: str, **kwargs: str) -> CapabilityReport:
+    return scan_crate(make_crate({"src/lib.rs": source}, **kwargs))
+
+
+# -- real crates ---------------------------------------------------------------------------------
+
+
+def test_serde_derive_is_a_proc_macro_with_a_build_script() -> None:
+    """serde_derive: proc_macro from Cargo.toml, build.rs that runs rustc via Command."""
+    src = debian_crate_dir("serde_derive")
+    caps = debian_report("serde_derive").capabilities
+    proc_line = line_of(src / "Cargo.toml", "proc-macro = true")
+    assert Evidence("Cargo.toml", proc_line, "lib.proc-macro = true") in caps[C.PROC_MACRO]
+    assert Evidence("build.rs", 1, "build.rs") in caps[C.BUILD_SCRIPT]
+    use_line = line_of(src / "build.rs", "use std::process::Command")
+    assert Evidence("build.rs", use_line, "use std::process::Command") in caps[C.PROCESS]
+    new_line = line_of(src / "build.rs", "Command::new")
+    assert Evidence("build.rs", new_line, "std::process::Command::new") in caps[C.PROCESS]
+    assert C.NET not in caps and C.BINARY not in caps
+
+
+def test_libz_sys_links_zlib_through_ffi() -> None:
+    """libz-sys: build script, `links = "z"`, extern "C" blocks in src/lib.rs."""
+    src = debian_crate_dir("libz-sys")
+    caps = debian_report("libz-sys").capabilities
+    assert Evidence("build.rs", 1, "build.rs") in caps[C.BUILD_SCRIPT]
+    links_line = line_of(src / "Cargo.toml", 'links = "z"')
+    assert Evidence("Cargo.toml", links_line, "package.links = 'z'") in caps[C.LINKS]
+    extern_line = line_of(src / "src/lib.rs", 'extern "C" {')
+    assert Evidence("src/lib.rs", extern_line, 'extern "C" { ... } block') in caps[C.FFI]
+
+
+def test_openssl_sys_build_script_declared_in_manifest() -> None:
+    """openssl-sys names its build script in Cargo.toml and includes bindgen output."""
+    src = debian_crate_dir("openssl-sys")
+    caps = debian_report("openssl-sys").capabilities
+    build_line = line_of(src / "Cargo.toml", "build = ")
+    assert (
+        Evidence("Cargo.toml", build_line, "package.build = 'build/main.rs'")
+        in caps[C.BUILD_SCRIPT]
+    )
+    assert any(e.item.startswith("include!(concat!(env!(") for e in caps[C.INCLUDE_OUTSIDE])
+
+
+def test_cc_spawns_processes() -> None:
+    """cc runs the C compiler: std::process::Command, imported in a grouped `use`."""
+    src = debian_crate_dir("cc")
+    caps = debian_report("cc").capabilities
+    use_line = line_of(src / "src/lib.rs", "use std::process::{")
+    assert Evidence("src/lib.rs", use_line, "use std::process::Command") in caps[C.PROCESS]
+
+
+def test_socket2_uses_the_network() -> None:
+    """socket2 converts to and from std::net sockets."""
+    src = debian_crate_dir("socket2")
+    net = debian_report("socket2").capabilities[C.NET]
+    found = [e for e in net if e.file == "src/socket.rs" and e.item.startswith("std::net::")]
+    assert found
+    text = (src / "src/socket.rs").read_text().splitlines()
+    for e in found:
+        assert e.item.rsplit("::", 1)[-1] in text[e.line - 1]
+
+
+def test_tempfile_and_walkdir_use_the_filesystem() -> None:
+    """tempfile and walkdir import std::fs; tempfile's doc-comment examples do not count."""
+    for name, file, needle in (
+        ("tempfile", "src/dir.rs", "use std::{"),
+        ("walkdir", "src/dent.rs", "use std::fs::{self"),
+    ):
+        src = debian_crate_dir(name)
+        line = line_of(src / file, needle)
+        assert Evidence(file, line, "use std::fs") in debian_report(name).capabilities[C.FS]
+    fs = debian_report("tempfile").capabilities[C.FS]
+    in_docs = [
+        e
+        for e in fs
+        if (debian_crate_dir("tempfile") / e.file)
+        .read_text()
+        .splitlines()[e.line - 1]
+        .lstrip()
+        .startswith("//")
+    ]
+    assert in_docs == []
+
+
+@pytest.mark.parametrize("name", ["itoa", "unicode-ident"])
+def test_plain_crates_have_nothing_but_maybe_unsafe(name: str) -> None:
+    """Pure computation crates: no build script, no I/O, at most unsafe."""
+    assert debian_report(name).capability_set <= {C.UNSAFE}
+
+
+@pytest.mark.parametrize("name", ["serde_derive", "cc", "socket2", "tempfile", "libz-sys"])
+def test_evidence_points_at_real_lines(name: str) -> None:
+    """Every evidence line in a .rs file contains the item it names (no off-by-one lines)."""
+    src = debian_crate_dir(name)
+    for cap, evidence in debian_report(name).capabilities.items():
+        for e in evidence:
+            if not e.file.endswith(".rs") or cap is C.BUILD_SCRIPT:
+                continue
+            line = (src / e.file).read_text().splitlines()[e.line - 1]
+            token = {C.UNSAFE: "unsafe", C.FFI: "extern", C.LINKS: "link"}.get(cap)
+            assert (token or e.item.rsplit("::", 1)[-1].split("(")[0]) in line, (e, line)
+
+
+# -- parser edge cases ---------------------------------------------------------------------------
+
+
+def test_grouped_and_aliased_use_resolve() -> None:
+    """`use std::{fs, net::TcpStream as T}` makes `T::connect` a network call."""
+    caps = scan_lib(
+        "use std::{fs, net::TcpStream as T};\n"
+        "pub fn f() {\n"
+        '    let _ = T::connect("127.0.0.1:1");\n'
+        '    let _ = fs::read("x");\n'
+        "}\n"
+    ).capabilities
+    assert Evidence("src/lib.rs", 1, "use std::net::TcpStream") in caps[C.NET]
+    assert Evidence("src/lib.rs", 3, "std::net::TcpStream::connect") in caps[C.NET]
+    assert Evidence("src/lib.rs", 1, "use std::fs") in caps[C.FS]
+    assert Evidence("src/lib.rs", 4, "std::fs::read") in caps[C.FS]
+
+
+def test_module_alias_resolves_far_away_in_a_large_file() -> None:
+    """`use std::env as e` then `e::var` 300 lines later: found although only regions parse."""
+    filler = "".join(f"pub fn filler_{i}() -> u32 {{ {i} }}\n" for i in range(300))
+    source = f'use std::env as e;\n{filler}pub fn home() {{\n    let _ = e::var("HOME");\n}}\n'
+    caps = scan_lib(source).capabilities
+    assert Evidence("src/lib.rs", 303, "std::env::var") in caps[C.ENV]
+
+
+def test_alias_inside_an_impl_in_a_large_file() -> None:
+    """A renamed type used deep inside an impl block resolves to its import."""
+    filler = "".join(f"    pub fn filler_{i}(&self) -> u32 {{ {i} }}\n" for i in range(200))
+    source = (
+        "use std::process::Command as Cmd;\n"
+        f"pub struct S;\nimpl S {{\n{filler}"
+        '    pub fn run(&self) {\n        let _ = Cmd::new("sh").status();\n    }\n}\n'
+    )
+    caps = scan_lib(source).capabilities
+    line = source.splitlines().index('        let _ = Cmd::new("sh").status();') + 1
+    assert Evidence("src/lib.rs", line, "std::process::Command::new") in caps[C.PROCESS]
+
+
+def test_comments_and_strings_are_not_code() -> None:
+    """Mentions in comments, doc comments, strings and raw strings grant nothing."""
+    report = scan_lib(
+        "// std::net::TcpStream::connect(addr)\n"
+        '/* std::fs::remove_dir_all("/") unsafe { } */\n'
+        '/// Spawns std::process::Command::new("sh") -- not really\n'
+        "pub fn f() -> (&'static str, &'static str) {\n"
+        '    ("std::env::var(\\"HOME\\") unsafe", r#"extern "C" { fn system(); } env!("X")"#)\n'
+        "}\n"
+    )
+    assert report.capabilities == {}
+
+
+def test_paths_inside_macro_bodies_are_found() -> None:
+    """Fully-qualified paths in macro arguments and macro_rules bodies count."""
+    caps = scan_lib(
+        'macro_rules! run { () => { ::std::process::Command::new("ls") }; }\n'
+        "pub fn f() {\n"
+        '    println!("{:?}", std::fs::read_to_string("/etc/passwd"));\n'
+        "}\n"
+    ).capabilities
+    assert Evidence("src/lib.rs", 1, "std::process::Command::new") in caps[C.PROCESS]
+    assert Evidence("src/lib.rs", 3, "std::fs::read_to_string") in caps[C.FS]
+
+
+def test_env_macros_and_cargo_variables() -> None:
+    """env!/option_env! of the machine count; cargo's own CARGO_* variables do not."""
+    caps = scan_lib(
+        'pub const A: &str = env!("CARGO_PKG_VERSION");\n'
+        'pub const B: Option<&str> = option_env!("AWS_SECRET_ACCESS_KEY");\n'
+    ).capabilities
+    assert caps[C.ENV] == (Evidence("src/lib.rs", 2, 'option_env!("AWS_SECRET_ACCESS_KEY")'),)
+
+
+def test_include_outside_the_crate() -> None:
+    """include_bytes! climbing out of the crate is flagged; a file inside it is not."""
+    caps = scan_crate(
+        make_crate(
+            {
+                "src/lib.rs": 'pub static K: &[u8] = include_bytes!("../../../.ssh/id_rsa");\n'
+                'pub static R: &str = include_str!("../README.md");\n',
+                "README.md": "hi",
+            }
+        )
+    ).capabilities
+    assert caps[C.INCLUDE_OUTSIDE] == (
+        Evidence("src/lib.rs", 1, 'include_bytes!("../../../.ssh/id_rsa")'),
+    )
+
+
+def test_unsafe_ffi_and_link_attributes() -> None:
+    """unsafe blocks/fns, extern blocks and #[link] each yield their own evidence."""
+    caps = scan_lib(
+        '#[link(name = "evil")]\nextern "C" {\n    fn system(cmd: *const u8) -> i32;\n}\n'
+        "pub unsafe fn raw() {}\npub fn g() { unsafe { raw() } }\n"
+    ).capabilities
+    assert caps[C.LINKS] == (Evidence("src/lib.rs", 1, '#[link(name = "evil")]'),)
+    assert caps[C.FFI] == (Evidence("src/lib.rs", 2, 'extern "C" { ... } block'),)
+    assert Evidence("src/lib.rs", 5, "unsafe fn raw") in caps[C.UNSAFE]
+    assert Evidence("src/lib.rs", 6, "unsafe block") in caps[C.UNSAFE]
+
+
+def test_glob_import_resolves_bare_names() -> None:
+    """`use std::fs::*` then `read(..)`: the import itself is the evidence."""
+    caps = scan_lib('use std::fs::*;\npub fn f() { let _ = read("x"); }\n').capabilities
+    assert Evidence("src/lib.rs", 1, "use std::fs::*") in caps[C.FS]
+
+
+def test_shipped_binaries_by_magic_and_name() -> None:
+    """ELF, PE and Mach-O magic and library names are flagged; look-alike text is not."""
+    pe = b"MZ" + bytes(0x3A) + (0x40).to_bytes(4, "little") + b"PE\0\0" + bytes(16)
+    caps = scan_crate(
+        make_crate(
+            {
+                "blob/payload.txt": b"\x7fELF\x02\x01\x01" + bytes(64),
+                "tools/helper.bin": pe,
+                "lib/libfoo.so.1": b"not really",
+                "mac/thing": b"\xcf\xfa\xed\xfe" + bytes(28),
+                "notes.txt": b"MZ is how this note starts",
+            }
+        )
+    ).capabilities
+    assert set(caps[C.BINARY]) == {
+        Evidence("blob/payload.txt", 1, "ELF binary"),
+        Evidence("tools/helper.bin", 1, "PE (Windows) binary"),
+        Evidence("lib/libfoo.so.1", 1, "binary by name (1)"),
+        Evidence("mac/thing", 1, "Mach-O binary"),
+    }
+
+
+def test_build_script_implicit_explicit_and_disabled() -> None:
+    """build.rs counts unless `build = false`; `build = "x.rs"` counts from the manifest."""
+    implicit = scan_crate(make_crate({"build.rs": "fn main() {}\n"}))
+    assert implicit.capabilities[C.BUILD_SCRIPT] == (Evidence("build.rs", 1, "build.rs"),)
+    off = scan_crate(make_crate({"build.rs": "fn main() {}\n"}, manifest="build = false\n"))
+    assert C.BUILD_SCRIPT not in off.capabilities
+    named = scan_crate(make_crate({"gen.rs": "fn main() {}\n"}, manifest='build = "gen.rs"\n'))
+    assert named.capabilities[C.BUILD_SCRIPT] == (
+        Evidence("Cargo.toml", 4, "package.build = 'gen.rs'"),
+    )
+
+
+def test_prefix_must_match_the_manifest() -> None:
+    """A crate claiming another identity than its directory prefix is rejected."""
+    data = make_crate({"src/lib.rs": ""}, prefix="serde-1.0.0")
+    with pytest.raises(ArchiveError, match="prefix"):
+        scan_crate(data)
+
+
+def test_report_json_round_trip_and_capability_parsing() -> None:
+    """Reports survive JSON; `--caps` text parses and rejects unknown names."""
+    report = debian_report("serde_derive")
+    again = CapabilityReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert again == report
+    assert parse_capabilities("net, fs") == {C.NET, C.FS}
+    with pytest.raises(ValueError, match="unknown capability"):
+        parse_capabilities("net,telepathy")
+
+
+# -- cache -----------------------------------------------------------------------------------------
+
+
+def test_scan_cache_round_trip_and_damage(tmp_path: Path) -> None:
+    """Reports are cached by sha256; damaged or foreign entries read as absent."""
+    cache = ScanCache(tmp_path)
+    data = make_crate({"src/lib.rs": "use std::fs;\n"})
+    first = cache.scan(data)
+    assert cache.get(first.sha256) == first
+    assert [r.sha256 for r in cache] == [first.sha256]
+    cache.path(first.sha256).write_text("{not json")
+    assert cache.get(first.sha256) is None
+    assert cache.scan(data) == first  # rescanned and rewritten
+    with pytest.raises(ValueError, match="malformed"):
+        cache.path("../../etc/passwd")
+
+
+def test_scan_cache_hit_skips_scanning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second scan of the same bytes is served from the cache."""
+    cache = ScanCache(tmp_path)
+    data = make_crate({"src/lib.rs": "use std::fs;\n"})
+    cache.scan(data)
+
+    def fail(*_args: object, **_kwargs: object) -> CapabilityReport:
+        raise AssertionError("scanned again")
+
+    monkeypatch.setattr("mirror.scan.cache.scan_crate", fail)
+    assert C.FS in cache.scan(data).capabilities
