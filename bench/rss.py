@@ -17,6 +17,7 @@ __all__ = [
     "PeakMemory",
     "process_tree",
     "read_status_kib",
+    "sample_pids",
     "sample_tree",
     "wait_for_workers",
 ]
@@ -67,8 +68,12 @@ def process_tree(root: int) -> list[int]:
 
 
 def sample_tree(root: int) -> MemorySample:
+    return sample_pids(process_tree(root))
+
+
+def sample_pids(pids: list[int]) -> MemorySample:
     rss = pss = count = 0
-    for pid in process_tree(root):
+    for pid in pids:
         try:
             rss += read_status_kib((PROC / str(pid) / "status").read_text(), "VmRSS")
         except OSError:
@@ -82,12 +87,16 @@ def sample_tree(root: int) -> MemorySample:
 
 
 class PeakMemory:
-    """`with PeakMemory(pid) as peak:` samples every `interval` seconds; `peak.max_rss_kib`."""
+    """`with PeakMemory(pid) as peak:` samples every `interval` seconds; `peak.max_rss_kib`.
+
+    The process tree is listed once, at the start (the mirror forks its workers at start-up
+    only): listing /proc on every sample would cost the harness CPU the servers need.
+    """
 
     def __init__(self, root: int, interval: float = 0.1) -> None:
-        self.root = root
+        self.pids = process_tree(root)
         self.interval = interval
-        self.baseline = sample_tree(root)
+        self.baseline = sample_pids(self.pids)
         self.max_rss_kib = self.baseline.rss_kib
         self.max_pss_kib = self.baseline.pss_kib
         self.samples = 0
@@ -96,7 +105,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sample = sample_tree(self.root)
+            sample = sample_pids(self.pids)
             self.max_rss_kib = max(self.max_rss_kib, sample.rss_kib)
             self.max_pss_kib = max(self.max_pss_kib, sample.pss_kib)
             self.samples += 1

@@ -63,7 +63,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls((1,), 3.0, 1.0, 64, 1000, 1, True)
+            return cls((1,), 3.0, 1.0, 64, 1000, 2, True)
         return cls((1, 2), 10.0, 2.0, 64, 1000, 3, False)
 
 
@@ -113,7 +113,7 @@ class Harness:
     def __init__(self, tmp: Path, plan: Plan) -> None:
         self.tmp = tmp
         self.plan = plan
-        steps = 3 + 2 * plan.fetch_rounds * 2 + len(plan.workers) * 5 + 1
+        steps = 3 + 4 * plan.fetch_rounds + 5 * len(plan.workers)
         self.bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
         self.mirror_env = {
             "CRATE_MIRROR_INDEX_TTL": str(INDEX_TTL),
@@ -341,11 +341,11 @@ def _targets(base: str, scenario: Scenario) -> list[Target]:
 
 # -- policy micro-benchmarks (other issues' scripts, run when present) -------------------------
 
-# name -> (module, extra args in --quick mode: only passed when the script's --help lists them)
-MICRO = {
-    "typosquat": ("bench.typosquat_bench", ["--checks", "5000"]),
-    "scan": ("bench.scan_bench", ["--limit", "40"]),
-    "audit": ("bench.audit_bench", ["--events", "20000"]),
+# name -> (module, options in --quick mode: each passed only if the script's --help lists it)
+MICRO: dict[str, tuple[str, dict[str, str]]] = {
+    "typosquat": ("bench.typosquat_bench", {"--checks": "5000", "--repeats": "1"}),
+    "scan": ("bench.scan_bench", {"--limit": "40"}),
+    "audit": ("bench.audit_bench", {"--events": "20000"}),
 }
 MICRO_TIMEOUT = 600.0  # seconds per script
 
@@ -360,7 +360,8 @@ def run_micro_benchmarks(quick: bool, progress: Callable[[str], None]) -> dict[s
         base = [sys.executable, "-m", module]
         helptext = subprocess.run([*base, "--help"], cwd=REPO, env=env, capture_output=True,
                                   text=True, timeout=60, check=False).stdout  # fmt: skip
-        args = [a for a in quick_args if quick and quick_args[0] in helptext]
+        args = [part for flag, value in quick_args.items() if quick and flag in helptext
+                for part in (flag, value)]  # fmt: skip
         wants_json = "--json" in helptext
         if wants_json:
             args.append("--json")

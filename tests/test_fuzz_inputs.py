@@ -144,17 +144,18 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
+small_json = st.one_of(json_scalars, st.lists(json_scalars, max_size=3))
 index_like = st.fixed_dictionaries(
     {},
     optional={
-        "name": st.one_of(st.sampled_from(KNOWN), json_values),
-        "vers": st.one_of(st.just("1.0.0"), json_values),
-        "cksum": st.one_of(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), json_values),
-        "yanked": json_values,
-        "pubtime": json_values,
-        "links": json_values,
-        "deps": json_values,
-        "features": json_values,
+        "name": st.one_of(st.sampled_from(KNOWN), small_json),
+        "vers": st.one_of(st.just("1.0.0"), small_json),
+        "cksum": st.one_of(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), small_json),
+        "yanked": small_json,
+        "pubtime": small_json,
+        "links": small_json,
+        "deps": small_json,
+        "features": small_json,
     },
 )
 

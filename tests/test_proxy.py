@@ -274,3 +274,53 @@ def test_store_rejects_non_hex_paths(tmp_path: Path) -> None:
     for bad in ("../../etc/passwd", "a" * 63, "A" * 64, "g" * 64):
         with pytest.raises(IntegrityError):
             store.crate_path(bad)
+
+
+@pytest.mark.parametrize("kind", ["error", "rate_limit", "reset"])
+async def test_transient_upstream_failures_are_retried(
+    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry, kind: str
+) -> None:
+    """5xx, 429 (Retry-After) and resets on idempotent GETs are retried with backoff."""
+    fake_upstream.faults.add(kind, match="ryu", times=1, retry_after=0)  # type: ignore[arg-type]
+    resp = await client.get("/index/" + index_path("ryu"))
+    assert resp.status == 200
+    assert await resp.read() == small_registry.read_index("ryu")
+
+
+async def test_oversized_crate_is_refused_and_not_cached(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    small_registry: Registry,
+) -> None:
+    """An endless or huge body costs at most max_crate_bytes and is never cached."""
+    settings = mirror_settings(fake_upstream, max_crate_bytes=1000)
+    client = await _client(aiohttp_client, mirror_app, settings)
+    version = small_registry.versions("serde")[0]
+    resp = await client.get(_dl(client, "serde", version))
+    assert resp.status == 502
+    assert "limit" in await resp.text()
+    assert list(Store(settings.cache_dir).iter_crates()) == []
+
+
+async def test_upstream_requests_identify_the_mirror(
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: Any,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+) -> None:
+    """A polite client says who it is, so registry operators can reach us."""
+    agents: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        agents.append(request.headers.get("User-Agent", ""))
+        return web.Response(status=404)
+
+    upstream_app = web.Application()
+    upstream_app.router.add_get("/{tail:.*}", record)
+    server = await aiohttp_server(upstream_app)
+    settings = mirror_settings(None, upstream_index=str(server.make_url("/")))
+    client = await _client(aiohttp_client, mirror_app, settings)
+    assert (await client.get("/index/" + index_path("itoa"))).status == 404
+    assert agents and all(a.startswith("crate-mirror/") for a in agents)

@@ -16,6 +16,7 @@ from mirror.trust.repository import MirrorRepository, init_repository
 from mirror.trust.rootstage import (
     promote_staged_root,
     resign_targets,
+    rotate_bins_key,
     rotate_key,
     sign_staged_root,
     staged_status,
@@ -56,7 +57,9 @@ def downstream_verify(
     check_target(info, body)
 
 
-def test_published_index_files_verify_downstream(settings, pinned, tmp_path: Path) -> None:
+def test_published_index_files_verify_downstream(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """Served index files become targets in hashed bins that a TUF client accepts."""
     repo = MirrorRepository(settings)
     files = {index_path(n): index_body(n) for n in ("serde", "rand", "libc", "syn", "quote")}
@@ -66,7 +69,9 @@ def test_published_index_files_verify_downstream(settings, pinned, tmp_path: Pat
     assert repo.status().targets_count == 5
 
 
-def test_changed_but_unpublished_file_does_not_verify(settings, pinned, tmp_path) -> None:
+def test_changed_but_unpublished_file_does_not_verify(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """The mirror serving bytes it never signed (e.g. a policy bug) is caught downstream."""
     repo = MirrorRepository(settings)
     repo.publish({index_path("serde"): index_body("serde")})
@@ -74,7 +79,9 @@ def test_changed_but_unpublished_file_does_not_verify(settings, pinned, tmp_path
         downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), b"other\n")
 
 
-def test_removed_target_is_no_longer_listed(settings, pinned, tmp_path) -> None:
+def test_removed_target_is_no_longer_listed(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """An index file the policy now blocks is removed from the signed targets."""
     repo = MirrorRepository(settings)
     repo.publish({index_path("serde"): index_body("serde")})
@@ -85,7 +92,7 @@ def test_removed_target_is_no_longer_listed(settings, pinned, tmp_path) -> None:
         )
 
 
-def test_publish_is_cheap_when_nothing_changed_or_due(settings) -> None:
+def test_publish_is_cheap_when_nothing_changed_or_due(settings: TufRepositorySettings) -> None:
     """Calling publish every few seconds with no changes writes nothing."""
     repo = MirrorRepository(settings)
     repo.publish({index_path("serde"): index_body("serde")})
@@ -95,7 +102,7 @@ def test_publish_is_cheap_when_nothing_changed_or_due(settings) -> None:
     assert repo.timestamp().signed.version == version
 
 
-def test_timestamp_is_resigned_before_it_expires(settings) -> None:
+def test_timestamp_is_resigned_before_it_expires(settings: TufRepositorySettings) -> None:
     """Past half its lifetime the timestamp is re-signed, so clients never see it expire."""
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=13)
     repo = MirrorRepository(settings, clock=lambda: later)
@@ -105,7 +112,7 @@ def test_timestamp_is_resigned_before_it_expires(settings) -> None:
     assert after.version == before.version + 1 and after.expires > before.expires
 
 
-def test_keys_are_private_files(settings, tmp_path) -> None:
+def test_keys_are_private_files(settings: TufRepositorySettings, tmp_path: Path) -> None:
     """Key files are created 0600 in 0700 directories; a readable key is refused."""
     keys = [*settings.keys_dir.glob("*.pem"), *(tmp_path / "offline").glob("*.pem")]
     assert len(keys) == 6
@@ -117,7 +124,7 @@ def test_keys_are_private_files(settings, tmp_path) -> None:
         MirrorRepository(settings).publish({}, force=True)
 
 
-def test_online_key_cannot_sign_another_role(settings) -> None:
+def test_online_key_cannot_sign_another_role(settings: TufRepositorySettings) -> None:
     """A stolen timestamp key is not accepted as a snapshot key."""
     root = MirrorRepository(settings).root().signed
     keys = {k: root.keys[k] for k in root.roles["snapshot"].keyids}
@@ -125,7 +132,9 @@ def test_online_key_cannot_sign_another_role(settings) -> None:
         load_signer(file_uri(settings.keys_dir / "timestamp.pem"), keys, "snapshot")
 
 
-def test_root_rotation_needs_both_parties(settings, pinned, tmp_path) -> None:
+def test_root_rotation_needs_both_parties(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """A new root key takes effect only once the old threshold (2) and the new one sign."""
     offline = tmp_path / "offline"
     new_key, _ = rotate_key(settings, "root", key_out=offline / "root-3.pem")
@@ -142,14 +151,18 @@ def test_root_rotation_needs_both_parties(settings, pinned, tmp_path) -> None:
     downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde"))
 
 
-def test_stranger_key_cannot_sign_staged_root(settings, tmp_path) -> None:
+def test_stranger_key_cannot_sign_staged_root(
+    settings: TufRepositorySettings, tmp_path: Path
+) -> None:
     """Only old or new root keys may sign a staged root."""
     rotate_key(settings, "timestamp")
     with pytest.raises(TrustError, match="not a trusted root key"):
         sign_staged_root(settings, file_uri(settings.keys_dir / "snapshot.pem"))
 
 
-def test_timestamp_key_rotation_retires_the_old_key(settings, pinned, tmp_path) -> None:
+def test_timestamp_key_rotation_retires_the_old_key(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """After rotation the old timestamp key no longer signs anything clients accept."""
     offline = tmp_path / "offline"
     old_key = (settings.keys_dir / "timestamp.pem").read_bytes()
@@ -170,7 +183,9 @@ def test_timestamp_key_rotation_retires_the_old_key(settings, pinned, tmp_path) 
         load_signer(file_uri(stale), keys, "timestamp")
 
 
-def test_targets_resigned_with_offline_key(settings, pinned, tmp_path) -> None:
+def test_targets_resigned_with_offline_key(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
     """`tuf sign targets` bumps targets; clients follow it through the snapshot."""
     version = resign_targets(settings, [file_uri(tmp_path / "offline" / "targets.pem")])
     assert version == 2
@@ -179,7 +194,7 @@ def test_targets_resigned_with_offline_key(settings, pinned, tmp_path) -> None:
     downstream_verify(settings, pinned, tmp_path / "c", index_path("syn"), index_body("syn"))
 
 
-def test_old_snapshot_versions_are_pruned(settings) -> None:
+def test_old_snapshot_versions_are_pruned(settings: TufRepositorySettings) -> None:
     """Consistent-snapshot files are kept for a few versions, not forever."""
     repo = MirrorRepository(settings)
     for i in range(6):
@@ -188,7 +203,7 @@ def test_old_snapshot_versions_are_pruned(settings) -> None:
     assert names == {"5.snapshot.json", "6.snapshot.json", "7.snapshot.json"}
 
 
-def test_expiry_settings_are_applied(tmp_path) -> None:
+def test_expiry_settings_are_applied(tmp_path: Path) -> None:
     """The configured expiry times end up in the signed metadata."""
     s = TufRepositorySettings(
         dir=tmp_path / "r", bins=2, expiry=Expiry(timestamp=timedelta(hours=2))
@@ -196,3 +211,28 @@ def test_expiry_settings_are_applied(tmp_path) -> None:
     init_repository(s, tmp_path / "off", root_keys=1, root_threshold=1)
     left = MirrorRepository(s).timestamp().signed.expires - datetime.now(UTC)
     assert timedelta(hours=1, minutes=58) < left <= timedelta(hours=2)
+
+
+def test_bins_key_rotation_redelegates_and_resigns(
+    settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
+) -> None:
+    """After rotating the bins key, clients accept bins signed by the new key only."""
+    repo = MirrorRepository(settings)
+    repo.publish({index_path("serde"): index_body("serde")})
+    old_bins = (settings.keys_dir / "bins.pem").read_bytes()
+    rotate_bins_key(settings, [file_uri(tmp_path / "offline" / "targets.pem")])
+    assert (settings.keys_dir / "bins.pem").read_bytes() != old_bins
+    downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde"))
+    targets = repo.targets().signed
+    assert targets.delegations is not None
+    stale = tmp_path / "old-bins.pem"
+    stale.write_bytes(old_bins)
+    stale.chmod(0o600)
+    with pytest.raises(TrustError):
+        load_signer(file_uri(stale), dict(targets.delegations.keys), "bins")
+
+
+def test_bins_rotation_needs_the_targets_key(settings: TufRepositorySettings) -> None:
+    """An online key cannot re-delegate the bins (that would let it take over targets)."""
+    with pytest.raises(TrustError, match="not a trusted targets key"):
+        rotate_bins_key(settings, [file_uri(settings.keys_dir / "snapshot.pem")])

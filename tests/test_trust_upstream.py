@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from securesystemslib.signer import CryptoSigner
 
 from mirror.errors import TrustError
 from mirror.index import index_path
 from mirror.store import CachedIndex, Store
+from mirror.trust._tuf import CryptoSigner
 from mirror.trust.settings import TufUpstreamSettings
 from mirror.trust.upstream import UpstreamVerifier
 from tests.fixtures.tuf_repo import SignedUpstream, static_app
@@ -227,3 +227,83 @@ async def test_unreachable_upstream_keeps_unexpired_metadata(env: Env, tmp_path:
     with pytest.raises(TrustError, match="HTTP 404"):
         await verifier.refresh(force=True)
     await verifier.verify_index(index_path("serde"), index_body("serde"))
+
+
+async def test_verify_crate_index_adapter(env: Env) -> None:
+    """The index cache's verifier signature: crate name in, unix expiry out."""
+    until = await env.verifier().verify_crate_index("serde", index_body("serde"))
+    assert until > datetime.now(UTC).timestamp()
+
+
+def test_settings_parse_units_and_sections(tmp_path: Path) -> None:
+    """Durations with units, bins and signer URIs are read into typed settings."""
+    from mirror.trust.settings import TufSettings
+
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    s = TufSettings.from_mapping(
+        {
+            "upstream": {
+                "metadata_url": "https://x/tuf/",
+                "trusted_root": str(root),
+                "metadata_dir": str(tmp_path / "md"),
+                "refresh_interval": "5m",
+            },
+            "repository": {
+                "dir": str(tmp_path / "r"),
+                "bins": 16,
+                "expiry": {"timestamp": "12h", "root": "2w"},
+                "signers": {"timestamp": "gcpkms:projects/p/keys/k"},
+            },
+        },
+        "mirror.yaml",
+    )
+    assert s.upstream is not None and s.upstream.refresh_interval == 300
+    assert s.repository is not None and s.repository.bins == 16
+    assert s.repository.expiry.timestamp == timedelta(hours=12)
+    assert s.repository.expiry.root == timedelta(days=14)
+    assert s.repository.signer_uri("timestamp") == "gcpkms:projects/p/keys/k"
+    assert s.repository.signer_uri("snapshot").endswith("keys/snapshot.pem")
+
+
+def test_settings_report_every_problem_with_its_field() -> None:
+    """Bad values are reported together, each naming its tuf.* field."""
+    from mirror.errors import ConfigError
+    from mirror.trust.settings import TufSettings
+
+    with pytest.raises(ConfigError) as info:
+        TufSettings.from_mapping(
+            {
+                "upstream": {
+                    "metadata_url": "ftp://x",
+                    "trusted_root": "/nonexistent",
+                    "metadata_dir": "md",
+                    "refresh_interval": "soon",
+                },
+                "repository": {"dir": "r", "bins": 12, "expiry": {"timestamp": "-1d"}},
+                "extra": 1,
+            },
+            "mirror.yaml",
+        )
+    fields = {p.field for p in info.value.problems}
+    assert fields == {
+        "tuf.upstream.metadata_url",
+        "tuf.upstream.trusted_root",
+        "tuf.upstream.refresh_interval",
+        "tuf.repository.bins",
+        "tuf.repository.expiry.timestamp",
+        "tuf.extra",
+    }
+
+
+async def test_index_file_updated_upstream_triggers_refresh(env: Env) -> None:
+    """A newly published version (new bytes, newly signed) verifies after one refresh."""
+    verifier = env.verifier()
+    await env.fetch_and_cache(verifier, "serde")
+    newer = index_body("serde", ("1.0.0", "1.0.1", "1.0.2"))
+    env.upstream.update_index(index_path("serde"), newer)
+    env.requests.clear()
+    await env.fetch_and_cache(verifier, "serde")
+    assert env.requests.count("/metadata/timestamp.json") == 1
+    cached = env.store.read_index("serde")
+    assert cached is not None and cached.body == newer

@@ -17,6 +17,8 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.corpus",
     "mirror.cli.token_cmd",
     "mirror.cli.capabilities",
+    "mirror.cli.tuf_cmd",
+    "mirror.cli.bundle",
 ]
 
 

@@ -63,13 +63,21 @@ def register(sub: Any) -> None:
 
     p = tsub.add_parser(
         "rotate",
-        help="stage a root that replaces a role's key",
+        help="replace a role's key (stages a new root, or re-delegates bins)",
         description="Generate a new key for ROLE and stage root vN+1 trusting "
         "it. Online roles drop their old key. Then: `tuf sign root` by enough "
-        "old and new root key holders, and `tuf publish`.",
+        "old and new root key holders, and `tuf publish`. For `bins` (delegated by "
+        "targets, not root) give --targets-key: the change is published at once.",
     )
     _common(p)
-    p.add_argument("role", choices=ROLES)
+    p.add_argument("role", choices=(*ROLES, "bins"))
+    p.add_argument(
+        "--targets-key",
+        action="append",
+        default=[],
+        metavar="URI_OR_PEM",
+        help="bins only: offline targets key(s) to re-sign the delegation",
+    )
     p.add_argument(
         "--key-out",
         type=Path,
@@ -190,9 +198,15 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_rotate(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
-        from mirror.trust.rootstage import rotate_key
+        from mirror.trust.rootstage import rotate_bins_key, rotate_key
 
         s = _settings(args)
+        if args.role == "bins":
+            if not args.targets_key:
+                raise TrustError("rotating bins needs --targets-key (the offline targets key)")
+            keyid = rotate_bins_key(s, [_uri(k) for k in args.targets_key])
+            print(f"new bins key {keyid[:16]}... in {s.keys_dir / 'bins.pem'}; all bins re-signed")
+            return 0
         path, keyid = rotate_key(
             s, args.role, args.key_out, tuple(args.remove_keyid), args.threshold
         )

@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -61,7 +62,7 @@ class Approval:
 
 
 def make_approval(
-    caps: CapabilitySet,
+    caps: AbstractSet[Capability],
     by: str,
     reason: str,
     when: datetime,
@@ -104,7 +105,7 @@ class CapabilityLock:
         self,
         name: str,
         version_req: str | None,
-        caps: CapabilitySet,
+        caps: AbstractSet[Capability],
         by: str,
         reason: str,
         when: datetime,
@@ -122,7 +123,10 @@ class CapabilityLock:
         return self._with(key, (*kept, new))
 
     def without(
-        self, name: str, version_req: str | None = None, caps: CapabilitySet | None = None
+        self,
+        name: str,
+        version_req: str | None = None,
+        caps: AbstractSet[Capability] | None = None,
     ) -> CapabilityLock:
         """Revoke: the whole crate, one range's approval, or some capabilities of either."""
         key = self._key(name)

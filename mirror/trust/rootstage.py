@@ -182,3 +182,44 @@ def resign_targets(settings: TufRepositorySettings, signer_uris: list[str]) -> i
         raise TrustError("targets signatures do not meet the threshold root requires")
     repo.publish({}, new_targets=md)
     return md.signed.version
+
+
+def rotate_bins_key(settings: TufRepositorySettings, targets_signer_uris: list[str]) -> str:
+    """Replace the online bins key: targets re-delegates the bins, every bin is re-signed.
+
+    Needs the offline targets key(s), because the delegation lives in targets metadata; the
+    old bins key stops being trusted as soon as clients see the new targets version.
+    """
+    repo = MirrorRepository(settings)
+    root = repo.root().signed
+    md: Metadata[Targets] = repo.targets()
+    delegations = md.signed.delegations
+    if delegations is None or delegations.succinct_roles is None:
+        raise TrustError("targets metadata has no hashed-bin delegation")
+    succinct = delegations.succinct_roles
+    current = settings.keys_dir / "bins.pem"
+    nxt = settings.keys_dir / "bins.pem.next"
+    with contextlib.suppress(FileNotFoundError):
+        nxt.unlink()  # an abandoned earlier rotation
+    signer = generate_key_file(nxt)
+    for keyid in list(succinct.keyids):
+        succinct.keyids.remove(keyid)
+        delegations.keys.pop(keyid, None)
+    delegations.keys[signer.public_key.keyid] = signer.public_key
+    succinct.keyids.append(signer.public_key.keyid)
+    md.signed.version += 1
+    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + settings.expiry.targets
+    md.signatures.clear()
+    keys = {k: root.keys[k] for k in root.roles["targets"].keyids}
+    for uri in targets_signer_uris:
+        md.sign(load_signer(uri, keys, "targets"), append=True)
+    if not root.get_verification_result("targets", md.signed_bytes, md.signatures).verified:
+        raise TrustError("targets signatures do not meet the threshold root requires")
+    with repository_lock(settings.dir):
+        if current.exists():
+            os.replace(current, settings.keys_dir / "bins.pem.old")
+        os.replace(nxt, current)
+    repo.publish({}, force=True, new_targets=md)  # re-signs every bin with the new key
+    with contextlib.suppress(FileNotFoundError):
+        (settings.keys_dir / "bins.pem.old").unlink()
+    return str(signer.public_key.keyid)

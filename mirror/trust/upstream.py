@@ -26,6 +26,7 @@ from pathlib import Path
 from tuf.api import exceptions as tuf_errors
 
 from mirror.errors import TrustError
+from mirror.index import index_path
 from mirror.trust._tuf import FetcherInterface, TargetFile, Updater, UpdaterConfig
 from mirror.trust.settings import TufUpstreamSettings
 
@@ -186,8 +187,9 @@ class UpstreamVerifier:
         """
         state = await self._usable_state()
         info = await self._lookup(state, target_path)
-        if info is None:
-            # Upstream may have published after our last refresh: one coalesced refresh.
+        if info is None or not _matches(info, body):
+            # Upstream may have published (a new crate, a new version) after our last
+            # refresh: one coalesced, rate-limited refresh, then the verdict is final.
             await self._refresh(force=True, seen=state.generation)
             state = await self._usable_state()
             info = await self._lookup(state, target_path)
@@ -195,6 +197,11 @@ class UpstreamVerifier:
             raise TrustError(f"{target_path} is not listed in upstream's signed targets")
         check_target(info, body)
         return state.expires
+
+    async def verify_crate_index(self, name: str, body: bytes) -> float:
+        """`verify_index` by crate name, returning unix time (mirror.index_cache.Verifier)."""
+        expires = await self.verify_index(index_path(name), body)
+        return expires.timestamp()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -273,6 +280,14 @@ class UpstreamVerifier:
         # Delegated bins loaded just now may expire before the top-level roles.
         state.expires = min(state.expires, metadata_expiry(state.updater))
         return info
+
+
+def _matches(info: TargetFile, body: bytes) -> bool:
+    try:
+        info.verify_length_and_hashes(body)
+    except tuf_errors.LengthOrHashMismatchError:
+        return False
+    return True
 
 
 def _is_transient(error: TrustError) -> bool:

@@ -1,0 +1,180 @@
+"""`crate-mirror export` and `crate-mirror import`: move crates across an air gap."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mirror.cli.serve import add_settings_arguments, settings_from_args
+from mirror.config import Settings
+from mirror.errors import BadRequest, ConfigError, MirrorError
+from mirror.index import CrateRef, IndexFile
+from mirror.trust.settings import TufRepositorySettings, TufSettings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a signed bundle of what lockfiles need, for a disconnected mirror",
+        description="Index files (as this mirror serves them), crates and this mirror's "
+        "signed TUF metadata for exactly the packages of the given lockfiles, in one tar "
+        "with a manifest. Crates missing from the cache are fetched first (policy applies).",
+    )
+    add_settings_arguments(p)
+    p.add_argument(
+        "--lockfile",
+        type=Path,
+        action="append",
+        default=[],
+        required=True,
+        help="a Cargo.lock (repeatable)",
+    )
+    p.add_argument(
+        "--crate",
+        dest="crates",
+        action="append",
+        default=[],
+        metavar="NAME@VERSION",
+        help="an extra crate (repeatable)",
+    )
+    p.add_argument("--repo", type=Path, help="TUF repository dir (default: tuf.repository.dir)")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser(
+        "import",
+        help="verify a bundle against the pinned root, then add it to the cache",
+        description="Verifies every file (threshold signatures, expiry, rollback, hashes) "
+        "before anything enters the cache; any failure rejects the whole bundle.",
+    )
+    add_settings_arguments(p)
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "--trusted-root",
+        type=Path,
+        help="pinned root.json of the exporting mirror (default: tuf.upstream.trusted_root)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_import)
+
+
+def _tuf(settings: Settings, args: argparse.Namespace) -> TufSettings:
+    return TufSettings.from_mapping(settings.tuf, str(args.config or "settings"))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from mirror.prefetch import crates_in_lockfile
+
+    try:
+        settings = settings_from_args(args)
+        repo = _tuf(settings, args).repository
+        if args.repo is not None:
+            repo = (
+                TufRepositorySettings(args.repo)
+                if repo is None
+                else TufRepositorySettings(args.repo, repo.bins, repo.expiry, repo.signers)
+            )
+        if repo is None:
+            raise BadRequest("no TUF repository: give --repo or configure tuf.repository")
+        refs = [ref for lock in args.lockfile for ref in crates_in_lockfile(lock)]
+        refs += [CrateRef.parse(spec) for spec in args.crates]
+    except ConfigError as e:
+        print(f"crate-mirror export: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    except BadRequest as e:
+        print(f"crate-mirror export: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_export(settings, repo, sorted(set(refs), key=str), args))
+    except MirrorError as e:
+        print(f"crate-mirror export: {e}", file=sys.stderr)
+        return 1
+
+
+async def _export(
+    settings: Settings, repo: TufRepositorySettings, refs: list[CrateRef], args: argparse.Namespace
+) -> int:
+    from tqdm import tqdm
+
+    from mirror.app import create_app
+    from mirror.gate import Request
+    from mirror.server import MIRROR
+    from mirror.trust.bundle import export_bundle
+    from mirror.trust.repository import MirrorRepository
+
+    mirror = create_app(settings)[MIRROR]
+    await mirror.start_upstream()
+    index_files: dict[str, bytes] = {}
+    crates: dict[str, Path] = {}
+    bar = tqdm(total=len(refs), unit="crate", disable=args.no_progress, file=sys.stderr)
+    try:
+        for ref in refs:
+            req = Request(os.urandom(8).hex(), "export", "export", ref.name, ref.version)
+            mirror.gate.check_name(req)
+            entry = await mirror.indexes.get(ref.name)
+            served = mirror.gate.served_index(entry)
+            # The bundle carries what downstream would see: the policy-filtered index file.
+            line = IndexFile.parse(served.body).find(ref.version)
+            if line is None:
+                raise BadRequest(f"{ref} is not served by this mirror (absent or hidden by policy)")
+            path = await mirror.crates.ensure(line)
+            await mirror.gate.check_capabilities(req, line, path)
+            index_files[ref.name] = served.body
+            crates[line.cksum] = path
+            bar.update(1)
+    finally:
+        bar.close()
+        if mirror.upstream is not None:
+            await mirror.upstream.close()
+    files = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="writing")
+    try:
+        report = await asyncio.to_thread(
+            export_bundle, args.out, index_files, crates, MirrorRepository(repo), files.update
+        )
+    finally:
+        files.close()
+    print(
+        f"wrote {args.out}: {report.index_files} index files, {report.crates} crates, "
+        f"{report.bytes} bytes"
+    )
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mirror.store import Store
+    from mirror.trust.bundle import import_bundle
+
+    try:
+        settings = settings_from_args(args)
+        root = args.trusted_root
+        if root is None:
+            upstream = _tuf(settings, args).upstream
+            root = upstream.trusted_root if upstream is not None else None
+        if root is None:
+            raise BadRequest("give --trusted-root or configure tuf.upstream.trusted_root")
+    except ConfigError as e:
+        print(f"crate-mirror import: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    except BadRequest as e:
+        print(f"crate-mirror import: {e}", file=sys.stderr)
+        return 2
+    bar = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="verifying")
+    try:
+        report = import_bundle(args.bundle, Store(settings.cache_dir), root, progress=bar.update)
+    except MirrorError as e:
+        print(f"crate-mirror import: {e}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    print(
+        f"imported {args.bundle}: {report.index_files} index files, {report.crates_added} new "
+        f"crates, {report.crates_present} already present (metadata v{report.metadata_version})"
+    )
+    return 0
