@@ -99,8 +99,10 @@ def compare_fetches(
     (label_a, side_a), (label_b, side_b) = sides
     result = FetchComparison(label_a, label_b, crates=crates)
     for i in range(rounds):
-        for label, side, into in ((label_b, side_b, result.seconds_b),
-                                  (label_a, side_a, result.seconds_a)):  # fmt: skip
+        for label, side, into in (
+            (label_b, side_b, result.seconds_b),
+            (label_a, side_a, result.seconds_a),
+        ):
             with side() as url:
                 seconds = timed_fetch(workdir / f"{label}-{i}", url, lockfile)
             into.append(seconds)

@@ -9,11 +9,14 @@ sends each path's If-None-Match with the ETag *that server* gave for it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,10 @@ __all__ = [
     "LoadResult",
     "Target",
     "WrkMissing",
+    "check_same_bytes",
+    "conditional_targets",
+    "fetch_all",
+    "http_get",
     "parse_wrk_report",
     "raise_nofile_limit",
     "require_tools",
@@ -227,8 +234,53 @@ def run_wrk(
             text=True,
             timeout=duration + timeout + 60,
             check=False,
-            preexec_fn=raise_nofile_limit,  # noqa: PLW1509 (no threads started by us here)
+            preexec_fn=raise_nofile_limit,
         )
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return parse_wrk_report(proc.stdout, connections, threads)
+
+
+# -- plain HTTP helpers for preparing a run -------------------------------------------------
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str | None]:
+    """Status, body and ETag of one GET (error statuses are returned, not raised)."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read(), resp.headers.get("ETag")
+    except urllib.error.HTTPError as e:
+        return e.code, b"", e.headers.get("ETag")
+
+
+def fetch_all(base: str, paths: Sequence[str]) -> None:
+    for path in paths:
+        status, _, _ = http_get(base + path)
+        if status != 200:
+            raise RuntimeError(f"warming {base}{path}: HTTP {status}")
+
+
+def check_same_bytes(mirror: str, nginx: str, paths: Sequence[str]) -> None:
+    """nginx must serve exactly what the mirror serves, or the comparison means nothing."""
+    for path in paths:
+        a, b = http_get(mirror + path)[1], http_get(nginx + path)[1]
+        if a != b:
+            raise RuntimeError(
+                f"{path}: mirror and nginx differ ({len(a)} vs {len(b)} bytes, sha256 "
+                f"{hashlib.sha256(a).hexdigest()[:12]} vs {hashlib.sha256(b).hexdigest()[:12]})"
+            )
+
+
+def conditional_targets(base: str, paths: Sequence[str]) -> list[Target]:
+    """Each path with this server's own ETag as If-None-Match (checked to answer 304)."""
+    targets = []
+    for path in paths:
+        _, _, etag = http_get(base + path)
+        if etag is None:
+            raise RuntimeError(f"{base}{path} sent no ETag")
+        status, _, _ = http_get(base + path, {"If-None-Match": etag})
+        if status != 304:
+            raise RuntimeError(f"{base}{path} answered {status} to its own ETag, not 304")
+        targets.append(Target(path, {"If-None-Match": etag}))
+    return targets

@@ -103,10 +103,18 @@ class NginxServer:
         conf.write_text(nginx_config(self.root, self.prefix, self.port, self.workers))
         log = open(self.prefix / "stderr.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
+            [
+                "nginx",
+                "-p",
+                str(self.prefix),
+                "-c",
+                str(conf),
+                "-e",
+                str(self.prefix / "error.log"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=raise_nofile_limit,  # noqa: PLW1509 (called before any thread exists)
+            preexec_fn=raise_nofile_limit,
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT

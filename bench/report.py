@@ -102,39 +102,52 @@ def _typosquat_rates(stdout: str) -> dict[str, float]:
     return out
 
 
-def _target(name: str, measured: float | None, target: str, met: bool | None) -> dict[str, Any]:
-    return {"target": name, "measured": measured, "goal": target, "met": met}
+def _target(name: str, measured: float | None, goal: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "measured": measured, "goal": goal, "met": met}
+
+
+def _at_least(value: float | None, goal: float) -> bool:
+    return value is not None and value >= goal
+
+
+def _at_most(value: float | None, goal: float) -> bool:
+    return value is not None and value <= goal
 
 
 def summarize_targets(results: dict[str, Any], blob_bytes: int) -> list[dict[str, Any]]:
     """One row per issue target: what was measured and whether it meets the goal."""
     rows = []
     for row in results.get("load", []):
-        w, conns = row["workers"], row["connections"]
-        if row["scenario"] == "index_hit" and conns < 1000:
+        w, conns, scenario = row["workers"], row["connections"], row["scenario"]
+        if scenario == "index_hit" and conns < 1000:
             rps, p99 = row["rps_ratio"], row["p99_ratio"]
-            rows.append(_target(f"warm hits req/s ratio (workers={w})", rps,
-                                f">= {TARGET_RPS_RATIO}", rps is not None and rps >= TARGET_RPS_RATIO))  # fmt: skip
-            rows.append(_target(f"warm hits p99 ratio (workers={w})", p99,
-                                f"<= {TARGET_P99_RATIO}", p99 is not None and p99 <= TARGET_P99_RATIO))  # fmt: skip
-        if row["scenario"] == "index_hit" and conns >= 1000:
+            name = f"warm hits req/s ratio (workers={w})"
+            met = _at_least(rps, TARGET_RPS_RATIO)
+            rows.append(_target(name, rps, f">= {TARGET_RPS_RATIO}", met))
+            name = f"warm hits p99 ratio (workers={w})"
+            met = _at_most(p99, TARGET_P99_RATIO)
+            rows.append(_target(name, p99, f"<= {TARGET_P99_RATIO}", met))
+        if scenario == "index_hit" and conns >= 1000:
             rss = row["mirror_memory"]["peak_rss_mb"]
-            rows.append(_target(f"peak RSS MB at {conns} connections (workers={w})", rss,
-                                f"<= {TARGET_RSS_MB:.0f}", rss <= TARGET_RSS_MB))  # fmt: skip
-        if row["scenario"] == "crate_5mb":
+            name = f"peak RSS MB at {conns} connections (workers={w})"
+            met = _at_most(rss, TARGET_RSS_MB)
+            rows.append(_target(name, rss, f"<= {TARGET_RSS_MB:.0f}", met))
+        if scenario == "crate_5mb":
             mem = row["mirror_memory"]
             # If any download held the whole crate, all `conns` in flight would add >= size each.
             per_download = round((mem["peak_rss_mb"] - mem["baseline_rss_mb"]) / conns, 2)
             size_mb = blob_bytes / 2**20
-            rows.append(_target(
-                f"RSS growth MB per concurrent 5 MB download ({conns} at once, workers={w})",
-                per_download, f"< {size_mb:.0f} (a whole copy per download)",
-                per_download < size_mb))  # fmt: skip
-    for key, name, goal in (("cold_fetch", "cold cargo fetch mirror/direct", TARGET_COLD_RATIO),
-                            ("warm_fetch", "warm cargo fetch mirror/nginx", TARGET_WARM_RATIO)):  # fmt: skip
+            name = f"RSS growth MB per concurrent 5 MB download ({conns} at once, workers={w})"
+            goal = f"< {size_mb:.0f} (a whole copy per download)"
+            rows.append(_target(name, per_download, goal, per_download < size_mb))
+    fetches = (
+        ("cold_fetch", "cold cargo fetch mirror/direct", TARGET_COLD_RATIO),
+        ("warm_fetch", "warm cargo fetch mirror/nginx", TARGET_WARM_RATIO),
+    )
+    for key, name, limit in fetches:
         if key in results:
             ratio = results[key]["ratio"]
-            rows.append(_target(name, ratio, f"<= {goal}", ratio <= goal))
+            rows.append(_target(name, ratio, f"<= {limit}", _at_most(ratio, limit)))
     return rows
 
 
@@ -173,8 +186,12 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(row['mirror_memory']['peak_rss_mb'], 1)} "
             f"| {mi['errors']}/{ng['errors']} |"
         )
-    out += ["", "| cargo fetch (empty CARGO_HOME) | crates | A median s | B median s | A/B | runs A | runs B |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    out += [
+        "",
+        "| cargo fetch (empty CARGO_HOME) | crates | A median s | B median s | A/B "
+        "| runs A | runs B |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key in ("cold_fetch", "warm_fetch"):
         if key in results:
             f = results[key]

@@ -7,6 +7,7 @@ the proportional set size (Pss, /proc/PID/smaps_rollup) is sampled too and repor
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -79,10 +80,8 @@ def sample_pids(pids: list[int]) -> MemorySample:
         except OSError:
             continue  # exited between listing and reading
         count += 1
-        try:
+        with contextlib.suppress(OSError):  # smaps_rollup needs a 4.14+ kernel
             pss += read_status_kib((PROC / str(pid) / "smaps_rollup").read_text(), "Pss")
-        except OSError:
-            pass
     return MemorySample(rss, pss, count)
 
 

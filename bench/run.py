@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -23,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +31,17 @@ from typing import Any
 from tqdm import tqdm
 
 from bench.cold_fetch import compare_fetches, lock_project, timed_fetch
-from bench.load import LoadResult, Target, WrkMissing, raise_nofile_limit, require_tools, run_wrk
+from bench.load import (
+    LoadResult,
+    Target,
+    WrkMissing,
+    check_same_bytes,
+    conditional_targets,
+    fetch_all,
+    raise_nofile_limit,
+    require_tools,
+    run_wrk,
+)
 from bench.nginx import NginxServer
 from bench.report import machine_info, parse_micro, render_markdown, summarize_targets
 from bench.rss import PeakMemory, wait_for_workers
@@ -64,7 +71,7 @@ class Plan:
     def of(cls, quick: bool) -> Plan:
         if quick:
             return cls((1,), 3.0, 1.0, 64, 1000, 2, True)
-        return cls((1, 2), 10.0, 2.0, 64, 1000, 3, False)
+        return cls((1, 2), 10.0, 2.0, 64, 1000, 5, False)
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Benchmark the mirror against nginx (static files) and a direct upstream; "
         "prints a Markdown report and writes it with the raw numbers as JSON.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="short runs, workers=1 only, one fetch round (about 2 minutes)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
-                        help="directory for <timestamp>.json and .md (default bench/results)")
-    parser.add_argument("--skip-micro", action="store_true",
-                        help="do not run the policy micro-benchmarks")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs, workers=1 only, one fetch round (about 2 minutes)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench" / "results",
+        help="directory for <timestamp>.json and .md (default bench/results)",
+    )
+    parser.add_argument(
+        "--skip-micro", action="store_true", help="do not run the policy micro-benchmarks"
+    )
     args = parser.parse_args(argv)
     try:
         require_tools()
@@ -155,7 +170,9 @@ class Harness:
             scenarios = self._scenarios(registry)
             results["load"] = [row for w in self.plan.workers for row in self._load(w, scenarios)]
         if not skip_micro:
-            results["micro"] = run_micro_benchmarks(self.plan.micro_quick, lambda t: self.bar.set_postfix_str(t))
+            results["micro"] = run_micro_benchmarks(
+                self.plan.micro_quick, lambda t: self.bar.set_postfix_str(t)
+            )
         self.note("micro-benchmarks done")
         self.bar.close()
         results["targets"] = summarize_targets(results, BLOB_BYTES)
@@ -167,10 +184,20 @@ class Harness:
     def _upstream(self, registry: Registry) -> Iterator[str]:
         """The fixture upstream in its own process, so it never shares a GIL with the harness."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fixtures.upstream", "--registry", str(registry.root),
-             "--port", "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.fixtures.upstream",
+                "--registry",
+                str(registry.root),
+                "--port",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             assert proc.stdout is not None
             url = proc.stdout.readline().strip()
@@ -187,8 +214,12 @@ class Harness:
 
     @contextlib.contextmanager
     def _mirror(self, cache: Path, workers: int) -> Iterator[MirrorProcess]:
-        mirror = MirrorProcess(cache, upstream=self.upstream_url + "/", env=self.mirror_env,
-                               extra=["--workers", str(workers)])  # fmt: skip
+        mirror = MirrorProcess(
+            cache,
+            upstream=self.upstream_url + "/",
+            env=self.mirror_env,
+            extra=["--workers", str(workers)],
+        )
         mirror.start()
         try:
             assert mirror.proc is not None
@@ -221,10 +252,13 @@ class Harness:
                 yield mirror.index_url
 
         return compare_fetches(
-            self.tmp / "fetch", lockfile, crates,
+            self.tmp / "fetch",
+            lockfile,
+            crates,
             (("mirror (empty cache)", cold_mirror), ("direct upstream", direct)),
-            self.plan.fetch_rounds, self.note,
-        )  # fmt: skip
+            self.plan.fetch_rounds,
+            self.note,
+        )
 
     def _warm_fetch(self, lockfile: Path, crates: int) -> Any:
         self.warm_cache = self.tmp / "warm" / "cache"
@@ -236,11 +270,16 @@ class Harness:
                 yield url
 
             return compare_fetches(
-                self.tmp / "fetch", lockfile, crates,
-                (("mirror (warm cache)", lambda: via(mirror.index_url)),
-                 ("nginx", lambda: via(nginx.url + "/index"))),
-                self.plan.fetch_rounds, self.note,
-            )  # fmt: skip
+                self.tmp / "fetch",
+                lockfile,
+                crates,
+                (
+                    ("mirror (warm cache)", lambda: via(mirror.index_url)),
+                    ("nginx", lambda: via(nginx.url + "/index")),
+                ),
+                self.plan.fetch_rounds,
+                self.note,
+            )
 
     # -- wrk load -------------------------------------------------------------------------
 
@@ -254,10 +293,16 @@ class Harness:
         )
         blob = (f"/api/v1/crates/{BLOB_CRATE[0]}/{BLOB_CRATE[1]}/download",)
         return [
-            Scenario("index_hit", f"warm index hits ({len(index_paths)} files)", False, index_paths),
+            Scenario(
+                "index_hit", f"warm index hits ({len(index_paths)} files)", False, index_paths
+            ),
             Scenario("index_304", "warm index 304 revalidations", True, index_paths),
-            Scenario("crate_small", f"warm .crate downloads ({len(small)} crates <= 64 KiB)",
-                     False, small),  # fmt: skip
+            Scenario(
+                "crate_small",
+                f"warm .crate downloads ({len(small)} crates <= 64 KiB)",
+                False,
+                small,
+            ),
             Scenario("crate_5mb", "warm .crate download, 5 MB crate", False, blob),
         ]
 
@@ -266,23 +311,32 @@ class Harness:
         with self._mirror(self.warm_cache, workers) as mirror, self._nginx(workers) as nginx:
             assert mirror.proc is not None
             for scenario in scenarios:
-                _fetch_all(mirror.url, scenario.paths)  # one request per URL: the cache is warm
-                _check_same_bytes(mirror.url, nginx.url, scenario.paths[:3])
+                fetch_all(mirror.url, scenario.paths)  # one request per URL: the cache is warm
+                check_same_bytes(mirror.url, nginx.url, scenario.paths[:3])
             runs = [(s, self.plan.connections) for s in scenarios]
             runs.append((scenarios[0], self.plan.rss_connections))
             for scenario, conns in runs:
-                row: dict[str, Any] = {"scenario": scenario.name, "describe": scenario.describe,
-                                       "workers": workers, "connections": conns}  # fmt: skip
+                row: dict[str, Any] = {
+                    "scenario": scenario.name,
+                    "describe": scenario.describe,
+                    "workers": workers,
+                    "connections": conns,
+                }
                 for label, url in (("nginx", nginx.url), ("mirror", mirror.url)):
-                    targets = _targets(url, scenario)
+                    targets = (
+                        conditional_targets(url, scenario.paths)
+                        if scenario.conditional
+                        else [Target(p) for p in scenario.paths]
+                    )
                     self._wrk(url, targets, conns, self.plan.warmup)  # discarded
                     with PeakMemory(mirror.proc.pid) as memory:
                         result = self._wrk(url, targets, conns, self.plan.duration)
                     row[label] = result.as_dict()
                     if label == "mirror":
                         row["mirror_memory"] = memory.as_dict()
-                row["rps_ratio"] = _ratio(row["mirror"]["requests_per_s"],
-                                          row["nginx"]["requests_per_s"])  # fmt: skip
+                row["rps_ratio"] = _ratio(
+                    row["mirror"]["requests_per_s"], row["nginx"]["requests_per_s"]
+                )
                 row["p50_ratio"] = _ratio(row["mirror"]["p50_ms"], row["nginx"]["p50_ms"])
                 row["p99_ratio"] = _ratio(row["mirror"]["p99_ms"], row["nginx"]["p99_ms"])
                 rows.append(row)
@@ -296,48 +350,6 @@ class Harness:
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str | None]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read(), resp.headers.get("ETag")
-    except urllib.error.HTTPError as e:
-        return e.code, b"", e.headers.get("ETag")
-
-
-def _fetch_all(base: str, paths: tuple[str, ...]) -> None:
-    for path in paths:
-        status, _, _ = _get(base + path)
-        if status != 200:
-            raise RuntimeError(f"warming {base}{path}: HTTP {status}")
-
-
-def _check_same_bytes(mirror: str, nginx: str, paths: tuple[str, ...]) -> None:
-    """nginx must serve exactly what the mirror serves, or the comparison means nothing."""
-    for path in paths:
-        a, b = _get(mirror + path)[1], _get(nginx + path)[1]
-        if a != b:
-            raise RuntimeError(
-                f"{path}: mirror and nginx differ ({len(a)} vs {len(b)} bytes, sha256 "
-                f"{hashlib.sha256(a).hexdigest()[:12]} vs {hashlib.sha256(b).hexdigest()[:12]})"
-            )
-
-
-def _targets(base: str, scenario: Scenario) -> list[Target]:
-    """Requests for one server; for 304 runs, each path carries that server's own ETag."""
-    if not scenario.conditional:
-        return [Target(p) for p in scenario.paths]
-    targets = []
-    for path in scenario.paths:
-        _, _, etag = _get(base + path)
-        if etag is None:
-            raise RuntimeError(f"{base}{path} sent no ETag")
-        status, _, _ = _get(base + path, {"If-None-Match": etag})
-        if status != 304:
-            raise RuntimeError(f"{base}{path} answered {status} to its own ETag, not 304")
-        targets.append(Target(path, {"If-None-Match": etag}))
-    return targets
 
 # -- policy micro-benchmarks (other issues' scripts, run when present) -------------------------
 
@@ -358,16 +370,34 @@ def run_micro_benchmarks(quick: bool, progress: Callable[[str], None]) -> dict[s
             continue
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         base = [sys.executable, "-m", module]
-        helptext = subprocess.run([*base, "--help"], cwd=REPO, env=env, capture_output=True,
-                                  text=True, timeout=60, check=False).stdout  # fmt: skip
-        args = [part for flag, value in quick_args.items() if quick and flag in helptext
-                for part in (flag, value)]  # fmt: skip
+        helptext = subprocess.run(
+            [*base, "--help"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        args = [
+            part
+            for flag, value in quick_args.items()
+            if quick and flag in helptext
+            for part in (flag, value)
+        ]
         wants_json = "--json" in helptext
         if wants_json:
             args.append("--json")
         try:
-            proc = subprocess.run([*base, *args], cwd=REPO, env=env, capture_output=True,
-                                  text=True, timeout=MICRO_TIMEOUT, check=False)  # fmt: skip
+            proc = subprocess.run(
+                [*base, *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=MICRO_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             out[name] = {"error": f"timed out after {MICRO_TIMEOUT:.0f} s"}
             continue
@@ -384,4 +414,3 @@ if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(main())
     sys.exit(130)
-

@@ -174,7 +174,9 @@ class TokenStore:
         except FileNotFoundError:
             records: list[TokenRecord] = []
         except OSError as e:
-            raise ConfigError([Problem(str(self.path), None, "(file)", e.strerror or str(e))]) from e
+            raise ConfigError(
+                [Problem(str(self.path), None, "(file)", e.strerror or str(e))]
+            ) from e
         else:
             records = _parse(raw, str(self.path))
         self._records = records
@@ -193,7 +195,9 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
         try:
-            os.fchmod(fd, 0o600)  # hashes are not secrets, but names and scopes are nobody's business
+            os.fchmod(
+                fd, 0o600
+            )  # hashes are not secrets, but names and scopes are nobody's business
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
                 f.flush()

@@ -31,7 +31,7 @@ class CrateFetcher:
         """Path of the verified crate for `line`, downloading it if needed."""
         path = self.cached_path(line)
         if path is not None:
-            metrics.cache.labels("crate", "hit").inc()
+            metrics.cache_counter("crate", "hit").inc()
             return path
         if self._upstream is None:
             raise NotFound(
@@ -58,7 +58,7 @@ class CrateFetcher:
 
     async def _download(self, line: IndexLine) -> Path:
         assert self._upstream is not None
-        metrics.cache.labels("crate", "miss").inc()
+        metrics.cache_counter("crate", "miss").inc()
         attempts = 2  # one retry for a body cut short; a checksum mismatch is never retried
         for attempt in range(attempts):
             try:

@@ -68,7 +68,7 @@ class IndexCache:
         now = time.monotonic()
         entry = self._entries.get(name)
         if entry is not None and now < entry.fresh_until:
-            metrics.cache.labels("index", "hit").inc()
+            metrics.cache_counter("index", "hit").inc()
             return entry
         if self._missing.get(name, 0.0) > now:
             raise NotFound(f"crate `{name}` does not exist upstream")
@@ -123,7 +123,7 @@ class IndexCache:
             return self._remember(name, disk, fresh=True)
 
         if disk is not None and time.time() - disk.fetched_at < self._ttl:
-            metrics.cache.labels("index", "hit").inc()
+            metrics.cache_counter("index", "hit").inc()
             return self._remember(name, disk, fresh=True)  # another worker fetched it just now
 
         known = entry if entry is not None else (self._from_disk(name, disk) if disk else None)
@@ -141,7 +141,7 @@ class IndexCache:
             self._entries.pop(name, None)
             raise NotFound(f"crate `{name}` does not exist upstream")
         if fetch.status == 304 and known is not None:
-            metrics.cache.labels("index", "revalidated").inc()
+            metrics.cache_counter("index", "revalidated").inc()
             known.fresh_until = time.monotonic() + self._ttl
             known.stale_reason = None
             known.memo.clear()  # time-dependent rules (release age) are re-evaluated per TTL
@@ -149,7 +149,7 @@ class IndexCache:
             self._entries[name] = known
             return known
 
-        metrics.cache.labels("index", "miss").inc()
+        metrics.cache_counter("index", "miss").inc()
         verified_until = None
         if self._verifier is not None:
             verified_until = await self._verifier(name, fetch.body)  # raises TrustError
@@ -179,7 +179,7 @@ class IndexCache:
                 f"upstream failed and the cached `{name}` is no longer covered by valid "
                 f"TUF metadata: {error}"
             ) from error
-        metrics.cache.labels("index", "stale").inc()
+        metrics.cache_counter("index", "stale").inc()
         log.warning("index.stale", crate=name, error=str(error))
         # Try upstream again soon, not on every request of a busy build.
         known.fresh_until = time.monotonic() + min(self._ttl, 5.0)

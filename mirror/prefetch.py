@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from pathlib import Path
 from mirror.errors import BadRequest, MirrorError
 from mirror.gate import Request
 from mirror.index import CrateRef
-from mirror.server import Mirror
+from mirror.server import Mirror, next_request_id
 
 # Sources that mean "crates.io" in a Cargo.lock; with source replacement cargo still writes these.
 CRATES_IO_SOURCES = (
@@ -60,7 +59,7 @@ async def prefetch(
         async with limit:
             outcome = "failed"
             try:
-                req = Request(os.urandom(8).hex(), "prefetch", "prefetch", ref.name, ref.version)
+                req = Request(next_request_id(), "prefetch", "prefetch", ref.name, ref.version)
                 mirror.gate.check_name(req)
                 entry = await mirror.indexes.get(ref.name)
                 line = entry.index.find(ref.version)

@@ -307,3 +307,21 @@ async def test_index_file_updated_upstream_triggers_refresh(env: Env) -> None:
     assert env.requests.count("/metadata/timestamp.json") == 1
     cached = env.store.read_index("serde")
     assert cached is not None and cached.body == newer
+
+
+async def test_bad_upstream_metadata_is_not_refetched_per_request(env: Env) -> None:
+    """While upstream serves bad metadata, requests fail fast instead of each refreshing."""
+    env.upstream.resign_timestamp_with_wrong_key()
+    verifier = env.verifier(min_forced_refresh_gap=60.0)
+    for _ in range(5):
+        with pytest.raises(TrustError, match="signature threshold"):
+            await verifier.verify_index(index_path("serde"), index_body("serde"))
+    assert env.requests.count("/metadata/timestamp.json") == 1
+
+
+async def test_oversized_snapshot_is_rejected(env: Env) -> None:
+    """Endless data on a file whose length the timestamp does not pin: cut at the limit."""
+    version = env.upstream.snapshot.signed.version
+    env.upstream.write(f"{version}.snapshot.json", b"{" + b" " * 100_000 + b"}")
+    verifier = env.verifier(max_metadata_bytes=50_000)
+    await expect_rejected(env, verifier, "serde", "endless data")

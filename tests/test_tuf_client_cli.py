@@ -138,3 +138,47 @@ def test_import_command_reports_and_rejects(
     other = tmp_path / "other.json"
     other.write_bytes(b"{}")
     assert main([*args, "--trusted-root", str(other)]) == 1
+
+
+def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --lockfile` from a mirror's cache, `import` into a disconnected one."""
+    from mirror.store import CachedIndex
+
+    cache = Store(tmp_path / "cache")
+    locked = {}
+    for name in ("itoa", "ryu"):
+        body, crate = make_crate(name, "1.0.0", b"payload")
+        cache.write_index(name, CachedIndex(body, None, None, 0.0))
+        cksum = hashlib.sha256(crate).hexdigest()
+        cache.put_crate_bytes(cksum, crate)
+        locked[name] = cksum
+    lock = tmp_path / "Cargo.lock"
+    lock.write_text(
+        "version = 4\n"
+        + "".join(
+            f'[[package]]\nname = "{n}"\nversion = "1.0.0"\n'
+            'source = "registry+https://github.com/rust-lang/crates.io-index"\n'
+            f'checksum = "{c}"\n'
+            for n, c in locked.items()
+        )
+        + '[[package]]\nname = "app"\nversion = "0.1.0"\n'
+    )
+    config = tmp_path / "mirror.yaml"
+    config.write_text(
+        f"cache_dir: {tmp_path / 'cache'}\noffline: true\n"
+        f"tuf:\n  repository:\n    dir: {tmp_path / 'repo'}\n    bins: 4\n"
+    )
+    repo_args = ["--config", str(config), "--offline-dir", str(tmp_path / "off")]
+    assert main(["tuf", "init", *repo_args, "--root-keys", "1", "--root-threshold", "1"]) == 0
+    bundle = tmp_path / "bundle.tar"
+    export = ["export", "--config", str(config), "--lockfile", str(lock), "--out", str(bundle)]
+    assert main([*export, "--no-progress"]) == 0, capsys.readouterr().err
+    assert "2 index files, 2 crates" in capsys.readouterr().out
+
+    root = tmp_path / "repo" / "metadata" / "1.root.json"
+    target = tmp_path / "airgapped"
+    imp = ["import", str(bundle), "--cache-dir", str(target), "--trusted-root", str(root)]
+    assert main([*imp, "--no-progress"]) == 0
+    for name, cksum in locked.items():
+        assert Store(target).has_crate(cksum)
+        assert Store(target).read_index(name) is not None

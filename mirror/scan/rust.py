@@ -75,11 +75,14 @@ _RULES_BY_HEAD: dict[str, list[tuple[Path_, Capability]]] = {}
 for _path, _cap in _RULE_PATHS:
     _RULES_BY_HEAD.setdefault(_path[0], []).append((_path, _cap))
 _STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})
+# The pre-filter's tokens. A path to a rule must spell the rule's first distinctive segment
+# (`process` in std::process::Command), or use a name a `use` bound to it; that `use` spells
+# the segment, and its alias becomes a token of the second pass. So later segments such as
+# `Command` (also clap's Command) need not be tokens.
 _TOKEN_CAPS: dict[str, frozenset[Capability]] = {}
 for _path, _cap in _RULE_PATHS:
-    for _seg in _path:
-        if _seg not in _STOP_SEGMENTS:
-            _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
+    _seg = next(s for s in _path if s not in _STOP_SEGMENTS)
+    _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
 for _name, _cap in _BARE.items():
     _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
 _TOKEN_CAPS.update(
@@ -107,6 +110,8 @@ _NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "supe
 
 _LANGUAGE = Language(tree_sitter_rust.language())
 _USE_QUERY = Query(_LANGUAGE, "(use_declaration argument: (_) @use)")
+# Bare names; only the lines with hits are queried, so capturing every identifier is cheap.
+_NAME_QUERY = Query(_LANGUAGE, "(identifier) @name (type_identifier) @name")
 _MACRO_QUERY = Query(_LANGUAGE, "(macro_invocation macro: (_) @name (token_tree) @args)")
 _QUERY = Query(
     _LANGUAGE,
@@ -200,6 +205,17 @@ class _FileReader:
         self.globs: list[Path_] = []
         self._parser = Parser(_LANGUAGE)
         self._bounds: list[int] | None = None
+        self._counted = (0, 0)  # (offset, newlines before it): count forward from the last
+
+    def _line_number(self, offset: int) -> int:
+        """Newlines before `offset`, counted incrementally (regions come mostly in order)."""
+        at, lines = self._counted
+        if offset >= at:
+            lines += self.source.count(b"\n", at, offset)
+        else:
+            lines = self.source.count(b"\n", 0, offset)
+        self._counted = (offset, lines)
+        return lines
 
     # -- regions -----------------------------------------------------------------------------
 
@@ -209,7 +225,7 @@ class _FileReader:
             start, end = self._region_of(hit)
             region = self.regions.get(start)
             if region is None:
-                line_offset = self.source.count(b"\n", 0, start)
+                line_offset = self._line_number(start)
                 root = self._parser.parse(self.source[start:end]).root_node
                 region = self.regions[start] = _Region(root, start, line_offset)
                 for node in QueryCursor(_USE_QUERY).captures(root).get("use", ()):
@@ -279,13 +295,12 @@ class _FileReader:
 
     def findings(self) -> list[Finding]:
         found: dict[tuple[Capability, int, str], None] = {}
-        names = _name_query(frozenset(self.aliases), bool(self.globs))
         for region in self.regions.values():
             # Every finding sits on a line with a token or an alias: query only those lines.
             cursor = QueryCursor(_QUERY)
             cursor.set_byte_range(region.lo, region.hi)
             captures = cursor.captures(region.root)
-            cursor = QueryCursor(names)
+            cursor = QueryCursor(_NAME_QUERY)
             cursor.set_byte_range(region.lo, region.hi)
             captures["name"] = cursor.captures(region.root).get("name", [])
             cursor = QueryCursor(_MACRO_QUERY)
@@ -308,8 +323,12 @@ class _FileReader:
         for node in c.get("name", ()):
             parent = node.parent
             alone = parent is not None and parent.type not in _PATH_NODES | {"token_tree"}
-            if alone and not _inside_use(node):
-                yield from self._path_findings(node, (_text(node),))
+            if not alone:
+                continue
+            name = _text(node)
+            interesting = name in _BARE or name in self.aliases or self.globs
+            if interesting and not _inside_use(node):
+                yield from self._path_findings(node, (name,))
         for node in c.get("tokens", ()):
             outermost = node.parent is not None and node.parent.type != "token_tree"
             if outermost and self.pattern.search(node.text or b""):
@@ -462,19 +481,6 @@ def _relevant(path: Path_) -> bool:
     """Does `path` grant a capability, or lead to one (`std::env` leads to `std::env::var`)?"""
     return bool(path) and any(
         path[: len(rule)] == rule or rule[: len(path)] == path for rule, _ in _RULE_PATHS
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _name_query(aliases: frozenset[str], any_name: bool) -> Query:
-    """Bare identifiers worth resolving: known names, this file's aliases, or all under a glob."""
-    if any_name:
-        return Query(_LANGUAGE, "(identifier) @name (type_identifier) @name")
-    names = " ".join(f'"{n}"' for n in sorted(set(_BARE) | aliases | {"File"}))
-    return Query(
-        _LANGUAGE,
-        f"((identifier) @name (#any-of? @name {names}))"
-        f"((type_identifier) @name (#any-of? @name {names}))",
     )
 
 

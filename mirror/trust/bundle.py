@@ -175,7 +175,11 @@ def import_bundle(
     older bundle after a newer one is refused as a rollback.
     """
     metadata_dir = metadata_dir or store.root / "trust" / "import"
-    with tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="import-") as tmp:
+    # Two imports at once would race on the rollback state; take turns.
+    with (
+        repository_lock(metadata_dir.parent, ".import.lock"),
+        tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="import-") as tmp,
+    ):
         stage = Path(tmp)
         members = _stage(bundle, stage, progress)
         index_bodies, crate_sums, version, work_md = _verify(

@@ -82,9 +82,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def repository_lock(directory: Path) -> Iterator[None]:
+def repository_lock(directory: Path, name: str = ".publish.lock") -> Iterator[None]:
+    """Exclusive flock on `directory/name`: one writer at a time, across processes."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".publish.lock", "a+b") as f:
+    with open(directory / name, "a+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -137,9 +138,11 @@ def init_repository(
     bins_key = online["bins"].public_key
     bit_length = settings.bins.bit_length() - 1
     succinct = SuccinctRoles([bins_key.keyid], 1, bit_length, BINS_PREFIX)
+    # targets is signed offline, so it gets the long root lifetime; `expiry.targets` applies
+    # to the bins, which the online bins key re-signs.
     targets_md = Metadata(
         Targets(
-            expires=now + exp.targets,
+            expires=now + exp.root,
             delegations=Delegations({bins_key.keyid: bins_key}, succinct_roles=succinct),
         )
     )
@@ -232,21 +235,25 @@ class MirrorRepository:
         changes: Mapping[str, bytes | None],
         force: bool = False,
         new_targets: Metadata[Targets] | None = None,
+        resign_bins: bool = False,
     ) -> bool:
         """Record served index files as targets (None removes one) and re-sign what moved.
 
         Timestamp and snapshot (and bins near expiry) are also re-signed when half their
         lifetime has passed, so calling this every few seconds with `{}` keeps the repository
-        fresh. Returns whether anything was published.
+        fresh. `force` re-signs snapshot and timestamp now; `new_targets` publishes a targets
+        re-signed offline; `resign_bins` re-signs every bin (after a bins key rotation).
+        Returns whether anything was published.
         """
         with repository_lock(self.settings.dir):
-            return self._publish_locked(changes, force, new_targets)
+            return self._publish_locked(changes, force, new_targets, resign_bins)
 
     def _publish_locked(
         self,
         changes: Mapping[str, bytes | None],
         force: bool,
         new_targets: Metadata[Targets] | None,
+        resign_bins: bool,
     ) -> bool:
         now = self._clock()
         root = self.root().signed
@@ -275,12 +282,12 @@ class MirrorRepository:
             pending = by_bin.get(name)
             # Bins live 30 days by default: checking their expiry whenever the snapshot is
             # re-signed (every few days) is often enough and keeps `publish({})` cheap.
-            if pending is None and not (force or snapshot_due):
+            if pending is None and not (resign_bins or snapshot_due):
                 continue
             meta = snap_md.signed.meta[f"{name}.json"]
             bin_md = self._read(f"{meta.version}.{name}.json")
             changed = pending is not None and _apply(bin_md.signed, pending)
-            if changed or force or self._due(bin_md.signed, "targets", now):
+            if changed or resign_bins or self._due(bin_md.signed, "targets", now):
                 changed_bins[name] = bin_md
 
         if not (changed_bins or snapshot_due or timestamp_due or force):

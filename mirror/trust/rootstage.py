@@ -172,7 +172,7 @@ def resign_targets(settings: TufRepositorySettings, signer_uris: list[str]) -> i
     keys = {k: root.keys[k] for k in root.roles["targets"].keyids}
     md: Metadata[Targets] = repo.targets()
     md.signed.version += 1
-    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + settings.expiry.targets
+    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + settings.expiry.root
     md.signatures.clear()
     signers: list[Signer] = [load_signer(uri, keys, "targets") for uri in signer_uris]
     for signer in signers:
@@ -208,7 +208,7 @@ def rotate_bins_key(settings: TufRepositorySettings, targets_signer_uris: list[s
     delegations.keys[signer.public_key.keyid] = signer.public_key
     succinct.keyids.append(signer.public_key.keyid)
     md.signed.version += 1
-    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + settings.expiry.targets
+    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + settings.expiry.root
     md.signatures.clear()
     keys = {k: root.keys[k] for k in root.roles["targets"].keyids}
     for uri in targets_signer_uris:
@@ -219,7 +219,7 @@ def rotate_bins_key(settings: TufRepositorySettings, targets_signer_uris: list[s
         if current.exists():
             os.replace(current, settings.keys_dir / "bins.pem.old")
         os.replace(nxt, current)
-    repo.publish({}, force=True, new_targets=md)  # re-signs every bin with the new key
+    repo.publish({}, new_targets=md, resign_bins=True)
     with contextlib.suppress(FileNotFoundError):
         (settings.keys_dir / "bins.pem.old").unlink()
     return str(signer.public_key.keyid)

@@ -50,7 +50,7 @@ class TufUpstreamSettings:
 class Expiry:
     timestamp: timedelta = timedelta(days=1)
     snapshot: timedelta = timedelta(days=7)
-    targets: timedelta = timedelta(days=30)  # also the hashed bins
+    targets: timedelta = timedelta(days=30)  # the hashed bins (online); offline targets: root
     root: timedelta = timedelta(days=365)
 
     def for_role(self, role: str) -> timedelta:

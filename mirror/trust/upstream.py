@@ -231,8 +231,10 @@ class UpstreamVerifier:
             if seen is not None and self._generation != seen:
                 return  # coalesced: another task refreshed while we waited for the lock
             since = time.monotonic() - self._last_attempt
-            if force and since < self._settings.min_forced_refresh_gap:
-                return  # cargo asking for many new crates must not hammer upstream
+            if (force or self._state is None) and since < self._settings.min_forced_refresh_gap:
+                # Cargo asking for many new crates, or requests arriving while upstream's
+                # metadata is bad, must not turn into a refresh per request.
+                return
             fresh = self._state is not None and not self._expired(self._state)
             if not force and fresh and since < self._settings.refresh_interval:
                 return
@@ -259,7 +261,7 @@ class UpstreamVerifier:
             refresh_updater(updater)
             # Expired root/timestamp/snapshot/targets are rejected by refresh() itself, but
             # check the reference time of our clock too (tests freeze it).
-            if min(sig.expires for sig in updater._trusted_set) <= self._clock():
+            if metadata_expiry(updater) <= self._clock():
                 raise TrustError("upstream TUF metadata is expired (freeze attack?)")
         return updater
 
