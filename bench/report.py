@@ -167,7 +167,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         + (" (--quick)" if results.get("quick") else ""),
         "",
         f"Machine: {m['nproc']} cores, {m['cpu_model']}; memory: {m['memory']}; "
-        f"Python {m['python']}; {m['nginx']}; {m['wrk']}.",
+        f"Python {m['python']}; {m['nginx']}; {m['wrk']}. Load average (1/5/15 min) before: "
+        f"{m.get('loadavg_before', 'n/a')}, after: {m.get('loadavg_after', 'n/a')}.",
         f"Load: wrk -t{s['wrk_threads']}, {s['duration_s']:.0f} s per run after "
         f"{s['warmup_s']:.0f} s of discarded warm-up; nginx worker_processes = mirror workers. "
         "Latencies in ms.",

@@ -110,10 +110,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_nofile_limit()  # inherited by the mirror, nginx and wrk: 1,000 connections need fds
     plan = Plan.of(args.quick)
+    load_before = os.getloadavg()
+    if load_before[0] > 1.0:
+        print(
+            f"bench: warning: load average {load_before[0]:.1f} before starting; other work "
+            "on this machine will skew the numbers",
+            file=sys.stderr,
+        )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="crate-mirror-bench-") as tmp:
         results = Harness(Path(tmp), plan).run(skip_micro=args.skip_micro)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_before"] = [round(x, 2) for x in load_before]
+    results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(results)

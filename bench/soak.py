@@ -153,7 +153,7 @@ async def _one(
                 last = body.decode(errors="replace")
                 if resp.status < 500:
                     break  # cargo does not retry a 4xx either
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             last = f"client error: {e!r}"
     if last.startswith("crate-mirror:"):
         result.failed_clear += 1
@@ -270,7 +270,11 @@ async def run_load(
         while time.monotonic() < stop:
             roll = rng.random()
             if roll < 0.05:
-                path, expected, want = f"/index/{index_path(f'nx-{n}-{rng.randrange(50)}')}", None, 404
+                path, expected, want = (
+                    f"/index/{index_path(f'nx-{n}-{rng.randrange(50)}')}",
+                    None,
+                    404,
+                )
             elif roll < 0.70:
                 t = rng.choice(index)
                 path, expected, want = t.path, t.expected, 200
@@ -283,7 +287,7 @@ async def run_load(
                     result.statuses[resp.status] += 1
                     if resp.status != want or (expected is not None and body != expected):
                         result.errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 result.errors += 1
             result.requests += 1
 
@@ -308,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--load-clients", type=int, default=1000, help="load clients (1000)")
     parser.add_argument("--load-seconds", type=float, default=60.0, help="load duration (60)")
     parser.add_argument("--no-load", action="store_true", help="skip the load phase")
+    parser.add_argument(
+        "--rss-limit-mib", type=int, default=512, help="fail if the mirror's RSS exceeds this"
+    )
     parser.add_argument("--workdir", type=Path, help="keep registry and cache here")
     args = parser.parse_args(argv)
 
@@ -326,29 +333,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_soak(mirror.url, registry, requests=args.requests,
                          concurrency=args.concurrency, seed=args.seed, progress=True)
             )  # fmt: skip
-            print(f"soak: {soak.summary()} in {time.monotonic() - started:.0f}s")
-            print(f"soak: upstream faults injected {dict(sorted(faults.injected.items()))}")
-            problems = check_cache(work / "cache", known_cksums(registry))
-            cached = sum(1 for _ in (work / "cache" / "crates").rglob("*.crate"))
-            print(f"soak: {cached} cached crates, {len(problems)} cache problems")
-            for line in soak.examples + problems[:10]:
-                print(f"  {line}")
-            ok = soak.ok() and not problems
-            if not args.no_load:
-                faults.clear()
-                upstream.faults = Faults()  # the load phase counts only real errors
-                assert mirror.proc is not None
-                load = asyncio.run(
-                    run_load(mirror.url, registry, mirror.proc.pid,
-                             clients=args.load_clients, seconds=args.load_seconds)
-                )  # fmt: skip
-                print(f"load: {args.load_clients} clients for {args.load_seconds:.0f}s: "
-                      f"{load.summary()} ({load.requests / args.load_seconds:.0f} req/s)")  # fmt: skip
-                ok = ok and load.errors == 0
         finally:
             mirror.stop()
+        print(f"soak: {soak.summary()} in {time.monotonic() - started:.0f}s")
+        print(f"soak: upstream faults injected {dict(sorted(faults.injected.items()))}")
+        problems = check_cache(work / "cache", known_cksums(registry))
+        cached = sum(1 for _ in (work / "cache" / "crates").rglob("*.crate"))
+        print(f"soak: {cached} cached crates, {len(problems)} cache problems")
+        for line in soak.examples + problems[:10]:
+            print(f"  {line}")
+        ok = soak.ok() and not problems
+        if not args.no_load:
+            upstream.faults = Faults()  # the load phase counts only real errors
+            ok = _load_phase(args, work, registry, upstream) and ok
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
+
+
+def _load_phase(
+    args: argparse.Namespace, work: Path, registry: Registry, upstream: FakeUpstream
+) -> bool:
+    """A fresh cache, so the run starts cold (every crate fetched once) and turns warm."""
+    mirror = MirrorProcess(work / "load-cache", upstream=upstream.url + "/", env=MIRROR_ENV)
+    mirror.start()
+    try:
+        assert mirror.proc is not None
+        load = asyncio.run(
+            run_load(mirror.url, registry, mirror.proc.pid,
+                     clients=args.load_clients, seconds=args.load_seconds)
+        )  # fmt: skip
+    finally:
+        mirror.stop()
+    rate = load.requests / args.load_seconds
+    print(f"load: {args.load_clients} clients for {args.load_seconds:.0f}s: "
+          f"{load.summary()} ({rate:.0f} req/s)")  # fmt: skip
+    rss_ok = max(load.rss_samples or [0]) < args.rss_limit_mib * 2**20
+    if not rss_ok:
+        print(f"load: RSS went over the {args.rss_limit_mib} MiB limit")
+    return load.errors == 0 and rss_ok
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import signal
 from collections.abc import AsyncIterator
+from typing import Optional
 
 import structlog
 from aiohttp import web
@@ -16,20 +17,27 @@ from mirror.config import Settings
 from mirror.downloads import CrateFetcher
 from mirror.errors import ConfigError
 from mirror.gate import Gate
+from mirror.index import index_path
 from mirror.index_cache import IndexCache
 from mirror.policy.engine import PolicyEngine
 from mirror.policy_files import PolicyFiles
-from mirror.server import MIRROR, Mirror, build_app
+from mirror.server import MIRROR, Mirror, build_app, tuf_static
 from mirror.store import Store
+from mirror.trust.repository import MirrorRepository
+from mirror.trust.settings import TufSettings
+from mirror.trust.upstream import UpstreamVerifier
 from mirror.upstream import Upstream
 
 log = structlog.get_logger("mirror.app")
 POLICY_FILES = web.AppKey[PolicyFiles | None]("policy_files")
+PUBLISHER = web.AppKey[Optional["Publisher"]]("publisher")
 POLICY_POLL_SECONDS = 2.0  # how often the policy file's mtime is checked for changes
+PUBLISH_SECONDS = 2.0  # how often served index files are signed into the TUF repository
 
 
 def create_app(settings: Settings) -> web.Application:
-    """A ready aiohttp application. Raises ConfigError for an invalid policy (refuse to start)."""
+    """A ready aiohttp application. Raises ConfigError for an invalid policy or TUF settings."""
+    trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
     store = Store(settings.cache_dir)
     store.remove_stale_tmp()
     upstream = None if settings.offline else Upstream(settings)
@@ -38,8 +46,13 @@ def create_app(settings: Settings) -> web.Application:
     engine = policy_files.load() if policy_files else None
     if engine is not None:
         warn_expired(engine)
+    verifier = UpstreamVerifier(trust.upstream) if trust.upstream and upstream else None
     indexes = IndexCache(
-        store, upstream, ttl=settings.index_ttl, negative_ttl=settings.negative_ttl
+        store,
+        upstream,
+        ttl=settings.index_ttl,
+        negative_ttl=settings.negative_ttl,
+        verifier=verifier.verify_crate_index if verifier else None,
     )
     crates = CrateFetcher(store, upstream, max_bytes=settings.max_crate_bytes)
     gate = Gate(audit, engine)
@@ -48,8 +61,43 @@ def create_app(settings: Settings) -> web.Application:
     mirror = Mirror(settings, indexes, crates, gate, upstream)
     app = build_app(mirror)
     app[POLICY_FILES] = policy_files
+    app[PUBLISHER] = None
+    if trust.repository is not None:
+        repository = MirrorRepository(trust.repository)
+        publisher = Publisher(repository)
+        gate.on_served = publisher.note
+        tuf_static(app, trust.repository.metadata_dir)
+        app[PUBLISHER] = publisher
     app.cleanup_ctx.append(_lifetime)
     return app
+
+
+class Publisher:
+    """Signs the index files we serve into the mirror's TUF repository, in batches.
+
+    Signing is synchronous and touches disk, so it runs in a thread every few seconds with
+    everything served differently since the last round, never on the request path.
+    """
+
+    def __init__(self, repository: MirrorRepository) -> None:
+        self._repository = repository
+        self._pending: dict[str, bytes] = {}
+
+    def note(self, name: str, body: bytes) -> None:
+        self._pending[index_path(name)] = body
+
+    async def run(self) -> None:
+        while True:
+            await self.flush()
+            await asyncio.sleep(PUBLISH_SECONDS)
+
+    async def flush(self) -> None:
+        changes, self._pending = self._pending, {}
+        try:
+            await asyncio.to_thread(self._repository.publish, changes)
+        except Exception as e:  # keep serving; the next round retries what failed
+            log.error("tuf.publish_failed", error=str(e), files=len(changes))
+            self._pending = {**changes, **self._pending}
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -57,6 +105,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     policy_files = app[POLICY_FILES]
     await mirror.start_upstream()
     tasks = []
+    publisher = app[PUBLISHER]
+    if publisher is not None:
+        tasks.append(asyncio.create_task(publisher.run()))
     if policy_files is not None:
         reload = _Reloader(mirror, policy_files)
         tasks.append(asyncio.create_task(reload.watch()))
@@ -65,6 +116,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         task.cancel()
+    if publisher is not None:
+        await publisher.flush()
     if mirror.upstream is not None:
         await mirror.upstream.close()
     mirror.gate.audit.close()
@@ -90,16 +143,16 @@ class _Reloader:
         gate = self._mirror.gate
         try:
             engine = self._files.load()
+            guard = self._files.capability_guard(self._mirror.crates.store, gate)
         except ConfigError as e:
             log.error("policy.reload_rejected", trigger=trigger, problems=str(e))
             gate.audit.record(
                 AuditEvent(action="policy.reload_rejected", rule="policy", reason=str(e)[:2000])
             )
             return
+        gate.capabilities = guard
         gate.replace_engine(engine)
         warn_expired(engine)
-        if gate.capabilities is not None:
-            self._files.reload_lock(gate.capabilities)
         log.info("policy.reloaded", trigger=trigger, digest=engine.policy.digest)
         gate.audit.record(
             AuditEvent(

@@ -72,6 +72,8 @@ class Gate:
     ) -> None:
         self.audit = audit
         self.capabilities = capabilities
+        # Called with (crate name, body) whenever a new served view exists (TUF publishing).
+        self.on_served: Callable[[str, bytes], None] | None = None
         self._clock = clock
         self._engine = engine
         self._generation = 0
@@ -146,6 +148,8 @@ class Gate:
             return served
         served = self._filter(entry.index, is_cached)
         entry.memo["served"] = (key, served)
+        if self.on_served is not None:
+            self.on_served(entry.name, served.body)
         return served
 
     def _filter(self, index: IndexFile, is_cached: Callable[[str], bool] | None) -> ServedIndex:
@@ -184,6 +188,10 @@ class Gate:
 
     def allowed(self, req: Request, details: Mapping[str, Any]) -> None:
         self._record(req, Decision(Action.ALLOW, "default", "allowed", dict(details)))
+
+    def failed(self, req: Request, rule: str, reason: str) -> None:
+        """A verification failure (TUF, checksum, hostile archive): audited as a block."""
+        self._record(req, Decision(Action.BLOCK, rule, reason))
 
     def _enforce(self, req: Request, decision: Decision) -> None:
         if decision.action is Action.ALLOW:

@@ -67,7 +67,7 @@ class IndexCache:
         """The current index file for `name`; raises NotFound or UpstreamError."""
         now = time.monotonic()
         entry = self._entries.get(name)
-        if entry is not None and now < entry.fresh_until:
+        if entry is not None and now < entry.fresh_until and _still_verified(entry):
             metrics.cache_counter("index", "hit").inc()
             return entry
         if self._missing.get(name, 0.0) > now:
@@ -122,7 +122,11 @@ class IndexCache:
                 return entry  # unchanged: keep the derived views
             return self._remember(name, disk, fresh=True)
 
-        if disk is not None and time.time() - disk.fetched_at < self._ttl:
+        if (
+            disk is not None
+            and time.time() - disk.fetched_at < self._ttl
+            and (disk.verified_until is None or time.time() < disk.verified_until)
+        ):
             metrics.cache_counter("index", "hit").inc()
             return self._remember(name, disk, fresh=True)  # another worker fetched it just now
 
@@ -145,6 +149,9 @@ class IndexCache:
             known.fresh_until = time.monotonic() + self._ttl
             known.stale_reason = None
             known.memo.clear()  # time-dependent rules (release age) are re-evaluated per TTL
+            if self._verifier is not None:
+                # The copy is unchanged, but it is only trusted under current metadata.
+                known.verified_until = await self._verifier(name, known.index.raw)
             await self._persist(name, known, known.index.raw)
             self._entries[name] = known
             return known
@@ -221,3 +228,8 @@ class IndexCache:
             fresh_until=0.0,
             verified_until=disk.verified_until,
         )
+
+
+def _still_verified(entry: IndexEntry) -> bool:
+    """A copy verified by TUF is served only while the metadata that verified it is valid."""
+    return entry.verified_until is None or time.time() < entry.verified_until

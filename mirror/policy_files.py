@@ -63,10 +63,6 @@ class PolicyFiles:
     def lock_path(self, policy: Policy) -> Path:
         return policy.rules.capabilities.lock or self.path.parent / "capabilities.lock.yaml"
 
-    def reload_lock(self, guard: CapabilityGuard) -> None:
-        assert self.policy is not None
-        guard.set_rule(self.policy.rules.capabilities, self.lock_path(self.policy))
-
     def _typosquat_index(self, policy: Policy) -> TyposquatIndex | None:
         rule = policy.rules.typosquat
         if rule.mode is Mode.OFF:

@@ -211,7 +211,15 @@ def _status_for(error: MirrorError) -> int:
     return 500
 
 
-def edge(route: str, handler: Handler) -> Handler:
+# Failures that mean "someone may be attacking us": each is an audited block, not just a log.
+_AUDITED_FAILURES: tuple[tuple[type[MirrorError], str], ...] = (
+    (TrustError, "tuf"),
+    (IntegrityError, "checksum"),
+    (ArchiveError, "archive"),
+)
+
+
+def edge(route: str, handler: Handler, gate: Gate) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             response = await handler(request)
@@ -230,6 +238,9 @@ def edge(route: str, handler: Handler) -> Handler:
                     error=str(e),
                     request_id=rid,
                 )
+            for kind, rule in _AUDITED_FAILURES:
+                if isinstance(e, kind):
+                    gate.failed(_failed_request(request, route, rid), rule, str(e))
             response = web.Response(status=status, text=text + "\n")
         except Exception:
             # A bug, not a verdict: never leak internals, but give the id to find the traceback.
@@ -244,19 +255,25 @@ def edge(route: str, handler: Handler) -> Handler:
     return wrapped
 
 
+def _failed_request(request: web.Request, route: str, rid: str | None) -> Request:
+    info = request.match_info
+    crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1]
+    return Request(rid or next_request_id(), request.remote, route, crate, info.get("version"))
+
+
 MIRROR = web.AppKey("mirror", Mirror)
 
 
 def build_app(mirror: Mirror) -> web.Application:
     # Generous but finite limits on what a client may send (slowloris, header floods).
     app = web.Application(client_max_size=64 * 1024, handler_args={"max_field_size": 8190})
-    app.router.add_get("/index/config.json", edge("config", mirror.config_json))
-    app.router.add_get("/index/{path:.+}", edge("index", mirror.index_file))
+    app.router.add_get("/index/config.json", edge("config", mirror.config_json, mirror.gate))
+    app.router.add_get("/index/{path:.+}", edge("index", mirror.index_file, mirror.gate))
     app.router.add_get(
-        "/api/v1/crates/{name}/{version}/download", edge("download", mirror.download)
+        "/api/v1/crates/{name}/{version}/download", edge("download", mirror.download, mirror.gate)
     )
-    app.router.add_get("/healthz", edge("healthz", mirror.healthz))
-    app.router.add_get("/metrics", edge("metrics", mirror.metrics))
+    app.router.add_get("/healthz", edge("healthz", mirror.healthz, mirror.gate))
+    app.router.add_get("/metrics", edge("metrics", mirror.metrics, mirror.gate))
     app[MIRROR] = mirror
     return app
 

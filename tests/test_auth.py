@@ -120,7 +120,9 @@ def test_missing_file_means_nobody_gets_in(tmp_path: Path) -> None:
         b"[]",
         b'{"version": 2, "tokens": []}',
         b'{"version": 1, "tokens": [{"name": "a", "sha256": "plaintext-token"}]}',
-        b'{"version": 1, "tokens": [{"name": "a", "sha256": "' + b"0" * 64 + b'", "scopes": ["admin"]}]}',
+        b'{"version": 1, "tokens": [{"name": "a", "sha256": "'
+        + b"0" * 64
+        + b'", "scopes": ["admin"]}]}',
     ],
 )
 def test_a_corrupt_token_file_is_a_config_error(tmp_path: Path, content: bytes) -> None:

@@ -198,3 +198,15 @@ def test_concurrent_updates_are_not_lost(tmp_path: Path) -> None:
         w.join(30)
     assert all(w.exitcode == 0 for w in workers)
     assert len(CapabilityLock.load(path).crates) == 30
+
+
+@pytest.mark.parametrize(
+    ("name", "version"), [("itoa", None), ("libz-sys", None), ("serde_derive", None)]
+)
+def test_seed_lock_allows_the_versions_it_was_reviewed_on(name: str, version: str | None) -> None:
+    """The shipped seed approves exactly what the scanner finds in the Debian sources."""
+    real = scan_crate(pack_crate(debian_crate_dir(name, version)))
+    decision = decide_capabilities(
+        real, CapabilityLock.load(REPO_LOCK), CapabilityRule(Mode.BLOCK, "require-approval")
+    )
+    assert decision.action is Action.ALLOW, decision.reason

@@ -99,9 +99,10 @@ def test_disk_full_is_a_clear_error_and_cached_crates_keep_flowing(
             os.unlink(small_disk / "filler")
             status, body = _get(dl_big)
             assert status == 200
-            assert hashlib.sha256(body).digest() == hashlib.sha256(
-                small_registry.crate_bytes(big, big_v)
-            ).digest()
+            assert (
+                hashlib.sha256(body).digest()
+                == hashlib.sha256(small_registry.crate_bytes(big, big_v)).digest()
+            )
         finally:
             mirror.stop()
     assert check_cache(cache, known_cksums(small_registry)) == []

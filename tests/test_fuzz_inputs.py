@@ -10,6 +10,7 @@ every open seen here is the mirror's own).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -60,10 +60,50 @@ fuzz = settings(
 
 KNOWN = ("serde", "itoa", "ryu", "memchr", "cfg-if", "unicode-ident")
 NASTY_SEGMENTS = (
-    "..", ".", "%2e%2e", "%2E%2E", "%2f", "%2F", "%5c", "\\", "%00", "%0a", "~", "/",
-    "etc", "passwd", "%c0%ae%c0%ae", "..%2f", "%252e%252e", "crates", "tmp", "audit",
-    "index", "config.json", "download", "api", "v1", "1", "2", "3", "se", "rd", "it", "oa",
-    "%ff", "%e2%80%ae", "con", "nul", "a" * 300, "😀", "%", "%zz", ";", "?", "#", "*",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E%2E",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    "%00",
+    "%0a",
+    "~",
+    "/",
+    "etc",
+    "passwd",
+    "%c0%ae%c0%ae",
+    "..%2f",
+    "%252e%252e",
+    "crates",
+    "tmp",
+    "audit",
+    "index",
+    "config.json",
+    "download",
+    "api",
+    "v1",
+    "1",
+    "2",
+    "3",
+    "se",
+    "rd",
+    "it",
+    "oa",
+    "%ff",
+    "%e2%80%ae",
+    "con",
+    "nul",
+    "a" * 300,
+    "😀",
+    "%",
+    "%zz",
+    ";",
+    "?",
+    "#",
+    "*",
 )
 segment = st.one_of(
     st.sampled_from(NASTY_SEGMENTS),
@@ -80,9 +120,7 @@ paths = st.one_of(
         st.sampled_from(("", "/", "/download", "?x=1", "#frag", "/.", "%2fdownload")),
     ),
     st.sampled_from(KNOWN).map(lambda n: "/index/" + index_path(n)),
-    st.builds(
-        lambda n, v: f"/api/v1/crates/{n}/{v}/download", st.sampled_from(KNOWN), segment
-    ),
+    st.builds(lambda n, v: f"/api/v1/crates/{n}/{v}/download", st.sampled_from(KNOWN), segment),
 )
 METHODS = ("GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
@@ -124,14 +162,10 @@ def test_versions_and_requirements_parse_or_raise_cleanly(text: str) -> None:
         pass
     else:
         assert str(Version.parse(text)) == text  # the router's check implies semver's
-    try:
+    with contextlib.suppress(ValueError):
         VersionReq.parse(text)
-    except ValueError:
-        pass
-    try:
+    with contextlib.suppress(BadRequest):
         CrateRef.parse(f"serde@{text}")
-    except BadRequest:
-        pass
 
 
 json_scalars = st.one_of(
@@ -196,8 +230,9 @@ policy_values = st.recursive(
     ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.one_of(st.sampled_from(POLICY_KEYS), st.text(max_size=6)), inner,
-                        max_size=5),
+        st.dictionaries(
+            st.one_of(st.sampled_from(POLICY_KEYS), st.text(max_size=6)), inner, max_size=5
+        ),
     ),
     max_leaves=20,
 )
@@ -215,10 +250,12 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 @given(
     st.one_of(
         policy_values.map(lambda v: yaml.safe_dump(v).encode()),
-        st.dictionaries(st.sampled_from(("version", "rules", "allow", "deny")), policy_values)
-        .map(lambda d: yaml.safe_dump({"version": 1, **d}).encode()),
-        st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6)
-        .map(lambda edits: _mutate(DEFAULT_POLICY, edits)),
+        st.dictionaries(st.sampled_from(("version", "rules", "allow", "deny")), policy_values).map(
+            lambda d: yaml.safe_dump({"version": 1, **d}).encode()
+        ),
+        st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6).map(
+            lambda edits: _mutate(DEFAULT_POLICY, edits)
+        ),
         st.binary(max_size=200),
     )
 )
@@ -278,7 +315,7 @@ def recorder() -> OpenRecorder:
 
 
 @contextmanager
-def serving(app: web.Application) -> Iterator[int]:
+def serving(app: web.Application, port_wanted: int = 0) -> Iterator[int]:
     """Serve `app` on 127.0.0.1 from a thread with its own loop; yields the port."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, access_log=None)
@@ -287,7 +324,7 @@ def serving(app: web.Application) -> Iterator[int]:
 
     async def start() -> None:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port_wanted)
         await site.start()
         port.append(runner.addresses[0][1])
 
@@ -357,18 +394,26 @@ class ErrorLogs(logging.Handler):
 
 def test_open_recorder_sees_reads_from_server_threads(tmp_path: Path) -> None:
     """The check below is not vacuous: an open in another thread is recorded and flagged."""
+    outside = tmp_path.parent / f"outside-{tmp_path.name}.txt"
+    outside.write_text("secret")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "inside").write_text("ok")
     rec = recorder()
     rec.ignored_thread = threading.get_ident()
     rec.paths.clear()
     rec.active = True
     try:
-        thread = threading.Thread(target=lambda: Path("/etc/hostname").exists()
-                                  and open("/etc/hostname", "rb").close())  # noqa: SIM115
+        thread = threading.Thread(
+            target=lambda: [outside.read_bytes(), (cache / "inside").read_bytes()]
+        )
         thread.start()
         thread.join()
+        outside.read_bytes()  # the test's own thread is not the mirror: not recorded
     finally:
         rec.active = False
-    assert "/etc/hostname" in rec.outside([tmp_path])
+        outside.unlink()
+    assert rec.outside([cache]) == [str(outside)]
 
 
 def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(

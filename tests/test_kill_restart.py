@@ -45,7 +45,7 @@ def _traffic(url: str, registry: Registry, seed: int, stop: threading.Event) -> 
         try:
             asyncio.run(run_soak(url, registry, requests=200, concurrency=16, seed=seed,
                                  download_share=0.8))  # fmt: skip
-        except Exception:  # noqa: BLE001 (the server is being killed under it)
+        except Exception:
             time.sleep(0.05)
 
 

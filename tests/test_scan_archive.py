@@ -9,12 +9,15 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mirror.errors import ArchiveError
 from mirror.scan.archive import ArchiveLimits, read_crate
+from mirror.scan.capabilities import scan_crate
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
 HANG_GUARD = 30.0  # seconds: only a hang detector, every case finishes far sooner
@@ -206,3 +209,34 @@ def test_raw_deflate_without_gzip_header_is_rejected() -> None:
     """Only gzip framing is accepted (cargo writes gzip)."""
     with rejected("not valid gzip"):
         read_crate(zlib.compress(build_tar([("demo-0.1.0/a.rs", b"a")])))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    """Whatever the bytes, reading either succeeds or raises ArchiveError."""
+    with suppress(ArchiveError):
+        read_crate(data)
+
+
+_SMALL_CRATE = pack_crate(debian_crate_dir("itoa"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_SMALL_CRATE) - 1), st.integers(0, 255)), max_size=8))
+def test_corrupted_real_crate_never_crashes_the_scanner(flips: list[tuple[int, int]]) -> None:
+    """Random byte damage to a real crate gives a report or an ArchiveError, nothing else."""
+    data = bytearray(_SMALL_CRATE)
+    for at, value in flips:
+        data[at] = value
+    with suppress(ArchiveError):
+        scan_crate(bytes(data))
+
+
+def test_tar_layer_damage_never_crashes_the_scanner() -> None:
+    """Damage inside the tar (re-gzipped, so the gzip layer is valid) is handled too."""
+    tar = gzip.decompress(_SMALL_CRATE)
+    for at in range(0, len(tar), 997):
+        damaged = tar[:at] + bytes([tar[at] ^ 0xFF]) + tar[at + 1 :]
+        with suppress(ArchiveError):
+            scan_crate(gz(damaged))

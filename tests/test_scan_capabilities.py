@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import tarfile
+import time
 from functools import cache
 from pathlib import Path
 
@@ -269,6 +270,32 @@ def test_glob_import_resolves_bare_names() -> None:
     """`use std::fs::*` then `read(..)`: the import itself is the evidence."""
     caps = scan_lib('use std::fs::*;\npub fn f() { let _ = read("x"); }\n').capabilities
     assert Evidence("src/lib.rs", 1, "use std::fs::*") in caps[C.FS]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"fn f() { m!(" + b"(" * 5000 + b"std::fs::read" + b")" * 5000 + b"); }",
+        b'fn f() { std::fs::read("x"); x::' + b"a::" * 20000 + b"b(); }",
+        b"fn f() { " + b"{" * 20000 + b"std::fs::read();" + b"}" * 20000 + b" }",
+        b"fn f() { " + b"{ unsafe { std::fs::read(); }\n" * 5000 + b"}" * 5000 + b" }",
+        b"type T = std::fs::File" + b"<Vec" * 5000 + b">" * 5000 + b";",
+    ],
+    ids=["nested-macro", "long-path", "nested-blocks", "deep-and-many", "nested-generics"],
+)
+def test_pathological_nesting_is_fast_and_still_seen(source: bytes) -> None:
+    """Hostile nesting neither crashes (recursion) nor stalls (quadratic parent walks)."""
+    start = time.monotonic()
+    caps = scan_crate(make_crate({"src/lib.rs": source})).capabilities
+    assert time.monotonic() - start < 30  # hang detector only; takes well under a second
+    assert C.FS in caps
+
+
+def test_absurdly_nested_use_is_rejected() -> None:
+    """A `use` tree nested beyond any real code is a clear ArchiveError, not a skipped import."""
+    source = b"use " + b"{" * 100 + b"std::fs" + b"}" * 100 + b";"
+    with pytest.raises(ArchiveError, match="nested"):
+        scan_crate(make_crate({"src/lib.rs": source}))
 
 
 def test_shipped_binaries_by_magic_and_name() -> None:

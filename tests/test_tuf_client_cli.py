@@ -138,6 +138,9 @@ def test_import_command_reports_and_rejects(
     other = tmp_path / "other.json"
     other.write_bytes(b"{}")
     assert main([*args, "--trusted-root", str(other)]) == 1
+    audit = "".join(f.read_text() for f in (cache / "audit").rglob("*") if f.is_file())
+    assert '"action":"import"' in audit and '"action":"block"' in audit
+    assert audit.count('"rule":"tuf.bundle"') == 2
 
 
 def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -166,15 +166,35 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"crate-mirror import: {e}", file=sys.stderr)
         return 2
     bar = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="verifying")
+    details: dict[str, Any] = {"bundle": str(args.bundle), "trusted_root": str(root)}
     try:
         report = import_bundle(args.bundle, Store(settings.cache_dir), root, progress=bar.update)
     except MirrorError as e:
+        _audit(settings, "block", f"bundle rejected: {e}", details)
         print(f"crate-mirror import: {e}", file=sys.stderr)
         return 1
     finally:
         bar.close()
+    details |= {
+        "index_files": report.index_files,
+        "crates_added": report.crates_added,
+        "metadata_version": report.metadata_version,
+    }
+    _audit(settings, "import", "bundle verified and imported", details)
     print(
         f"imported {args.bundle}: {report.index_files} index files, {report.crates_added} new "
         f"crates, {report.crates_present} already present (metadata v{report.metadata_version})"
     )
     return 0
+
+
+def _audit(settings: Settings, action: str, reason: str, details: dict[str, Any]) -> None:
+    """Record the import verdict in the tamper-evident audit log, like any serving decision."""
+    from mirror.audit.event import AuditEvent
+    from mirror.audit.writer import AuditLog
+
+    log = AuditLog(settings.audit_directory)
+    try:
+        log.record(AuditEvent(action, "tuf.bundle", reason, route="cli", details=details))
+    finally:
+        log.close()

@@ -230,11 +230,11 @@ def run_status(args: argparse.Namespace) -> int:
         s = _settings(args)
         st = MirrorRepository(s).status()
         for role in (*ROLES, "bins"):
-            version = st.versions.get(role, "-")
+            version = f"v{st.versions[role]}" if role in st.versions else f"x{st.bins}"
             keys = ", ".join(k[:12] for k in st.keyids.get(role, ())) or "(delegated)"
             threshold = st.thresholds.get(role, 1)
             print(
-                f"{role:<10} v{version:<6} expires {st.expires[role].isoformat()}  "
+                f"{role:<10} {version:<7} expires {st.expires[role].isoformat()}  "
                 f"threshold {threshold} keys {keys}"
             )
         print(f"targets: {st.targets_count} index files")

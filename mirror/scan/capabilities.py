@@ -22,6 +22,7 @@ from mirror.index import validate_name, validate_version
 from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
 
 MAX_EVIDENCE = 20  # evidence entries kept per capability per crate (first in scan order)
+MAX_MANIFEST_BYTES = 1024 * 1024  # bytes; real manifests are a few KiB
 REPORT_FORMAT = 1  # bump when scanning changes, so cached reports are redone
 
 
@@ -154,9 +155,13 @@ def _scan_order(path: str) -> tuple[int, str]:
 
 
 def _read_manifest(archive: CrateArchive) -> tuple[str, str, list[tuple[Capability, Evidence]]]:
-    text = archive.text("Cargo.toml")
-    if text is None:
+    raw = archive.files.get("Cargo.toml")
+    if raw is None:
         raise ArchiveError(f"{archive.prefix}/Cargo.toml is missing")
+    # tomllib is pure Python: a giant manifest would be a slow-scan denial of service.
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ArchiveError(f"Cargo.toml is larger than {MAX_MANIFEST_BYTES} bytes")
+    text = raw.decode("utf-8", errors="replace")
     try:
         manifest = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as e:

@@ -17,13 +17,14 @@ import bisect
 import functools
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import tree_sitter_rust
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
+from mirror.errors import ArchiveError
 from mirror.scan.capabilities import Capability
 
 Path_ = tuple[str, ...]
@@ -99,6 +100,8 @@ _TOKEN_CAPS.update(
     }
 )
 
+MAX_FINDINGS_LABELLED = 50  # unsafe items per region given a label (evidence is capped anyway)
+MAX_PATH_SEGMENTS = 64  # segments; longer paths (and deeper `use` trees) are never real code
 WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
 # Where an item starts: a line at column 0 or 4 (a top-level item, or one inside an `impl`,
 # `trait` or `mod`) right after a line that closed the previous item with `}` or `;`.
@@ -246,7 +249,10 @@ class _FileReader:
 
     # -- use declarations --------------------------------------------------------------------
 
-    def _collect_use(self, node: Node, prefix: Path_) -> None:
+    def _collect_use(self, node: Node, prefix: Path_, depth: int = 0) -> None:
+        if depth > MAX_PATH_SEGMENTS:
+            # Real code never nests `use` lists this deep; skipping would hide the import.
+            raise ArchiveError(f"{self.file}: `use` nested more than {MAX_PATH_SEGMENTS} deep")
         kind = node.type
         if kind in _PATH_NODES or kind in _NAME_NODES:
             path = _segments(node)
@@ -267,10 +273,10 @@ class _FileReader:
             path = _segments(head) if head is not None else ()
             body = node.child_by_field_name("list")
             if path is not None and body is not None:
-                self._collect_use(body, prefix + path)
+                self._collect_use(body, prefix + path, depth + 1)
         elif kind == "use_list":
             for child in node.named_children:
-                self._collect_use(child, prefix)
+                self._collect_use(child, prefix, depth + 1)
         elif kind == "use_wildcard":
             inner = node.named_children[0] if node.named_children else None
             path = _segments(inner) if inner is not None else ()
@@ -313,30 +319,30 @@ class _FileReader:
         return [Finding(cap, line, item) for cap, line, item in sorted(found, key=_order)]
 
     def _findings_in(self, c: dict[str, list[Node]]) -> Iterator[tuple[Capability, Node, str]]:
-        for node in c.get("use", ()):
-            if node.parent is not None and node.parent.type == "use_declaration":
-                yield from self._use_findings(node, ())
-        for node in c.get("path", ()):
-            outermost = node.parent is None or node.parent.type not in _PATH_NODES
-            if outermost and not _inside_use(node):
+        # Nesting is decided from byte ranges, never `node.parent`: tree-sitter walks down
+        # from the root for each parent, so on a hostile 20 000-deep tree that is quadratic.
+        uses = _Spans(c.get("use", ()))
+        paths = _Spans(c.get("path", ()))
+        trees = _Spans(c.get("tokens", ()))
+        for node in uses.outermost:
+            yield from self._use_findings(node, ())
+        for node in paths.outermost:
+            if not uses.holds(node):
                 yield from self._path_findings(node, _segments(node))
         for node in c.get("name", ()):
-            parent = node.parent
-            alone = parent is not None and parent.type not in _PATH_NODES | {"token_tree"}
-            if not alone:
-                continue
             name = _text(node)
-            interesting = name in _BARE or name in self.aliases or self.globs
-            if interesting and not _inside_use(node):
+            if name not in _BARE and name not in self.aliases and not self.globs:
+                continue
+            if not (paths.holds(node) or trees.holds(node) or uses.holds(node)):
                 yield from self._path_findings(node, (name,))
-        for node in c.get("tokens", ()):
-            outermost = node.parent is not None and node.parent.type != "token_tree"
-            if outermost and self.pattern.search(node.text or b""):
+        for node in trees.outermost:
+            if self.pattern.search(node.text or b""):
                 yield from self._token_findings(node)
         names, args = c.get("macro.name", []), c.get("macro.args", [])
         for name_node, args_node in zip(names, args, strict=True):
             yield from self._macro_findings(name_node, args_node)
-        for node in c.get("unsafe", ()):
+        # Labelling looks at the parent: bounded, and more evidence than this is never kept.
+        for node in c.get("unsafe", ())[:MAX_FINDINGS_LABELLED]:
             yield Capability.UNSAFE, node, _unsafe_item(node)
         for node in c.get("foreign", ()):
             abi = node.named_children[0] if node.named_children else None
@@ -347,7 +353,11 @@ class _FileReader:
         for node in c.get("link", ()):
             yield Capability.LINKS, node, " ".join(_text(node).split())[:200]
 
-    def _use_findings(self, node: Node, prefix: Path_) -> Iterator[tuple[Capability, Node, str]]:
+    def _use_findings(
+        self, node: Node, prefix: Path_, depth: int = 0
+    ) -> Iterator[tuple[Capability, Node, str]]:
+        if depth > MAX_PATH_SEGMENTS:
+            return
         kind = node.type
         if kind in _PATH_NODES or kind in _NAME_NODES or kind == "use_as_clause":
             src = node.child_by_field_name("path") if kind == "use_as_clause" else node
@@ -364,10 +374,10 @@ class _FileReader:
             path = _segments(head) if head is not None else ()
             body = node.child_by_field_name("list")
             if path is not None and body is not None:
-                yield from self._use_findings(body, prefix + path)
+                yield from self._use_findings(body, prefix + path, depth + 1)
         elif kind == "use_list":
             for child in node.named_children:
-                yield from self._use_findings(child, prefix)
+                yield from self._use_findings(child, prefix, depth + 1)
         elif kind == "use_wildcard":
             inner = node.named_children[0] if node.named_children else None
             path = _segments(inner) if inner is not None else ()
@@ -446,24 +456,31 @@ def _text(node: Node) -> str:
 
 
 def _segments(node: Node | None) -> Path_ | None:
-    """`a::b::C` as ("a", "b", "C"); a leading `::` gives an empty first segment."""
-    if node is None:
-        return ()
-    kind = node.type
-    if kind in _NAME_NODES or kind in ("metavariable", "primitive_type"):
-        return (_text(node),)
-    if kind in _PATH_NODES:
-        head = node.child_by_field_name("path")
+    """`a::b::C` as ("a", "b", "C"); a leading `::` gives an empty first segment.
+
+    Iterative and capped: a hostile file's 20 000-segment path must cost no more than a
+    real one (and no Python recursion)."""
+    names: list[str] = []
+    while node is not None:
+        if len(names) > MAX_PATH_SEGMENTS:
+            return None
+        kind = node.type
+        if kind in _NAME_NODES or kind in ("metavariable", "primitive_type"):
+            names.append(_text(node))
+            break
+        if kind == "generic_type":
+            node = node.child_by_field_name("type")
+            continue
+        if kind not in _PATH_NODES:
+            return None
         name = node.child_by_field_name("name")
         if name is None:
             return None
-        if head is None:
-            return ("", _text(name))
-        left = _segments(head)
-        return None if left is None else (*left, _text(name))
-    if kind == "generic_type":
-        return _segments(node.child_by_field_name("type"))
-    return None
+        names.append(_text(name))
+        node = node.child_by_field_name("path")
+        if node is None:
+            names.append("")  # leading `::`
+    return tuple(reversed(names))
 
 
 def _absolute(path: Path_) -> Path_:
@@ -484,23 +501,36 @@ def _relevant(path: Path_) -> bool:
     )
 
 
-def _inside_use(node: Node) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent.type == "use_declaration":
-            return True
-        if parent.type in ("block", "source_file", "declaration_list", "token_tree"):
-            return False
-        parent = parent.parent
-    return False
+class _Spans:
+    """The outermost of some nodes, by byte range, and a fast "is this node inside one?"."""
+
+    def __init__(self, nodes: Iterable[Node]) -> None:
+        self.outermost: list[Node] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for node in sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte)):
+            if self._ends and node.end_byte <= self._ends[-1]:
+                continue  # nested in the previous outermost node
+            self.outermost.append(node)
+            self._starts.append(node.start_byte)
+            self._ends.append(node.end_byte)
+
+    def holds(self, node: Node) -> bool:
+        i = bisect.bisect_right(self._starts, node.start_byte) - 1
+        return i >= 0 and node.end_byte <= self._ends[i]
 
 
 def _tokens(tree: Node) -> Iterator[Node]:
-    """The flat tokens of a macro body; string literals and comments come out whole (a string
-    breaks a path run, and its content is never read as code)."""
-    for child in tree.children:
-        if child.type == "token_tree":
-            yield from _tokens(child)
+    """The flat tokens of a macro body in order; string literals and comments come out whole
+    (a string breaks a path run, and its content is never read as code). Iterative: macro
+    bodies can nest thousands of brackets deep."""
+    stack = [iter(tree.children)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        elif child.type == "token_tree":
+            stack.append(iter(child.children))
         else:
             yield child
 

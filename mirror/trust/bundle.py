@@ -180,6 +180,9 @@ def import_bundle(
         repository_lock(metadata_dir.parent, ".import.lock"),
         tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="import-") as tmp,
     ):
+        previous = metadata_dir.with_name(metadata_dir.name + ".old")
+        if not metadata_dir.exists() and previous.is_dir():
+            previous.rename(metadata_dir)  # a crash mid-commit must not erase rollback state
         stage = Path(tmp)
         members = _stage(bundle, stage, progress)
         index_bodies, crate_sums, version, work_md = _verify(

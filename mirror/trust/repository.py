@@ -63,6 +63,7 @@ class RepositoryStatus:
     thresholds: Mapping[str, int]
     keyids: Mapping[str, tuple[str, ...]]
     targets_count: int
+    bins: int  # number of hashed-bin roles
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -357,7 +358,8 @@ class MirrorRepository:
             "targets": targets.expires,
         }
         count = 0
-        for name in self.succinct_roles(targets).get_roles():
+        succinct = self.succinct_roles(targets)
+        for name in succinct.get_roles():
             bin_md = self._read(f"{snap.meta[f'{name}.json'].version}.{name}.json")
             count += len(bin_md.signed.targets)
             expires[BINS_PREFIX] = min(
@@ -370,6 +372,7 @@ class MirrorRepository:
             thresholds={r: roles[r].threshold for r in TOP_ROLES},
             keyids={r: tuple(roles[r].keyids) for r in TOP_ROLES},
             targets_count=count,
+            bins=succinct.number_of_bins,
         )
 
 
