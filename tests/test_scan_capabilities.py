@@ -191,6 +191,25 @@ def test_module_alias_resolves_far_away_in_a_large_file() -> None:
     assert Evidence("src/lib.rs", 303, "std::env::var") in caps[C.ENV]
 
 
+@pytest.mark.parametrize(
+    ("header", "call"),
+    [
+        ("use std as s;", "s::process::Command::new"),
+        ("extern crate std as s;", "s::process::Command::new"),
+        ("use std::{self as s};", "s::process::Command::new"),
+        ("use std  as\n    s;", "s::process::Command::new"),
+        ("use std::*;", "process::Command::new"),
+    ],
+)
+def test_renamed_or_glob_imported_std_is_still_resolved(header: str, call: str) -> None:
+    """Hiding `std` behind a rename or a glob does not hide what is reached through it."""
+    filler = "".join(f"pub fn filler_{i}() -> u32 {{ {i} }}\n" for i in range(300))
+    source = f'{header}\n{filler}pub fn run() {{\n    let _ = {call}("sh");\n}}\n'
+    line = source.splitlines().index(f'    let _ = {call}("sh");') + 1
+    caps = scan_lib(source).capabilities
+    assert Evidence("src/lib.rs", line, "std::process::Command::new") in caps[C.PROCESS]
+
+
 def test_alias_inside_an_impl_in_a_large_file() -> None:
     """A renamed type used deep inside an impl block resolves to its import."""
     filler = "".join(f"    pub fn filler_{i}(&self) -> u32 {{ {i} }}\n" for i in range(200))

@@ -99,6 +99,15 @@ _TOKEN_CAPS.update(
         "include": frozenset({Capability.INCLUDE_OUTSIDE}),
     }
 )
+# Renaming or glob-importing a root (`use std as s;`, `extern crate std as s;`,
+# `use std::{self as s}`, `use std::*;`) would hide every later `s::process::Command` from
+# the token search, so these spellings are tokens of every capability. A space in a token
+# stands for any run of whitespace.
+_ALL = frozenset(Capability)
+for _root in ("std", "libc", "nix", "self"):
+    _TOKEN_CAPS[f"{_root} as"] = _ALL
+for _root in ("std", "libc", "nix"):
+    _TOKEN_CAPS[f"{_root}::*"] = _ALL
 
 MAX_FINDINGS_LABELLED = 50  # unsafe items per region given a label (evidence is capped anyway)
 MAX_PATH_SEGMENTS = 64  # segments; longer paths (and deeper `use` trees) are never real code
@@ -112,7 +121,11 @@ _PATH_NODES = frozenset({"scoped_identifier", "scoped_type_identifier"})
 _NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "super"})
 
 _LANGUAGE = Language(tree_sitter_rust.language())
-_USE_QUERY = Query(_LANGUAGE, "(use_declaration argument: (_) @use)")
+_USE_QUERY = Query(
+    _LANGUAGE,
+    "(use_declaration argument: (_) @use)"
+    "(extern_crate_declaration name: (identifier) @crate alias: (identifier) @alias)",
+)
 # Bare names; only the lines with hits are queried, so capturing every identifier is cheap.
 _NAME_QUERY = Query(_LANGUAGE, "(identifier) @name (type_identifier) @name")
 _MACRO_QUERY = Query(_LANGUAGE, "(macro_invocation macro: (_) @name (token_tree) @args)")
@@ -151,7 +164,11 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
         node[""] = {}
 
     def emit(node: dict[str, Any]) -> str:
-        alternatives = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        alternatives = [
+            (r"\s+" if ch == " " else re.escape(ch)) + emit(sub)
+            for ch, sub in sorted(node.items())
+            if ch
+        ]
         if not alternatives:
             return ""
         body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
@@ -159,7 +176,7 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
             return body
         return f"(?:{body})?" if "" in node else body
 
-    return re.compile(rb"\b" + emit(trie).encode() + rb"\b")
+    return re.compile(rb"\b" + emit(trie).encode() + rb"(?![A-Za-z0-9_])")
 
 
 def scan_rust(
@@ -231,8 +248,12 @@ class _FileReader:
                 line_offset = self._line_number(start)
                 root = self._parser.parse(self.source[start:end]).root_node
                 region = self.regions[start] = _Region(root, start, line_offset)
-                for node in QueryCursor(_USE_QUERY).captures(root).get("use", ()):
-                    self._collect_use(node, ())
+                for _, match in QueryCursor(_USE_QUERY).matches(root):
+                    if "use" in match:
+                        self._collect_use(match["use"][0], ())
+                    elif "crate" in match and "alias" in match:
+                        path = (_text(match["crate"][0]),)
+                        self._alias(_text(match["alias"][0]), path)
             line_start = self.source.rfind(b"\n", 0, hit) + 1
             line_end = self.source.find(b"\n", hit)
             line_end = len(self.source) if line_end < 0 else line_end
@@ -267,7 +288,8 @@ class _FileReader:
             src, alias = node.child_by_field_name("path"), node.child_by_field_name("alias")
             path = _segments(src) if src is not None else None
             if path is not None and alias is not None:
-                self._alias(_text(alias), prefix + path)
+                full = prefix + path
+                self._alias(_text(alias), full[:-1] if full[-1:] == ("self",) else full)
         elif kind == "scoped_use_list":
             head = node.child_by_field_name("path")
             path = _segments(head) if head is not None else ()
