@@ -66,10 +66,22 @@ class SoakFaults(Faults):
         self._lock2 = threading.Lock()
         self.injected: Counter[str] = Counter()
 
+    def each_kind_once(self) -> None:
+        """One explicit fault of every kind up front, so no kind is missed by chance."""
+        for kind in DOWNLOAD_FAULTS:
+            self.add(kind, match="/download", times=1, seconds=STALL_SECONDS)
+        for kind in INDEX_FAULTS:
+            # Upstream index paths have no prefix; serde*'s are fetched often in every plan.
+            self.add(kind, match="/se/rd/", times=1, seconds=STALL_SECONDS)
+
     def take(self, path: str) -> Fault | None:
         explicit = super().take(path)
-        if explicit is not None or path == "/config.json":
+        if explicit is not None:
+            with self._lock2:
+                self.injected[explicit.kind] += 1
             return explicit
+        if path == "/config.json":
+            return None
         kinds = DOWNLOAD_FAULTS if path.endswith("/download") else INDEX_FAULTS
         with self._lock2:
             if self._rng.random() >= self._rate:
@@ -324,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = True
     with FakeUpstream(registry).in_thread() as upstream:
         faults = SoakFaults(args.seed, args.rate)
+        faults.each_kind_once()
         upstream.faults = faults
         mirror = MirrorProcess(work / "cache", upstream=upstream.url + "/", env=MIRROR_ENV)
         mirror.start()

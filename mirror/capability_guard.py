@@ -32,6 +32,7 @@ from mirror.policy.schema import CapabilitiesRule
 from mirror.policy.semver import Version
 from mirror.scan.cache import ScanCache
 from mirror.scan.capabilities import CapabilityReport, scan_crate
+from mirror.singleflight import SingleFlight
 
 if TYPE_CHECKING:
     from mirror.downloads import CrateFetcher
@@ -48,7 +49,7 @@ class CapabilityGuard:
         self._gate = gate
         self._scans = ScanCache(store.root / "scans")
         self._reports: dict[str, CapabilityReport] = {}
-        self._scanning: dict[str, asyncio.Future[CapabilityReport]] = {}
+        self._scans_in_flight: SingleFlight[CapabilityReport] = SingleFlight()
         self.set_rule(rule, lock_path)
 
     def set_rule(self, rule: CapabilitiesRule, lock_path: Path) -> None:
@@ -107,21 +108,9 @@ class CapabilityGuard:
         known = self._known_report(line.cksum)
         if known is not None:
             return known
-        pending = self._scanning.get(line.cksum)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[CapabilityReport] = asyncio.get_running_loop().create_future()
-        self._scanning[line.cksum] = future
-        try:
-            report = await asyncio.to_thread(self._scan, path)
-            future.set_result(report)
-            return report
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()
-            raise
-        finally:
-            del self._scanning[line.cksum]
+        return await self._scans_in_flight.run(
+            line.cksum, lambda: asyncio.to_thread(self._scan, path)
+        )
 
     def _scan(self, path: Path) -> CapabilityReport:
         report = scan_crate(path.read_bytes())

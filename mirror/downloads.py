@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import structlog
@@ -10,6 +9,7 @@ import structlog
 from mirror import metrics
 from mirror.errors import IntegrityError, NotFound, TruncatedBody, UpstreamUnavailable
 from mirror.index import IndexLine
+from mirror.singleflight import SingleFlight
 from mirror.store import Store
 from mirror.upstream import Upstream
 
@@ -21,7 +21,7 @@ class CrateFetcher:
         self.store = store
         self._upstream = upstream  # None: offline
         self._max_bytes = max_bytes
-        self._inflight: dict[str, asyncio.Future[Path]] = {}
+        self._flights: SingleFlight[Path] = SingleFlight()
 
     def cached_path(self, line: IndexLine) -> Path | None:
         path = self.store.crate_path(line.cksum)
@@ -39,22 +39,7 @@ class CrateFetcher:
                 "mirror with `crate-mirror prefetch` and carry it over with `crate-mirror export`"
                 " / `crate-mirror import`"
             )
-        # 50 builds asking for the same new crate make one upstream download.
-        pending = self._inflight.get(line.cksum)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._inflight[line.cksum] = future
-        try:
-            path = await self._download(line)
-            future.set_result(path)
-            return path
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()
-            raise
-        finally:
-            del self._inflight[line.cksum]
+        return await self._flights.run(line.cksum, lambda: self._download(line))
 
     async def _download(self, line: IndexLine) -> Path:
         assert self._upstream is not None

@@ -18,6 +18,7 @@ import structlog
 from mirror import metrics
 from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
 from mirror.index import IndexFile
+from mirror.singleflight import SingleFlight
 from mirror.store import CachedIndex, Store
 from mirror.upstream import Upstream
 
@@ -57,7 +58,7 @@ class IndexCache:
         self._verifier = verifier
         self._entries: dict[str, IndexEntry] = {}
         self._missing: dict[str, float] = {}  # name -> monotonic deadline of a remembered 404
-        self._inflight: dict[str, asyncio.Future[IndexEntry]] = {}
+        self._flights: SingleFlight[IndexEntry] = SingleFlight()
 
     @property
     def offline(self) -> bool:
@@ -73,21 +74,7 @@ class IndexCache:
         if self._missing.get(name, 0.0) > now:
             raise NotFound(f"crate `{name}` does not exist upstream")
         # Many requests for the same stale name share one upstream round trip.
-        pending = self._inflight.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[IndexEntry] = asyncio.get_running_loop().create_future()
-        self._inflight[name] = future
-        try:
-            entry = await self._refresh(name, entry)
-            future.set_result(entry)
-            return entry
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._inflight[name]
+        return await self._flights.run(name, lambda: self._refresh(name, entry))
 
     def cached(self, name: str) -> IndexEntry | None:
         """What we hold without asking anyone (memory, then disk)."""

@@ -35,6 +35,7 @@ def test_soak_with_random_upstream_faults(fixture_registry: Registry, tmp_path: 
     cache = tmp_path / "cache"
     with FakeUpstream(registry).in_thread() as upstream:
         faults = SoakFaults(SEED, rate=0.2)
+        faults.each_kind_once()
         upstream.faults = faults
         mirror = MirrorProcess(cache, upstream=upstream.url + "/", env=MIRROR_ENV).start()
         try:
