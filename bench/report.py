@@ -174,7 +174,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "Latencies in ms.",
         "",
         "| scenario | workers | conns | mirror req/s | nginx req/s | ratio | mirror p50 "
-        "| nginx p50 | mirror p99 | nginx p99 | p99 ratio | mirror peak RSS MB | errors m/n |",
+        "| nginx p50 | mirror p99 | nginx p99 | p99 ratio | mirror peak RSS (PSS) MB "
+        "| errors m/n |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results.get("load", []):
@@ -185,6 +186,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(row['rps_ratio'])} | {_fmt(mi['p50_ms'])} | {_fmt(ng['p50_ms'])} "
             f"| {_fmt(mi['p99_ms'])} | {_fmt(ng['p99_ms'])} | {_fmt(row['p99_ratio'])} "
             f"| {_fmt(row['mirror_memory']['peak_rss_mb'], 1)} "
+            f"({_fmt(row['mirror_memory'].get('peak_pss_mb'), 1)}) "
             f"| {mi['errors']}/{ng['errors']} |"
         )
     out += [
@@ -207,7 +209,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["", "| policy cost (micro-benchmark) | measured |", "|---|---|"]
         for name, data in micro.items():
             numbers = ", ".join(
-                f"{k} {_fmt(v, 1)}" for k, v in data.items() if k not in ("command", "output")
+                f"{k} {_fmt(v, 0 if isinstance(v, float) and v >= 100 else 1)}"
+                for k, v in data.items()
+                if k not in ("command", "output")
             )
             out.append(f"| {name} (`{data.get('command', '')}`) | {numbers} |")
     out += ["", "| target | measured | goal | met |", "|---|---|---|---|"]

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mirror.audit import AuditEvent
+from mirror.capability_lockfile import load_lock, update_lock
 from mirror.errors import MirrorError
 from mirror.index import IndexFile, IndexLine
 from mirror.policy.capability_lock import (
-    CapabilityLock,
     CapabilityRule,
     decide_capabilities,
     record_first_seen,
-    update_lock,
 )
 from mirror.policy.decision import Action, Decision
 from mirror.policy.schema import CapabilitiesRule
@@ -54,7 +53,7 @@ class CapabilityGuard:
 
     def set_rule(self, rule: CapabilitiesRule, lock_path: Path) -> None:
         """(Re)load the lock; raises ConfigError for an invalid file (the caller keeps the old)."""
-        lock = CapabilityLock.load(lock_path)
+        lock = load_lock(lock_path)
         self._rule = CapabilityRule(mode=rule.mode, first_seen=rule.first_seen.value)
         self._lock_path = lock_path
         self._lock = lock

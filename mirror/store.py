@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aiofiles
 
+from mirror.atomicfile import fsync_directory, write_atomic
 from mirror.errors import IntegrityError, StorageError
 from mirror.index import index_path
 
@@ -195,26 +196,13 @@ class Store:
         return self.tmp_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex}.part"
 
     def _write_atomic(self, final: Path, data: bytes) -> None:
-        tmp = self._tmp_name("file")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._commit(tmp, final)
-        finally:
-            _unlink_quietly(tmp)
+        write_atomic(final, data, tmp_dir=self.tmp_dir)
 
     @staticmethod
     def _commit(tmp: Path, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        # Make the rename itself durable, so a power cut cannot resurrect the old state.
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(final.parent)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -222,7 +222,7 @@ async def test_server_requires_a_token_and_records_who(
     ok = await client.get(path, headers={"Authorization": token})
     assert ok.status == 200
     client.app[_mirror_key()].gate.audit.flush()
-    audit_text = "".join(p.read_text() for p in (tmp_path / "cache" / "audit").glob("*"))
+    audit_text = "".join(p.read_text() for p in (tmp_path / "cache" / "audit").glob("*.jsonl"))
     assert "alice" in audit_text
     assert token not in audit_text
 

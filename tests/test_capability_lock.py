@@ -9,13 +9,13 @@ from types import MappingProxyType
 
 import pytest
 
+from mirror.capability_lockfile import load_lock, save_lock, update_lock
 from mirror.errors import ConfigError
 from mirror.policy.capability_lock import (
     CapabilityLock,
     CapabilityRule,
     decide_capabilities,
     record_first_seen,
-    update_lock,
 )
 from mirror.policy.decision import Action, Mode
 from mirror.scan.capabilities import Capability, CapabilityReport, Evidence, scan_crate
@@ -39,7 +39,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_repository_seed_lock_is_valid() -> None:
     """policies/capabilities.lock.yaml loads and its ranges apply."""
-    lock = CapabilityLock.load(REPO_LOCK)
+    lock = load_lock(REPO_LOCK)
     assert lock.approved_for("serde_derive", "1.0.152") == frozenset(
         {
             C.BUILD_SCRIPT,
@@ -54,7 +54,7 @@ def test_repository_seed_lock_is_valid() -> None:
 
 def test_missing_lock_file_is_empty(tmp_path: Path) -> None:
     """A fresh deployment has no lock yet: nothing is approved, nothing fails."""
-    assert CapabilityLock.load(tmp_path / "absent.yaml").crates == {}
+    assert load_lock(tmp_path / "absent.yaml").crates == {}
 
 
 def test_invalid_lock_names_file_line_and_field(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_invalid_lock_names_file_line_and_field(tmp_path: Path) -> None:
         "    - capabilities: []\n",  # 10
     )
     with pytest.raises(ConfigError) as info:
-        CapabilityLock.load(path)
+        load_lock(path)
     where = {(p.line, p.field) for p in info.value.problems}
     assert (4, "crates.serde[0].capabilities") in where
     assert (5, "crates.serde[0].versions") in where
@@ -88,7 +88,7 @@ def test_same_crate_spelled_twice_is_rejected(tmp_path: Path) -> None:
     entry = "    - {capabilities: [fs], approved_by: a, approved_at: '2026-01-01', reason: r}\n"
     path = write(tmp_path, f"version: 1\ncrates:\n  serde_json:\n{entry}  Serde-Json:\n{entry}")
     with pytest.raises(ConfigError, match="same crate"):
-        CapabilityLock.load(path)
+        load_lock(path)
 
 
 def test_approve_widen_revoke_and_save_round_trip(tmp_path: Path) -> None:
@@ -99,8 +99,8 @@ def test_approve_widen_revoke_and_save_round_trip(tmp_path: Path) -> None:
     assert lock.approved_for("foo-bar", "1.5.0") == frozenset({C.FS, C.NET})
     assert lock.approved_for("FOO_BAR", "2.1.0") == frozenset({C.FS, C.NET, C.PROCESS})
     path = tmp_path / "lock.yaml"
-    lock.save(path)
-    again = CapabilityLock.load(path)
+    save_lock(lock, path)
+    again = load_lock(path)
     assert again == lock
     assert "fetches updates" in path.read_text()
     narrowed = again.without("foo_bar", None, {C.NET})
@@ -197,7 +197,7 @@ def test_concurrent_updates_are_not_lost(tmp_path: Path) -> None:
     for w in workers:
         w.join(30)
     assert all(w.exitcode == 0 for w in workers)
-    assert len(CapabilityLock.load(path).crates) == 30
+    assert len(load_lock(path).crates) == 30
 
 
 @pytest.mark.parametrize(
@@ -207,6 +207,6 @@ def test_seed_lock_allows_the_versions_it_was_reviewed_on(name: str, version: st
     """The shipped seed approves exactly what the scanner finds in the Debian sources."""
     real = scan_crate(pack_crate(debian_crate_dir(name, version)))
     decision = decide_capabilities(
-        real, CapabilityLock.load(REPO_LOCK), CapabilityRule(Mode.BLOCK, "require-approval")
+        real, load_lock(REPO_LOCK), CapabilityRule(Mode.BLOCK, "require-approval")
     )
     assert decision.action is Action.ALLOW, decision.reason

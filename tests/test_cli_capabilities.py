@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mirror.audit import read_events
+from mirror.capability_lockfile import load_lock
 from mirror.cli import main
 from mirror.index import index_path
-from mirror.policy.capability_lock import CapabilityLock
 from mirror.scan.capabilities import Capability
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 from tests.test_scan_capabilities import make_crate
@@ -113,9 +113,7 @@ def test_pending_approve_revoke_cycle(
     approve = ["approve", "tool@1.0.0", "--reason", "reads its config", *lock_opts, *audit]
     code, out, _ = run(approve, capsys)
     assert code == 0 and "fs" in out
-    assert CapabilityLock.load(Path(dirs["lock"])).approved_for("tool", "1.0.0") == frozenset(
-        {C.FS}
-    )
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.0") == frozenset({C.FS})
 
     run(["scan", "tool@1.0.1", "--cache-dir", dirs["cache"]], capsys)
     code, out, _ = run(["pending", *lock_opts], capsys)
@@ -138,9 +136,7 @@ def test_pending_approve_revoke_cycle(
         capsys,
     )
     assert code == 0
-    assert CapabilityLock.load(Path(dirs["lock"])).approved_for("tool", "1.0.1") == frozenset(
-        {C.FS}
-    )
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.1") == frozenset({C.FS})
     events = list(read_events(Path(dirs["audit"])))
     assert [e["action"] for e in events] == ["approve", "approve", "revoke"]
     assert events[1]["details"]["by"] == "carol" and events[1]["crate"] == "tool"

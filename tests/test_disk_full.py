@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.soak import check_cache, known_cksums
+from mirror.audit import verify_chain
 from mirror.index import index_path
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -106,3 +107,8 @@ def test_disk_full_is_a_clear_error_and_cached_crates_keep_flowing(
         finally:
             mirror.stop()
     assert check_cache(cache, known_cksums(small_registry)) == []
+    # Audit appends refused by the full disk were kept and written once space came back
+    # (a half-written line would have been moved aside and recorded): the chain holds.
+    audit = verify_chain(cache / "audit")
+    assert audit.ok, str(audit.broken)
+    assert audit.events >= 4

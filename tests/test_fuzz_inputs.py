@@ -122,6 +122,17 @@ paths = st.one_of(
     st.sampled_from(KNOWN).map(lambda n: "/index/" + index_path(n)),
     st.builds(lambda n, v: f"/api/v1/crates/{n}/{v}/download", st.sampled_from(KNOWN), segment),
 )
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)
+# Headers the mirror reads (conditional requests, auth) or a proxy might forward.
+request_headers = st.dictionaries(
+    st.sampled_from(
+        ("If-None-Match", "If-Modified-Since", "Authorization", "Range", "Accept-Encoding",
+         "Content-Length", "Transfer-Encoding", "X-Forwarded-For", "Cookie")
+    ),
+    st.one_of(header_text, st.sampled_from(('"x"', "*", "W/\"a\", \"b\"", "bytes=0-1", "-1",
+                                            "chunked", "gzip, br"))),
+    max_size=3,
+)  # fmt: skip
 METHODS = ("GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 
@@ -333,7 +344,6 @@ def serving(app: web.Application, port_wanted: int = 0) -> Iterator[int]:
         loop.run_until_complete(start())
         started.set()
         loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -341,8 +351,12 @@ def serving(app: web.Application, port_wanted: int = 0) -> Iterator[int]:
     try:
         yield port[0]
     finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
         loop.close()
 
 
@@ -362,11 +376,12 @@ def upstream_process(registry: Registry) -> Iterator[str]:
         proc.wait(15)
 
 
-def raw_request(port: int, method: str, target: str) -> int:
+def raw_request(port: int, method: str, target: str, headers: dict[str, str] | None = None) -> int:
     """Send one request byte for byte (no client-side URL cleaning); return the status."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
-            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
             .encode("utf-8", "surrogateescape")
         )  # fmt: skip
         head = b""
@@ -438,9 +453,9 @@ def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(
             try:
 
                 @fuzz
-                @given(st.sampled_from(METHODS), paths)
-                def one(method: str, path: str) -> None:
-                    status = raw_request(port, method, path)
+                @given(st.sampled_from(METHODS), paths, request_headers)
+                def one(method: str, path: str, headers: dict[str, str]) -> None:
+                    status = raw_request(port, method, path, headers)
                     statuses[status] = statuses.get(status, 0) + 1
                     assert 0 < status < 500, (method, path, status)
 

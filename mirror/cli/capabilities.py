@@ -13,14 +13,13 @@ from typing import Any
 from tqdm import tqdm
 
 from mirror.audit import AuditEvent, AuditLog
+from mirror.capability_lockfile import load_lock, update_lock
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
 from mirror.index import CrateRef, IndexFile, index_path, validate_name
 from mirror.policy.capability_lock import (
-    CapabilityLock,
     CapabilityRule,
     decide_capabilities,
     describe,
-    update_lock,
 )
 from mirror.policy.decision import Action, Mode
 from mirror.scan.cache import ScanCache
@@ -230,7 +229,7 @@ def run_revoke(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     name = validate_name(args.name.partition("@")[0])
     caps = parse_capabilities(args.caps) if args.caps is not None else None
-    before = CapabilityLock.load(args.lock)
+    before = load_lock(args.lock)
     if before.approved_for(name, "0.0.0") is None:
         print(f"{name} has no approvals in {args.lock}", file=sys.stderr)
         return 1
@@ -260,7 +259,7 @@ def run_pending(args: argparse.Namespace) -> int:
 
 
 def _pending(args: argparse.Namespace) -> int:
-    lock = CapabilityLock.load(args.lock)
+    lock = load_lock(args.lock)
     rule = CapabilityRule(Mode.BLOCK, args.first_seen)
     scans = ScanCache(args.cache_dir / "scans")
     held = []

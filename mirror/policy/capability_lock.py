@@ -7,37 +7,29 @@ a Decision out. It stops the "innocent crate turns malicious in a patch release"
 (a new version suddenly gains a build script that runs `curl | sh`, or a network client):
 anything the crate could not do before needs a human to say yes.
 
-Loading and saving live here too (the brief keeps the lock's file format in one module); the
-file is replaced atomically and every read-modify-write holds an exclusive `flock` on a
-sidecar `.lock` file, so two `crate-mirror approve` runs never lose each other's update.
+Reading and writing the file is `mirror.capability_lockfile`'s job; `render` (the text format,
+a pure function of the lock) stays here next to the data it renders.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from mirror.errors import BadRequest, ConfigError, Problem
 from mirror.index import canonical_name, validate_name
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.semver import Version, VersionReq
 from mirror.scan.capabilities import Capability, CapabilityReport, CapabilitySet, Evidence
-from mirror.yamlfile import Located, load_located
 
 LOCK_FORMAT = 1
 RULE = "capabilities"
 TOFU_APPROVER = "trust-on-first-use"
-_ENTRY_KEYS = ("capabilities", "versions", "approved_by", "approved_at", "reason", "reviewed")
+ENTRY_KEYS = ("capabilities", "versions", "approved_by", "approved_at", "reason", "reviewed")
 
 
 @dataclass(frozen=True)
@@ -146,18 +138,7 @@ class CapabilityLock:
             crates[key] = approvals
         return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
 
-    # -- files -------------------------------------------------------------------------------
-
-    @classmethod
-    def load(cls, path: Path) -> CapabilityLock:
-        """Read and validate a lock file; a missing file is an empty lock."""
-        if not path.exists():
-            return cls()
-        return _Validator(str(path)).lock(load_located(path))
-
-    def save(self, path: Path) -> None:
-        with _locked(path):
-            _write_atomic(path, self.render())
+    # -- file format (reading and writing live in mirror.capability_lockfile) ---------------
 
     def render(self) -> str:
         out = [_HEADER, f"version: {LOCK_FORMAT}", "crates:" + ("" if self.crates else " {}")]
@@ -174,14 +155,6 @@ class CapabilityLock:
                 if a.reviewed is not None:
                     out.append(f"      reviewed: {json.dumps(a.reviewed)}")
         return "\n".join(out) + "\n"
-
-
-def update_lock(path: Path, change: Callable[[CapabilityLock], CapabilityLock]) -> CapabilityLock:
-    """Read-modify-write under an exclusive lock, so concurrent updates are not lost."""
-    with _locked(path):
-        new = change(CapabilityLock.load(path))
-        _write_atomic(path, new.render())
-    return new
 
 
 def record_first_seen(
@@ -262,140 +235,3 @@ _HEADER = """\
 #                 include_outside, binary
 #   versions:     optional cargo requirement (">=1.0, <2"); absent = every version
 #   approved_by, approved_at (RFC 3339), reason: who, when, why; reviewed: version scanned"""
-
-
-class _Validator:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def fail(self, line: int | None, fld: str, message: str) -> None:
-        self.problems.append(Problem(self.file, line, fld, message))
-
-    def lock(self, top: Any) -> CapabilityLock:
-        if not isinstance(top, dict):
-            raise ConfigError([Problem(self.file, 1, "(top)", "expected a mapping")])
-        for key, loc in top.items():
-            if key not in ("version", "crates"):
-                self.fail(loc.line, key, "unknown key (expected version, crates)")
-        version = top.get("version")
-        if version is None or version.value != LOCK_FORMAT:
-            line = version.line if version is not None else 1
-            self.fail(line, "version", f"must be {LOCK_FORMAT}")
-        crates: dict[str, tuple[Approval, ...]] = {}
-        seen: dict[str, str] = {}
-        body = top.get("crates")
-        if body is not None and body.value is not None and not isinstance(body.value, dict):
-            self.fail(body.line, "crates", "expected a mapping of crate name to approvals")
-        elif body is not None and body.value:
-            for name, loc in body.value.items():
-                self.crate(name, loc, crates, seen)
-        if self.problems:
-            raise ConfigError(self.problems)
-        return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
-
-    def crate(
-        self, name: str, loc: Located, crates: dict[str, tuple[Approval, ...]], seen: dict[str, str]
-    ) -> None:
-        fld = f"crates.{name}"
-        try:
-            validate_name(name)
-        except BadRequest as e:
-            self.fail(loc.line, fld, str(e))
-            return
-        if canonical_name(name) in seen:
-            self.fail(loc.line, fld, f"same crate as {seen[canonical_name(name)]!r}")
-            return
-        seen[canonical_name(name)] = name
-        if not isinstance(loc.value, list) or not loc.value:
-            self.fail(loc.line, fld, "expected a non-empty list of approvals")
-            return
-        approvals = [self.approval(item, f"{fld}[{i}]") for i, item in enumerate(loc.value)]
-        crates[name] = tuple(a for a in approvals if a is not None)
-
-    def approval(self, item: Located, fld: str) -> Approval | None:
-        if not isinstance(item.value, dict):
-            self.fail(item.line, fld, "expected a mapping")
-            return None
-        entry: dict[str, Located] = item.value
-        before = len(self.problems)
-        for key, loc in entry.items():
-            if key not in _ENTRY_KEYS:
-                self.fail(
-                    loc.line, f"{fld}.{key}", f"unknown key (expected {', '.join(_ENTRY_KEYS)})"
-                )
-        caps = self.capabilities(entry.get("capabilities"), item.line, f"{fld}.capabilities")
-        text = {
-            k: self.text(entry.get(k), item.line, f"{fld}.{k}", k in ("versions", "reviewed"))
-            for k in ("approved_by", "approved_at", "reason", "versions", "reviewed")
-        }
-        req = None
-        if text["versions"] is not None:
-            try:
-                req = VersionReq.parse(text["versions"])
-            except ValueError as e:
-                self.fail(entry["versions"].line, f"{fld}.versions", str(e))
-        if len(self.problems) > before or caps is None:
-            return None
-        return Approval(
-            caps,
-            text["approved_by"] or "",
-            text["approved_at"] or "",
-            text["reason"] or "",
-            text["versions"],
-            text["reviewed"],
-            req,
-        )
-
-    def capabilities(self, loc: Located | None, line: int, fld: str) -> CapabilitySet | None:
-        if loc is None or not isinstance(loc.value, list):
-            self.fail(loc.line if loc else line, fld, "expected a list of capabilities")
-            return None
-        caps: set[Capability] = set()
-        for item in loc.value:
-            try:
-                caps.add(Capability(item.value))
-            except ValueError:
-                known = ", ".join(c.value for c in Capability)
-                self.fail(item.line, fld, f"unknown capability {item.value!r} (known: {known})")
-        return frozenset(caps)
-
-    def text(self, loc: Located | None, line: int, fld: str, optional: bool) -> str | None:
-        if loc is None:
-            if not optional:
-                self.fail(line, fld, "required")
-            return None
-        value = loc.value
-        if isinstance(value, datetime):  # an unquoted timestamp
-            value = value.isoformat()
-        if isinstance(value, int | float) and fld.endswith(("versions", "reviewed")):
-            value = str(value)
-        if not isinstance(value, str) or not value.strip():
-            self.fail(loc.line, fld, "expected a non-empty string")
-            return None
-        return value
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mirror.atomicfile import write_atomic
 from mirror.errors import StorageError
 from mirror.scan.archive import ArchiveLimits
 from mirror.scan.capabilities import CapabilityReport, scan_crate
@@ -45,17 +44,7 @@ class ScanCache:
         final = self.path(report.sha256)
         body = json.dumps(report.to_json(), separators=(",", ":")).encode()
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(body)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, final)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(final, body)
         except OSError as e:
             raise StorageError(f"cannot write a scan report: {e.strerror}") from e
 
