@@ -44,7 +44,7 @@ from bench.load import (
 )
 from bench.nginx import NginxServer
 from bench.report import machine_info, parse_micro, render_markdown, summarize_targets
-from bench.rss import PeakMemory, wait_for_workers
+from bench.rss import PeakMemory, process_tree, wait_for_workers
 from mirror.index import index_path
 from tests.fixtures.registry import Registry, build_registry
 from tests.mirror_process import MirrorProcess, free_port
@@ -230,13 +230,17 @@ class Harness:
             extra=["--workers", str(workers)],
         )
         mirror.start()
+        assert mirror.proc is not None
+        pids: list[int] = []
         try:
-            assert mirror.proc is not None
             # A parent plus `workers` forked children when workers > 1.
             wait_for_workers(mirror.proc.pid, 1 if workers == 1 else workers + 1)
+            pids = process_tree(mirror.proc.pid)
             yield mirror
         finally:
             mirror.stop()
+            # `serve --workers N` exits on SIGTERM without stopping its forked workers.
+            _stop_orphans(pids)
 
     @contextlib.contextmanager
     def _nginx(self, workers: int) -> Iterator[NginxServer]:
@@ -369,6 +373,28 @@ MICRO: dict[str, tuple[str, dict[str, str]]] = {
     "audit": ("bench.audit_bench", {"--events": "20000"}),
 }
 MICRO_TIMEOUT = 600.0  # seconds per script
+
+
+def _stop_orphans(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL, whichever of these (our own children's) processes still run."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        alive = [pid for pid in pids if _alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Still a running mirror process: not gone, not a zombie, and not a reused pid."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z" and b"mirror\0serve" in cmdline
 
 
 def run_micro_benchmarks(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:

@@ -13,10 +13,7 @@ so a failed or hostile refresh leaves the previous corpus in place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from mirror import USER_AGENT
+from mirror.atomicfile import write_atomic
 from mirror.errors import (
     BadRequest,
     ConfigError,
@@ -96,17 +94,9 @@ def write_corpus(path: Path, names: Sequence[str], *, source: str, when: datetim
         "# Format: one crate name per line; lines starting with '#' and blank lines are ignored.\n"
     )
     body = header + "".join(f"{n}\n" for n in names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, body.encode())
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StorageError(f"cannot write corpus {path.name}: {e.strerror}") from e
 
 

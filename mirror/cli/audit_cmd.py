@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from mirror.atomicfile import write_atomic
 from mirror.audit.event import canonical_json
 from mirror.audit.files import chain_files
 from mirror.audit.query import (
@@ -169,14 +168,5 @@ def _print(
 
 def _export(entries: Iterable[dict[str, Any]], out: Path) -> None:
     """Write the feed as JSON lines to a temporary name, then rename it into place."""
-    target = out.resolve()
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            for entry in entries:
-                handle.write(canonical_json(entry) + "\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    body = "".join(canonical_json(entry) + "\n" for entry in entries)
+    write_atomic(out.resolve(), body.encode("ascii"), mode=0o644)
