@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "parse_micro", "render_markdown", "summarize_targets"]
+__all__ = ["machine_info", "render_markdown", "summarize_targets"]
 
 # Targets from issue 6, as ratios on the 2-core machine.
 TARGET_RPS_RATIO = 0.5  # warm index hits: mirror >= 0.5x nginx requests/s
@@ -52,54 +51,6 @@ def machine_info() -> dict[str, Any]:
         "nginx": _first_line(["nginx", "-v"]),
         "wrk": _first_line(["wrk", "-v"]).split(" Copyright")[0],
     }
-
-
-def _num(text: str) -> float:
-    return float(text.replace(",", ""))
-
-
-def parse_micro(name: str, stdout: str, is_json: bool) -> dict[str, Any]:
-    """The numbers a micro-benchmark printed (its JSON line, or its known summary lines)."""
-    if is_json:
-        for line in reversed(stdout.strip().splitlines()):
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                return data
-        return {"error": "no JSON object in output"}
-    out: dict[str, Any] = {}
-    if name == "typosquat":
-        out.update(_typosquat_rates(stdout))
-    elif name == "scan":
-        if m := re.search(r"throughput: ([\d.,]+) MB/s", stdout):
-            out["mb_per_s"] = _num(m[1])
-        if m := re.search(r"(\d+) crates, ([\d.]+) MB unpacked", stdout):
-            out["crates"], out["mb"] = int(m[1]), _num(m[2])
-    elif name == "audit":
-        if m := re.search(r"record\(\): median ([\d.]+) µs/call, p99 ([\d.]+)", stdout):
-            out["record_median_us"], out["record_p99_us"] = _num(m[1]), _num(m[2])
-        if m := re.search(r"flush\(\): ([\d,]+) events/s", stdout):
-            out["flush_events_per_s"] = _num(m[1])
-    if not out:
-        out["error"] = "summary lines not recognised"
-        out["output"] = stdout.strip()[-500:]
-    return out
-
-
-def _typosquat_rates(stdout: str) -> dict[str, float]:
-    """`<label> N checks/s` lines, grouped under the preceding `N protected` heading."""
-    out: dict[str, float] = {}
-    size = "?"
-    for line in stdout.splitlines():
-        if m := re.match(r"\s*([\d,]+) protected", line):
-            size = str(int(_num(m[1])))
-        if m := re.search(r"([\d,.]+) checks/s", line):
-            label = line[: m.start()].strip()
-            label = "all" if not label or "protected:" in label else label
-            out[f"{label} checks/s @{size}"] = _num(m[1])
-    return out
 
 
 def _target(name: str, measured: float | None, goal: str, met: bool) -> dict[str, Any]:

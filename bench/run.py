@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +42,9 @@ from bench.load import (
     require_tools,
     run_wrk,
 )
+from bench.micro import run_micro_benchmarks
 from bench.nginx import NginxServer
-from bench.report import machine_info, parse_micro, render_markdown, summarize_targets
+from bench.report import machine_info, render_markdown, summarize_targets
 from bench.rss import PeakMemory, process_tree, wait_for_workers
 from mirror.index import index_path
 from tests.fixtures.registry import Registry, build_registry
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="short runs, workers=1 only, one fetch round (about 2 minutes)",
+        help="short runs, workers=1 only, two fetch rounds (about 2 minutes)",
     )
     parser.add_argument(
         "--out",
@@ -364,17 +365,6 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-# -- policy micro-benchmarks (other issues' scripts, run when present) -------------------------
-
-# name -> (module, options in --quick mode: each passed only if the script's --help lists it)
-MICRO: dict[str, tuple[str, dict[str, str]]] = {
-    "typosquat": ("bench.typosquat_bench", {"--checks": "5000", "--repeats": "1"}),
-    "scan": ("bench.scan_bench", {"--limit": "40"}),
-    "audit": ("bench.audit_bench", {"--events": "20000"}),
-}
-MICRO_TIMEOUT = 600.0  # seconds per script
-
-
 def _stop_orphans(pids: list[int]) -> None:
     """SIGTERM, then SIGKILL, whichever of these (our own children's) processes still run."""
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
@@ -395,54 +385,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state[state.rindex(")") + 2] != "Z" and b"mirror\0serve" in cmdline
-
-
-def run_micro_benchmarks(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Each present script's numbers; a `--json` flag is used when the script has one."""
-    out: dict[str, Any] = {}
-    for name, (module, quick_args) in MICRO.items():
-        if not (REPO / (module.replace(".", "/") + ".py")).is_file():
-            continue
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        base = [sys.executable, "-m", module]
-        helptext = subprocess.run(
-            [*base, "--help"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
-        args = [
-            part
-            for flag, value in quick_args.items()
-            if quick and flag in helptext
-            for part in (flag, value)
-        ]
-        wants_json = "--json" in helptext
-        if wants_json:
-            args.append("--json")
-        try:
-            proc = subprocess.run(
-                [*base, *args],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=MICRO_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            out[name] = {"error": f"timed out after {MICRO_TIMEOUT:.0f} s"}
-            continue
-        if proc.returncode != 0:
-            out[name] = {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
-            continue
-        out[name] = parse_micro(name, proc.stdout, wants_json)
-        out[name]["command"] = " ".join(["python", "-m", module, *args])
-        progress(f"{name} micro-benchmark done")
-    return out
 
 
 if __name__ == "__main__":

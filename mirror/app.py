@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from mirror.audit import AuditEvent, AuditLog
+from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
 from mirror.errors import ConfigError
@@ -58,7 +59,8 @@ def create_app(settings: Settings) -> web.Application:
     gate = Gate(audit, engine)
     if policy_files is not None:
         gate.capabilities = policy_files.capability_guard(store, gate)
-    mirror = Mirror(settings, indexes, crates, gate, upstream)
+    tokens = TokenStore(settings.auth_tokens) if settings.auth_tokens else None
+    mirror = Mirror(settings, indexes, crates, gate, upstream, tokens)
     app = build_app(mirror)
     app[POLICY_FILES] = policy_files
     app[PUBLISHER] = None
@@ -191,6 +193,7 @@ def run(settings: Settings) -> None:
         port=settings.listen_port,
         access_log=None,  # every request is in the audit log already
         reuse_port=settings.workers > 1,
+        keepalive_timeout=settings.keepalive_timeout,
         print=None,
         handle_signals=True,
     )

@@ -42,6 +42,10 @@ class Settings:
     log_format: str = "json"  # json | console
     log_level: str = "info"
     audit_dir: Path | None = None  # default: <cache_dir>/audit
+    # Token file (`crate-mirror token add`); when set, cargo must authenticate (auth-required).
+    auth_tokens: Path | None = None
+    # seconds a connection may stay idle or keep trickling request headers (slowloris)
+    keepalive_timeout: float = 10.0
     tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
 
     @property
@@ -194,7 +198,13 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             bad(name, f"expected an http(s) URL, got {url!r}")
-    for name in ("index_ttl", "negative_ttl", "upstream_connect_timeout", "upstream_read_timeout"):
+    for name in (
+        "index_ttl",
+        "negative_ttl",
+        "upstream_connect_timeout",
+        "upstream_read_timeout",
+        "keepalive_timeout",
+    ):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
     for name in ("max_crate_bytes", "max_index_bytes", "upstream_concurrency", "workers"):

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from mirror import metrics
+from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
 from mirror.errors import (
@@ -41,6 +42,7 @@ log = structlog.get_logger("mirror.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
+IDENTITY = web.RequestKey("identity", str)  # the authenticated token's name
 INDEX_CACHE_CONTROL = "max-age=0, must-revalidate"  # cargo revalidates; we answer 304 cheaply
 
 
@@ -54,8 +56,10 @@ class Mirror:
         crates: CrateFetcher,
         gate: Gate,
         upstream: Upstream | None,
+        tokens: TokenStore | None = None,
     ) -> None:
         self.settings = settings
+        self.tokens = tokens  # None: anyone who can reach us may read
         self.indexes = indexes
         self.crates = crates
         self.gate = gate
@@ -111,6 +115,9 @@ class Mirror:
         # Downloads must come back through us, and no `api` may send cargo around the mirror.
         config["dl"] = f"{self.settings.base_url}/api/v1/crates"
         config.pop("api", None)
+        config.pop("auth-required", None)
+        if self.tokens is not None:
+            config["auth-required"] = True  # cargo then sends its token on every request
         return json.dumps(config, indent=2).encode() + b"\n"
 
     async def _upstream_config(self) -> dict[str, object]:
@@ -160,7 +167,7 @@ class Mirror:
     ) -> Request:
         rid = next_request_id()
         request[REQUEST_ID] = rid
-        return Request(rid, request.remote, route, name, version)
+        return Request(rid, _client(request), route, name, version)
 
 
 class _RequestIds:
@@ -219,9 +226,17 @@ _AUDITED_FAILURES: tuple[tuple[type[MirrorError], str], ...] = (
 )
 
 
-def edge(route: str, handler: Handler, gate: Gate) -> Handler:
+def edge(route: str, handler: Handler, mirror: Mirror, *, public: bool = False) -> Handler:
+    gate = mirror.gate
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
+            if mirror.tokens is not None and not public:
+                identity = mirror.tokens.authenticate(request.headers.get("Authorization"))
+                if identity is None:
+                    metrics.request_counter(route, 401).inc()
+                    return _challenge(mirror)
+                request[IDENTITY] = identity.name
             response = await handler(request)
         except MirrorError as e:
             status = _status_for(e)
@@ -258,7 +273,23 @@ def edge(route: str, handler: Handler, gate: Gate) -> Handler:
 def _failed_request(request: web.Request, route: str, rid: str | None) -> Request:
     info = request.match_info
     crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1]
-    return Request(rid or next_request_id(), request.remote, route, crate, info.get("version"))
+    return Request(rid or next_request_id(), _client(request), route, crate, info.get("version"))
+
+
+def _client(request: web.Request) -> str | None:
+    """Who asked, for the audit log: the token's name when authenticated, and the address."""
+    identity = request.get(IDENTITY)
+    return f"{identity} ({request.remote})" if identity else request.remote
+
+
+def _challenge(mirror: Mirror) -> web.Response:
+    # cargo answers a 401 carrying this challenge by retrying with the registry's token.
+    return web.Response(
+        status=401,
+        headers={"WWW-Authenticate": f'Cargo login_url="{mirror.settings.base_url}/"'},
+        text="crate-mirror: a valid token is required; ask the mirror's operators for one "
+        "(`crate-mirror token add NAME`) and give it to cargo as CARGO_REGISTRIES_<NAME>_TOKEN\n",
+    )
 
 
 MIRROR = web.AppKey("mirror", Mirror)
@@ -267,13 +298,13 @@ MIRROR = web.AppKey("mirror", Mirror)
 def build_app(mirror: Mirror) -> web.Application:
     # Generous but finite limits on what a client may send (slowloris, header floods).
     app = web.Application(client_max_size=64 * 1024, handler_args={"max_field_size": 8190})
-    app.router.add_get("/index/config.json", edge("config", mirror.config_json, mirror.gate))
-    app.router.add_get("/index/{path:.+}", edge("index", mirror.index_file, mirror.gate))
+    app.router.add_get("/index/config.json", edge("config", mirror.config_json, mirror))
+    app.router.add_get("/index/{path:.+}", edge("index", mirror.index_file, mirror))
     app.router.add_get(
-        "/api/v1/crates/{name}/{version}/download", edge("download", mirror.download, mirror.gate)
+        "/api/v1/crates/{name}/{version}/download", edge("download", mirror.download, mirror)
     )
-    app.router.add_get("/healthz", edge("healthz", mirror.healthz, mirror.gate))
-    app.router.add_get("/metrics", edge("metrics", mirror.metrics, mirror.gate))
+    app.router.add_get("/healthz", edge("healthz", mirror.healthz, mirror, public=True))
+    app.router.add_get("/metrics", edge("metrics", mirror.metrics, mirror))
     app[MIRROR] = mirror
     return app
 

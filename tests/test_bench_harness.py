@@ -19,8 +19,9 @@ import pytest
 
 from bench import cold_fetch
 from bench.load import Target, parse_wrk_report, run_wrk, write_targets
+from bench.micro import parse_micro
 from bench.nginx import NginxServer
-from bench.report import parse_micro, render_markdown, summarize_targets
+from bench.report import render_markdown, summarize_targets
 from bench.rss import PeakMemory, process_tree, read_status_kib
 from tests.mirror_process import free_port
 

@@ -134,12 +134,6 @@ def test_thousands_of_idle_connections_do_not_block_normal_clients(
             sock.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="headers are cut off only by aiohttp's keepalive timer, 75 s (web.run_app's "
-    "default): it starts at connect and trickled bytes do not extend it, so a slowloris "
-    "client holds a connection 75 s. Fix: keepalive_timeout<=10 s in mirror.app.run.",
-)
 def test_slowloris_clients_are_cut_off(mirror: MirrorProcess) -> None:
     """Trickled headers and silent connections are closed within the header timeout."""
     trickle = socket.create_connection(("127.0.0.1", mirror.port), timeout=1)
