@@ -117,6 +117,7 @@ WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting ga
 # Cutting only there keeps a region from starting inside a block comment or a multi-line
 # string (where such lines are rare), and lets every region parse as a list of items.
 _ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
+_CUT_WINDOW = 2048  # bytes searched back from a hit for its item's start (then 4x, 16x...)
 _PATH_NODES = frozenset({"scoped_identifier", "scoped_type_identifier"})
 _NAME_NODES = frozenset({"identifier", "type_identifier", "crate", "self", "super"})
 
@@ -224,7 +225,7 @@ class _FileReader:
         self.aliases: dict[str, Path_] = {}
         self.globs: list[Path_] = []
         self._parser = Parser(_LANGUAGE)
-        self._bounds: list[int] | None = None
+        self._last_region = (0, 0)  # the last `_region_of` answer: hits come in order
         self._counted = (0, 0)  # (offset, newlines before it): count forward from the last
 
     def _line_number(self, offset: int) -> int:
@@ -241,12 +242,18 @@ class _FileReader:
 
     def parse_regions(self, hits: list[int]) -> None:
         """Parse the items holding `hits` (once each) and note which of their lines matter."""
+        source = self.source
         for hit in hits:
+            line_start = source.rfind(b"\n", 0, hit) + 1
+            line_end = source.find(b"\n", hit)
+            line_end = len(source) if line_end < 0 else line_end
+            if _comment_only(source, line_start, line_end):
+                continue
             start, end = self._region_of(hit)
             region = self.regions.get(start)
             if region is None:
                 line_offset = self._line_number(start)
-                root = self._parser.parse(self.source[start:end]).root_node
+                root = self._parser.parse(source[start:end]).root_node
                 region = self.regions[start] = _Region(root, start, line_offset)
                 for _, match in QueryCursor(_USE_QUERY).matches(root):
                     if "use" in match:
@@ -254,19 +261,36 @@ class _FileReader:
                     elif "crate" in match and "alias" in match:
                         path = (_text(match["crate"][0]),)
                         self._alias(_text(match["alias"][0]), path)
-            line_start = self.source.rfind(b"\n", 0, hit) + 1
-            line_end = self.source.find(b"\n", hit)
-            line_end = len(self.source) if line_end < 0 else line_end
             region.cover(line_start - start, line_end - start)
 
     def _region_of(self, offset: int) -> tuple[int, int]:
-        if len(self.source) <= WHOLE_FILE_BYTES:
-            return 0, len(self.source)
-        if self._bounds is None:
-            cuts = (m.end() for m in _ITEM_CUT.finditer(self.source))
-            self._bounds = [0, *cuts, len(self.source)]
-        i = bisect.bisect_right(self._bounds, offset) - 1
-        return self._bounds[i], self._bounds[i + 1]
+        """The item holding `offset`: from the last cut at or before it to the next one after.
+
+        Cuts are searched for around each hit, not over the whole file (a full pass costs as
+        much as the token search itself). A hit is the start of an identifier, never inside
+        a cut's `};` and blank lines, so the next cut is the first match from `offset` on."""
+        source = self.source
+        size = len(source)
+        if size <= WHOLE_FILE_BYTES:
+            return 0, size
+        last = self._last_region
+        if last[0] <= offset < last[1]:
+            return last
+        found = _ITEM_CUT.search(source, offset)
+        end = found.end() if found is not None else size
+        window = _CUT_WINDOW
+        start = 0
+        while True:
+            low = max(0, offset - window)
+            # +5: the cut's lookahead reads up to four spaces and a letter past its end.
+            for m in _ITEM_CUT.finditer(source, low, offset + 5):
+                if m.end() <= offset:
+                    start = m.end()
+            if start or low == 0:
+                break
+            window *= 4
+        self._last_region = (start, end)
+        return start, end
 
     # -- use declarations --------------------------------------------------------------------
 
@@ -571,6 +595,15 @@ def _outside_crate(file: str, literal: str) -> bool:
         return True
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(file), literal))
     return joined == ".." or joined.startswith("../")
+
+
+def _comment_only(source: bytes, start: int, end: int) -> bool:
+    """Is the line `source[start:end]` certainly not code: it starts with `//` and holds no
+    `"` and no `*/`? At the line's start the lexer is in code (then `//` comments out the
+    rest), in a string (which cannot end without a `"`) or in a block comment (which cannot
+    end without `*/`): in none of these can a later part of the line be code."""
+    text = source[start:end].lstrip()
+    return text.startswith(b"//") and b'"' not in text and b"*/" not in text
 
 
 def _unsafe_item(node: Node) -> str:
