@@ -9,7 +9,8 @@ static tree laid out like a fixture registry:
     ROOT/crates/NAME/NAME-VERSION.crate   GET /api/v1/crates/NAME/VERSION/download
 
 `sendfile on` and `etag on` (ETag/If-None-Match -> 304, as the mirror does), access log off
-(the mirror's access log is off too), keep-alive unlimited per connection like aiohttp's.
+(the mirror's access log is off too), keep-alive unlimited per connection like aiohttp's,
+and nginx's default listen backlog (511), not a tuned one.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ http {{
 {temp}
 
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port} reuseport;
         root {root};
 
         location = /index/config.json {{

@@ -317,6 +317,85 @@ def test_absurdly_nested_use_is_rejected() -> None:
         scan_crate(make_crate({"src/lib.rs": source}))
 
 
+# -- what the speed-ups skip, and the attacks on those skips -------------------------------------
+
+FILLER = "".join(f"pub fn filler_{i}() -> u32 {{ {i} }}\n" for i in range(200))  # > 4 KiB
+
+
+@pytest.mark.parametrize("filler", ["", FILLER], ids=["small-file", "large-file"])
+def test_lines_starting_with_a_comment_can_still_end_in_code(filler: str) -> None:
+    """Lines starting with `//` are skipped only if no string or block comment can end there.
+
+    Attack: a `//` line inside a multi-line string (or block comment) that closes it and
+    then calls something, hoping the scanner treats the whole line as a comment."""
+    source = (
+        f"{filler}pub fn f() -> &'static str {{\n"
+        '    let s = "begin\n'
+        '// "; let _ = std::process::Command::new("sh");\n'
+        "    s\n}\n"
+        "/* a block comment\n"
+        '// */ pub fn g() { let _ = std::fs::remove_file("x"); }\n'
+        "// std::net::TcpStream::connect(addr) in a plain comment\n"
+    )
+    lines = source.splitlines()
+    caps = scan_lib(source).capabilities
+    spawn = next(i for i, line in enumerate(lines, 1) if "Command::new" in line)
+    remove = next(i for i, line in enumerate(lines, 1) if "remove_file" in line)
+    assert Evidence("src/lib.rs", spawn, "std::process::Command::new") in caps[C.PROCESS]
+    assert Evidence("src/lib.rs", remove, "std::fs::remove_file") in caps[C.FS]
+    assert C.NET not in caps
+
+
+def test_unsafe_in_strings_does_not_use_up_the_evidence_budget() -> None:
+    """Parsing stops once enough `unsafe` is *confirmed* by the parser, not merely mentioned:
+    30 strings saying "unsafe" before the one real block must not hide it."""
+    fakes = "".join(f'pub const FAKE_{i}: &str = "unsafe";\n' for i in range(30))
+    source = f"{fakes}{FILLER}pub fn real(p: *const u8) -> u8 {{ unsafe {{ *p }} }}\n"
+    line = len(source.splitlines())
+    caps = scan_lib(source).capabilities
+    assert caps[C.UNSAFE] == (Evidence("src/lib.rs", line, "unsafe block"),)
+
+
+def test_capped_unsafe_evidence_is_still_the_first_lines() -> None:
+    """With more `unsafe` than evidence kept, the report keeps the first 20, as before the
+    reader learnt to stop early; the same holds across files (build.rs, then src/)."""
+    blocks = "".join(
+        f"pub fn f{i}(p: *const u8) -> u8 {{ unsafe {{ *p }} }}\n{FILLER if i == 5 else ''}"
+        for i in range(40)
+    )
+    lines = blocks.splitlines()
+    expected = [i for i, line in enumerate(lines, 1) if "unsafe" in line][:20]
+    caps = scan_lib(blocks).capabilities
+    assert [e.line for e in caps[C.UNSAFE]] == expected
+    assert {e.item for e in caps[C.UNSAFE]} == {"unsafe block"}
+
+
+def test_item_far_longer_than_the_search_window() -> None:
+    """A hit 30 KiB into one item: its start is found further back than the first window,
+    and its line number is still exact."""
+    body = "".join(f"        let _v{i} = {i};\n" for i in range(1000))
+    source = (
+        f"{FILLER}pub fn big() {{\n    {{\n{body}"
+        '        let _ = std::env::var("HOME");\n    }\n}\n'
+    )
+    line = source.splitlines().index('        let _ = std::env::var("HOME");') + 1
+    caps = scan_lib(source).capabilities
+    assert caps[C.ENV] == (Evidence("src/lib.rs", line, "std::env::var"),)
+
+
+def test_concurrent_scans_in_threads_agree() -> None:
+    """The server scans in worker threads at once; each thread has its own parser."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    crates = [
+        make_crate({"src/lib.rs": f'{FILLER}pub fn f{i}() {{ let _ = std::fs::read("x"); }}\n'})
+        for i in range(8)
+    ]
+    expected = [scan_crate(c) for c in crates]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(scan_crate, crates * 3)) == expected * 3
+
+
 def test_shipped_binaries_by_magic_and_name() -> None:
     """ELF, PE and Mach-O magic and library names are flagged; look-alike text is not."""
     pe = b"MZ" + bytes(0x3A) + (0x40).to_bytes(4, "little") + b"PE\0\0" + bytes(16)

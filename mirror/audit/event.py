@@ -1,13 +1,11 @@
 """What one audit event is, and how it becomes one canonical, hash-linked JSON line.
 
-The rendering is a structlog processor chain (the same `(logger, method_name, event_dict)`
-callables the server's own logs use), so an audit line and a log line are built the same way:
-
-    drop_empty -> redact_secrets -> to_json_types -> JSONRenderer(sort_keys, compact)
+`prepare` leaves out empty fields, redacts credential-like keys and makes every value plain
+JSON in one pass; structlog's JSONRenderer (sorted keys, compact) renders it.
 
 The rendered text (without "hash", with "prev") is what the hash covers; `link` appends the
 hash as the line's last key. The verifier re-renders the parsed line with `canonical_json`
-and must get byte-identical text, which is why `to_json_types` first turns every value into
+and must get byte-identical text, which is why `prepare` first turns every value into
 plain JSON data (string keys, lists, finite floats): anything else would not survive a
 parse-and-render round trip.
 """
@@ -107,31 +105,27 @@ def _is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-def redact_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: replace the value of any credential-like key, at any depth."""
-    return {k: _redact(k, v) for k, v in event_dict.items()}
-
-
 def _redact(key: Any, value: Any) -> Any:
+    """Replace the value of any credential-like key, at any depth."""
     if type(key) is str and _is_secret_key(key):
         return REDACTED
-    if value is None or type(value) is str:  # the common case, kept cheap
+    kind = type(value)
+    if value is None or kind is str or kind is int:  # the common cases, kept cheap
         return value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {k: _redact(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(None, v) for v in value]
     return value
 
 
-def to_json_types(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: make every value plain JSON so rendering round-trips exactly."""
-    return {str(k): _plain(v) for k, v in event_dict.items()}
-
-
 def _plain(value: Any) -> Any:
-    if value is None or type(value) is str:  # the common case, kept cheap
+    """Plain JSON data only, so rendering a parsed line round-trips to identical bytes."""
+    kind = type(value)
+    if value is None or kind is str or kind is int:  # the common cases, kept cheap
         return value
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, Enum):
         return _plain(value.value)
     if isinstance(value, bool | int | str):
@@ -146,20 +140,26 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def drop_empty(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: leave out unknown fields (None) and empty details: shorter lines."""
-    return {k: v for k, v in event_dict.items() if v is not None and v != {}}
-
-
-_PROCESSORS = (drop_empty, redact_secrets, to_json_types)
-
-
 def prepare(event: AuditEvent, timestamp: float) -> dict[str, Any]:
-    """The event as plain, redacted JSON data with its time; seq/prev/hash come at link time."""
-    event_dict: dict[str, Any] = {"time": rfc3339(timestamp), **event.fields()}
-    for processor in _PROCESSORS:
-        event_dict = processor(None, "audit", event_dict)
-    return event_dict
+    """The event as plain, redacted JSON data with its time; seq/prev/hash come at link time.
+
+    One pass over the fields (the writer runs this for every request the mirror serves):
+    unknown fields (None) and empty details are left out, credential-like keys redacted at
+    any depth, every value made plain JSON.
+    """
+    out: dict[str, Any] = {"time": rfc3339(timestamp)}
+    for key, value in event.fields().items():
+        if value is None:
+            continue
+        if type(value) is str and not _is_secret_key(key):
+            out[key] = value
+        elif _is_secret_key(key):
+            out[key] = REDACTED
+        elif not value and isinstance(value, Mapping):
+            continue
+        else:
+            out[key] = _plain(_redact(key, value))
+    return out
 
 
 def canonical_json(data: Any) -> str:

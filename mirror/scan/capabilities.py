@@ -133,8 +133,9 @@ def scan_crate(
             add(Capability.BINARY, Evidence(path, 1, kind))
         elif path.endswith(".rs"):
             # Once a capability has all the evidence we keep, its tokens stop costing parses.
-            wanted = frozenset(c for c in Capability if len(found.get(c, ())) < MAX_EVIDENCE)
-            for f in scan_rust(content, path, wanted):
+            budget = {c: MAX_EVIDENCE - len(found.get(c, ())) for c in Capability}
+            wanted = frozenset(c for c, left in budget.items() if left > 0)
+            for f in scan_rust(content, path, wanted, budget):
                 add(f.capability, Evidence(path, f.line, f.item))
     sha = hashlib.sha256(data).hexdigest()
     caps = {cap: tuple(evidence) for cap, evidence in found.items()}

@@ -7,7 +7,9 @@ Tree-sitter gives comments and string literals their own nodes, so they are neve
 Speed: parsing runs at ~10 MB/s, the budget is 50 MB/s. Most source cannot grant anything, so
 a byte pre-filter finds lines with tokens that could matter (`unsafe`, `fs`, `TcpStream`, an
 alias introduced by a `use`, ...) and only the top-level items holding them are parsed. Small
-files are parsed whole. Resolution is per file: every `use` in the file (any scope) feeds one
+files are parsed whole. Lines that cannot hold code (see `_comment_only`) are skipped, and
+`unsafe`/`extern`/`link` stop costing parses once the parser has confirmed as many as the
+report still keeps. Resolution is per file: every `use` in the file (any scope) feeds one
 alias table, which is an over-approximation, never an under-approximation, of Rust scoping.
 """
 
@@ -17,7 +19,8 @@ import bisect
 import functools
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +132,29 @@ _USE_QUERY = Query(
 )
 # Bare names; only the lines with hits are queried, so capturing every identifier is cheap.
 _NAME_QUERY = Query(_LANGUAGE, "(identifier) @name (type_identifier) @name")
+# What `unsafe`, `extern` and `link` find; counted as items are parsed (see `_saturated`).
+_LOCAL_QUERY = Query(
+    _LANGUAGE,
+    """
+    "unsafe" @unsafe
+    (foreign_mod_item) @foreign
+    (function_item (function_modifiers (extern_modifier)) name: (identifier) @externfn)
+    (attribute_item (attribute (identifier) @attr (#eq? @attr "link"))) @link
+    """,
+)
+_LOCAL_CAPTURES = {
+    "unsafe": Capability.UNSAFE,
+    "foreign": Capability.FFI,
+    "externfn": Capability.FFI,
+    "link": Capability.LINKS,
+}
+_LOCAL_CAPS = frozenset(_LOCAL_CAPTURES.values())
+_LOCAL_TOKENS = {
+    b"unsafe": Capability.UNSAFE,
+    b"extern": Capability.FFI,
+    b"link": Capability.LINKS,
+}
+_THREAD = threading.local()  # a Parser per thread: scans run in worker threads, in parallel
 _MACRO_QUERY = Query(_LANGUAGE, "(macro_invocation macro: (_) @name (token_tree) @args)")
 _QUERY = Query(
     _LANGUAGE,
@@ -180,25 +206,44 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
     return re.compile(rb"\b" + emit(trie).encode() + rb"(?![A-Za-z0-9_])")
 
 
+@functools.lru_cache(maxsize=64)
+def _tokens_for(wanted: frozenset[Capability]) -> frozenset[str]:
+    return frozenset(t for t, caps in _TOKEN_CAPS.items() if caps & wanted)
+
+
 def scan_rust(
-    source: bytes, file: str, wanted: frozenset[Capability] = frozenset(Capability)
+    source: bytes,
+    file: str,
+    wanted: frozenset[Capability] = frozenset(Capability),
+    budget: Mapping[Capability, int] | None = None,
 ) -> list[Finding]:
-    """Capabilities used by one Rust file (`file` is its path inside the crate)."""
-    tokens = frozenset(t for t, caps in _TOKEN_CAPS.items() if caps & wanted)
+    """Capabilities used by one Rust file (`file` is its path inside the crate).
+
+    `budget` (evidence still wanted per capability, default unlimited) lets the reader stop
+    parsing items for `unsafe`, `extern` and `#[link]` once enough of them are confirmed:
+    the findings returned for those then still include the first `budget` lines."""
+    tokens = _tokens_for(wanted)
     if not tokens:
         return []
     pattern = _token_regex(tokens)
-    hits = [m.start() for m in pattern.finditer(source)]
+    hits = [(m.start(), _LOCAL_TOKENS.get(m.group())) for m in pattern.finditer(source)]
     if not hits:
         return []
-    reader = _FileReader(source, file, pattern)
+    reader = _FileReader(source, file, pattern, budget)
     reader.parse_regions(hits)
     # Second pass: after `use std::env as e`, lines saying `e::var(..)` matter too.
     extra = frozenset(a for a in reader.aliases if a not in tokens)
     if extra:
         reader.pattern = _token_regex(tokens | extra)
-        reader.parse_regions([m.start() for m in _token_regex(extra).finditer(source)])
+        reader.parse_regions([(m.start(), None) for m in _token_regex(extra).finditer(source)])
     return reader.findings()
+
+
+def _thread_parser() -> Parser:
+    parser: Parser | None = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = Parser(_LANGUAGE)
+    return parser
 
 
 class _Region:
@@ -217,14 +262,24 @@ class _Region:
 
 
 class _FileReader:
-    def __init__(self, source: bytes, file: str, pattern: re.Pattern[bytes]) -> None:
+    def __init__(
+        self,
+        source: bytes,
+        file: str,
+        pattern: re.Pattern[bytes],
+        budget: Mapping[Capability, int] | None = None,
+    ) -> None:
         self.source = source
         self.file = file
         self.pattern = pattern  # what a line or macro body must mention to be worth reading
         self.regions: dict[int, _Region] = {}  # by start offset
         self.aliases: dict[str, Path_] = {}
         self.globs: list[Path_] = []
-        self._parser = Parser(_LANGUAGE)
+        self._parser = _thread_parser()
+        # Lines confirmed to hold a finding of a capability an item-local token grants.
+        self._budget = budget
+        self._confirmed: dict[Capability, set[int]] = {cap: set() for cap in _LOCAL_CAPS}
+        self._open: _Region | None = None  # the region hits are being added to
         self._last_region = (0, 0)  # the last `_region_of` answer: hits come in order
         self._counted = (0, 0)  # (offset, newlines before it): count forward from the last
 
@@ -240,10 +295,15 @@ class _FileReader:
 
     # -- regions -----------------------------------------------------------------------------
 
-    def parse_regions(self, hits: list[int]) -> None:
-        """Parse the items holding `hits` (once each) and note which of their lines matter."""
+    def parse_regions(self, hits: list[tuple[int, Capability | None]]) -> None:
+        """Parse the items holding `hits` (once each) and note which of their lines matter.
+
+        Each hit is (offset, local): `local` is the one capability its token (`unsafe`,
+        `extern`, `link`) can grant, by what the item itself says (never through a `use`)."""
         source = self.source
-        for hit in hits:
+        for hit, local in hits:
+            if local is not None and self._saturated(local):
+                continue
             line_start = source.rfind(b"\n", 0, hit) + 1
             line_end = source.find(b"\n", hit)
             line_end = len(source) if line_end < 0 else line_end
@@ -261,14 +321,31 @@ class _FileReader:
                     elif "crate" in match and "alias" in match:
                         path = (_text(match["crate"][0]),)
                         self._alias(_text(match["alias"][0]), path)
+            if region is not self._open:
+                self._confirm(self._open)
+                self._open = region
             region.cover(line_start - start, line_end - start)
+        self._confirm(self._open)
+        self._open = None
+
+    def _saturated(self, cap: Capability) -> bool:
+        budget = self._budget
+        return budget is not None and len(self._confirmed[cap]) >= budget.get(cap, 0)
+
+    def _confirm(self, region: _Region | None) -> None:
+        """Count the lines of `region` that hold an `unsafe`, FFI or `#[link]` finding."""
+        if region is None or self._budget is None or region.lo < 0:
+            return
+        cursor = QueryCursor(_LOCAL_QUERY)
+        cursor.set_byte_range(region.lo, region.hi)
+        for name, nodes in cursor.captures(region.root).items():
+            if name not in _LOCAL_CAPTURES:
+                continue  # @attr, the name inside `#[link]`
+            rows = self._confirmed[_LOCAL_CAPTURES[name]]
+            rows.update(node.start_point.row + region.line_offset for node in nodes)
 
     def _region_of(self, offset: int) -> tuple[int, int]:
-        """The item holding `offset`: from the last cut at or before it to the next one after.
-
-        Cuts are searched for around each hit, not over the whole file (a full pass costs as
-        much as the token search itself). A hit is the start of an identifier, never inside
-        a cut's `};` and blank lines, so the next cut is the first match from `offset` on."""
+        """The item holding `offset`: from the last cut at or before it to the next one."""
         source = self.source
         size = len(source)
         if size <= WHOLE_FILE_BYTES:
@@ -276,21 +353,30 @@ class _FileReader:
         last = self._last_region
         if last[0] <= offset < last[1]:
             return last
-        found = _ITEM_CUT.search(source, offset)
-        end = found.end() if found is not None else size
+        region = self._cuts_around(_ITEM_CUT, offset)
+        self._last_region = region
+        return region
+
+    def _cuts_around(self, cuts: re.Pattern[bytes], offset: int) -> tuple[int, int]:
+        """The last cut at or before `offset` and the first after it (0 and the size if none).
+
+        Cuts are searched for near each hit, not over the whole file (a full pass costs as
+        much as the token search itself). A hit is the start of an identifier, never inside
+        a cut's `};` and blank lines, so the next cut is the first match from `offset` on."""
+        source = self.source
+        found = cuts.search(source, offset)
+        end = found.end() if found is not None else len(source)
         window = _CUT_WINDOW
         start = 0
         while True:
             low = max(0, offset - window)
             # +5: the cut's lookahead reads up to four spaces and a letter past its end.
-            for m in _ITEM_CUT.finditer(source, low, offset + 5):
+            for m in cuts.finditer(source, low, offset + 5):
                 if m.end() <= offset:
                     start = m.end()
             if start or low == 0:
-                break
+                return start, end
             window *= 4
-        self._last_region = (start, end)
-        return start, end
 
     # -- use declarations --------------------------------------------------------------------
 
@@ -540,6 +626,7 @@ def _match(path: Path_) -> Capability | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _relevant(path: Path_) -> bool:
     """Does `path` grant a capability, or lead to one (`std::env` leads to `std::env::var`)?"""
     return bool(path) and any(
