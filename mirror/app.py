@@ -194,6 +194,7 @@ def run(settings: Settings) -> None:
         access_log=None,  # every request is in the audit log already
         reuse_port=settings.workers > 1,
         keepalive_timeout=settings.keepalive_timeout,
+        backlog=settings.listen_backlog,
         print=None,
         handle_signals=True,
     )

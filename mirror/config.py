@@ -33,6 +33,9 @@ class Settings:
     negative_ttl: float = 30.0  # seconds an upstream 404 is remembered
     max_crate_bytes: int = 64 * 2**20  # bytes; larger downloads are refused, never cached
     max_index_bytes: int = 32 * 2**20  # bytes; one index file
+    hot_cache_bytes: int = 32 * 2**20  # bytes of small crates kept in memory per worker
+    hot_cache_max_file: int = 256 * 2**10  # bytes; larger crates are always sent with sendfile
+    listen_backlog: int = 1024  # pending connections the kernel queues for us
     upstream_connect_timeout: float = 10.0  # seconds
     upstream_read_timeout: float = 30.0  # seconds without a byte from upstream
     upstream_concurrency: int = 32  # connections to upstream at once
@@ -207,11 +210,18 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     ):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
-    for name in ("max_crate_bytes", "max_index_bytes", "upstream_concurrency", "workers"):
+    for name in (
+        "max_crate_bytes",
+        "max_index_bytes",
+        "upstream_concurrency",
+        "workers",
+        "listen_backlog",
+    ):
         if getattr(s, name) < 1:
             bad(name, "must be at least 1")
-    if s.upstream_retries < 0:
-        bad("upstream_retries", "must not be negative")
+    for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file"):
+        if getattr(s, name) < 0:
+            bad(name, "must not be negative")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
     if s.log_level not in _LOG_LEVELS:

@@ -20,7 +20,7 @@ from aiohttp import web
 from mirror import metrics
 from mirror.auth import TokenStore
 from mirror.config import Settings
-from mirror.downloads import CrateFetcher
+from mirror.downloads import CrateFetcher, HotCrates
 from mirror.errors import (
     ArchiveError,
     BadRequest,
@@ -43,6 +43,7 @@ log = structlog.get_logger("mirror.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
 IDENTITY = web.RequestKey("identity", str)  # the authenticated token's name
+CRATE_TYPE = "application/x-tar"
 INDEX_CACHE_CONTROL = "max-age=0, must-revalidate"  # cargo revalidates; we answer 304 cheaply
 
 
@@ -65,6 +66,7 @@ class Mirror:
         self.gate = gate
         self.upstream = upstream
         self._config_body: bytes | None = None
+        self.hot = HotCrates(settings.hot_cache_bytes, settings.hot_cache_max_file)
 
     # -- GET /index/{path} --------------------------------------------------------------------
 
@@ -96,11 +98,21 @@ class Mirror:
         if line is None:
             raise NotFound(f"{name} {version} is not in the index")
         self.gate.check_version(req, entry, line)
-        path = await self.crates.ensure(line)
+        body = self.hot.get(line.cksum)  # small crates: memory, else disk or upstream
+        if body is not None:
+            metrics.cache_counter("crate", "hit").inc()
+            path = self.crates.store.crate_path(line.cksum)
+        else:
+            path = await self.crates.ensure(line)
         await self.gate.check_capabilities(req, line, path)
         self.gate.allowed(req, {"cksum": line.cksum})
-        metrics.bytes_counter("download").inc(path.stat().st_size)
-        return web.FileResponse(path, headers={"Content-Type": "application/x-tar"})
+        if body is None:
+            body = self.hot.load(line.cksum, path)
+        if body is None:  # a large crate: sendfile, never read into memory
+            metrics.bytes_counter("download").inc(path.stat().st_size)
+            return web.FileResponse(path, headers={"Content-Type": CRATE_TYPE})
+        metrics.bytes_counter("download").inc(len(body))
+        return web.Response(body=body, content_type=CRATE_TYPE)
 
     # -- GET /index/config.json ---------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     from mirror.app import run as run_server
     from mirror.logs import configure_logging
     from mirror.policy_files import PolicyFiles
+    from mirror.trust.settings import TufSettings
 
     try:
         settings = settings_from_args(args)
         configure_logging(settings.log_format, settings.log_level)
         if settings.policy is not None:
             PolicyFiles(settings.policy).load()  # refuse to start on an invalid policy
+        if settings.tuf:
+            TufSettings.from_mapping(settings.tuf, str(getattr(args, "config", "settings")))
     except ConfigError as e:
         print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
         return 2
@@ -86,16 +91,25 @@ def run(args: argparse.Namespace) -> int:
     if settings.workers == 1:
         run_server(settings)
         return 0
+    return _supervise(settings, run_server)
+
+
+def _supervise(settings: Settings, run_server: Any) -> int:
+    """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
     procs = [
-        multiprocessing.Process(target=run_server, args=(settings,), daemon=False)
-        for _ in range(settings.workers)
+        multiprocessing.Process(target=run_server, args=(settings,), name=f"worker-{i}")
+        for i in range(settings.workers)
     ]
     for proc in procs:
         proc.start()
-    try:
+
+    def forward(signum: int, _frame: object) -> None:
         for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.terminate()
-    return 0
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for proc in procs:
+        proc.join()
+    return max((proc.exitcode or 0) for proc in procs)
