@@ -12,7 +12,7 @@ from typing import Optional
 import structlog
 from aiohttp import web
 
-from mirror.audit import AuditEvent, AuditLog
+from mirror.audit import AuditEvent, AuditLog, AuditSink, ProcessAuditLog
 from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
@@ -36,13 +36,21 @@ POLICY_POLL_SECONDS = 2.0  # how often the policy file's mtime is checked for ch
 PUBLISH_SECONDS = 2.0  # how often served index files are signed into the TUF repository
 
 
-def create_app(settings: Settings) -> web.Application:
-    """A ready aiohttp application. Raises ConfigError for an invalid policy or TUF settings."""
+def create_app(settings: Settings, *, audit_process: bool = False) -> web.Application:
+    """A ready aiohttp application. Raises ConfigError for an invalid policy or TUF settings.
+
+    `audit_process` moves audit hashing and writing to a child process (what `serve` does:
+    it keeps the GIL free for serving); in-process tests use the writer thread.
+    """
     trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
     store = Store(settings.cache_dir)
     store.remove_stale_tmp()
     upstream = None if settings.offline else Upstream(settings)
-    audit = AuditLog(settings.audit_directory)
+    audit: AuditSink = (
+        ProcessAuditLog(settings.audit_directory)
+        if audit_process
+        else AuditLog(settings.audit_directory)
+    )
     policy_files = PolicyFiles(settings.policy) if settings.policy else None
     engine = policy_files.load() if policy_files else None
     if engine is not None:
@@ -186,7 +194,7 @@ def run(settings: Settings) -> None:
         import uvloop
 
         uvloop.install()
-    app = create_app(settings)
+    app = create_app(settings, audit_process=True)
     web.run_app(
         app,
         host=settings.listen_host,

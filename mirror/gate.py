@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from mirror import metrics
-from mirror.audit import AuditEvent, AuditLog
+from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
 from mirror.index_cache import IndexEntry
@@ -65,7 +65,7 @@ class CapabilityCheck(Protocol):
 class Gate:
     def __init__(
         self,
-        audit: AuditLog,
+        audit: AuditSink,
         engine: PolicyEngine | None = None,
         capabilities: CapabilityCheck | None = None,
         clock: Callable[[], float] = time.time,

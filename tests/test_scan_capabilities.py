@@ -475,3 +475,107 @@ def test_scan_cache_hit_skips_scanning(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr("mirror.scan.cache.scan_crate", fail)
     assert C.FS in cache.scan(data).capabilities
+
+
+# -- items read whole: no evidence lost to where the reader cuts a file ----------------------------
+
+LONG_CALLBACK = (
+    'pub unsafe extern "C" fn callback(x: u32) -> u32 {\n'
+    "    let a = x;\n"
+    "    let b = a + 1;\n"
+    "    b\n"
+    "}\n"
+)
+
+
+@pytest.mark.parametrize("filler", ["", FILLER * 2], ids=["small-file", "large-file"])
+def test_top_level_fn_body_is_not_cut_into_pieces(filler: str) -> None:
+    """A 4-space-indented statement after a `;` line inside a top-level fn is not an item
+    boundary: the fn is parsed whole, so `extern "C"` is seen and `unsafe` is labelled.
+
+    Attack: a hostile crate exporting a C callback in a big file, hoping the scanner parses
+    the fn in pieces and reports only a harmless-looking `unsafe fn pointer type`."""
+    source = filler + LONG_CALLBACK
+    line = len(filler.splitlines()) + 1
+    caps = scan_lib(source).capabilities
+    assert caps[C.FFI] == (Evidence("src/lib.rs", line, 'extern "C" fn callback'),)
+    assert caps[C.UNSAFE] == (Evidence("src/lib.rs", line, "unsafe fn callback"),)
+
+
+@pytest.mark.parametrize("filler", ["", FILLER * 2], ids=["small-file", "large-file"])
+def test_ffi_links_and_paths_inside_macro_bodies(filler: str) -> None:
+    """`extern "C" fn`, `extern { }`, `#[link]` and std paths in a macro_rules! body or a
+    macro invocation are evidence on their own, wherever the macro is expanded."""
+    source = filler + (
+        "macro_rules! export {\n"
+        "    ($name:ident) => {\n"
+        "        #[no_mangle]\n"
+        '        pub extern "system" fn $name() -> u32 {\n'
+        "            let a = 1;\n"
+        "            a\n"
+        "        }\n"
+        "    };\n"
+        "}\n"
+        "my_macro! {\n"
+        '    #[link(name = "evil")]\n'
+        "    extern {\n"
+        "        fn system(cmd: *const u8) -> i32;\n"
+        "    }\n"
+        '    pub extern "C" fn hook() { std::process::Command::new("sh"); }\n'
+        '    pub type F = extern "C" fn(u32);\n'
+        "}\n"
+    )
+    lines = source.splitlines()
+
+    def at(needle: str) -> int:
+        return next(i for i, text in enumerate(lines, 1) if needle in text)
+
+    caps = scan_lib(source).capabilities
+    assert set(caps[C.FFI]) == {
+        Evidence("src/lib.rs", at("fn $name"), 'extern "system" fn $name (in macro body)'),
+        Evidence("src/lib.rs", at("extern {"), "extern { ... } block (in macro body)"),
+        Evidence("src/lib.rs", at("fn hook"), 'extern "C" fn hook (in macro body)'),
+    }
+    assert caps[C.LINKS] == (
+        Evidence("src/lib.rs", at("#[link"), '#[link(name = "evil")] (in macro body)'),
+    )
+    assert Evidence("src/lib.rs", at("fn hook"), "std::process::Command::new") in caps[C.PROCESS]
+
+
+def test_extern_rust_and_extern_crate_in_macro_bodies_are_not_ffi() -> None:
+    """`extern crate` and `extern "Rust" fn` inside a macro body declare no foreign code."""
+    caps = scan_lib(
+        'm! { extern crate alloc; pub extern "Rust" fn f() {} type G = extern fn(); }\n'
+    ).capabilities
+    assert C.FFI not in caps
+
+
+def test_atty_unsafe_fn_is_labelled_whole() -> None:
+    """atty's `unsafe fn console_on_any` (in a >4 KiB file) is one item, not a fn pointer."""
+    src = debian_crate_dir("atty")
+    line = line_of(src / "src/lib.rs", "unsafe fn console_on_any")
+    unsafe = debian_report("atty").capabilities[C.UNSAFE]
+    assert Evidence("src/lib.rs", line, "unsafe fn console_on_any") in unsafe
+
+
+def test_bindgen_extern_c_callback_and_clang_sys_extern_block_in_macro() -> None:
+    """bindgen's `extern "C" fn visit_children` (a top-level fn in a 60 KiB file) and
+    clang-sys's `extern { ... }` inside its `link!` macro_rules body are both ffi."""
+    src = debian_crate_dir("bindgen")
+    line = line_of(src / "src/clang.rs", 'extern "C" fn visit_children')
+    assert Evidence("src/clang.rs", line, 'extern "C" fn visit_children') in (
+        debian_report("bindgen").capabilities[C.FFI]
+    )
+    src = debian_crate_dir("clang-sys")
+    ffi = debian_report("clang-sys").capabilities[C.FFI]
+    line = line_of(src / "src/link.rs", "        extern {")
+    assert Evidence("src/link.rs", line, "extern { ... } block (in macro body)") in ffi
+
+
+def test_compiler_builtins_exports_found_inside_its_intrinsics_macro() -> None:
+    """compiler_builtins defines its `extern "C" fn __aeabi_*` inside `intrinsics! { }`:
+    read from the macro's tokens, not found by the accident of a cut."""
+    src = debian_crate_dir("compiler_builtins")
+    line = line_of(src / "src/arm.rs", "fn __aeabi_uldivmod")
+    ffi = debian_report("compiler_builtins").capabilities[C.FFI]
+    assert any(e.file == "src/arm.rs" and e.line == line and "__aeabi_uldivmod" in e.item for e in ffi)

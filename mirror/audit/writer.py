@@ -85,7 +85,11 @@ class AuditLog:
 
     def record(self, event: AuditEvent) -> None:
         """Queue one event; "time" is taken now, seq/prev/hash are assigned when written."""
-        self._pending.append((time.time(), event))
+        self.record_at(time.time(), event)
+
+    def record_at(self, timestamp: float, event: AuditEvent) -> None:
+        """Queue one event that happened at `timestamp` (unix time), e.g. in another process."""
+        self._pending.append((timestamp, event))
         if len(self._pending) >= self._batch_size:
             self._wake.set()
         if self._closed:  # late events during shutdown are written at once, not lost

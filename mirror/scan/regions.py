@@ -1,0 +1,134 @@
+"""Which slice of a Rust file to parse around a hit: the item holding it, parsed whole.
+
+Parsing a whole large file costs ten times the byte pre-filter, so the reader parses only
+the items around hits. Item boundaries are guessed from layout (`_ITEM_CUT`); a guess is
+only trusted if its slice parses cleanly, and otherwise the slice grows: first to
+top-level items only, then to the whole file. A guess can be wrong: a statement at column 4
+in a top-level `fn` body looks like an `impl` member, and a fn parsed in pieces would lose
+its `extern "C"` or have `unsafe fn f` labelled a fn pointer type (a false negative an
+attacker can aim for). A piece that starts or ends inside an item leaves an unbalanced
+bracket, which tree-sitter reports as an error; a clean piece is a run of complete items
+(or statements, parsed the same on their own as in their fn).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tree_sitter import Node
+
+from mirror.scan.syntax import thread_parser
+
+WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
+# Where an item may start: a line at column 0 or 4 (a top-level item, or one inside an
+# `impl`, `trait` or `mod`) right after a line that closed the previous item with `}` or `;`.
+# Cutting only there keeps a slice from starting inside a block comment or a multi-line
+# string (where such lines are rare; a slice that does fails to parse and grows).
+_ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
+_TOP_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=[A-Za-z#/])")  # column 0 only
+_MERGE_GAP = 1024  # bytes between two hit spans of a region that are queried as one
+_CUT_WINDOW = 2048  # bytes searched back from a hit for its item's start (then 4x, 16x...)
+# Top-level statements that are not items: a slice made of them came from inside a fn.
+_STATEMENTS = frozenset({"let_declaration", "expression_statement"})
+
+
+class Region:
+    """A parsed slice `source[start:end]` and the byte span (within it) that holds hits."""
+
+    def __init__(self, root: Node, start: int, end: int, line_offset: int) -> None:
+        self.root = root
+        self.start = start
+        self.end = end
+        self.line_offset = line_offset
+        self.spans: list[tuple[int, int]] = []  # byte spans (within the slice) with hits
+        self.confirmed = 0  # spans[:confirmed] have been counted towards the evidence budget
+
+    def cover(self, lo: int, hi: int) -> None:
+        """Mark `lo:hi` as holding hits. Nearby spans merge; far ones stay apart, so a
+        region as big as the whole file is not queried from its first hit to its last."""
+        spans = self.spans
+        if spans and spans[-1][0] <= lo and lo <= spans[-1][1] + _MERGE_GAP:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+
+
+class Regions:
+    """The regions of one file, each parsed once, found for hits that come mostly in order."""
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self.parsed: dict[tuple[int, int], Region | None] = {}  # None: did not parse cleanly
+        self._parser = thread_parser()
+        self._last: Region | None = None  # hits come in order: the last answer is likely
+        self._counted = (0, 0)  # (offset, newlines before it): count forward from the last
+
+    def region_of(self, offset: int) -> tuple[Region, bool]:
+        """The region to read the hit at `offset` in, and whether it was parsed just now."""
+        last = self._last
+        if last is not None and last.start <= offset < last.end:
+            return last, False
+        size = len(self.source)
+        spans = [(0, size)]
+        if size > WHOLE_FILE_BYTES:
+            spans = [self._cuts_around(_ITEM_CUT, offset), self._cuts_around(_TOP_CUT, offset)]
+            spans.append((0, size))
+        for i, span in enumerate(spans):
+            fresh = span not in self.parsed
+            region = self._parse(span, whole=i == len(spans) - 1) if fresh else self.parsed[span]
+            if region is not None:
+                self._last = region
+                return region, fresh
+        raise AssertionError("the whole file is always accepted")  # pragma: no cover
+
+    def _parse(self, span: tuple[int, int], whole: bool) -> Region | None:
+        start, end = span
+        root = self._parser.parse(self.source[start:end]).root_node
+        clean = whole or not (
+            root.has_error
+            or any(
+                child.type in _STATEMENTS and not _macro_statement(child)
+                for child in root.named_children
+            )
+        )
+        region = Region(root, start, end, self._line_number(start)) if clean else None
+        self.parsed[span] = region
+        return region
+
+    def _line_number(self, offset: int) -> int:
+        """Newlines before `offset`, counted incrementally (regions come mostly in order)."""
+        at, lines = self._counted
+        if offset >= at:
+            lines += self.source.count(b"\n", at, offset)
+        else:
+            lines = self.source.count(b"\n", 0, offset)
+        self._counted = (offset, lines)
+        return lines
+
+    def _cuts_around(self, cuts: re.Pattern[bytes], offset: int) -> tuple[int, int]:
+        """The last cut at or before `offset` and the first after it (0 and the size if none).
+
+        Cuts are searched for near each hit, not over the whole file (a full pass costs as
+        much as the token search itself). A hit is the start of an identifier, never inside
+        a cut's `};` and blank lines, so the next cut is the first match from `offset` on."""
+        source = self.source
+        found = cuts.search(source, offset)
+        end = found.end() if found is not None else len(source)
+        window = _CUT_WINDOW
+        start = 0
+        while True:
+            low = max(0, offset - window)
+            # +5: the cut's lookahead reads up to four spaces and a letter past its end.
+            for m in cuts.finditer(source, low, offset + 5):
+                if m.end() <= offset:
+                    start = m.end()
+            if start or low == 0:
+                return start, end
+            window *= 4
+
+
+def _macro_statement(node: Node) -> bool:
+    """`m!(..);` at the top level is an item (a macro invocation), not a fn's statement."""
+    return node.type == "expression_statement" and node.named_child_count == 1 and (
+        node.named_children[0].type == "macro_invocation"
+    )
