@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 
 import pytest
+import structlog
 from aiohttp.http_exceptions import BadStatusLine
 
 from mirror.logs import configure_logging
@@ -18,8 +20,16 @@ def _record(exc: BaseException | None) -> logging.LogRecord:
     )
 
 
-def test_parse_errors_are_demoted_and_real_errors_kept(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def configured() -> Iterator[None]:
     configure_logging("console", "info")
+    yield
+    structlog.reset_defaults()  # later tests must not write to this test's captured stderr
+    logging.getLogger("aiohttp.server").filters.clear()
+
+
+@pytest.mark.usefixtures("configured")
+def test_parse_errors_are_demoted_and_real_errors_kept(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("aiohttp.server")
     with caplog.at_level(logging.INFO, logger="aiohttp.server"):
         logger.handle(_record(BadStatusLine(b"\x16\x03\x01 garbage")))

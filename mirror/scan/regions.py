@@ -27,6 +27,7 @@ WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting ga
 _ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
 _TOP_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=[A-Za-z#/])")  # column 0 only
 _MERGE_GAP = 1024  # bytes between two hit spans of a region that are queried as one
+_MAX_WIDENING = 256  # cuts a region may grow by to balance its braces (then: whole file)
 _CUT_WINDOW = 2048  # bytes searched back from a hit for its item's start (then 4x, 16x...)
 # Top-level statements that are not items: a slice made of them came from inside a fn.
 _STATEMENTS = frozenset({"let_declaration", "expression_statement"})
@@ -69,17 +70,23 @@ class Regions:
         if last is not None and last.start <= offset < last.end:
             return last, False
         size = len(self.source)
-        spans = [(0, size)]
-        if size > WHOLE_FILE_BYTES:
-            spans = [self._cuts_around(_ITEM_CUT, offset), self._cuts_around(_TOP_CUT, offset)]
-            spans.append((0, size))
-        for i, span in enumerate(spans):
+        for cuts in (_ITEM_CUT, _TOP_CUT) if size > WHOLE_FILE_BYTES else ():
+            span = self._cuts_around(cuts, offset)
+            if cuts is _TOP_CUT:
+                span = self._balanced(span)
+            elif self._imbalance(*span):
+                continue  # certainly a piece of an item: would not parse cleanly
             fresh = span not in self.parsed
-            region = self._parse(span, whole=i == len(spans) - 1) if fresh else self.parsed[span]
+            region = self._parse(span, whole=False) if fresh else self.parsed[span]
             if region is not None:
                 self._last = region
                 return region, fresh
-        raise AssertionError("the whole file is always accepted")  # pragma: no cover
+        whole = (0, size)
+        fresh = whole not in self.parsed
+        region = self._parse(whole, whole=True) if fresh else self.parsed[whole]
+        assert region is not None  # the whole file is always accepted
+        self._last = region
+        return region, fresh
 
     def _parse(self, span: tuple[int, int], whole: bool) -> Region | None:
         start, end = span
@@ -104,6 +111,27 @@ class Regions:
             lines = self.source.count(b"\n", 0, offset)
         self._counted = (offset, lines)
         return lines
+
+    def _imbalance(self, start: int, end: int) -> int:
+        """`{` minus `}` in `source[start:end]`, strings and comments included: a cheap
+        guess only, every region is still checked by parsing it."""
+        return self.source.count(b"{", start, end) - self.source.count(b"}", start, end)
+
+    def _balanced(self, span: tuple[int, int]) -> tuple[int, int]:
+        """`span` widened cut by cut until its braces balance (an `impl` whose members sit
+        at column 0, as in generated code, is read whole rather than in pieces)."""
+        start, end = span
+        size = len(self.source)
+        for _ in range(_MAX_WIDENING):
+            imbalance = self._imbalance(start, end)
+            if imbalance < 0 and start > 0:
+                start = self._cuts_around(_TOP_CUT, start - 1)[0]
+            elif imbalance > 0 and end < size:
+                found = _TOP_CUT.search(self.source, end)
+                end = found.end() if found is not None else size
+            else:
+                break
+        return start, end
 
     def _cuts_around(self, cuts: re.Pattern[bytes], offset: int) -> tuple[int, int]:
         """The last cut at or before `offset` and the first after it (0 and the size if none).

@@ -1,0 +1,36 @@
+"""An expired allow/deny entry stops applying, and the server says so when it loads it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from mirror.config import Settings
+
+POLICY = """\
+version: 1
+rules:
+  deny: {mode: block}
+allow:
+  - crate: "itoa@1"
+    reason: "old exception"
+    expires: 2020-01-31
+"""
+
+
+def test_expired_entries_are_logged_at_load(
+    tmp_path: Path,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with capture_logs() as logs:
+        mirror_app(mirror_settings(None, offline=True, policy=policy))
+    expired = [e for e in logs if e["event"] == "policy.entry_expired"]
+    assert len(expired) == 1
+    assert expired[0]["expired"] == "2020-01-31"
+    assert expired[0]["line"] == 5
