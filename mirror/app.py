@@ -144,10 +144,16 @@ class _Reloader:
         self._reload("signal")
 
     async def watch(self) -> None:
+        day = datetime.date.today()
         while True:
             await asyncio.sleep(POLICY_POLL_SECONDS)
             if self._files.changed():
                 self._reload("file change")
+            if datetime.date.today() != day:  # entries expire by day: say so when they do
+                day = datetime.date.today()
+                engine = self._mirror.gate.engine
+                if engine is not None:
+                    warn_expired(engine)
 
     def _reload(self, trigger: str) -> None:
         gate = self._mirror.gate
