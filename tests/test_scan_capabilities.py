@@ -563,8 +563,9 @@ def test_bindgen_extern_c_callback_and_clang_sys_extern_block_in_macro() -> None
     clang-sys's `extern { ... }` inside its `link!` macro_rules body are both ffi."""
     src = debian_crate_dir("bindgen")
     line = line_of(src / "src/clang.rs", 'extern "C" fn visit_children')
-    assert Evidence("src/clang.rs", line, 'extern "C" fn visit_children') in (
-        debian_report("bindgen").capabilities[C.FFI]
+    assert (
+        Evidence("src/clang.rs", line, 'extern "C" fn visit_children')
+        in debian_report("bindgen").capabilities[C.FFI]
     )
     src = debian_crate_dir("clang-sys")
     ffi = debian_report("clang-sys").capabilities[C.FFI]
@@ -578,4 +579,28 @@ def test_compiler_builtins_exports_found_inside_its_intrinsics_macro() -> None:
     src = debian_crate_dir("compiler_builtins")
     line = line_of(src / "src/arm.rs", "fn __aeabi_uldivmod")
     ffi = debian_report("compiler_builtins").capabilities[C.FFI]
-    assert any(e.file == "src/arm.rs" and e.line == line and "__aeabi_uldivmod" in e.item for e in ffi)
+    assert any(
+        e.file == "src/arm.rs" and e.line == line and "__aeabi_uldivmod" in e.item for e in ffi
+    )
+
+
+def test_unsafe_evidence_in_a_region_that_did_not_parse_is_still_the_first_lines() -> None:
+    """A top-level item tree-sitter cannot parse cleanly is read in the whole file; its
+    first `unsafe` lines (not an arbitrary 50 of them) are labelled and kept."""
+    body = "".join(f"    let _x{i} = unsafe {{ *p }};\n" for i in range(80))
+    source = f"{FILLER}pub fn many(p: *const u8) {{\n    let broken = ;\n{body}}}\n"
+    lines = source.splitlines()
+    expected = [i for i, line in enumerate(lines, 1) if "unsafe" in line][:20]
+    caps = scan_lib(source).capabilities
+    assert [e.line for e in caps[C.UNSAFE]] == expected
+    assert {e.item for e in caps[C.UNSAFE]} == {"unsafe block"}
+
+
+def test_item_like_lines_in_a_block_comment_are_not_code() -> None:
+    """A doc block comment holding example code (lines ending in `;` and `}`, then lines at
+    column 0) is a comment, even when a hit inside it is read in a slice of a large file."""
+    example = "".join(f"let v{i} = {i};\nfn g{i}() {{}}\n" for i in range(5))
+    source = (
+        f'/*!\nExample:\n{example}let _ = std::fs::remove_file("x");\n*/\n{FILLER}pub fn f() {{}}\n'
+    )
+    assert C.FS not in scan_lib(source).capabilities

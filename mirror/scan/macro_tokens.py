@@ -11,7 +11,6 @@ as `std::process::Command` are rebuilt from `a :: b :: c` runs for the reader to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tree_sitter import Node
@@ -21,6 +20,10 @@ from mirror.scan.rules import Path_
 from mirror.scan.syntax import NAME_NODES, text, tokens
 
 _FN_NAMES = frozenset({"identifier", "metavariable"})
+_BEFORE_TREE = frozenset({"identifier", "string_literal", "#"})  # `extern {`, `"C" {`, `#[`
+# Tokens that can start `extern "C" fn`, `extern {` or `#[link`, and whatever follows them
+# (kept in a three-token window; nothing else can matter to `_local_finding`).
+_REMEMBERED = frozenset({"identifier", "string_literal", "fn", "#"})
 IN_MACRO = " (in macro body)"
 
 
@@ -37,16 +40,19 @@ def read_macro_body(tree: Node) -> MacroBody:
     local: list[tuple[Capability, Node, str]] = []
     run: list[Node] = []
     expect_name = True
-    # The last three tokens before this one (kind, node): enough for `extern "C" fn NAME`.
-    back: list[Node] = []
+    back: list[Node] = []  # the last three tokens (kept only near `fn`, `extern` and `#`)
+    last = ""  # the kind of the token before this one
     for tok in tokens(tree):
         kind = tok.type
-        found = _local_finding(tok, kind, back)
-        if found is not None:
-            local.append(found)
-        back.append(tok)
-        if len(back) > 3:
-            del back[0]
+        if (kind == "token_tree" and last in _BEFORE_TREE) or (kind in _FN_NAMES and last == "fn"):
+            found = _local_finding(tok, kind, back)
+            if found is not None:
+                local.append(found)
+        if kind in _REMEMBERED or last in _REMEMBERED:
+            back.append(tok)
+            if len(back) > 3:
+                del back[0]
+        last = kind
         if kind == "::":
             expect_name = True
             continue
@@ -64,24 +70,24 @@ def read_macro_body(tree: Node) -> MacroBody:
 
 
 def _local_finding(tok: Node, kind: str, back: list[Node]) -> tuple[Capability, Node, str] | None:
-    if kind in _FN_NAMES and len(back) >= 2 and back[-1].type == "fn":
+    if kind in _FN_NAMES:
         extern = _extern_before(back[:-1])
         if extern is not None:
             node, abi = extern
             return Capability.FFI, node, f"{abi}fn {text(tok)}{IN_MACRO}"
-    elif kind == "token_tree":
-        opener = tok.child(0)
-        bracket = opener.type if opener is not None else ""
-        if bracket == "{":
-            extern = _extern_before(back)
-            if extern is not None:
-                node, abi = extern
-                return Capability.FFI, node, f"{abi}{{ ... }} block{IN_MACRO}"
-        elif bracket == "[" and back and back[-1].type == "#":
-            name = tok.child(1)
-            if name is not None and name.type == "identifier" and text(name) == "link":
-                shown = " ".join(text(tok).split())[:200]
-                return Capability.LINKS, back[-1], f"#{shown}{IN_MACRO}"
+        return None
+    opener = tok.child(0)
+    bracket = opener.type if opener is not None else ""
+    if bracket == "{":
+        extern = _extern_before(back)
+        if extern is not None:
+            node, abi = extern
+            return Capability.FFI, node, f"{abi}{{ ... }} block{IN_MACRO}"
+    elif bracket == "[" and back and back[-1].type == "#":
+        name = tok.child(1)
+        if name is not None and name.type == "identifier" and text(name) == "link":
+            shown = " ".join(text(tok).split())[:200]
+            return Capability.LINKS, back[-1], f"#{shown}{IN_MACRO}"
     return None
 
 

@@ -27,7 +27,14 @@ WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting ga
 _ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
 _TOP_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=[A-Za-z#/])")  # column 0 only
 _MERGE_GAP = 1024  # bytes between two hit spans of a region that are queried as one
-_MAX_WIDENING = 256  # cuts a region may grow by to balance its braces (then: whole file)
+# Cuts a region may grow by to balance its braces: a few within an `impl` (then: top-level
+# items only), many at the top level (then: the whole file).
+_MAX_ITEM_WIDENING = 8
+_MAX_TOP_WIDENING = 256
+# A line opening a container whose members are items: `pub(crate) unsafe impl<T> X for Y {`.
+_CONTAINER_HEADER = re.compile(
+    rb"(?:pub(?:\([^)\n]*\))? +)?(?:unsafe +)?(?:impl|trait|mod)\b[^\n]*\{[ \t]*\r?\n"
+)
 _CUT_WINDOW = 2048  # bytes searched back from a hit for its item's start (then 4x, 16x...)
 # Top-level statements that are not items: a slice made of them came from inside a fn.
 _STATEMENTS = frozenset({"let_declaration", "expression_statement"})
@@ -70,11 +77,13 @@ class Regions:
         if last is not None and last.start <= offset < last.end:
             return last, False
         size = len(self.source)
-        for cuts in (_ITEM_CUT, _TOP_CUT) if size > WHOLE_FILE_BYTES else ():
-            span = self._cuts_around(cuts, offset)
-            if cuts is _TOP_CUT:
-                span = self._balanced(span)
-            elif self._imbalance(*span):
+        levels = ((_ITEM_CUT, _MAX_ITEM_WIDENING), (_TOP_CUT, _MAX_TOP_WIDENING))
+        for cuts, widening in levels if size > WHOLE_FILE_BYTES else ():
+            guess = self._cuts_around(cuts, offset)
+            if cuts is _ITEM_CUT:
+                guess = self._after_container_header(guess, offset)
+            span = self._balanced(cuts, guess, widening)
+            if span is None:
                 continue  # certainly a piece of an item: would not parse cleanly
             fresh = span not in self.parsed
             region = self._parse(span, whole=False) if fresh else self.parsed[span]
@@ -117,21 +126,41 @@ class Regions:
         guess only, every region is still checked by parsing it."""
         return self.source.count(b"{", start, end) - self.source.count(b"}", start, end)
 
-    def _balanced(self, span: tuple[int, int]) -> tuple[int, int]:
-        """`span` widened cut by cut until its braces balance (an `impl` whose members sit
-        at column 0, as in generated code, is read whole rather than in pieces)."""
+    def _after_container_header(self, span: tuple[int, int], offset: int) -> tuple[int, int]:
+        """A span opening with an `impl`, `trait` or `mod` header line (`impl X for Y {`)
+        and holding the hit further down starts after the header: the members are items
+        on their own, and the whole container need not be parsed for one of them."""
         start, end = span
-        size = len(self.source)
-        for _ in range(_MAX_WIDENING):
+        eol = self.source.find(b"\n", start, offset)
+        if eol > 0 and _CONTAINER_HEADER.match(self.source, start, eol + 1):
+            return eol + 1, end
+        return span
+
+    def _balanced(
+        self, cuts: re.Pattern[bytes], span: tuple[int, int], widening: int
+    ) -> tuple[int, int] | None:
+        """`span` widened cut by cut (at most `widening` times) until its braces balance and
+        it does not start inside a block comment; None if it still does not. So a fn cut
+        at a column-4 statement, or an `impl` whose members sit at column 0 as in generated
+        code, is read whole rather than in pieces."""
+        source = self.source
+        start, end = span
+        size = len(source)
+        for _ in range(widening):
+            comment_end = source.find(b"*/", start, end)
+            if comment_end >= 0 and source.find(b"/*", start, comment_end) < 0:
+                opened = source.rfind(b"/*", 0, start)  # the span starts inside a comment
+                start = self._cuts_around(cuts, opened)[0] if opened > 0 else 0
+                continue
             imbalance = self._imbalance(start, end)
             if imbalance < 0 and start > 0:
-                start = self._cuts_around(_TOP_CUT, start - 1)[0]
+                start = self._cuts_around(cuts, start - 1)[0]
             elif imbalance > 0 and end < size:
-                found = _TOP_CUT.search(self.source, end)
+                found = cuts.search(source, end)
                 end = found.end() if found is not None else size
             else:
-                break
-        return start, end
+                return start, end
+        return None
 
     def _cuts_around(self, cuts: re.Pattern[bytes], offset: int) -> tuple[int, int]:
         """The last cut at or before `offset` and the first after it (0 and the size if none).
@@ -157,6 +186,8 @@ class Regions:
 
 def _macro_statement(node: Node) -> bool:
     """`m!(..);` at the top level is an item (a macro invocation), not a fn's statement."""
-    return node.type == "expression_statement" and node.named_child_count == 1 and (
-        node.named_children[0].type == "macro_invocation"
+    return (
+        node.type == "expression_statement"
+        and node.named_child_count == 1
+        and node.named_children[0].type == "macro_invocation"
     )

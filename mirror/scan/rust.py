@@ -15,6 +15,7 @@ confirmed as many as the report still keeps.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ _LOCAL_CAPTURES = {
     "link": Capability.LINKS,
 }
 _LOCAL_CAPS = frozenset(_LOCAL_CAPTURES.values())
+_USE_WORDS = re.compile(rb"\b(?:use|crate)\b")
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class _FileReader:
             if comment_only(source, line_start, line_end):
                 continue
             region, fresh = self.regions.region_of(hit)
-            if fresh:
+            # A region without the words cannot hold a `use` or an `extern crate .. as`.
+            if fresh and _USE_WORDS.search(source, region.start, region.end):
                 for _, match in QueryCursor(USE_QUERY).matches(region.root):
                     if "use" in match:
                         self.names.collect_use(match["use"][0], ())
@@ -153,7 +156,9 @@ class _FileReader:
     def findings(self) -> list[Finding]:
         found: dict[tuple[Capability, int, str], None] = {}
         for region in self.regions.parsed.values():
-            for lo, hi in region.spans if region is not None else ():
+            if region is None:
+                continue  # did not parse cleanly; its hits were read in a wider region
+            for lo, hi in region.spans:
                 # Every finding sits on a line with a token or an alias: query only those.
                 for cap, node, item in self._findings_in(_captures(region.root, lo, hi)):
                     found[(cap, node.start_point.row + region.line_offset + 1, item)] = None
