@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mirror.errors import BadRequest, MirrorError
 from mirror.gate import Request
-from mirror.index import CrateRef
+from mirror.index import CrateRef, IndexLine
 from mirror.server import Mirror, next_request_id
 
 # Sources that mean "crates.io" in a Cargo.lock; with source replacement cargo still writes these.
@@ -44,6 +44,31 @@ def crates_in_lockfile(path: Path) -> list[CrateRef]:
     return refs
 
 
+@dataclass(frozen=True)
+class FetchedCrate:
+    line: IndexLine
+    path: Path
+    served_index: bytes  # the index file exactly as this mirror serves it (policy applied)
+    was_cached: bool
+
+
+async def fetch_verified(mirror: Mirror, ref: CrateRef, route: str) -> FetchedCrate:
+    """One crate through the same steps as serving it: name rules, index, version rules,
+    checksum-verified download, capability lock. Raises the same errors a request would."""
+    req = Request(next_request_id(), route, route, ref.name, ref.version)
+    mirror.gate.check_name(req)
+    entry = await mirror.indexes.get(ref.name)
+    line = entry.index.find(ref.version)
+    if line is None:
+        raise BadRequest(f"{ref} is not in the upstream index")
+    mirror.gate.check_version(req, entry, line)
+    was_cached = mirror.crates.cached_path(line) is not None
+    path = await mirror.crates.ensure(line)
+    await mirror.gate.check_capabilities(req, line, path)
+    served = mirror.gate.served_index(entry)
+    return FetchedCrate(line, path, served.body, was_cached)
+
+
 async def prefetch(
     mirror: Mirror,
     refs: Iterable[CrateRef],
@@ -59,21 +84,9 @@ async def prefetch(
         async with limit:
             outcome = "failed"
             try:
-                req = Request(next_request_id(), "prefetch", "prefetch", ref.name, ref.version)
-                mirror.gate.check_name(req)
-                entry = await mirror.indexes.get(ref.name)
-                line = entry.index.find(ref.version)
-                if line is None:
-                    raise BadRequest(f"{ref} is not in the upstream index")
-                mirror.gate.check_version(req, entry, line)
-                if mirror.crates.cached_path(line) is not None:
-                    report.cached.append(ref)
-                    outcome = "cached"
-                    return
-                path = await mirror.crates.ensure(line)
-                await mirror.gate.check_capabilities(req, line, path)
-                report.fetched.append(ref)
-                outcome = "fetched"
+                fetched = await fetch_verified(mirror, ref, "prefetch")
+                outcome = "cached" if fetched.was_cached else "fetched"
+                (report.cached if fetched.was_cached else report.fetched).append(ref)
             except MirrorError as e:
                 report.failed.append((ref, str(e)))
             finally:

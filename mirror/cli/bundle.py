@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, MirrorError
-from mirror.index import CrateRef, IndexFile
+from mirror.index import CrateRef
 from mirror.trust.settings import TufRepositorySettings, TufSettings
 
 
@@ -102,7 +101,7 @@ async def _export(
     from tqdm import tqdm
 
     from mirror.app import create_app
-    from mirror.gate import Request
+    from mirror.prefetch import fetch_verified
     from mirror.server import MIRROR
     from mirror.trust.bundle import export_bundle
     from mirror.trust.repository import MirrorRepository
@@ -114,18 +113,10 @@ async def _export(
     bar = tqdm(total=len(refs), unit="crate", disable=args.no_progress, file=sys.stderr)
     try:
         for ref in refs:
-            req = Request(os.urandom(8).hex(), "export", "export", ref.name, ref.version)
-            mirror.gate.check_name(req)
-            entry = await mirror.indexes.get(ref.name)
-            served = mirror.gate.served_index(entry)
             # The bundle carries what downstream would see: the policy-filtered index file.
-            line = IndexFile.parse(served.body).find(ref.version)
-            if line is None:
-                raise BadRequest(f"{ref} is not served by this mirror (absent or hidden by policy)")
-            path = await mirror.crates.ensure(line)
-            await mirror.gate.check_capabilities(req, line, path)
-            index_files[ref.name] = served.body
-            crates[line.cksum] = path
+            fetched = await fetch_verified(mirror, ref, "export")
+            index_files[ref.name] = fetched.served_index
+            crates[fetched.line.cksum] = fetched.path
             bar.update(1)
     finally:
         bar.close()
