@@ -76,7 +76,7 @@ class CapabilityGuard:
         report = await self._report(line, path)
         decision = self._decide(line, report)
         if decision.details.get("record"):
-            await asyncio.to_thread(self._record_first_seen, report)
+            await asyncio.to_thread(self._record_first_seen, line, report)
         elif decision.action is not Action.ALLOW:
             self.generation += 1  # newly known verdict: index views drop this version
         return decision
@@ -87,11 +87,27 @@ class CapabilityGuard:
         named = dataclasses.replace(report, name=line.name, version=line.vers)
         return decide_capabilities(named, self._lock, self._rule)
 
-    def _record_first_seen(self, report: CapabilityReport) -> None:
+    def _record_first_seen(self, line: IndexLine, report: CapabilityReport) -> None:
         now = dt.datetime.now(dt.UTC)
-        self._lock = update_lock(self._lock_path, lambda lock: record_first_seen(lock, report, now))
+        named = dataclasses.replace(report, name=line.name, version=line.vers)
+        self._lock = update_lock(self._lock_path, lambda lock: record_first_seen(lock, named, now))
         self.generation += 1
-        log.info("capabilities.first_seen", crate=report.name, version=report.version)
+        caps = sorted(c.value for c in report.capabilities)
+        log.info("capabilities.first_seen", crate=line.name, version=line.vers, caps=caps)
+        # A change to the lock, like `crate-mirror approve`: on the record.
+        self._gate.audit.record(
+            AuditEvent(
+                action="approve",
+                rule="capabilities",
+                reason=f"trust on first use: {line.name} {line.vers} recorded with "
+                f"{', '.join(caps) or 'no capabilities'}",
+                crate=line.name,
+                version=line.vers,
+                cksum=line.cksum,
+                policy_digest=self._gate.policy_digest,
+                details={"capabilities": caps, "approved_by": "trust-on-first-use"},
+            )
+        )
 
     # -- scanning -----------------------------------------------------------------------------
 

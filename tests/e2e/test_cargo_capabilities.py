@@ -68,6 +68,12 @@ def test_evil_update_is_held_back_until_approved(tmp_path: Path, registry: Regis
             assert project.generate_lockfile().returncode == 0
             assert project.fetch().returncode == 0
             assert "tinyhelper" in lock.read_text()  # trust on first use recorded version N
+            _wait_for(
+                lambda: any(
+                    e.get("action") == "approve" and e.get("crate") == "tinyhelper"
+                    for e in read_events(cache / "audit")
+                )
+            )  # and the lock change is on the audit record
 
             registry.add_crate(
                 "tinyhelper",
