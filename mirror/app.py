@@ -16,7 +16,7 @@ from mirror.audit import AuditEvent, AuditLog, AuditSink, ProcessAuditLog
 from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, StorageError
 from mirror.gate import Gate
 from mirror.index import index_path
 from mirror.index_cache import IndexCache
@@ -130,7 +130,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         await publisher.flush()
     if mirror.upstream is not None:
         await mirror.upstream.close()
-    mirror.gate.audit.close()
+    try:
+        mirror.gate.audit.close()
+    except StorageError as e:  # shutting down anyway: say what was lost, do not crash
+        log.error("audit.close_failed", error=str(e))
 
 
 class _Reloader:

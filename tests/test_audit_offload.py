@@ -73,3 +73,32 @@ def test_killed_server_loses_at_most_the_unshipped_tail(tmp_path: Path) -> None:
         raise AssertionError("the audit writer outlived its server")
     assert [e["details"]["i"] for e in read_events(tmp_path)] == list(range(50))
     assert verify_chain(tmp_path).ok
+
+
+def test_writer_survives_a_signal_to_the_whole_process_group(tmp_path: Path) -> None:
+    """Ctrl-C or `timeout` signal every process in the group; the server's last events
+    still reach the chain because the writer waits for the server to close the pipe."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from pathlib import Path
+        from mirror.audit import AuditEvent, ProcessAuditLog
+        signal.signal(signal.SIGTERM, lambda *a: None)  # the server handles it by closing
+        log = ProcessAuditLog(Path({str(tmp_path)!r}))
+        os.killpg(os.getpgid(0), signal.SIGTERM)
+        time.sleep(0.5)
+        log.record(AuditEvent("allow", "default", "after the signal"))
+        log.close()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [e["reason"] for e in read_events(tmp_path)] == ["after the signal"]

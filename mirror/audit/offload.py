@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -99,6 +100,10 @@ class ProcessAuditLog:
 
 def _child_main(directory: Path, conn: Connection) -> None:
     """Receive batches until the parent goes away; write each with an ordinary AuditLog."""
+    # Ctrl-C, `timeout` and systemd signal the whole process group; the server decides when
+    # auditing ends (it closes the pipe after its last events), so the writer ignores them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log = AuditLog(directory)
     try:
         while True:
