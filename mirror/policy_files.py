@@ -45,6 +45,20 @@ class PolicyFiles:
         self._stamps = {p: _mtime(p) for p in self._watched(policy)}
         return PolicyEngine(policy, typosquat, advisories)
 
+    def validate(self) -> None:
+        """Check every file the policy needs, without building the (large) typosquat index:
+        the `serve` parent process checks before forking workers that build their own."""
+        policy = load_policy(self.path)
+        rules = policy.rules
+        if rules.typosquat.mode is not Mode.OFF:
+            load_corpus(self.corpus_path(policy), top=rules.typosquat.protect_top)
+        if rules.advisories.mode is not Mode.OFF and rules.advisories.db is not None:
+            load_advisories(rules.advisories.db)
+        if rules.capabilities.mode is not Mode.OFF:
+            from mirror.capability_lockfile import load_lock
+
+            load_lock(self.lock_path(policy))
+
     def changed(self) -> bool:
         return any(_mtime(p) != stamp for p, stamp in self._stamps.items())
 

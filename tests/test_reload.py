@@ -76,3 +76,21 @@ def test_invalid_policy_refuses_to_start(tmp_path: Path) -> None:
     else:
         mirror.stop()
         raise AssertionError("the mirror started with an invalid policy")
+
+
+def test_invalid_capability_lock_refuses_to_start(tmp_path: Path) -> None:
+    """The lock is part of the policy: a typo in it must stop the server, with the line."""
+    (tmp_path / "policy.yaml").write_text("version: 1\nrules:\n  capabilities: {mode: block}\n")
+    (tmp_path / "capabilities.lock.yaml").write_text(
+        "version: 1\ncrates:\n  serde:\n    - capabilities: [teleport]\n"
+        "      approved_by: me\n      approved_at: '2026-01-01T00:00:00Z'\n      reason: x\n"
+    )
+    mirror = MirrorProcess(tmp_path / "cache", offline=True, policy=tmp_path / "policy.yaml")
+    try:
+        mirror.start()
+    except RuntimeError as e:
+        assert "capabilities.lock.yaml:4: crates.serde[0].capabilities" in str(e)
+        assert "unknown capability 'teleport'" in str(e)
+    else:
+        mirror.stop()
+        raise AssertionError("the mirror started with an invalid capability lock")

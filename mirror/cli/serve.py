@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         configure_logging(settings.log_format, settings.log_level)
         if settings.policy is not None:
-            PolicyFiles(settings.policy).load()  # refuse to start on an invalid policy
+            PolicyFiles(settings.policy).validate()  # refuse to start on an invalid policy
         if settings.tuf:
             TufSettings.from_mapping(settings.tuf, str(getattr(args, "config", "settings")))
     except ConfigError as e:
