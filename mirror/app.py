@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, audit_process: bool = False) -> web.Applic
         ttl=settings.index_ttl,
         negative_ttl=settings.negative_ttl,
         verifier=verifier.verify_crate_index if verifier else None,
+        memory_budget=settings.index_memory_bytes,
     )
     crates = CrateFetcher(store, upstream, max_bytes=settings.max_crate_bytes)
     gate = Gate(audit, engine)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from mirror.store import Store
 
 log = structlog.get_logger("mirror.capabilities")
+MAX_REPORTS_IN_MEMORY = 20_000  # scan reports kept in memory; the rest are read from disk
 SCAN_AHEAD = 3  # newest unscanned versions of a locked crate scanned when its index changes
 
 
@@ -116,6 +117,8 @@ class CapabilityGuard:
         if report is None:
             report = self._scans.get(cksum)
             if report is not None:
+                if len(self._reports) >= MAX_REPORTS_IN_MEMORY:
+                    self._reports.clear()  # the scan cache on disk still has them all
                 self._reports[cksum] = report
         return report
 

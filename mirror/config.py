@@ -33,6 +33,7 @@ class Settings:
     negative_ttl: float = 30.0  # seconds an upstream 404 is remembered
     max_crate_bytes: int = 64 * 2**20  # bytes; larger downloads are refused, never cached
     max_index_bytes: int = 32 * 2**20  # bytes; one index file
+    index_memory_bytes: int = 64 * 2**20  # bytes of index files kept in memory per worker
     hot_cache_bytes: int = 32 * 2**20  # bytes of small crates kept in memory per worker
     hot_cache_max_file: int = 256 * 2**10  # bytes; larger crates are always sent with sendfile
     listen_backlog: int = 1024  # pending connections the kernel queues for us
@@ -216,6 +217,7 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         "upstream_concurrency",
         "workers",
         "listen_backlog",
+        "index_memory_bytes",
     ):
         if getattr(s, name) < 1:
             bad(name, "must be at least 1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from mirror.store import CachedIndex, Store
 from mirror.upstream import Upstream
 
 log = structlog.get_logger("mirror.index")
+MAX_REMEMBERED_404S = 100_000  # names whose upstream 404 is remembered at once
 
 # Verifies a freshly fetched body (TUF); returns the unix time its verification expires.
 Verifier = Callable[[str, bytes], Awaitable[float | None]]
@@ -50,13 +52,14 @@ class IndexCache:
         ttl: float,
         negative_ttl: float,
         verifier: Verifier | None = None,
+        memory_budget: int = 64 * 2**20,  # bytes of index files held in memory (LRU)
     ) -> None:
         self._store = store
         self._upstream = upstream  # None means offline: never contact upstream
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._verifier = verifier
-        self._entries: dict[str, IndexEntry] = {}
+        self._entries = _BoundedEntries(memory_budget)
         self._missing: dict[str, float] = {}  # name -> monotonic deadline of a remembered 404
         self._flights: SingleFlight[IndexEntry] = SingleFlight()
 
@@ -128,8 +131,10 @@ class IndexCache:
             return self._stale_or_raise(name, known, e)
 
         if fetch.status == 404:
+            if len(self._missing) >= MAX_REMEMBERED_404S:
+                self._missing.clear()  # random names must not grow memory without bound
             self._missing[name] = time.monotonic() + self._negative_ttl
-            self._entries.pop(name, None)
+            self._entries.pop(name)
             raise NotFound(f"crate `{name}` does not exist upstream")
         if fetch.status == 304 and known is not None:
             metrics.cache_counter("index", "revalidated").inc()
@@ -140,7 +145,7 @@ class IndexCache:
                 # The copy is unchanged, but it is only trusted under current metadata.
                 known.verified_until = await self._verifier(name, known.index.raw)
             await self._persist(name, known, known.index.raw)
-            self._entries[name] = known
+            self._entries.put(name, known)
             return known
 
         metrics.cache_counter("index", "miss").inc()
@@ -156,7 +161,7 @@ class IndexCache:
             verified_until=verified_until,
         )
         await self._persist(name, fresh, fetch.body)
-        self._entries[name] = fresh
+        self._entries.put(name, fresh)
         return fresh
 
     def _stale_or_raise(
@@ -178,7 +183,7 @@ class IndexCache:
         # Try upstream again soon, not on every request of a busy build.
         known.fresh_until = time.monotonic() + min(self._ttl, 5.0)
         known.stale_reason = str(error)
-        self._entries[name] = known
+        self._entries.put(name, known)
         return known
 
     async def _persist(self, name: str, entry: IndexEntry, body: bytes) -> None:
@@ -202,7 +207,7 @@ class IndexCache:
             if self._upstream is None:
                 remaining = self._ttl  # offline: age means nothing, only `import` changes it
             entry.fresh_until = time.monotonic() + max(remaining, 0.0)
-        self._entries[name] = entry
+        self._entries.put(name, entry)
         return entry
 
     @staticmethod
@@ -220,3 +225,38 @@ class IndexCache:
 def _still_verified(entry: IndexEntry) -> bool:
     """A copy verified by TUF is served only while the metadata that verified it is valid."""
     return entry.verified_until is None or time.time() < entry.verified_until
+
+
+class _BoundedEntries:
+    """Index entries by name, least recently used evicted past a byte budget.
+
+    Evicting only costs a disk read (the store keeps every file), so the budget bounds
+    memory under a scan of many names without hurting the few hundred a build uses.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._entries: OrderedDict[str, IndexEntry] = OrderedDict()
+        self._size = 0
+
+    def get(self, name: str) -> IndexEntry | None:
+        entry = self._entries.get(name)
+        if entry is not None:
+            self._entries.move_to_end(name)
+        return entry
+
+    def put(self, name: str, entry: IndexEntry) -> None:
+        self.pop(name)
+        self._entries[name] = entry
+        self._size += len(entry.index.raw)
+        while self._size > self._budget and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self._size -= len(evicted.index.raw)
+
+    def pop(self, name: str) -> None:
+        old = self._entries.pop(name, None)
+        if old is not None:
+            self._size -= len(old.index.raw)
+
+    def values(self) -> list[IndexEntry]:
+        return list(self._entries.values())

@@ -313,3 +313,23 @@ async def test_upstream_requests_identify_the_mirror(
     client = await _client(aiohttp_client, mirror_app, settings)
     assert (await client.get("/index/" + index_path("itoa"))).status == 404
     assert agents and all(a.startswith("crate-mirror/") for a in agents)
+
+
+async def test_index_memory_is_bounded_and_evicted_entries_come_from_disk(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    small_registry: Registry,
+) -> None:
+    """A scan over many names cannot grow memory without bound; eviction costs a disk read."""
+    settings = mirror_settings(fake_upstream, index_memory_bytes=1)
+    client = await _client(aiohttp_client, mirror_app, settings)
+    names = ["itoa", "ryu", "memchr", "serde"]
+    for name in names:
+        assert (await client.get("/index/" + index_path(name))).status == 200
+    fake_upstream.requests.clear()
+    for name in names:
+        resp = await client.get("/index/" + index_path(name))
+        assert await resp.read() == small_registry.read_index(name)
+    assert fake_upstream.requests.count() == 0  # evicted from memory, served from disk
