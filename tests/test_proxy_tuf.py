@@ -102,3 +102,48 @@ async def test_cached_copy_is_revalidated_under_current_metadata(
     resp = await client.get("/index/" + index_path("memchr"))
     assert resp.status == 200
     assert b'"vers":"9.0.0"' in await resp.read()
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["wrong timestamp key", "expired timestamp (freeze)", "endless timestamp", "mix-and-match"],
+)
+async def test_attacks_are_refused_and_nothing_is_cached(
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    signed: SignedUpstream,
+    small_registry: Registry,
+    tmp_path: Path,
+    attack: str,
+) -> None:
+    """Each attack ends in a 502 with a reason, and the cache holds no index file after it."""
+    if attack == "wrong timestamp key":
+        signed.resign_timestamp_with_wrong_key()
+    elif attack == "expired timestamp (freeze)":
+        signed.expire_timestamp()
+    elif attack == "endless timestamp":
+        signed.inflate_timestamp(200_000)
+    else:  # serve ryu's validly signed index file as itoa's
+        itoa, ryu = small_registry.read_index("itoa"), small_registry.read_index("ryu")
+        small_registry.write_index("itoa", ryu)
+        small_registry.write_index("ryu", itoa)
+    metadata = await aiohttp_server(static_app(signed.metadata_dir))
+    root = tmp_path / "pinned-root.json"
+    root.write_bytes((signed.metadata_dir / "1.root.json").read_bytes())
+    tuf = {
+        "upstream": {
+            "metadata_url": str(metadata.make_url("/")),
+            "trusted_root": str(root),
+            "metadata_dir": str(tmp_path / "tuf-client-attack"),
+        }
+    }
+    settings = mirror_settings(fake_upstream, tuf=tuf)
+    client = await aiohttp_client(mirror_app(settings))
+    for name in ("itoa", "ryu"):
+        resp = await client.get("/index/" + index_path(name))
+        assert resp.status == 502
+        assert "crate-mirror:" in await resp.text()
+        assert Store(settings.cache_dir).read_index(name) is None
