@@ -103,6 +103,8 @@ class Mirror:
             metrics.cache_counter("crate", "hit").inc()
             path = self.crates.store.crate_path(line.cksum)
         else:
+            if self.upstream is not None and not self.upstream.has_config:
+                await self.start_upstream()  # upstream was down at start: learn its `dl` now
             path = await self.crates.ensure(line)
         await self.gate.check_capabilities(req, line, path)
         self.gate.allowed(req, {"cksum": line.cksum})

@@ -91,6 +91,10 @@ class Upstream:
             raise UpstreamUnavailable("upstream config.json has no usable `dl`") from e
         self._dl_template = dl
 
+    @property
+    def has_config(self) -> bool:
+        return self._dl_template is not None
+
     def download_url(self, name: str, version: str, cksum: str) -> str:
         """Fill in upstream's `dl` template the way cargo does."""
         if self._dl_template is None:

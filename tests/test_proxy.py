@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from mirror.config import Settings
 from mirror.index import index_path
+from mirror.server import MIRROR
 from mirror.store import Store
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -333,3 +334,17 @@ async def test_index_memory_is_bounded_and_evicted_entries_come_from_disk(
         resp = await client.get("/index/" + index_path(name))
         assert await resp.read() == small_registry.read_index(name)
     assert fake_upstream.requests.count() == 0  # evicted from memory, served from disk
+
+
+async def test_download_works_when_upstream_config_was_unreachable_at_start(
+    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry
+) -> None:
+    """Upstream down while the mirror started: the first download learns `dl` itself."""
+    mirror = client.app[MIRROR]
+    assert mirror.upstream is not None
+    mirror.upstream._dl_template = None  # as if config.json failed at start-up
+    mirror._config_body = None
+    version = small_registry.versions("ryu")[0]
+    resp = await client.get(_dl(client, "ryu", version))
+    assert resp.status == 200
+    assert await resp.read() == small_registry.crate_bytes("ryu", version)
