@@ -7,6 +7,7 @@ Decision into a `Blocked` error whose text cargo will print.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping
@@ -131,23 +132,36 @@ class Gate:
     # -- version rules ------------------------------------------------------------------------
 
     async def prepare(self, entry: IndexEntry, crates: CrateFetcher) -> None:
-        """Work needed once per index content before filtering (scanning new versions)."""
-        if self.capabilities is None or entry.memo.get("prescanned"):
+        """Work needed once per index content before filtering (scanning new versions).
+
+        Requests arriving while the scan runs wait for it: none may see a new version
+        before its capabilities are known.
+        """
+        if self.capabilities is None:
             return
-        entry.memo["prescanned"] = True
-        await self.capabilities.prescan(entry.index, crates)
+        scan = entry.memo.get("prescan")
+        if scan is None:
+            scan = asyncio.ensure_future(self.capabilities.prescan(entry.index, crates))
+            entry.memo["prescan"] = scan
+        try:
+            await asyncio.shield(scan)
+        except Exception:
+            entry.memo.pop("prescan", None)  # a bug must not stick to this index forever
+            raise
 
     def served_index(
         self, entry: IndexEntry, is_cached: Callable[[str], bool] | None = None
     ) -> ServedIndex:
         """The filtered index for this entry; `is_cached` (offline) hides crates we lack."""
-        key = (self.generation, is_cached is not None)
-        memo = entry.memo.get("served")
-        if memo is not None and memo[0] == key:
+        # Offline views (only cached crates) and full views are kept side by side: the index
+        # route asks for one and the download route for the other.
+        slot = "served-offline" if is_cached is not None else "served"
+        memo = entry.memo.get(slot)
+        if memo is not None and memo[0] == self.generation:
             served: ServedIndex = memo[1]
             return served
         served = self._filter(entry.index, is_cached)
-        entry.memo["served"] = (key, served)
+        entry.memo[slot] = (self.generation, served)
         if self.on_served is not None:
             self.on_served(entry.name, served.body)
         return served
