@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from mirror.app import create_app
 from mirror.config import Settings, load_settings
@@ -62,3 +63,19 @@ def mirror_settings(tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def mirror_app() -> Callable[[Settings], web.Application]:
     return create_app
+
+
+MirrorClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def mirror_client(aiohttp_client: Any, mirror_settings: Callable[..., Settings]) -> MirrorClient:
+    """`await mirror_client(upstream, **settings)`: a test client for a mirror app."""
+
+    async def make(upstream: FakeUpstream | None, **overrides: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_app(mirror_settings(upstream, **overrides))
+        )
+        return client
+
+    return make

@@ -16,6 +16,7 @@ from mirror.config import Settings
 from mirror.index import index_path
 from mirror.server import MIRROR
 from mirror.store import Store
+from tests.conftest import MirrorClient
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
@@ -30,13 +31,8 @@ async def _client(
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
-) -> TestClient[Any, Any]:
-    return await _client(aiohttp_client, mirror_app, mirror_settings(fake_upstream))
+async def client(mirror_client: MirrorClient, fake_upstream: FakeUpstream) -> TestClient[Any, Any]:
+    return await mirror_client(fake_upstream)
 
 
 def _dl(client: TestClient[Any, Any], name: str, version: str) -> str:
@@ -70,13 +66,11 @@ async def test_etag_and_304_to_cargo(client: TestClient[Any, Any]) -> None:
 
 
 async def test_revalidates_upstream_with_conditional_request(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     fake_upstream: FakeUpstream,
 ) -> None:
     """After the TTL the mirror asks upstream with its validators and accepts a 304."""
-    client = await _client(aiohttp_client, mirror_app, mirror_settings(fake_upstream, index_ttl=0))
+    client = await mirror_client(fake_upstream, index_ttl=0)
     path = "/index/" + index_path("ryu")
     assert (await client.get(path)).status == 200
     fake_upstream.requests.clear()
@@ -86,13 +80,11 @@ async def test_revalidates_upstream_with_conditional_request(
 
 
 async def test_upstream_change_is_picked_up_after_ttl(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     fake_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
-    client = await _client(aiohttp_client, mirror_app, mirror_settings(fake_upstream, index_ttl=0))
+    client = await mirror_client(fake_upstream, index_ttl=0)
     path = "/index/" + index_path("itoa")
     await client.get(path)
     small_registry.add_crate("itoa", "9.9.9", {"src/lib.rs": b"pub fn x() {}\n"})
@@ -101,14 +93,12 @@ async def test_upstream_change_is_picked_up_after_ttl(
 
 
 async def test_stale_copy_served_when_upstream_fails(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     fake_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """stale-if-error: an upstream outage must not break builds that were working."""
-    client = await _client(aiohttp_client, mirror_app, mirror_settings(fake_upstream, index_ttl=0))
+    client = await mirror_client(fake_upstream, index_ttl=0)
     path = "/index/" + index_path("memchr")
     await client.get(path)
     fake_upstream.faults.add("error", match="memchr", status=503, times=10)
@@ -217,21 +207,19 @@ async def test_concurrent_requests_make_one_upstream_fetch(
 
 
 async def test_offline_serves_only_cached_versions(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     fake_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """Offline, cargo may only resolve to versions whose .crate we actually hold."""
     small_registry.add_crate("itoa", "9.9.9", {"src/lib.rs": b""})
-    online = await _client(aiohttp_client, mirror_app, mirror_settings(fake_upstream))
+    online = await mirror_client(fake_upstream)
     await online.get("/index/" + index_path("itoa"))
     kept = small_registry.versions("itoa")[0]
     assert (await online.get(_dl(online, "itoa", kept))).status == 200
     await online.close()
 
-    offline = await _client(aiohttp_client, mirror_app, mirror_settings(None, offline=True))
+    offline = await mirror_client(None, offline=True)
     body = await (await offline.get("/index/" + index_path("itoa"))).read()
     versions = [json.loads(line)["vers"] for line in body.splitlines()]
     assert versions == [kept]
@@ -244,14 +232,12 @@ async def test_offline_serves_only_cached_versions(
 
 
 async def test_dl_template_markers_are_honoured(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     small_registry: Registry,
 ) -> None:
     template = "/dl/{lowerprefix}/{crate}/{version}/{sha256-checksum}.crate"
     async with FakeUpstream(small_registry, dl_template=template) as upstream:
-        client = await _client(aiohttp_client, mirror_app, mirror_settings(upstream))
+        client = await mirror_client(upstream)
         version = small_registry.versions("itoa")[0]
         resp = await client.get(_dl(client, "itoa", version))
         assert resp.status == 200
