@@ -28,6 +28,20 @@ def signed(tmp_path: Path, small_registry: Registry) -> SignedUpstream:
     return SignedUpstream(tmp_path / "tuf-upstream", files)
 
 
+async def _trusting(signed: SignedUpstream, aiohttp_server: Any, tmp_path: Path) -> dict[str, Any]:
+    """The `tuf:` settings of a mirror that pins `signed`'s root and reads its metadata."""
+    metadata = await aiohttp_server(static_app(signed.metadata_dir))
+    root = tmp_path / "pinned-root.json"
+    root.write_bytes((signed.metadata_dir / "1.root.json").read_bytes())
+    return {
+        "upstream": {
+            "metadata_url": str(metadata.make_url("/")),
+            "trusted_root": str(root),
+            "metadata_dir": str(tmp_path / "tuf-client"),
+        }
+    }
+
+
 @pytest.fixture
 async def client(
     aiohttp_client: Any,
@@ -38,16 +52,7 @@ async def client(
     signed: SignedUpstream,
     tmp_path: Path,
 ) -> TestClient[Any, Any]:
-    metadata = await aiohttp_server(static_app(signed.metadata_dir))
-    root = tmp_path / "pinned-root.json"
-    root.write_bytes((signed.metadata_dir / "1.root.json").read_bytes())
-    tuf = {
-        "upstream": {
-            "metadata_url": str(metadata.make_url("/")),
-            "trusted_root": str(root),
-            "metadata_dir": str(tmp_path / "tuf-client"),
-        }
-    }
+    tuf = await _trusting(signed, aiohttp_server, tmp_path)
     settings = mirror_settings(fake_upstream, tuf=tuf, index_ttl=0)
     result: TestClient[Any, Any] = await aiohttp_client(mirror_app(settings))
     return result
@@ -130,16 +135,7 @@ async def test_attacks_are_refused_and_nothing_is_cached(
         itoa, ryu = small_registry.read_index("itoa"), small_registry.read_index("ryu")
         small_registry.write_index("itoa", ryu)
         small_registry.write_index("ryu", itoa)
-    metadata = await aiohttp_server(static_app(signed.metadata_dir))
-    root = tmp_path / "pinned-root.json"
-    root.write_bytes((signed.metadata_dir / "1.root.json").read_bytes())
-    tuf = {
-        "upstream": {
-            "metadata_url": str(metadata.make_url("/")),
-            "trusted_root": str(root),
-            "metadata_dir": str(tmp_path / "tuf-client-attack"),
-        }
-    }
+    tuf = await _trusting(signed, aiohttp_server, tmp_path)
     settings = mirror_settings(fake_upstream, tuf=tuf)
     client = await aiohttp_client(mirror_app(settings))
     for name in ("itoa", "ryu"):
