@@ -23,13 +23,6 @@ from tests.fixtures.upstream import FakeUpstream
 AiohttpClient = Callable[[web.Application], Any]
 
 
-async def _client(
-    aiohttp_client: AiohttpClient, app: Callable[[Settings], web.Application], settings: Settings
-) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(app(settings))
-    return client
-
-
 @pytest.fixture
 async def client(mirror_client: MirrorClient, fake_upstream: FakeUpstream) -> TestClient[Any, Any]:
     return await mirror_client(fake_upstream)
@@ -264,27 +257,22 @@ async def test_transient_upstream_failures_are_retried(
 
 
 async def test_oversized_crate_is_refused_and_not_cached(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
+    mirror_client: MirrorClient,
     mirror_settings: Callable[..., Settings],
     fake_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """An endless or huge body costs at most max_crate_bytes and is never cached."""
-    settings = mirror_settings(fake_upstream, max_crate_bytes=1000)
-    client = await _client(aiohttp_client, mirror_app, settings)
+    client = await mirror_client(fake_upstream, max_crate_bytes=1000)
     version = small_registry.versions("serde")[0]
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
     assert "limit" in await resp.text()
-    assert list(Store(settings.cache_dir).iter_crates()) == []
+    assert list(Store(mirror_settings(None).cache_dir).iter_crates()) == []
 
 
 async def test_upstream_requests_identify_the_mirror(
-    aiohttp_client: AiohttpClient,
-    aiohttp_server: Any,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient, aiohttp_server: Any
 ) -> None:
     """A polite client says who it is, so registry operators can reach us."""
     agents: list[str] = []
@@ -296,22 +284,18 @@ async def test_upstream_requests_identify_the_mirror(
     upstream_app = web.Application()
     upstream_app.router.add_get("/{tail:.*}", record)
     server = await aiohttp_server(upstream_app)
-    settings = mirror_settings(None, upstream_index=str(server.make_url("/")))
-    client = await _client(aiohttp_client, mirror_app, settings)
+    client = await mirror_client(None, upstream_index=str(server.make_url("/")))
     assert (await client.get("/index/" + index_path("itoa"))).status == 404
     assert agents and all(a.startswith("crate-mirror/") for a in agents)
 
 
 async def test_index_memory_is_bounded_and_evicted_entries_come_from_disk(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
+    mirror_client: MirrorClient,
     fake_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """A scan over many names cannot grow memory without bound; eviction costs a disk read."""
-    settings = mirror_settings(fake_upstream, index_memory_bytes=1)
-    client = await _client(aiohttp_client, mirror_app, settings)
+    client = await mirror_client(fake_upstream, index_memory_bytes=1)
     names = ["itoa", "ryu", "memchr", "serde"]
     for name in names:
         assert (await client.get("/index/" + index_path(name))).status == 200
