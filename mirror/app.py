@@ -17,6 +17,7 @@ from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
 from mirror.errors import ConfigError, StorageError
+from mirror.front import MirrorRunner
 from mirror.gate import Gate
 from mirror.index import index_path
 from mirror.index_cache import IndexCache
@@ -199,20 +200,31 @@ def warn_expired(engine: PolicyEngine) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Serve until interrupted (one process; `mirror.cli.serve` forks workers around it)."""
+    """Serve until SIGINT/SIGTERM (one process; `mirror.cli.serve` forks workers around it)."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
     app = create_app(settings, audit_process=True)
-    web.run_app(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        access_log=None,  # every request is in the audit log already
-        reuse_port=settings.workers > 1,
-        keepalive_timeout=settings.keepalive_timeout,
-        backlog=settings.listen_backlog,
-        print=None,
-        handle_signals=True,
-    )
+    runner = MirrorRunner(app, access_log=None)  # every request is in the audit log already
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner,
+            settings.listen_host,
+            settings.listen_port,
+            reuse_port=settings.workers > 1,
+            backlog=settings.listen_backlog,
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -36,6 +36,9 @@ class Settings:
     index_memory_bytes: int = 64 * 2**20  # bytes of index files kept in memory per worker
     hot_cache_bytes: int = 32 * 2**20  # bytes of small crates kept in memory per worker
     hot_cache_max_file: int = 256 * 2**10  # bytes; larger crates are always sent with sendfile
+    # bytes of finished responses the front door repeats for warm hits (0 = every request
+    # goes through the aiohttp handlers)
+    prepared_bytes: int = 32 * 2**20
     listen_backlog: int = 1024  # pending connections the kernel queues for us
     upstream_connect_timeout: float = 10.0  # seconds
     upstream_read_timeout: float = 30.0  # seconds without a byte from upstream
@@ -221,7 +224,7 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     ):
         if getattr(s, name) < 1:
             bad(name, "must be at least 1")
-    for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file"):
+    for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file", "prepared_bytes"):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
     if s.log_format not in ("json", "console"):

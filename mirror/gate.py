@@ -123,6 +123,27 @@ class Gate:
             self._names[req.crate] = decision
         self._enforce(req, decision)
 
+    def quietly_allowed(self, crate: str) -> bool:
+        """Whether `crate`'s name decision is a plain allow: nothing to audit per request."""
+        if self._engine is None:
+            return True
+        decision = self._names.get(crate)
+        return (
+            decision is not None
+            and decision.action is Action.ALLOW
+            and "near_name" not in decision.details
+        )
+
+    def still_serves(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> bool:
+        """Whether `served_index` would still return `served` (and name verdicts still hold)."""
+        memo = entry.memo.get("served-offline" if offline else "served")
+        return (
+            memo is not None
+            and memo[1] is served
+            and memo[0] == self.generation
+            and (self._engine is None or self._clock() < self._day_ends)
+        )
+
     def _new_day(self, now: float) -> None:
         self._names.clear()
         self._today = dt.datetime.fromtimestamp(now, dt.UTC).date()
@@ -192,11 +213,13 @@ class Gate:
 
     # -- capabilities -------------------------------------------------------------------------
 
-    async def check_capabilities(self, req: Request, line: IndexLine, path: Path) -> None:
+    async def check_capabilities(self, req: Request, line: IndexLine, path: Path) -> bool:
+        """Enforce the capability lock; True when the verdict is a plain allow."""
         if self.capabilities is None:
-            return
+            return True
         decision = await self.capabilities.decide(line, path)
         self._enforce(req, decision)
+        return decision.action is Action.ALLOW
 
     # -- outcomes -----------------------------------------------------------------------------
 

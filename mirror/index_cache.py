@@ -79,6 +79,11 @@ class IndexCache:
         # Many requests for the same stale name share one upstream round trip.
         return await self._flights.run(name, lambda: self._refresh(name, entry))
 
+    @staticmethod
+    def is_fresh(entry: IndexEntry) -> bool:
+        """Whether `get` would return this entry without asking anyone."""
+        return time.monotonic() < entry.fresh_until and _still_verified(entry)
+
     def cached(self, name: str) -> IndexEntry | None:
         """What we hold without asking anyone (memory, then disk)."""
         entry = self._entries.get(name)

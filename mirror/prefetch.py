@@ -11,7 +11,8 @@ from pathlib import Path
 from mirror.errors import BadRequest, MirrorError
 from mirror.gate import Request
 from mirror.index import CrateRef, IndexLine
-from mirror.server import Mirror, next_request_id
+from mirror.request_ids import next_request_id
+from mirror.server import Mirror
 
 # Sources that mean "crates.io" in a Cargo.lock; with source replacement cargo still writes these.
 CRATES_IO_SOURCES = (

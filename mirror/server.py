@@ -8,10 +8,8 @@ download path: validate -> decide (name) -> index line -> decide (version) -> st
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import structlog
@@ -33,9 +31,11 @@ from mirror.errors import (
     UpstreamNotFound,
     UpstreamUnavailable,
 )
-from mirror.gate import Gate, Request
+from mirror.gate import Gate, Request, ServedIndex
 from mirror.index import parse_index_path, validate_name, validate_version
-from mirror.index_cache import IndexCache
+from mirror.index_cache import IndexCache, IndexEntry
+from mirror.prepared import HitTally, Prepared, PreparedTable, prepared_response
+from mirror.request_ids import next_request_id
 from mirror.upstream import Upstream
 
 log = structlog.get_logger("mirror.server")
@@ -67,6 +67,9 @@ class Mirror:
         self.upstream = upstream
         self._config_body: bytes | None = None
         self.hot = HotCrates(settings.hot_cache_bytes, settings.hot_cache_max_file)
+        # Warm hits the front door (mirror.front) answers without calling these handlers.
+        self.prepared = PreparedTable(settings.prepared_bytes)
+        self.tally = HitTally(gate)
 
     # -- GET /index/{path} --------------------------------------------------------------------
 
@@ -76,12 +79,26 @@ class Mirror:
         self.gate.check_name(req)
         entry = await self.indexes.get(name)
         await self.gate.prepare(entry, self.crates)
-        served = self.gate.served_index(entry, self._is_cached if self.indexes.offline else None)
+        offline = self.indexes.offline
+        served = self.gate.served_index(entry, self._is_cached if offline else None)
         self.gate.allowed(req, served.summary)
         headers = {"ETag": served.etag, "Cache-Control": INDEX_CACHE_CONTROL}
         if entry.stale_reason is not None:
             headers["Warning"] = '110 crate-mirror "Response is Stale: upstream unreachable"'
-        if served.etag in _etags(request.headers.get("If-None-Match")):
+        elif self.gate.quietly_allowed(name):
+            self._prepare(
+                request,
+                prepared_response(
+                    "index",
+                    served.body,
+                    {**headers, "Content-Type": "text/plain"},
+                    self._index_check(entry, served, offline),
+                    etag=served.etag,
+                    crate=name,
+                    details=served.summary,
+                ),
+            )
+        if served.etag in etags(request.headers.get("If-None-Match")):
             return web.Response(status=304, headers=headers)
         metrics.bytes_counter("index").inc(len(served.body))
         return web.Response(body=served.body, headers=headers, content_type="text/plain")
@@ -106,13 +123,26 @@ class Mirror:
             if self.upstream is not None and not self.upstream.has_config:
                 await self.start_upstream()  # upstream was down at start: learn its `dl` now
             path = await self.crates.ensure(line)
-        await self.gate.check_capabilities(req, line, path)
+        quiet = await self.gate.check_capabilities(req, line, path)
         self.gate.allowed(req, {"cksum": line.cksum})
         if body is None:
             body = self.hot.load(line.cksum, path)
         if body is None:  # a large crate: sendfile, never read into memory
             metrics.bytes_counter("download").inc(path.stat().st_size)
             return web.FileResponse(path, headers={"Content-Type": CRATE_TYPE})
+        if quiet and self.gate.quietly_allowed(name) and line.vers not in self._hidden(entry):
+            self._prepare(
+                request,
+                prepared_response(
+                    "download",
+                    body,
+                    {"Content-Type": CRATE_TYPE},
+                    self._index_check(entry, self.gate.served_index(entry), offline=False),
+                    crate=name,
+                    version=version,
+                    details={"cksum": line.cksum},
+                ),
+            )
         metrics.bytes_counter("download").inc(len(body))
         return web.Response(body=body, content_type=CRATE_TYPE)
 
@@ -121,7 +151,17 @@ class Mirror:
     async def config_json(self, request: web.Request) -> web.StreamResponse:
         if self._config_body is None:
             self._config_body = await self._build_config()
-        return web.Response(body=self._config_body, content_type="application/json")
+        body = self._config_body
+        self._prepare(
+            request,
+            prepared_response(
+                "config",
+                body,
+                {"Content-Type": "application/json"},
+                lambda: self._config_body is body,
+            ),
+        )
+        return web.Response(body=body, content_type="application/json")
 
     async def _build_config(self) -> bytes:
         upstream_config = await self._upstream_config()
@@ -168,9 +208,29 @@ class Mirror:
         return web.json_response({"status": "ok", "offline": self.indexes.offline})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
+        self.tally.flush()  # what the front door served since its last tick
         return web.Response(body=metrics.render(), content_type="text/plain")
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _prepare(self, request: web.Request, prepared: Prepared) -> None:
+        """Leave a decided response for the front door to repeat while it stays true."""
+        target = request.raw_path
+        if target.isascii() and "?" not in target and "%" not in target:
+            self.prepared.put(target.encode("ascii"), prepared)
+
+    def _index_check(
+        self, entry: IndexEntry, served: ServedIndex, offline: bool
+    ) -> Callable[[], bool]:
+        gate, is_fresh = self.gate, self.indexes.is_fresh
+
+        def still_valid() -> bool:
+            return is_fresh(entry) and gate.still_serves(entry, served, offline=offline)
+
+        return still_valid
+
+    def _hidden(self, entry: IndexEntry) -> Mapping[str, object]:
+        return self.gate.served_index(entry).hidden
 
     def _is_cached(self, cksum: str) -> bool:
         return self.crates.store.has_crate(cksum)
@@ -184,30 +244,7 @@ class Mirror:
         return Request(rid, _client(request), route, name, version)
 
 
-class _RequestIds:
-    """A random per-process prefix and a counter: unique ids without a syscall per request."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.prefix = os.urandom(4).hex()
-        self.counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self.prefix}{next(self.counter):08x}"
-
-
-_IDS = _RequestIds()
-# Forked workers must not keep the parent's prefix, or their ids would collide.
-os.register_at_fork(after_in_child=_IDS.reset)
-
-
-def next_request_id() -> str:
-    return _IDS.next()
-
-
-def _etags(header: str | None) -> list[str]:
+def etags(header: str | None) -> list[str]:
     if not header:
         return []
     return [t.strip().removeprefix("W/") for t in header.split(",")]

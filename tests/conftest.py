@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from mirror.app import create_app
 from mirror.config import Settings, load_settings
+from mirror.front import MirrorRunner
 from tests.fixtures.crates import debian_crate_dir
 from tests.fixtures.registry import Registry, build_registry
 from tests.fixtures.upstream import FakeUpstream
@@ -68,13 +70,24 @@ def mirror_app() -> Callable[[Settings], web.Application]:
 MirrorClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+class MirrorTestServer(TestServer):
+    """aiohttp's TestServer serving through the front door, as `crate-mirror serve` does."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return MirrorRunner(self.app, **kwargs)
+
+
+def mirror_server(app: web.Application) -> BaseTestServer:
+    return MirrorTestServer(app)
+
+
 @pytest.fixture
 def mirror_client(aiohttp_client: Any, mirror_settings: Callable[..., Settings]) -> MirrorClient:
     """`await mirror_client(upstream, **settings)`: a test client for a mirror app."""
 
     async def make(upstream: FakeUpstream | None, **overrides: Any) -> TestClient[Any, Any]:
         client: TestClient[Any, Any] = await aiohttp_client(
-            create_app(mirror_settings(upstream, **overrides))
+            mirror_server(create_app(mirror_settings(upstream, **overrides)))
         )
         return client
 
