@@ -45,12 +45,12 @@ class FrontDoor:
         return FastProtocol(self)
 
     def _tick(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
         self.now = time.monotonic()
         self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
         for conn in [c for c in self.connections if c.deadline < self.now]:
             conn.close()  # idle, or trickling headers (slowloris): same limit as aiohttp's
         self.mirror.tally.flush()
-        self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     # -- what aiohttp's runner calls on its server --------------------------------------------
 

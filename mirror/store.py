@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 
@@ -35,6 +36,7 @@ from mirror.index import index_path
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
 STALE_TMP_SECONDS = 3600  # temp files older than this belong to a dead process
+SPOOL_BYTES = 2**20  # crates up to this size are verified in memory, then written at once
 
 
 @dataclass(frozen=True)
@@ -75,28 +77,52 @@ class Store:
         """Stream a download into the store, committing it only if its sha256 is `cksum`.
 
         The size limit is enforced while streaming (an endless body costs at most max_bytes of
-        disk), and a mismatch or a short body leaves nothing behind.
+        disk), and a mismatch or a short body leaves nothing behind. Most crates are small:
+        those are verified in memory and written in one step (one thread hop instead of one
+        per chunk, which a cold `cargo fetch` waits for).
         """
+        digest = hashlib.sha256()
+        held: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            _check_size(size, max_bytes)
+            digest.update(chunk)
+            held.append(chunk)
+            if size > SPOOL_BYTES:
+                return await self._stream_crate(cksum, held, chunks, digest, size, max_bytes)
+        _check_digest(digest, cksum, size)
+        final = self.crate_path(cksum)
+        try:
+            await asyncio.to_thread(self._write_atomic, final, b"".join(held))
+        except OSError as e:
+            raise _storage_error(e, "writing a crate") from e
+        return final
+
+    async def _stream_crate(
+        self,
+        cksum: str,
+        held: list[bytes],
+        chunks: AsyncIterator[bytes],
+        digest: Any,
+        size: int,
+        max_bytes: int,
+    ) -> Path:
+        """A large crate: through a temp file, never whole in memory."""
         final = self.crate_path(cksum)
         tmp = self._tmp_name("crate")
-        digest = hashlib.sha256()
-        size = 0
         try:
             async with aiofiles.open(tmp, "wb") as out:
+                await out.write(b"".join(held))
+                held.clear()
                 async for chunk in chunks:
                     size += len(chunk)
-                    if size > max_bytes:
-                        raise IntegrityError(f"download exceeds the {max_bytes}-byte limit")
+                    _check_size(size, max_bytes)
                     digest.update(chunk)
                     await out.write(chunk)
                 await out.flush()
                 await asyncio.to_thread(os.fsync, out.fileno())
-            actual = digest.hexdigest()
-            if actual != cksum:
-                # Tampering or corruption in transit: the index is the authority.
-                raise IntegrityError(
-                    f"checksum mismatch: index says {cksum}, upstream sent {actual} ({size} bytes)"
-                )
+            _check_digest(digest, cksum, size)
             await asyncio.to_thread(self._commit, tmp, final)
         except OSError as e:
             raise _storage_error(e, "writing a crate") from e
@@ -203,6 +229,20 @@ class Store:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         fsync_directory(final.parent)
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise IntegrityError(f"download exceeds the {max_bytes}-byte limit")
+
+
+def _check_digest(digest: Any, cksum: str, size: int) -> None:
+    actual = digest.hexdigest()
+    if actual != cksum:
+        # Tampering or corruption in transit: the index is the authority.
+        raise IntegrityError(
+            f"checksum mismatch: index says {cksum}, upstream sent {actual} ({size} bytes)"
+        )
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -41,9 +41,12 @@ def test_kill_during_download_leaves_no_partial_crate(
             )
             client.start()
             deadline = time.monotonic() + 15
-            while not any(p.stat().st_size for p in (cache / "tmp").glob("*.part")):
-                assert time.monotonic() < deadline, "the mirror never started writing"
+            # Small crates are verified in memory before any byte goes to disk, so "mid-write"
+            # is: upstream has sent half the body (the stall), and the mirror holds it.
+            while not upstream.requests.count(dl):
+                assert time.monotonic() < deadline, "the mirror never started downloading"
                 time.sleep(0.05)
+            time.sleep(0.3)
             mirror.kill()
         finally:
             mirror.kill()

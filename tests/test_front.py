@@ -321,3 +321,53 @@ def test_prepared_table_keeps_to_its_budget_and_drops_what_is_no_longer_true() -
     valid["a"] = False
     table.put(b"/a", prepared_response("index", b"x", {}, lambda: valid["a"]))
     assert table.get(b"/a") is None and len(table) == 2
+
+
+class _Transport:
+    """Just enough of an asyncio transport to watch the protocol's flow control."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.protocol: Any = None
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 50000) if name == "peername" else None
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_client_that_does_not_read_answers_stops_being_read(
+    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+) -> None:
+    """Writes beyond the high-water mark pause reading; a hand-over resumes it for aiohttp."""
+    from mirror.front import FrontDoor
+
+    client = await mirror_client(fake_upstream)
+    await _warm(client, ITOA)
+    front = client.server.runner.server  # type: ignore[union-attr]
+    assert isinstance(front, FrontDoor)
+    transport = _Transport()
+    protocol = front()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.pause_writing()
+    assert not transport.reading
+    protocol.data_received(_get(ITOA))  # already received: still answered
+    assert transport.written and transport.written[0].startswith(b"HTTP/1.1 200 OK")
+    protocol.data_received(_get("/index/" + index_path("ryu")))  # a miss: aiohttp takes over
+    assert transport.protocol is not None and transport.protocol is not protocol
+    assert transport.reading  # aiohttp does its own flow control from here
+    transport.protocol.connection_lost(None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import IntegrityError, StorageError
-from mirror.store import CachedIndex, Store
+from mirror.store import SPOOL_BYTES, CachedIndex, Store
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -44,6 +44,27 @@ async def test_write_crate_commits_only_the_right_bytes(tmp_path: Path) -> None:
         await store.write_crate(other, _chunks(b"x" * 600, b"x" * 600), max_bytes=1000)
     assert not store.has_crate(other)
     assert list(store.tmp_dir.iterdir()) == []  # nothing half-written left behind
+
+
+async def test_large_crates_stream_through_a_temp_file_with_the_same_checks(
+    tmp_path: Path,
+) -> None:
+    """Above SPOOL_BYTES a crate is not held in memory: same limit, digest and clean-up."""
+    store = Store(tmp_path)
+    piece = os.urandom(256 * 1024)
+    data = piece * ((SPOOL_BYTES // len(piece)) + 3)
+    cksum = hashlib.sha256(data).hexdigest()
+    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    path = await store.write_crate(cksum, _chunks(*parts), max_bytes=len(data))
+    assert path.read_bytes() == data
+
+    other = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        await store.write_crate(other, _chunks(*parts), max_bytes=len(data))
+    with pytest.raises(IntegrityError, match="limit"):
+        await store.write_crate(other, _chunks(*parts), max_bytes=len(data) - 1)
+    assert not store.has_crate(other)
+    assert list(store.tmp_dir.iterdir()) == []
 
 
 def test_crate_paths_only_from_hex_digests(tmp_path: Path) -> None:
