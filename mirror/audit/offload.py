@@ -14,8 +14,10 @@ received and exits: at most the last `flush_interval` of events is lost, as with
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -40,14 +42,17 @@ class ProcessAuditLog:
         self._pending: list[tuple[Any, ...]] = []
         self._send_lock = threading.Lock()
         self._stopping = threading.Event()
-        # spawn, not fork: a fresh small interpreter, not a copy of the server's memory.
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._child = context.Process(
-            target=_child_main, args=(self.directory, child_conn), name="audit-writer"
+        # A fresh small interpreter, not a fork of the server's memory; started with
+        # subprocess, not multiprocessing's spawn, which would add a resource-tracker process
+        # (13 MB) per server for semaphores we never use.
+        ours, theirs = socket.socketpair()
+        self._conn = Connection(ours.detach())
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_ENTRY, str(self.directory), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
         )
-        self._child.start()
-        child_conn.close()
+        theirs.close()
         self._ship(ack=True)  # fail now, not later, if the directory cannot be written
         self._thread = threading.Thread(target=self._run, name="audit-ship", daemon=True)
         self._thread.start()
@@ -72,7 +77,10 @@ class ProcessAuditLog:
         finally:
             with contextlib.suppress(OSError):
                 self._conn.close()
-            self._child.join(ACK_TIMEOUT)
+            try:
+                self._child.wait(ACK_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _log.error("audit.writer_stuck", pid=self._child.pid)
 
     def _run(self) -> None:
         while not self._stopping.wait(self._flush_interval):
@@ -96,6 +104,14 @@ class ProcessAuditLog:
                         raise StorageError(error)
             except (OSError, EOFError) as e:
                 raise StorageError(f"the audit writer process is gone: {e}") from e
+
+
+_CHILD_ENTRY = "import sys; from mirror.audit.offload import child_entry; child_entry(sys.argv[1:])"
+
+
+def child_entry(argv: list[str]) -> None:
+    directory, fd = argv
+    _child_main(Path(directory), Connection(int(fd)))
 
 
 def _child_main(directory: Path, conn: Connection) -> None:
