@@ -81,6 +81,7 @@ class FastProtocol(asyncio.Protocol):
         self._authorization: bytes | None = None
         self._complete = False
         self._keep_alive = False
+        self._messages = 0
         self._odd = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -131,6 +132,9 @@ class FastProtocol(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self._messages += 1
+
     def on_url(self, url: bytes) -> None:
         self._target += url
 
@@ -158,6 +162,7 @@ class FastProtocol(asyncio.Protocol):
         self._target = b""
         self._if_none_match = self._authorization = None
         self._complete = self._keep_alive = self._odd = False
+        self._messages = 0
         parser = self._parser
         try:
             parser.feed_data(head)
@@ -169,6 +174,7 @@ class FastProtocol(asyncio.Protocol):
             return False
         if (
             not self._complete  # a body follows
+            or self._messages != 1  # one head, one request: never answer two as one
             or self._odd
             or parser.get_method() != b"GET"
             or parser.get_http_version() != "1.1"

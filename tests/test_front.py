@@ -9,6 +9,7 @@ these clients open a new connection per request.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,30 @@ async def test_pipelined_hit_miss_hit_are_answered_in_order(
     assert answers[1][1]["server"] != FAST  # the miss and all after it: aiohttp
     assert answers[0][2] == answers[2][2]
     assert b'"name":"ryu"' in answers[1][2]
+
+
+async def test_requests_split_anywhere_are_answered_in_order(
+    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+) -> None:
+    """Pipelined hits cut into random pieces (inside a head, inside the blank line): each is
+    answered once, in order, and a later miss still reaches the handlers intact."""
+    client = await mirror_client(fake_upstream)
+    await _warm(client, ITOA)
+    expected = await (await client.get(ITOA)).read()
+    rng = random.Random(7)
+    for _ in range(20):
+        hits = rng.randint(1, 6)
+        stream = _get(ITOA) * hits + _get("/index/" + index_path("ryu"))
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
+        raw = await Raw.open(client)
+        for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            raw.send(stream[start:end])
+            await raw.writer.drain()
+            await asyncio.sleep(0)
+        answers = [await raw.response() for _ in range(hits + 1)]
+        await raw.close()
+        assert all(a[0] == 200 and a[2] == expected for a in answers[:hits])
+        assert answers[-1][0] == 200 and b'"name":"ryu"' in answers[-1][2]
 
 
 async def test_requests_the_front_door_does_not_repeat_go_to_the_handlers(
