@@ -106,6 +106,22 @@ def test_device_and_fifo_entries_are_rejected(kind: bytes) -> None:
         read_crate(data)
 
 
+def test_sparse_files_are_rejected() -> None:
+    """A sparse file's stored bytes are not its content: the scan would read other code."""
+    entry = tarfile.TarInfo("demo-0.1.0/src/lib.rs")
+    entry.type = tarfile.GNUTYPE_SPARSE
+    data = gz(build_tar([("demo-0.1.0/Cargo.toml", b"[package]\n"), entry]))
+    with rejected("sparse"):
+        read_crate(data)
+
+
+def test_file_cut_short_by_a_truncated_tar_is_rejected() -> None:
+    """Content is sliced from the tar: a last file whose bytes run out is refused."""
+    tar = build_tar([("demo-0.1.0/src/lib.rs", b"fn a() {}\n" * 300)])
+    with rejected("truncated|not a valid tar"):
+        read_crate(gz(tar[: 512 + 1000]))
+
+
 def test_duplicate_entries_are_rejected() -> None:
     """Two copies of one path: a scanner and an unpacker could each see a different one."""
     data = gz(build_tar([("demo-0.1.0/src/lib.rs", b"fn a() {}"), ("demo-0.1.0/src/lib.rs", b"x")]))

@@ -210,6 +210,21 @@ def test_renamed_or_glob_imported_std_is_still_resolved(header: str, call: str) 
     assert Evidence("src/lib.rs", line, "std::process::Command::new") in caps[C.PROCESS]
 
 
+def test_extern_crate_is_not_ffi_but_its_alias_and_line_still_count() -> None:
+    """The pre-filter drops `extern crate` hits (never foreign code); a renamed crate is
+    still resolved, and an `extern "C"` block on the same line is still found."""
+    filler = "".join(f"pub fn filler_{i}() -> u32 {{ {i} }}\n" for i in range(300))
+    source = (
+        "extern crate alloc;\nextern crate reqwest as http;\n"
+        'extern crate core; extern "C" { fn puts(s: *const u8) -> i32; }\n'
+        f'{filler}pub fn get() {{\n    let _ = http::get("https://example.org");\n}}\n'
+    )
+    caps = scan_lib(source).capabilities
+    line = source.splitlines().index('    let _ = http::get("https://example.org");') + 1
+    assert Evidence("src/lib.rs", line, "reqwest::get") in caps[C.NET]
+    assert [e.line for e in caps[C.FFI]] == [3]
+
+
 def test_alias_inside_an_impl_in_a_large_file() -> None:
     """A renamed type used deep inside an impl block resolves to its import."""
     filler = "".join(f"    pub fn filler_{i}(&self) -> u32 {{ {i} }}\n" for i in range(200))

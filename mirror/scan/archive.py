@@ -15,12 +15,17 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import cast
+
+from isal import isal_zlib
 
 from mirror.errors import ArchiveError
 
 _INFLATE_SLICE = 1024 * 1024  # bytes inflated per step, so a bomb is caught within one slice
 _RATIO_FLOOR = 1024 * 1024  # bytes; below this a high ratio is normal (tar padding of tiny files)
 _TAR_OVERHEAD_PER_ENTRY = 3 * 512  # bytes: header, a possible PAX/GNU long-name header, padding
+# isal's stub declares `error` an instance; it is the exception class corrupt input raises.
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
 
 @dataclass(frozen=True)
@@ -56,29 +61,32 @@ def read_crate(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> CrateArc
 def _inflate(data: bytes, limits: ArchiveLimits) -> bytes:
     """Gunzip in bounded slices; stop as soon as the output passes a limit (gzip bomb)."""
     cap = limits.max_total_bytes + limits.max_files * _TAR_OVERHEAD_PER_ENTRY + _RATIO_FLOOR
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header required
-    out = bytearray()
+    # ISA-L inflates 2.5x faster than zlib, with zlib's API (and its bounded `max_length`).
+    inflater = isal_zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header required
+    pieces: list[bytes] = []
+    size = 0
     pending = data
     try:
         while not inflater.eof:
             piece = inflater.decompress(pending, _INFLATE_SLICE)
             pending = inflater.unconsumed_tail
-            out += piece
-            if len(out) > cap:
+            pieces.append(piece)
+            size += len(piece)
+            if size > cap:
                 raise ArchiveError(f"crate unpacks to more than {cap} bytes")
-            if len(out) > _RATIO_FLOOR and len(out) > limits.max_ratio * len(data):
+            if size > _RATIO_FLOOR and size > limits.max_ratio * len(data):
                 raise ArchiveError(
                     f"crate compression ratio exceeds {limits.max_ratio}:1 (gzip bomb)"
                 )
             if not piece and not pending:
                 raise ArchiveError("crate gzip stream is truncated")
-    except zlib.error as e:
+    except _INFLATE_ERROR as e:
         raise ArchiveError(f"crate is not valid gzip: {e}") from e
     # Bytes after the gzip member are invisible to cargo's reader but not to every tool:
     # refuse them rather than scan one archive and let someone unpack another.
     if inflater.unused_data.strip(b"\0"):
         raise ArchiveError("crate has data after the end of its gzip stream")
-    return bytes(out)
+    return b"".join(pieces)
 
 
 def _read_tar(tar_bytes: bytes, limits: ArchiveLimits) -> CrateArchive:
@@ -113,10 +121,11 @@ def _read_tar(tar_bytes: bytes, limits: ArchiveLimits) -> CrateArchive:
                 # the last would see different code.
                 if rel in files:
                     raise ArchiveError(f"crate contains {rel[:200]!r} twice")
-                handle = tar.extractfile(member)
-                if handle is None:  # pragma: no cover - regular files always have data
-                    raise ArchiveError(f"cannot read {rel[:200]!r}")
-                files[rel] = handle.read()
+                # Sliced from the buffer: `extractfile` costs more than the header parse.
+                content = tar_bytes[member.offset_data : member.offset_data + member.size]
+                if len(content) != member.size:
+                    raise ArchiveError(f"{rel[:200]!r} is cut short: the tar is truncated")
+                files[rel] = content
             end = tar.offset
     except ArchiveError:
         raise
@@ -149,3 +158,7 @@ def _check_type(member: tarfile.TarInfo) -> None:
         raise ArchiveError(f"crate contains a link: {member.name[:200]!r}")
     if not member.isreg():
         raise ArchiveError(f"crate contains a special file: {member.name[:200]!r}")
+    # A sparse file's bytes in the tar are not its content (holes are left out): an unpacker
+    # would write what the scan never saw. `cargo package` writes none.
+    if member.issparse():
+        raise ArchiveError(f"crate contains a sparse file: {member.name[:200]!r}")

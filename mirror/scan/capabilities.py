@@ -41,6 +41,7 @@ class Capability(StrEnum):
 
 
 CapabilitySet = frozenset[Capability]
+_ALL = tuple(Capability)  # iterating the enum itself is slow, and is done once per file
 
 
 def parse_capabilities(text: str) -> CapabilitySet:
@@ -133,7 +134,7 @@ def scan_crate(
             add(Capability.BINARY, Evidence(path, 1, kind))
         elif path.endswith(".rs"):
             # Once a capability has all the evidence we keep, its tokens stop costing parses.
-            budget = {c: MAX_EVIDENCE - len(found.get(c, ())) for c in Capability}
+            budget = {c: MAX_EVIDENCE - len(found.get(c, ())) for c in _ALL}
             wanted = frozenset(c for c, left in budget.items() if left > 0)
             for f in scan_rust(content, path, wanted, budget):
                 add(f.capability, Evidence(path, f.line, f.item))

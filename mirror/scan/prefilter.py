@@ -2,16 +2,17 @@
 certainly hold no code.
 
 Parsing runs at ~10 MB/s; most source cannot grant anything. A line matters only if it
-mentions a token below (or a local alias of one, added by the reader's second pass).
+mentions a token below (or a local alias of one, added by the reader's second pass). The
+tokens are searched for all at once with hyperscan (`multimatch`).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any
 
 from mirror.scan.capabilities import Capability
+from mirror.scan.multimatch import Patterns
 from mirror.scan.rules import BARE, RULE_PATHS
 
 _STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})
@@ -51,42 +52,71 @@ for _root in ("std", "libc", "nix"):
 # Tokens whose capability the item itself grants (never through a `use`): once the parser
 # has confirmed enough of them, further mentions need not be parsed.
 LOCAL_TOKENS = {
-    b"unsafe": Capability.UNSAFE,
-    b"extern": Capability.FFI,
-    b"link": Capability.LINKS,
+    "unsafe": Capability.UNSAFE,
+    "extern": Capability.FFI,
+    "link": Capability.LINKS,
 }
+_WORD = b"A-Za-z0-9_"
+_EXTERN_CRATE = re.compile(rb"extern[ \t\n\r\f\v]+crate\b")
+_TOKENS = tuple(sorted(_TOKEN_CAPS))
+_CAPS = tuple(_TOKEN_CAPS[t] for t in _TOKENS)
+_LOCAL = tuple(LOCAL_TOKENS.get(t) for t in _TOKENS)
+
+Hit = tuple[int, Capability | None]  # (offset, the one capability an item-local token grants)
+
+
+def _expression(token: str) -> bytes:
+    """`\\btoken\\b` in hyperscan's syntax (a space stands for any run of whitespace)."""
+    body = rb"[ \t\n\r\f\v]+".join(re.escape(w.encode()) for w in token.split(" "))
+    # `std::*` ends in a non-word byte, where `\b` would demand a word byte next.
+    end = rb"\b" if token[-1].isalnum() or token[-1] == "_" else rb"(?:[^" + _WORD + rb"]|$)"
+    return rb"\b" + body + end
+
+
+# Every token in one database, whatever is wanted: each scan filters by capability.
+_TOKEN_PATTERNS = Patterns([_expression(t) for t in _TOKENS])
+_USE_WORDS = Patterns([rb"\buse\b", rb"\bcrate\b"])  # what `use` and `extern crate` hold
+
+
+def find_tokens(source: bytes, wanted: frozenset[Capability]) -> list[Hit]:
+    """Where the tokens that can reveal a `wanted` capability start, in order."""
+    hits: dict[int, Capability | None] = {}
+    for start, token in _TOKEN_PATTERNS.starts(source):
+        if not _CAPS[token] & wanted:
+            continue
+        local = _LOCAL[token]
+        # `extern crate x;` declares no foreign code; a relevant crate's name on that line
+        # (`extern crate libc as c`) is a token of its own.
+        if local is Capability.FFI and _EXTERN_CRATE.match(source, start):
+            continue
+        hits[start] = local  # a dict: `...|$` can report one start twice
+    return list(hits.items())
+
+
+def mentions_token(data: bytes, wanted: frozenset[Capability]) -> bool:
+    """Does `data` (a macro body) mention a token of a `wanted` capability?"""
+
+    def on_match(token: int, start: int, end: int, flags: int, context: object) -> bool:
+        return bool(_CAPS[token] & wanted)  # true stops the scan
+
+    return not _TOKEN_PATTERNS.scan(data, on_match)
+
+
+def use_words(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each word `use` or `crate` in `data`, in order."""
+    return [(start, start + (3 if index == 0 else 5)) for start, index in _USE_WORDS.starts(data)]
+
+
+def is_token(name: str, wanted: frozenset[Capability]) -> bool:
+    """Is `name` already a token of a `wanted` capability (so the first pass found it)?"""
+    return bool(_TOKEN_CAPS.get(name, frozenset()) & wanted)
 
 
 @functools.lru_cache(maxsize=64)
-def tokens_for(wanted: frozenset[Capability]) -> frozenset[str]:
-    """The pre-filter tokens that can reveal one of the `wanted` capabilities."""
-    return frozenset(t for t, caps in _TOKEN_CAPS.items() if caps & wanted)
-
-
-@functools.lru_cache(maxsize=64)
-def token_regex(tokens: frozenset[str]) -> re.Pattern[bytes]:
-    """`\\b(tok1|tok2...)\\b` with common prefixes factored out (twice as fast to search)."""
-    trie: dict[str, Any] = {}
-    for token in tokens:
-        node = trie
-        for ch in token:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        alternatives = [
-            (r"\s+" if ch == " " else re.escape(ch)) + emit(sub)
-            for ch, sub in sorted(node.items())
-            if ch
-        ]
-        if not alternatives:
-            return ""
-        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
-        if len(alternatives) == 1 and "" not in node:
-            return body
-        return f"(?:{body})?" if "" in node else body
-
-    return re.compile(rb"\b" + emit(trie).encode() + rb"(?![A-Za-z0-9_])")
+def alias_regex(aliases: frozenset[str]) -> re.Pattern[bytes]:
+    """`\\b(alias1|alias2...)\\b`: the second pass's names, which `use` bound in one file."""
+    words = "|".join(re.escape(a) for a in sorted(aliases, key=len, reverse=True))
+    return re.compile(rb"\b(?:" + words.encode() + rb")(?![" + _WORD + rb"])")
 
 
 def comment_only(source: bytes, start: int, end: int) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -23,14 +24,19 @@ from tree_sitter import Node, QueryCursor
 
 from mirror.scan.capabilities import Capability
 from mirror.scan.macro_tokens import read_macro_body
-from mirror.scan.prefilter import LOCAL_TOKENS, comment_only, token_regex, tokens_for
-from mirror.scan.regions import Region, Regions
+from mirror.scan.prefilter import (
+    Hit,
+    alias_regex,
+    comment_only,
+    find_tokens,
+    is_token,
+    mentions_token,
+    use_words,
+)
+from mirror.scan.regions import Captures, Region, Regions
 from mirror.scan.resolve import AliasTable, Found
 from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS
 from mirror.scan.syntax import (
-    LOCAL_QUERY,
-    MACRO_QUERY,
-    NAME_QUERY,
     QUERY,
     USE_QUERY,
     Spans,
@@ -41,6 +47,7 @@ from mirror.scan.syntax import (
 )
 
 MAX_FINDINGS_LABELLED = 50  # unsafe items per region given a label (evidence is capped anyway)
+MAX_USE_WORDS = 32  # `use`/`crate` words in a region looked up one by one (then: one query)
 _LOCAL_CAPTURES = {
     "unsafe": Capability.UNSAFE,
     "foreign": Capability.FFI,
@@ -48,7 +55,7 @@ _LOCAL_CAPTURES = {
     "link": Capability.LINKS,
 }
 _LOCAL_CAPS = frozenset(_LOCAL_CAPTURES.values())
-_USE_WORDS = re.compile(rb"\b(?:use|crate)\b")
+_BARE_BYTES = frozenset(name.encode() for name in BARE)
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,31 @@ def scan_rust(
     `budget` (evidence still wanted per capability, default unlimited) lets the reader stop
     parsing items for `unsafe`, `extern` and `#[link]` once enough of them are confirmed:
     the findings returned for those then still include the first `budget` lines."""
-    tokens = tokens_for(wanted)
-    if not tokens:
-        return []
-    pattern = token_regex(tokens)
-    hits = [(m.start(), LOCAL_TOKENS.get(m.group())) for m in pattern.finditer(source)]
+    hits = find_tokens(source, wanted)
     if not hits:
         return []
-    reader = _FileReader(source, file, budget)
-    reader.pattern = pattern
+    reader = _FileReader(source, file, wanted, budget)
     reader.parse_regions(hits)
     # Second pass: after `use std::env as e`, lines saying `e::var(..)` matter too.
-    extra = frozenset(a for a in reader.names.aliases if a not in tokens)
+    extra = frozenset(a for a in reader.names.aliases if not is_token(a, wanted))
     if extra:
-        reader.pattern = token_regex(tokens | extra)
-        reader.parse_regions([(m.start(), None) for m in token_regex(extra).finditer(source)])
+        reader.aliases = alias_regex(extra)
+        reader.parse_regions([(m.start(), None) for m in reader.aliases.finditer(source)])
     return reader.findings()
 
 
 class _FileReader:
-    def __init__(self, source: bytes, file: str, budget: Mapping[Capability, int] | None) -> None:
+    def __init__(
+        self,
+        source: bytes,
+        file: str,
+        wanted: frozenset[Capability],
+        budget: Mapping[Capability, int] | None,
+    ) -> None:
         self.source = source
         self.file = file
-        self.pattern = token_regex(frozenset())  # what a macro body must mention to be read
+        self.wanted = wanted
+        self.aliases: re.Pattern[bytes] | None = None  # names bound by `use`, once collected
         self.regions = Regions(source)
         self.names = AliasTable(file)
         # Lines confirmed to hold a finding of a capability an item-local token grants.
@@ -101,7 +110,7 @@ class _FileReader:
         self._confirmed: dict[Capability, set[int]] = {cap: set() for cap in _LOCAL_CAPS}
         self._open: Region | None = None  # the region hits are being added to
 
-    def parse_regions(self, hits: list[tuple[int, Capability | None]]) -> None:
+    def parse_regions(self, hits: list[Hit]) -> None:
         """Parse the items holding `hits` (once each) and note which of their lines matter.
 
         Each hit is (offset, local): `local` is the one capability its token (`unsafe`,
@@ -116,14 +125,8 @@ class _FileReader:
             if comment_only(source, line_start, line_end):
                 continue
             region, fresh = self.regions.region_of(hit)
-            # A region without the words cannot hold a `use` or an `extern crate .. as`.
-            if fresh and _USE_WORDS.search(source, region.start, region.end):
-                for _, match in QueryCursor(USE_QUERY).matches(region.root):
-                    if "use" in match:
-                        self.names.collect_use(match["use"][0], ())
-                    elif "crate" in match and "alias" in match:
-                        path = (text(match["crate"][0]),)
-                        self.names.alias(text(match["alias"][0]), path)
+            if fresh:
+                self._collect_uses(region)
             if region is not self._open:
                 self._confirm(self._open, closed_only=False)
                 self._open = region
@@ -132,6 +135,40 @@ class _FileReader:
                 self._confirm(region, closed_only=True)
         self._confirm(self._open, closed_only=False)
         self._open = None
+
+    def _collect_uses(self, region: Region) -> None:
+        """Feed the alias table from the `use` and `extern crate .. as` in a fresh region.
+
+        Each declaration holds the word `use` or `crate`: looking up the node at each word
+        costs a fraction of a query over the whole region. Past `MAX_USE_WORDS` words, one
+        query is cheaper (and each lookup walks down from the root: bounded, if deep)."""
+        start = region.start
+        words = use_words(self.source[start : region.end])
+        if len(words) > MAX_USE_WORDS:
+            for _, match in QueryCursor(USE_QUERY).matches(region.root):
+                if "use" in match:
+                    self.names.collect_use(match["use"][0], ())
+                elif "crate" in match and "alias" in match:
+                    self._extern_crate(match["crate"][0], match["alias"][0])
+            return
+        root = region.root
+        for lo, hi in words:
+            node = root.named_descendant_for_byte_range(lo, hi)
+            if node is None:
+                continue
+            if node.type == "use_declaration":
+                argument = node.child_by_field_name("argument")
+                if argument is not None:
+                    self.names.collect_use(argument, ())
+            elif node.type == "crate" and (parent := node.parent) is not None:
+                name = parent.child_by_field_name("name")
+                alias = parent.child_by_field_name("alias")
+                is_decl = parent.type == "extern_crate_declaration"
+                if is_decl and name is not None and alias is not None:
+                    self._extern_crate(name, alias)
+
+    def _extern_crate(self, name: Node, alias: Node) -> None:
+        self.names.alias(text(alias), (text(name),))
 
     def _saturated(self, cap: Capability) -> bool:
         budget = self._budget
@@ -144,13 +181,11 @@ class _FileReader:
             return
         upto = len(region.spans) - 1 if closed_only else len(region.spans)
         for lo, hi in region.spans[region.confirmed : upto]:
-            cursor = QueryCursor(LOCAL_QUERY)
-            cursor.set_byte_range(lo, hi)
-            for name, nodes in cursor.captures(region.root).items():
-                if name not in _LOCAL_CAPTURES:
-                    continue  # @attr, the name inside `#[link]`
-                rows = self._confirmed[_LOCAL_CAPTURES[name]]
-                rows.update(node.start_point.row + region.line_offset for node in nodes)
+            # Kept for `findings`, which queries again only a span that grew since.
+            captures = region.captures[lo, hi] = _captures(region.root, lo, hi)
+            for name, cap in _LOCAL_CAPTURES.items():
+                rows = self._confirmed[cap]
+                rows.update(node.start_point.row + region.line_offset for node in captures[name])
         region.confirmed = max(region.confirmed, upto)
 
     def findings(self) -> list[Finding]:
@@ -160,7 +195,10 @@ class _FileReader:
                 continue  # did not parse cleanly; its hits were read in a wider region
             for lo, hi in region.spans:
                 # Every finding sits on a line with a token or an alias: query only those.
-                for cap, node, item in self._findings_in(_captures(region.root, lo, hi)):
+                captures = region.captures.get((lo, hi))
+                if captures is None:  # not counted (no budget), or grew since
+                    captures = _captures(region.root, lo, hi)
+                for cap, node, item in self._findings_in(captures):
                     found[(cap, node.start_point.row + region.line_offset + 1, item)] = None
         return [Finding(cap, line, item) for cap, line, item in sorted(found, key=_order)]
 
@@ -176,21 +214,31 @@ class _FileReader:
         for node in paths.outermost:
             if not uses.holds(node):
                 yield from names.path_findings(node, segments(node))
+        # Only bare names and aliases matter (any name, after a glob import): most names are
+        # ruled out as bytes, undecoded. A non-ASCII one is decoded, as replacement
+        # characters can make two byte strings one name.
+        known = None if names.globs else _BARE_BYTES | {a.encode() for a in names.aliases}
         for node in c.get("name", ()):
+            raw = node.text or b""
+            if known is not None and raw.isascii() and raw not in known:
+                continue
             name = text(node)
             if name not in BARE and name not in names.aliases and not names.globs:
                 continue
             if not (paths.holds(node) or trees.holds(node) or uses.holds(node)):
                 yield from names.path_findings(node, (name,))
         for node in trees.outermost:
-            if self.pattern.search(node.text or b""):
+            if self._mentions(node.text or b""):
                 body = read_macro_body(node)
                 for start, path in body.paths:
                     yield from names.path_findings(start, path)
                 yield from body.local
-        macro_names, args = c.get("macro.name", []), c.get("macro.args", [])
-        for name_node, args_node in zip(macro_names, args, strict=True):
-            yield from self._macro_findings(name_node, args_node)
+        for node in c.get("macro", ()):
+            # The query matched only invocations with both: `m!(..)`, `a::m![..]`, `m! {..}`.
+            name_node = node.child_by_field_name("macro")
+            args_node = next((n for n in node.named_children if n.type == "token_tree"), None)
+            if name_node is not None and args_node is not None:
+                yield from self._macro_findings(name_node, args_node)
         # Labelling looks at the parent: bounded, and more evidence than this is never kept.
         unsafe = sorted(c.get("unsafe", ()), key=lambda n: n.start_byte)  # first lines first
         for node in unsafe[:MAX_FINDINGS_LABELLED]:
@@ -203,6 +251,12 @@ class _FileReader:
             yield Capability.FFI, node, f'extern "C" fn {text(node)}'
         for node in c.get("link", ()):
             yield Capability.LINKS, node, " ".join(text(node).split())[:200]
+
+    def _mentions(self, body: bytes) -> bool:
+        """Is a macro body worth reading token by token: does it name a token or an alias?"""
+        if mentions_token(body, self.wanted):
+            return True
+        return self.aliases is not None and self.aliases.search(body) is not None
 
     def _macro_findings(self, name: Node, args: Node) -> Iterator[Found]:
         path = segments(name)
@@ -223,20 +277,11 @@ class _FileReader:
                 yield Capability.INCLUDE_OUTSIDE, name, f'{macro}!("{literal}")'
 
 
-def _captures(root: Node, lo: int, hi: int) -> dict[str, list[Node]]:
+def _captures(root: Node, lo: int, hi: int) -> Captures:
     """Everything the findings are made from, in the byte span `lo:hi` of a parsed region."""
     cursor = QueryCursor(QUERY)
     cursor.set_byte_range(lo, hi)
-    captures = cursor.captures(root)
-    cursor = QueryCursor(NAME_QUERY)
-    cursor.set_byte_range(lo, hi)
-    captures["name"] = cursor.captures(root).get("name", [])
-    cursor = QueryCursor(MACRO_QUERY)
-    cursor.set_byte_range(lo, hi)
-    for _, match in cursor.matches(root):
-        captures.setdefault("macro.name", []).extend(match["name"])
-        captures.setdefault("macro.args", []).extend(match["args"])
-    return captures
+    return defaultdict(list, cursor.captures(root))
 
 
 def _order(key: tuple[Capability, int, str]) -> tuple[int, str, str]:

@@ -25,26 +25,19 @@ USE_QUERY = Query(
     "(use_declaration argument: (_) @use)"
     "(extern_crate_declaration name: (identifier) @crate alias: (identifier) @alias)",
 )
-# Bare names; only the lines with hits are queried, so capturing every identifier is cheap.
-NAME_QUERY = Query(LANGUAGE, "(identifier) @name (type_identifier) @name")
-# What `unsafe`, `extern` and `link` find in parsed items; counted as items are parsed.
-LOCAL_QUERY = Query(
-    LANGUAGE,
-    """
-    "unsafe" @unsafe
-    (foreign_mod_item) @foreign
-    (function_item (function_modifiers (extern_modifier)) name: (identifier) @externfn)
-    (attribute_item (attribute (identifier) @attr (#eq? @attr "link"))) @link
-    """,
-)
-MACRO_QUERY = Query(LANGUAGE, "(macro_invocation macro: (_) @name (token_tree) @args)")
+# Everything findings are made from, and what `unsafe`, `extern` and `link` confirm as items
+# are parsed. Bare names too: only the lines with hits are queried, so capturing every
+# identifier is cheap.
 QUERY = Query(
     LANGUAGE,
     """
+    (identifier) @name
+    (type_identifier) @name
     (use_declaration argument: (_) @use)
     (scoped_identifier) @path
     (scoped_type_identifier) @path
     (token_tree) @tokens
+    (macro_invocation macro: (_) (token_tree)) @macro
     "unsafe" @unsafe
     (foreign_mod_item) @foreign
     (function_item (function_modifiers (extern_modifier)) name: (identifier) @externfn)
