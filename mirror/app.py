@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import signal
 from collections.abc import AsyncIterator
+from multiprocessing.connection import Connection
 from typing import Optional
 
 import structlog
@@ -37,18 +38,21 @@ POLICY_POLL_SECONDS = 2.0  # how often the policy file's mtime is checked for ch
 PUBLISH_SECONDS = 2.0  # how often served index files are signed into the TUF repository
 
 
-def create_app(settings: Settings, *, audit_process: bool = False) -> web.Application:
+def create_app(
+    settings: Settings, *, audit_process: bool = False, audit_connection: Connection | None = None
+) -> web.Application:
     """A ready aiohttp application. Raises ConfigError for an invalid policy or TUF settings.
 
     `audit_process` moves audit hashing and writing to a child process (what `serve` does:
-    it keeps the GIL free for serving); in-process tests use the writer thread.
+    it keeps the GIL free for serving), or to the writer at the other end of
+    `audit_connection` (a worker's `AuditHub`); in-process tests use the writer thread.
     """
     trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
     store = Store(settings.cache_dir)
     store.remove_stale_tmp()
     upstream = None if settings.offline else Upstream(settings)
     audit: AuditSink = (
-        ProcessAuditLog(settings.audit_directory)
+        ProcessAuditLog(settings.audit_directory, connection=audit_connection)
         if audit_process
         else AuditLog(settings.audit_directory)
     )
@@ -199,17 +203,17 @@ def warn_expired(engine: PolicyEngine) -> None:
         )
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, audit_connection: Connection | None = None) -> None:
     """Serve until SIGINT/SIGTERM (one process; `mirror.cli.serve` forks workers around it)."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, audit_connection))
 
 
-async def _serve(settings: Settings) -> None:
-    app = create_app(settings, audit_process=True)
+async def _serve(settings: Settings, audit_connection: Connection | None) -> None:
+    app = create_app(settings, audit_process=True, audit_connection=audit_connection)
     runner = MirrorRunner(app, access_log=None)  # every request is in the audit log already
     await runner.setup()
     try:

@@ -20,9 +20,9 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -36,23 +36,34 @@ ACK_TIMEOUT = 30.0  # seconds flush() waits for the child to confirm a write
 
 
 class ProcessAuditLog:
-    def __init__(self, directory: Path, *, flush_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        flush_interval: float = 0.05,
+        connection: Connection | None = None,
+    ) -> None:
+        """`connection`: a writer that already runs (a worker's line to its `AuditHub`)."""
         self.directory = Path(directory)
         self._flush_interval = flush_interval
         self._pending: list[tuple[Any, ...]] = []
         self._send_lock = threading.Lock()
         self._stopping = threading.Event()
-        # A fresh small interpreter, not a fork of the server's memory; started with
-        # subprocess, not multiprocessing's spawn, which would add a resource-tracker process
-        # (13 MB) per server for semaphores we never use.
-        ours, theirs = socket.socketpair()
-        self._conn = Connection(ours.detach())
-        self._child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_ENTRY, str(self.directory), str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-        )
-        theirs.close()
+        self._child: subprocess.Popen[bytes] | None = None
+        if connection is not None:
+            self._conn = connection
+        else:
+            # A fresh small interpreter, not a fork of the server's memory; started with
+            # subprocess, not multiprocessing's spawn, which would add a resource-tracker
+            # process (13 MB) per server for semaphores we never use.
+            ours, theirs = socket.socketpair()
+            self._conn = Connection(ours.detach())
+            self._child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_ENTRY, str(self.directory), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            theirs.close()
         self._ship(ack=True)  # fail now, not later, if the directory cannot be written
         self._thread = threading.Thread(target=self._run, name="audit-ship", daemon=True)
         self._thread.start()
@@ -77,10 +88,11 @@ class ProcessAuditLog:
         finally:
             with contextlib.suppress(OSError):
                 self._conn.close()
-            try:
-                self._child.wait(ACK_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                _log.error("audit.writer_stuck", pid=self._child.pid)
+            if self._child is not None:
+                try:
+                    self._child.wait(ACK_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    _log.error("audit.writer_stuck", pid=self._child.pid)
 
     def _run(self) -> None:
         while not self._stopping.wait(self._flush_interval):
@@ -120,21 +132,69 @@ def _child_main(directory: Path, conn: Connection) -> None:
     # auditing ends (it closes the pipe after its last events), so the writer ignores them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _serve(directory, [conn])
+
+
+def _serve(directory: Path, conns: list[Connection]) -> None:
+    """Write what the servers send until every one of them has closed its connection."""
     log = AuditLog(directory)
+    open_conns = list(conns)
     try:
-        while True:
-            try:
-                batch, ack = conn.recv()
-            except (EOFError, OSError):
-                return  # the server exited or was killed: write what we have and stop
-            for stamp, *values in batch:
-                log.record_at(stamp, AuditEvent(**dict(zip(_FIELDS, values, strict=True))))
-            error = ""
-            try:
-                log.flush()
-            except StorageError as e:
-                error = str(e)  # the events stay queued in `log` and are retried
-            if ack:
-                conn.send(error)
+        while open_conns:
+            for ready in wait(open_conns):
+                conn = cast(Connection, ready)
+                try:
+                    batch, ack = conn.recv()
+                except (EOFError, OSError):
+                    open_conns.remove(conn)  # that server exited or was killed
+                    continue
+                for stamp, *values in batch:
+                    log.record_at(stamp, AuditEvent(**dict(zip(_FIELDS, values, strict=True))))
+                error = ""
+                try:
+                    log.flush()
+                except StorageError as e:
+                    error = str(e)  # the events stay queued in `log` and are retried
+                if ack:
+                    with contextlib.suppress(OSError):
+                        conn.send(error)
     finally:
         log.close()
+
+
+class AuditHub:
+    """One writer for all of `serve --workers N`'s servers, run by the supervisor.
+
+    Each worker gets its own socket pair (a shared pipe would interleave large messages);
+    the supervisor writes from a thread, so no worker needs a writer process of its own
+    (25 MB each) and the chain has a single writer.
+    """
+
+    def __init__(self, directory: Path, workers: int) -> None:
+        self.directory = Path(directory)
+        self._pairs = [socket.socketpair() for _ in range(workers)]
+        self._thread: threading.Thread | None = None
+
+    def claim(self, worker: int) -> Connection:
+        """In worker `worker` (after fork): its connection; every other end is closed."""
+        mine = self._pairs[worker][1]
+        for hub_end, worker_end in self._pairs:
+            hub_end.close()
+            if worker_end is not mine:
+                worker_end.close()
+        return Connection(mine.detach())
+
+    def start(self) -> None:
+        """In the supervisor, once every worker is forked."""
+        conns = []
+        for hub_end, worker_end in self._pairs:
+            worker_end.close()  # so a worker's exit reads as end-of-file here
+            conns.append(Connection(hub_end.detach()))
+        self._thread = threading.Thread(
+            target=_serve, args=(self.directory, conns), name="audit-hub", daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

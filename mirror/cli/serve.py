@@ -96,12 +96,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _supervise(settings: Settings, run_server: Any) -> int:
     """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
+    from mirror.audit import AuditHub
+
+    hub = AuditHub(settings.audit_directory, settings.workers)
     procs = [
-        multiprocessing.Process(target=run_server, args=(settings,), name=f"worker-{i}")
+        multiprocessing.Process(
+            target=_worker, args=(settings, run_server, hub, i), name=f"worker-{i}"
+        )
         for i in range(settings.workers)
     ]
     for proc in procs:
         proc.start()
+    hub.start()  # the audit chain is written here, for all workers
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:
@@ -112,4 +118,23 @@ def _supervise(settings: Settings, run_server: Any) -> int:
         signal.signal(signum, forward)
     for proc in procs:
         proc.join()
+    hub.join(timeout=30)  # the workers' last events, sent as they shut down
     return max((proc.exitcode or 0) for proc in procs)
+
+
+def _worker(settings: Settings, run_server: Any, hub: Any, index: int) -> None:
+    _exit_with_parent()
+    run_server(settings, hub.claim(index))
+
+
+def _exit_with_parent() -> None:
+    """If the supervisor dies (even `kill -9`), stop: without it nothing audits our answers."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
