@@ -23,7 +23,7 @@ from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
 
 MAX_EVIDENCE = 20  # evidence entries kept per capability per crate (first in scan order)
 MAX_MANIFEST_BYTES = 1024 * 1024  # bytes; real manifests are a few KiB
-REPORT_FORMAT = 2  # bump when scanning changes, so cached reports are redone
+REPORT_FORMAT = 3  # bump when scanning changes, so cached reports are redone
 
 
 class Capability(StrEnum):

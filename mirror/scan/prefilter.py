@@ -119,10 +119,53 @@ def alias_regex(aliases: frozenset[str]) -> re.Pattern[bytes]:
     return re.compile(rb"\b(?:" + words.encode() + rb")(?![" + _WORD + rb"])")
 
 
+# A block comment's edges as the lexer reads them: left to right, `/*` and `*/` a pair each.
+_BLOCK_COMMENT_EDGE = re.compile(rb"/\*|\*/")
+
+
 def comment_only(source: bytes, start: int, end: int) -> bool:
-    """Is the line `source[start:end]` certainly not code: it starts with `//` and holds no
-    `"` and no `*/`? At the line's start the lexer is in code (then `//` comments out the
-    rest), in a string (which cannot end without a `"`) or in a block comment (which cannot
-    end without `*/`): in none of these can a later part of the line be code."""
+    """Is the line `source[start:end]` certainly not code: it starts with `//`, holds no `"`
+    and cannot close a block comment? At the line's start the lexer is in code (then `//`
+    comments out the rest), in a string (which cannot end without a `"`) or in a block
+    comment: in none of these can a later part of the line be code. A block comment ends
+    at a `*/` that brings its nesting depth to 0; doc links such as `docs.rs/x/*/y` hold
+    `/*/`, which (read as the lexer reads it, `/*` first) opens one more level, never less.
+    So the line is comment as long as no prefix of it closes more levels than it opens."""
     text = source[start:end].lstrip()
-    return text.startswith(b"//") and b'"' not in text and b"*/" not in text
+    if not text.startswith(b"//") or b'"' in text:
+        return False
+    depth = 0
+    for edge in _BLOCK_COMMENT_EDGE.finditer(text):
+        depth += 1 if edge[0] == b"/*" else -1
+        if depth < 0:
+            return False
+    return True
+
+
+_LEADING_TRIVIA = re.compile(rb"(?:[ \t\r\n]+|//[^\n]*)*")  # whitespace and line comments
+
+
+def code_start(source: bytes) -> int:
+    """Where the first code of a file may start: after a BOM, whitespace and comments.
+
+    Crates often open with a long `/*! .. */` doc comment. A slice cut from inside it is
+    prose: it fails to parse (slowly, tree-sitter's error recovery is the costliest parse)
+    and grows until the whole file is parsed, for a hit that cannot be code. At the file's
+    start the lexer is in code, so this prefix is lexed exactly: `//` runs to the end of the
+    line, and block comments nest, `/*` and `*/` each read as one pair of bytes from left to
+    right (as rustc and tree-sitter read them). An unclosed comment ends the prefix at its
+    start (broken code is left to the parser)."""
+    at = 3 if source.startswith(b"\xef\xbb\xbf") else 0
+    while True:
+        trivia = _LEADING_TRIVIA.match(source, at)  # (always matches, if only "")
+        at = trivia.end() if trivia is not None else at
+        if not source.startswith(b"/*", at):
+            return at
+        depth = 0
+        for edge in _BLOCK_COMMENT_EDGE.finditer(source, at):
+            depth += 1 if edge[0] == b"/*" else -1
+            if depth == 0:
+                at = edge.end()
+                break
+        else:
+            return at

@@ -24,16 +24,21 @@ WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting ga
 # Where an item may start: a line at column 0 or 4 (a top-level item, or one inside an
 # `impl`, `trait` or `mod`) right after a line that closed the previous item with `}` or `;`.
 # Cutting only there keeps a slice from starting inside a block comment or a multi-line
-# string (where such lines are rare; a slice that does fails to parse and grows).
-_ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/])")
+# string (where such lines are rare; a slice that does fails to parse and grows). Also
+# before a column-0 `}` that closes a container: its last member then ends a slice without
+# the container's `}`, which would otherwise unbalance it and pull in the whole container.
+_ITEM_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=(?:    )?[A-Za-z#/]|\}\r?\n)")
 _TOP_CUT = re.compile(rb"[};]\r?\n(?:[ \t]*\r?\n)?(?=[A-Za-z#/])")  # column 0 only
 _MERGE_GAP = 1024  # bytes between two hit spans of a region that are queried as one
 # Cuts a region may grow by to balance its braces: a few within an `impl` (then: top-level
 # items only), many at the top level (then: the whole file).
 _MAX_ITEM_WIDENING = 8
 _MAX_TOP_WIDENING = 256
-# A line opening a container whose members are items: `pub(crate) unsafe impl<T> X for Y {`.
+# A line opening a container whose members are items: `pub(crate) unsafe impl<T> X for Y {`,
+# after a few lines of `//` comments and one-line `#[..]` attributes (a cut lands before
+# them). Possessive and bounded: each hit after a long doc comment must not rescan it.
 _CONTAINER_HEADER = re.compile(
+    rb"(?:[ \t]*(?://[^\n]{0,256}|#\[[^\n]{0,256}\][ \t]*)?\r?\n){0,16}+"
     rb"(?:pub(?:\([^)\n]*\))? +)?(?:unsafe +)?(?:impl|trait|mod)\b[^\n]*\{[ \t]*\r?\n"
 )
 _LAST = {cuts: re.compile(rb"(?s:.*)" + cuts.pattern) for cuts in (_ITEM_CUT, _TOP_CUT)}
@@ -134,11 +139,8 @@ class Regions:
         """A span opening with an `impl`, `trait` or `mod` header line (`impl X for Y {`)
         and holding the hit further down starts after the header: the members are items
         on their own, and the whole container need not be parsed for one of them."""
-        start, end = span
-        eol = self.source.find(b"\n", start, offset)
-        if eol > 0 and _CONTAINER_HEADER.match(self.source, start, eol + 1):
-            return eol + 1, end
-        return span
+        header = _CONTAINER_HEADER.match(self.source, span[0], offset)
+        return (header.end(), span[1]) if header is not None else span
 
     def _balanced(
         self, cuts: re.Pattern[bytes], span: tuple[int, int], widening: int
@@ -155,9 +157,12 @@ class Regions:
         imbalance = self._imbalance(start, end)
         closer = source.find(b"*/", start, end)
         for _ in range(widening):
-            if closer >= 0 and source.find(b"/*", start, closer) < 0:
+            # (to `closer + 1`: in `/*/`, as in a `docs.rs/x/*/y` link, the lexer reads `/*`)
+            if closer >= 0 and source.find(b"/*", start, closer + 1) < 0:
                 opened = source.rfind(b"/*", 0, start)  # the span starts inside a comment
                 grown = self._cut_before(cuts, opened) if opened > 0 else 0
+                if grown == start:  # nothing left to grow by: every further step is the same
+                    return None
             elif imbalance < 0 and start > 0:
                 grown = self._cut_before(cuts, start - 1)
             elif imbalance > 0 and end < size:

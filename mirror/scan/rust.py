@@ -27,6 +27,7 @@ from mirror.scan.macro_tokens import read_macro_body
 from mirror.scan.prefilter import (
     Hit,
     alias_regex,
+    code_start,
     comment_only,
     find_tokens,
     is_token,
@@ -109,6 +110,8 @@ class _FileReader:
         self._budget = budget
         self._confirmed: dict[Capability, set[int]] = {cap: set() for cap in _LOCAL_CAPS}
         self._open: Region | None = None  # the region hits are being added to
+        self._code_start = code_start(source)  # hits before it are in the leading comments
+        self._read_trees: set[tuple[int, int, int, int]] = set()  # macro bodies read, by place
 
     def parse_regions(self, hits: list[Hit]) -> None:
         """Parse the items holding `hits` (once each) and note which of their lines matter.
@@ -117,7 +120,7 @@ class _FileReader:
         `extern`, `link`) can grant, by what the item itself says (never through a `use`)."""
         source = self.source
         for hit, local in hits:
-            if local is not None and self._saturated(local):
+            if hit < self._code_start or (local is not None and self._saturated(local)):
                 continue
             line_start = source.rfind(b"\n", 0, hit) + 1
             line_end = source.find(b"\n", hit)
@@ -198,11 +201,11 @@ class _FileReader:
                 captures = region.captures.get((lo, hi))
                 if captures is None:  # not counted (no budget), or grew since
                     captures = _captures(region.root, lo, hi)
-                for cap, node, item in self._findings_in(captures):
+                for cap, node, item in self._findings_in(captures, (region.start, region.end)):
                     found[(cap, node.start_point.row + region.line_offset + 1, item)] = None
         return [Finding(cap, line, item) for cap, line, item in sorted(found, key=_order)]
 
-    def _findings_in(self, c: dict[str, list[Node]]) -> Iterator[Found]:
+    def _findings_in(self, c: dict[str, list[Node]], region: tuple[int, int]) -> Iterator[Found]:
         # Nesting is decided from byte ranges, never `node.parent`: tree-sitter walks down
         # from the root for each parent, so on a hostile 20 000-deep tree that is quadratic.
         names = self.names
@@ -228,6 +231,12 @@ class _FileReader:
             if not (paths.holds(node) or trees.holds(node) or uses.holds(node)):
                 yield from names.path_findings(node, (name,))
         for node in trees.outermost:
+            # A macro body longer than the gap between two spans is captured by each: its
+            # findings (same tree, same lines) are all in already after the first reading.
+            key = (*region, node.start_byte, node.end_byte)
+            if key in self._read_trees:
+                continue
+            self._read_trees.add(key)
             if self._mentions(node.text or b""):
                 body = read_macro_body(node)
                 for start, path in body.paths:
