@@ -9,7 +9,7 @@ download path: validate -> decide (name) -> index line -> decide (version) -> st
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -32,7 +32,7 @@ from mirror.errors import (
     UpstreamUnavailable,
 )
 from mirror.gate import Gate, Request, ServedIndex
-from mirror.index import parse_index_path, validate_name, validate_version
+from mirror.index import IndexLine, parse_index_path, validate_name, validate_version
 from mirror.index_cache import IndexCache, IndexEntry
 from mirror.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.request_ids import next_request_id
@@ -130,19 +130,8 @@ class Mirror:
         if body is None:  # a large crate: sendfile, never read into memory
             metrics.bytes_counter("download").inc(path.stat().st_size)
             return web.FileResponse(path, headers={"Content-Type": CRATE_TYPE})
-        if quiet and self.gate.quietly_allowed(name) and line.vers not in self._hidden(entry):
-            self._prepare(
-                request,
-                prepared_response(
-                    "download",
-                    body,
-                    {"Content-Type": CRATE_TYPE},
-                    self._index_check(entry, self.gate.served_index(entry), offline=False),
-                    crate=name,
-                    version=version,
-                    details={"cksum": line.cksum},
-                ),
-            )
+        if quiet:
+            self._prepare_download(request, entry, line, body)
         metrics.bytes_counter("download").inc(len(body))
         return web.Response(body=body, content_type=CRATE_TYPE)
 
@@ -229,8 +218,24 @@ class Mirror:
 
         return still_valid
 
-    def _hidden(self, entry: IndexEntry) -> Mapping[str, object]:
-        return self.gate.served_index(entry).hidden
+    def _prepare_download(
+        self, request: web.Request, entry: IndexEntry, line: IndexLine, body: bytes
+    ) -> None:
+        served = self.gate.served_index(entry)
+        if not self.gate.quietly_allowed(line.name) or line.vers in served.hidden:
+            return  # a warning is audited per request, so only the handler may answer it
+        self._prepare(
+            request,
+            prepared_response(
+                "download",
+                body,
+                {"Content-Type": CRATE_TYPE},
+                self._index_check(entry, served, offline=False),
+                crate=line.name,
+                version=line.vers,
+                details={"cksum": line.cksum},
+            ),
+        )
 
     def _is_cached(self, cksum: str) -> bool:
         return self.crates.store.has_crate(cksum)
