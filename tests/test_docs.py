@@ -23,7 +23,8 @@ import pytest
 
 from tests.mirror_process import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository root, however deep this file is moved under tests/.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 
@@ -47,7 +48,7 @@ def pages() -> list[Path]:
     return [README, *sorted(DOCS.glob("*.md")), ROOT / "bench" / "README.md"]
 
 
-def _prose_lines(text: str) -> Iterator[tuple[int, str, bool]]:
+def _lines(text: str) -> Iterator[tuple[int, str, bool]]:
     """(line number, line, inside a fenced code block) for every line."""
     fenced = False
     for number, line in enumerate(text.splitlines(), 1):
@@ -62,20 +63,13 @@ def paragraphs(text: str) -> list[tuple[int, str]]:
     """(first line, whitespace-normalized text) of each paragraph; a fenced block is one."""
     found: list[tuple[int, str]] = []
     start, lines = 0, []
-    fenced = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if _FENCE.match(line):
-            fenced = not fenced
-        if not fenced and not line.strip() and not _FENCE.match(line):
-            if lines:
-                found.append((start, " ".join(" ".join(lines).split())))
+    for number, line, fenced in [*_lines(text), (0, "", False)]:  # a blank line ends the last
+        if fenced or line.strip():
+            start = start if lines else number
+            lines.append(line)
+        elif lines:
+            found.append((start, " ".join(" ".join(lines).split())))
             lines = []
-            continue
-        if not lines:
-            start = number
-        lines.append(line)
-    if lines:
-        found.append((start, " ".join(" ".join(lines).split())))
     return found
 
 
@@ -83,7 +77,7 @@ def sections(text: str) -> list[tuple[int, str, str]]:
     """(line, title, normalized body) of every `##` and `###` section; a body runs to the next
     heading of any level."""
     found: list[tuple[int, str, list[str]]] = []
-    for number, line, fenced in _prose_lines(text):
+    for number, line, fenced in _lines(text):
         heading = None if fenced else _HEADING.match(line)
         if heading:
             if len(heading.group(1)) in (2, 3):
@@ -106,7 +100,7 @@ def anchors(text: str) -> set[str]:
     """Every heading anchor of a page, with GitHub's -1, -2 ... suffixes for repeated titles."""
     seen: dict[str, int] = defaultdict(int)
     found: set[str] = set()
-    for _, line, fenced in _prose_lines(text):
+    for _, line, fenced in _lines(text):
         heading = None if fenced else _HEADING.match(line)
         if heading:
             base = slug(heading.group(2))
@@ -118,7 +112,7 @@ def anchors(text: str) -> set[str]:
 def links(text: str) -> list[tuple[int, str]]:
     """(line, target) of every Markdown link outside code, inline or reference style."""
     found: list[tuple[int, str]] = []
-    for number, line, fenced in _prose_lines(text):
+    for number, line, fenced in _lines(text):
         if fenced:
             continue
         prose = _INLINE_CODE.sub("", line)
