@@ -22,10 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.errors import BadRequest, ConfigError, NotFound, Problem
+from mirror.files import write_atomic
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -192,20 +191,8 @@ class TokenStore:
             ],
         }
         body = json.dumps(data, indent=2).encode() + b"\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
-        try:
-            os.fchmod(
-                fd, 0o600
-            )  # hashes are not secrets, but names and scopes are nobody's business
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Hashes are not secrets, but names and scopes are nobody's business.
+        write_atomic(self.path, body, mode=0o600)
         self._records = records
         self._by_hash = {r.sha256: r for r in records}
         self._stamp = _stamp(self.path)

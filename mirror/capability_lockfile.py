@@ -7,16 +7,15 @@ exclusive `flock` on a sidecar `.lock` file, so concurrent writers never lose up
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from mirror.atomicfile import write_atomic
 from mirror.errors import BadRequest, ConfigError, Problem
+from mirror.files import exclusive_lock, write_atomic
 from mirror.index import canonical_name, validate_name
 from mirror.policy.capability_lock import ENTRY_KEYS, LOCK_FORMAT, Approval, CapabilityLock
 from mirror.policy.semver import VersionReq
@@ -156,14 +155,6 @@ class _Validator:
         return value
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> AbstractContextManager[None]:
     """Exclusive lock on a sidecar file: two `approve` runs never lose each other's update."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return exclusive_lock(path.with_name(path.name + ".lock"))

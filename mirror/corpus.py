@@ -24,7 +24,6 @@ from typing import Any
 import aiohttp
 
 from mirror import USER_AGENT
-from mirror.atomicfile import write_atomic
 from mirror.errors import (
     BadRequest,
     ConfigError,
@@ -33,6 +32,7 @@ from mirror.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from mirror.files import write_atomic
 from mirror.index import canonical_name, validate_name
 
 __all__ = [

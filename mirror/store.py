@@ -30,8 +30,8 @@ from typing import Any
 
 import aiofiles
 
-from mirror.atomicfile import fsync_directory, write_atomic
 from mirror.errors import IntegrityError, StorageError
+from mirror.files import fsync_directory, write_atomic
 from mirror.index import index_path
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")

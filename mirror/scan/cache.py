@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirror.atomicfile import write_atomic
 from mirror.errors import StorageError
+from mirror.files import write_atomic
 from mirror.scan.archive import ArchiveLimits
 from mirror.scan.capabilities import CapabilityReport, scan_crate
 

@@ -1,14 +1,19 @@
-"""write_atomic: complete replacement or nothing, no stray files, permissions applied."""
+"""mirror.files: the one atomic writer (complete replacement or nothing, no stray files,
+permissions applied) and the one file lock (one holder at a time, released when it dies)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from mirror.atomicfile import write_atomic
+from mirror.files import exclusive_lock, write_atomic
 
 
 def test_replaces_content_and_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -48,3 +53,42 @@ def test_tmp_dir_is_used_for_the_temporary_file(tmp_path: Path) -> None:
     write_atomic(tmp_path / "out" / "f", b"x", tmp_dir=scratch)
     assert (tmp_path / "out" / "f").read_bytes() == b"x"
     assert list(scratch.iterdir()) == []
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from mirror.files import exclusive_lock
+with exclusive_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_exclusive_lock_waits_for_another_process_and_survives_its_kill_9(
+    tmp_path: Path,
+) -> None:
+    """A second holder waits while a process holds the lock; kill -9 of the holder frees it
+    (a crashed writer must never leave the other workers waiting forever)."""
+    path = tmp_path / "sub" / "x.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        acquired = threading.Event()
+
+        def take() -> None:
+            with exclusive_lock(path):
+                acquired.set()
+
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        assert not acquired.wait(0.5)  # still held by the other process
+        os.kill(holder.pid, signal.SIGKILL)
+        assert acquired.wait(10)
+        waiter.join(10)
+    finally:
+        holder.kill()
+        holder.wait()
+
