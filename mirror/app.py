@@ -14,7 +14,6 @@ import structlog
 from aiohttp import web
 
 from mirror.audit import AuditEvent, AuditLog, AuditSink, ProcessAuditLog
-from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher
 from mirror.errors import ConfigError, StorageError
@@ -23,8 +22,9 @@ from mirror.gate import Gate
 from mirror.index import index_path
 from mirror.index_cache import IndexCache
 from mirror.policy.engine import PolicyEngine
-from mirror.policy_files import PolicyFiles
 from mirror.server import MIRROR, Mirror, build_app, tuf_static
+from mirror.sources.policy_files import PolicyFiles
+from mirror.sources.tokens import TokenStore
 from mirror.store import Store
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mirror.audit import AuditEvent
-from mirror.capability_lockfile import load_lock, update_lock
 from mirror.errors import MirrorError
 from mirror.index import IndexFile, IndexLine
 from mirror.policy.capability_lock import (
@@ -32,6 +31,7 @@ from mirror.policy.semver import Version
 from mirror.scan.cache import ScanCache
 from mirror.scan.capabilities import CapabilityReport, scan_crate
 from mirror.singleflight import SingleFlight
+from mirror.sources.capability_lockfile import load_lock, update_lock
 
 if TYPE_CHECKING:
     from mirror.downloads import CrateFetcher

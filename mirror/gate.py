@@ -238,7 +238,7 @@ class Gate:
         self._record(req, decision)
         if decision.action is Action.BLOCK:
             policy_path = self._engine.policy.path if self._engine is not None else None
-            raise Blocked(decision, explain(decision, policy_path, req.request_id))
+            raise Blocked(decision.rule, explain(decision, policy_path, req.request_id))
 
     def _record(self, req: Request, decision: Decision) -> None:
         if decision.rule != "default":  # plain allows are already counted per request

@@ -16,7 +16,6 @@ import structlog
 from aiohttp import web
 
 from mirror import metrics
-from mirror.auth import TokenStore
 from mirror.config import Settings
 from mirror.downloads import CrateFetcher, HotCrates
 from mirror.errors import (
@@ -36,6 +35,7 @@ from mirror.index import IndexLine, parse_index_path, validate_name, validate_ve
 from mirror.index_cache import IndexCache, IndexEntry
 from mirror.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.request_ids import next_request_id
+from mirror.sources.tokens import TokenStore
 from mirror.upstream import Upstream
 
 log = structlog.get_logger("mirror.server")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mirror.advisories import Advisory, load_advisories, parse_advisory
 from mirror.errors import ConfigError
+from mirror.policy.advisories import Advisory, parse_advisory
 from mirror.policy.semver import Version, VersionReq
+from mirror.sources.advisories import load_advisories
 
 
 def write_advisory(

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mirror import auth
-from mirror.auth import TOKEN_PREFIX, TokenStore, hash_token, token_from_header
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, NotFound
 from mirror.index import index_path
+from mirror.sources import tokens as token_file
+from mirror.sources.tokens import TOKEN_PREFIX, TokenStore, hash_token, token_from_header
 from tests.fixtures.upstream import FakeUpstream
 
 AiohttpClient = Callable[[web.Application], Any]
@@ -80,7 +80,7 @@ def test_revoke_takes_effect_in_a_running_store_without_restart(
     tokens: TokenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server's long-lived store notices the CLI's revoke (another process) on its own."""
-    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
     token = tokens.add("laptop")
     server_view = TokenStore(tokens.path)
     assert server_view.authenticate(token) is not None
@@ -138,7 +138,7 @@ def test_header_parsing() -> None:
     assert token_from_header("  Bearer   abc ") == "abc"
     assert token_from_header("bearer abc") == "abc"
     assert token_from_header("Token abc") == "Token abc"  # only Bearer is a scheme we strip
-    assert token_from_header("a" * (auth.MAX_HEADER_CHARS + 1)) is None
+    assert token_from_header("a" * (token_file.MAX_HEADER_CHARS + 1)) is None
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -236,7 +236,7 @@ async def test_revoked_token_is_refused_by_a_running_server(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
     store = TokenStore(tmp_path / "tokens.json")
     token = store.add("bob")
     client = await _auth_client(

@@ -9,7 +9,6 @@ from types import MappingProxyType
 
 import pytest
 
-from mirror.capability_lockfile import load_lock, save_lock, update_lock
 from mirror.errors import ConfigError
 from mirror.policy.capability_lock import (
     CapabilityLock,
@@ -19,6 +18,7 @@ from mirror.policy.capability_lock import (
 )
 from mirror.policy.decision import Action, Mode
 from mirror.scan.capabilities import Capability, CapabilityReport, Evidence, scan_crate
+from mirror.sources.capability_lockfile import load_lock, save_lock, update_lock
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
 C = Capability

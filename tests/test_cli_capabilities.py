@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from mirror.audit import read_events
-from mirror.capability_lockfile import load_lock
 from mirror.cli import main
 from mirror.index import index_path
 from mirror.scan.capabilities import Capability
+from mirror.sources.capability_lockfile import load_lock
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 from tests.test_scan_capabilities import make_crate
 

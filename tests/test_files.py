@@ -91,4 +91,3 @@ def test_exclusive_lock_waits_for_another_process_and_survives_its_kill_9(
     finally:
         holder.kill()
         holder.wait()
-

@@ -22,9 +22,9 @@ from mirror.app import create_app
 from mirror.audit.query import read_events
 from mirror.config import Settings
 from mirror.index import index_path
-from mirror.policy_files import PolicyFiles
 from mirror.prepared import PreparedTable, prepared_response
 from mirror.server import MIRROR, Mirror
+from mirror.sources.policy_files import PolicyFiles
 from tests.conftest import MirrorClient, mirror_server
 from tests.fixtures.upstream import FakeUpstream
 
@@ -271,7 +271,7 @@ async def test_h2c_upgrade_offer_is_answered_in_http_1_1(
 async def test_tokens_are_checked_on_the_fast_path(
     fake_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
-    from mirror.auth import TokenStore
+    from mirror.sources.tokens import TokenStore
 
     tokens = TokenStore(tmp_path / "tokens.json")
     secret = tokens.add("alice")

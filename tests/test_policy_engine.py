@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.advisories import Advisory, AdvisoryDb
 from mirror.index import IndexFile, canonical_name
+from mirror.policy.advisories import Advisory, AdvisoryDb
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.engine import MAX_EXPLAIN_CHARS, PolicyEngine, explain, strongest
 from mirror.policy.model import (

@@ -19,10 +19,10 @@ from mirror.policy.model import (
     Informational,
     MissingPubtime,
     Policy,
-    load_policy,
     parse_duration,
 )
 from mirror.policy.semver import VersionReq
+from mirror.sources.policy_files import load_policy
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

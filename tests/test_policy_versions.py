@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from mirror.advisories import Advisory
 from mirror.index import IndexLine
 from mirror.policy import versions
+from mirror.policy.advisories import Advisory
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.model import (
     AdvisoriesRule,

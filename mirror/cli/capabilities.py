@@ -13,7 +13,6 @@ from typing import Any
 from tqdm import tqdm
 
 from mirror.audit import AuditEvent, AuditLog
-from mirror.capability_lockfile import load_lock, update_lock
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
 from mirror.index import CrateRef, IndexFile, index_path, validate_name
 from mirror.policy.capability_lock import (
@@ -29,6 +28,7 @@ from mirror.scan.capabilities import (
     parse_capabilities,
     report_lines,
 )
+from mirror.sources.capability_lockfile import load_lock, update_lock
 
 DEFAULT_LOCK = Path("policies/capabilities.lock.yaml")
 DEFAULT_CACHE = Path("./mirror-data")

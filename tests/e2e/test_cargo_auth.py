@@ -26,8 +26,8 @@ import pytest
 from aiohttp import web
 
 from mirror.app import create_app
-from mirror.auth import TokenStore
 from mirror.config import Settings
+from mirror.sources.tokens import TokenStore
 from tests.cargo_project import CargoProject
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream

@@ -1,6 +1,6 @@
-"""Read a local checkout of the RustSec advisory database (https://github.com/rustsec/advisory-db).
+"""RustSec advisories as data: parse one advisory file's bytes, look advisories up by crate.
 
-Layout: `crates/<crate>/RUSTSEC-YYYY-NNNN.md`, each a Markdown file whose front matter is a
+Advisory files (https://github.com/rustsec/advisory-db) are Markdown whose front matter is a
 TOML block in a ```toml fence:
 
     [advisory]
@@ -19,7 +19,8 @@ used: the mirror cannot know which functions a build calls, so it treats every v
 range as affected. The older all-TOML format (`RUSTSEC-*.toml` with `patched_versions`)
 is read too.
 
-This module does the file I/O; the decisions stay in `mirror.policy.versions`.
+Pure: bytes in, data out. Reading the database directory is `mirror.sources.advisories`;
+the decisions are `mirror.policy.versions`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror.errors import ConfigError, Problem
 from mirror.index import canonical_name
 from mirror.policy.semver import Version, VersionReq
 
@@ -69,37 +69,8 @@ class AdvisoryDb:
         return sum(len(v) for v in self.by_crate.values())
 
 
-def load_advisories(db: Path) -> AdvisoryDb:
-    """Load every crate advisory under `db/crates/`; raise ConfigError naming each bad file."""
-    crates_dir = db / "crates"
-    if not crates_dir.is_dir():
-        raise ConfigError(
-            [Problem(str(db), None, "advisories.db", "not an advisory-db checkout (no crates/)")]
-        )
-    problems: list[Problem] = []
-    found: dict[str, list[Advisory]] = {}
-    withdrawn = 0
-    files = sorted([*crates_dir.glob("*/RUSTSEC-*.md"), *crates_dir.glob("*/RUSTSEC-*.toml")])
-    for path in files:
-        try:
-            advisory = parse_advisory(path.read_bytes(), toml_only=path.suffix == ".toml")
-        except AdvisoryError as e:
-            problems.append(Problem(str(path), e.line, e.field, str(e)))
-            continue
-        except OSError as e:
-            problems.append(Problem(str(path), None, "", f"cannot read: {e.strerror}"))
-            continue
-        if advisory is None:
-            withdrawn += 1
-            continue
-        found.setdefault(canonical_name(advisory.package), []).append(advisory)
-    if problems:
-        raise ConfigError(problems)
-    return AdvisoryDb(db, {k: tuple(v) for k, v in found.items()}, withdrawn)
-
-
 class AdvisoryError(ValueError):
-    """A malformed advisory file (internal: load_advisories turns it into a Problem)."""
+    """A malformed advisory file (the loader turns it into a located Problem)."""
 
     def __init__(self, message: str, field: str = "", line: int | None = None) -> None:
         super().__init__(message)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mirror.advisories import load_advisories
 from mirror.corpus import load_corpus
+from mirror.errors import ConfigError, Problem
 from mirror.policy.decision import Mode
 from mirror.policy.engine import PolicyEngine
-from mirror.policy.model import Policy, load_policy
+from mirror.policy.model import Policy, parse_policy
 from mirror.policy.typosquat import TyposquatIndex
+from mirror.sources.advisories import load_advisories
 
 if TYPE_CHECKING:
     from mirror.capability_guard import CapabilityGuard
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
     from mirror.store import Store
 
 DEFAULT_CORPUS_NAME = "popular-crates.txt"  # looked up next to the policy file
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; raise ConfigError listing every problem found."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {e.strerror}")]) from e
+    return parse_policy(data, path)
 
 
 class PolicyFiles:
@@ -55,7 +65,7 @@ class PolicyFiles:
         if rules.advisories.mode is not Mode.OFF and rules.advisories.db is not None:
             load_advisories(rules.advisories.db)
         if rules.capabilities.mode is not Mode.OFF:
-            from mirror.capability_lockfile import load_lock
+            from mirror.sources.capability_lockfile import load_lock
 
             load_lock(self.lock_path(policy))
 

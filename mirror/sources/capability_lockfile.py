@@ -19,7 +19,7 @@ from mirror.files import exclusive_lock, write_atomic
 from mirror.index import canonical_name, validate_name
 from mirror.policy.capability_lock import ENTRY_KEYS, LOCK_FORMAT, Approval, CapabilityLock
 from mirror.policy.semver import VersionReq
-from mirror.scan.capabilities import Capability, CapabilitySet
+from mirror.scan.report import Capability, CapabilitySet
 from mirror.yamlfile import Located, load_located
 
 
