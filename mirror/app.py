@@ -25,7 +25,7 @@ from mirror.policy.engine import PolicyEngine
 from mirror.server import MIRROR, Mirror, build_app, tuf_static
 from mirror.sources.policy_files import PolicyFiles
 from mirror.sources.tokens import TokenStore
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
@@ -48,7 +48,7 @@ def create_app(
     `audit_connection` (a worker's `AuditHub`); in-process tests use the writer thread.
     """
     trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
-    store = Store(settings.cache_dir)
+    store = FilesystemStore(settings.cache_dir)
     store.remove_stale_tmp()
     upstream = None if settings.offline else Upstream(settings)
     audit: AuditSink = (

@@ -28,9 +28,8 @@ from mirror.policy.capability_lock import (
 from mirror.policy.decision import Action, Decision
 from mirror.policy.schema import CapabilitiesRule
 from mirror.policy.semver import Version
-from mirror.scan.cache import ScanCache
-from mirror.scan.capabilities import CapabilityReport, scan_crate
-from mirror.singleflight import SingleFlight
+from mirror.scan.report import CapabilityReport
+from mirror.serving.scans import Scans
 from mirror.sources.capability_lockfile import load_lock, update_lock
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from mirror.store import Store
 
 log = structlog.get_logger("mirror.capabilities")
-MAX_REPORTS_IN_MEMORY = 20_000  # scan reports kept in memory; the rest are read from disk
 SCAN_AHEAD = 3  # newest unscanned versions of a locked crate scanned when its index changes
 
 
@@ -47,9 +45,7 @@ class CapabilityGuard:
     def __init__(self, lock_path: Path, rule: CapabilitiesRule, store: Store, gate: Gate) -> None:
         self.generation = 0  # bumped whenever a verdict may have changed
         self._gate = gate
-        self._scans = ScanCache(store.root / "scans")
-        self._reports: dict[str, CapabilityReport] = {}
-        self._scans_in_flight: SingleFlight[CapabilityReport] = SingleFlight()
+        self._scans = Scans(store)
         self.set_rule(rule, lock_path)
 
     def set_rule(self, rule: CapabilitiesRule, lock_path: Path) -> None:
@@ -113,28 +109,10 @@ class CapabilityGuard:
     # -- scanning -----------------------------------------------------------------------------
 
     def _known_report(self, cksum: str) -> CapabilityReport | None:
-        report = self._reports.get(cksum)
-        if report is None:
-            report = self._scans.get(cksum)
-            if report is not None:
-                if len(self._reports) >= MAX_REPORTS_IN_MEMORY:
-                    self._reports.clear()  # the scan cache on disk still has them all
-                self._reports[cksum] = report
-        return report
+        return self._scans.known(cksum)
 
     async def _report(self, line: IndexLine, path: Path) -> CapabilityReport:
-        known = self._known_report(line.cksum)
-        if known is not None:
-            return known
-        return await self._scans_in_flight.run(
-            line.cksum, lambda: asyncio.to_thread(self._scan, path)
-        )
-
-    def _scan(self, path: Path) -> CapabilityReport:
-        report = scan_crate(path.read_bytes())
-        self._scans.put(report)
-        self._reports[report.sha256] = report
-        return report
+        return await self._scans.report(line.cksum, path.read_bytes)
 
     async def prescan(self, index: IndexFile, crates: CrateFetcher) -> None:
         """Scan the newest unscanned versions of a crate the lock knows, before cargo sees them.

@@ -10,7 +10,7 @@ import structlog
 from mirror import metrics
 from mirror.errors import IntegrityError, NotFound, TruncatedBody, UpstreamUnavailable
 from mirror.index import IndexLine
-from mirror.singleflight import SingleFlight
+from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
 from mirror.upstream import Upstream
 

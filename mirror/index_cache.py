@@ -19,7 +19,7 @@ import structlog
 from mirror import metrics
 from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
 from mirror.index import IndexFile
-from mirror.singleflight import SingleFlight
+from mirror.serving.singleflight import SingleFlight
 from mirror.store import CachedIndex, Store
 from mirror.upstream import Upstream
 

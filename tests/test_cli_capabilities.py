@@ -10,9 +10,9 @@ import pytest
 
 from mirror.audit import read_events
 from mirror.cli import main
-from mirror.index import index_path
 from mirror.scan.capabilities import Capability
 from mirror.sources.capability_lockfile import load_lock
+from mirror.store import CachedIndex, FilesystemStore
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 from tests.test_scan_capabilities import make_crate
 
@@ -32,14 +32,12 @@ def dirs(tmp_path: Path) -> dict[str, str]:
 def store_crate(cache: Path, data: bytes, name: str, version: str) -> None:
     """Put a crate where the mirror's store keeps it: index line -> cksum -> crates/."""
     sha = hashlib.sha256(data).hexdigest()
-    crate = cache / "crates" / sha[:2] / f"{sha}.crate"
-    crate.parent.mkdir(parents=True, exist_ok=True)
-    crate.write_bytes(data)
-    index = cache / "index" / index_path(name)
-    index.parent.mkdir(parents=True, exist_ok=True)
+    store = FilesystemStore(cache)
+    store.put_crate_bytes(sha, data)
     line = {"name": name, "vers": version, "deps": [], "cksum": sha, "features": {}}
-    old = index.read_bytes() if index.exists() else b'{"fetched": 0}\n'
-    index.write_bytes(old + json.dumps(line).encode() + b"\n")
+    old = store.read_index(name)
+    body = (old.body if old is not None else b"") + json.dumps(line).encode() + b"\n"
+    store.write_index(name, CachedIndex(body, None, None, 0.0))
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -71,6 +69,27 @@ def test_scan_file_text_and_json(
     assert report["name"] == "cc" and "process" in report["capabilities"]
     first = report["capabilities"]["process"][0]
     assert set(first) == {"file", "line", "item"}
+
+
+def test_scanning_a_file_without_a_cache_dir_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scan FILE.crate` needs no cache: it must not leave a mirror-data/ (or anything) behind
+    in the current directory; with --cache-dir the report is kept in that cache."""
+    crate = tmp_path / "in" / "cc.crate"
+    crate.parent.mkdir()
+    crate.write_bytes(pack_crate(debian_crate_dir("cc")))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for argv in (["scan", str(crate)], ["diff", str(crate), str(crate)]):
+        code, out, _ = run(argv, capsys)
+        assert (code == 0 and "process" in out) or "no capability change" in out
+    assert list(work.iterdir()) == [] and list(crate.parent.iterdir()) == [crate]
+    code, _, _ = run(["scan", str(crate), "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 0
+    assert len(list(FilesystemStore(tmp_path / "cache").iter_scans())) == 1
+    assert list(work.iterdir()) == []
 
 
 def test_scan_name_at_version_from_the_store(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mirror.index import index_path
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
@@ -51,7 +51,9 @@ def test_kill_during_download_leaves_no_partial_crate(
         finally:
             mirror.kill()
 
-        assert list(Store(cache).iter_crates()) == []  # nothing half-written became an entry
+        assert (
+            list(FilesystemStore(cache).iter_crates()) == []
+        )  # nothing half-written became an entry
         restarted = MirrorProcess(cache, upstream=upstream.url + "/").start()
         try:
             body = _get(restarted.url + dl)
@@ -59,7 +61,8 @@ def test_kill_during_download_leaves_no_partial_crate(
             restarted.stop()
     assert hashlib.sha256(body).digest() == hashlib.sha256(expected).digest()
     assert [
-        Store(cache).crate_path(c).read_bytes() == expected for c in Store(cache).iter_crates()
+        FilesystemStore(cache).crate_path(c).read_bytes() == expected
+        for c in FilesystemStore(cache).iter_crates()
     ] == [True]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mirror.cli import main
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
@@ -62,7 +62,7 @@ def test_prefetch_lockfile_and_crates_then_rerun(
         ]
         assert main(args) == 0
         assert "fetched 3, already cached 0, failed 0" in capsys.readouterr().out
-        assert len(list(Store(cache).iter_crates())) == 3
+        assert len(list(FilesystemStore(cache).iter_crates())) == 3
         before = upstream.requests.count("download")
         assert main(args) == 0  # safe to re-run: nothing is downloaded twice
         assert "fetched 0, already cached 3, failed 0" in capsys.readouterr().out
@@ -95,7 +95,7 @@ def test_prefetch_reports_failures_and_exits_nonzero(
     assert "failed 2" in out
     assert f"FAILED itoa@{version}: checksum mismatch" in out
     assert "FAILED itoa@99.0.0: itoa@99.0.0 is not in the upstream index" in out
-    assert list(Store(cache).iter_crates()) == []
+    assert list(FilesystemStore(cache).iter_crates()) == []
 
 
 def test_prefetch_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from mirror.config import Settings
 from mirror.index import index_path
 from mirror.server import MIRROR
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.conftest import MirrorClient
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -180,7 +180,7 @@ async def test_corrupt_download_is_502_and_never_cached(
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
     cache = mirror_settings(fake_upstream).cache_dir
-    assert list(Store(cache).iter_crates()) == []
+    assert list(FilesystemStore(cache).iter_crates()) == []
     assert list((cache / "tmp").iterdir()) == []
 
 
@@ -268,7 +268,7 @@ async def test_oversized_crate_is_refused_and_not_cached(
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
     assert "limit" in await resp.text()
-    assert list(Store(mirror_settings(None).cache_dir).iter_crates()) == []
+    assert list(FilesystemStore(mirror_settings(None).cache_dir).iter_crates()) == []
 
 
 async def test_upstream_requests_identify_the_mirror(

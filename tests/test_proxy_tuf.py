@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from mirror.audit import read_events
 from mirror.config import Settings
 from mirror.index import index_path
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.tuf_repo import SignedUpstream, static_app
 from tests.fixtures.upstream import FakeUpstream
@@ -79,7 +79,7 @@ async def test_tampered_index_file_is_refused_and_not_cached(
     assert resp.status == 502
     assert "ryu" in await resp.text()
     cache = mirror_settings(None).cache_dir
-    assert Store(cache).read_index("ryu") is None
+    assert FilesystemStore(cache).read_index("ryu") is None
     await client.close()  # flushes the audit log
     events = [e for e in read_events(cache / "audit") if e.get("rule") == "tuf"]
     assert events and events[0]["action"] == "block"
@@ -142,4 +142,4 @@ async def test_attacks_are_refused_and_nothing_is_cached(
         resp = await client.get("/index/" + index_path(name))
         assert resp.status == 502
         assert "crate-mirror:" in await resp.text()
-        assert Store(settings.cache_dir).read_index(name) is None
+        assert FilesystemStore(settings.cache_dir).read_index(name) is None

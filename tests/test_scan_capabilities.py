@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import ArchiveError
-from mirror.scan.cache import ScanCache
 from mirror.scan.capabilities import (
     Capability,
     CapabilityReport,
@@ -460,36 +459,6 @@ def test_report_json_round_trip_and_capability_parsing() -> None:
     assert parse_capabilities("net, fs") == {C.NET, C.FS}
     with pytest.raises(ValueError, match="unknown capability"):
         parse_capabilities("net,telepathy")
-
-
-# -- cache -----------------------------------------------------------------------------------------
-
-
-def test_scan_cache_round_trip_and_damage(tmp_path: Path) -> None:
-    """Reports are cached by sha256; damaged or foreign entries read as absent."""
-    cache = ScanCache(tmp_path)
-    data = make_crate({"src/lib.rs": "use std::fs;\n"})
-    first = cache.scan(data)
-    assert cache.get(first.sha256) == first
-    assert [r.sha256 for r in cache] == [first.sha256]
-    cache.path(first.sha256).write_text("{not json")
-    assert cache.get(first.sha256) is None
-    assert cache.scan(data) == first  # rescanned and rewritten
-    with pytest.raises(ValueError, match="malformed"):
-        cache.path("../../etc/passwd")
-
-
-def test_scan_cache_hit_skips_scanning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second scan of the same bytes is served from the cache."""
-    cache = ScanCache(tmp_path)
-    data = make_crate({"src/lib.rs": "use std::fs;\n"})
-    cache.scan(data)
-
-    def fail(*_args: object, **_kwargs: object) -> CapabilityReport:
-        raise AssertionError("scanned again")
-
-    monkeypatch.setattr("mirror.scan.cache.scan_crate", fail)
-    assert C.FS in cache.scan(data).capabilities
 
 
 # -- items read whole: no evidence lost to where the reader cuts a file ----------------------------

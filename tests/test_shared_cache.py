@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mirror.audit import verify_chain
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
@@ -42,7 +42,7 @@ def test_two_processes_share_one_cache(tmp_path: Path, small_registry: Registry)
         for n in names
     }
     assert {hashlib.sha256(body).hexdigest() for body in bodies} == expected
-    store = Store(cache)
+    store = FilesystemStore(cache)
     cached = set(store.iter_crates())
     assert cached == expected
     for cksum in cached:

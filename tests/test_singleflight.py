@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mirror.singleflight import SingleFlight
+from mirror.serving.singleflight import SingleFlight
 
 
 async def test_concurrent_callers_share_one_run() -> None:

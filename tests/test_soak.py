@@ -27,7 +27,7 @@ from bench.soak import (
 from mirror.app import create_app
 from mirror.config import Settings
 from mirror.index import index_path
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.tuf_repo import SignedUpstream
 from tests.fixtures.upstream import FakeUpstream
@@ -203,7 +203,7 @@ async def test_tuf_soak_catches_index_and_metadata_faults(
     assert counts["flip index"] > 0 and counts["flip metadata"] > 0
     assert statuses[502] > 0  # flipped bodies were refused as TUF failures ...
     assert statuses[200] > TUF_REQUESTS // 4  # ... and the rest was served
-    store = Store(settings.cache_dir)
+    store = FilesystemStore(settings.cache_dir)
     for name in names:
         cached = store.read_index(name)
         assert cached is None or cached.body == expected[name], name

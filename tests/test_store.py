@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import IntegrityError, StorageError
-from mirror.store import SPOOL_BYTES, CachedIndex, Store
+from mirror.store import CachedIndex, FilesystemStore
+from mirror.store.filesystem import SPOOL_BYTES
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -21,7 +22,7 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 def test_index_round_trip_and_corrupt_entries_read_as_missing(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
     entry = CachedIndex(b'{"name":"a"}\n', '"etag"', "Mon, 01 Jan 2024 00:00:00 GMT", 1.5, 9.0)
     store.write_index("serde", entry)
     assert store.read_index("serde") == entry
@@ -31,7 +32,7 @@ def test_index_round_trip_and_corrupt_entries_read_as_missing(tmp_path: Path) ->
 
 
 async def test_write_crate_commits_only_the_right_bytes(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
     data = b"crate bytes" * 100
     cksum = hashlib.sha256(data).hexdigest()
     path = await store.write_crate(cksum, _chunks(data[:500], data[500:]), max_bytes=10_000)
@@ -50,7 +51,7 @@ async def test_large_crates_stream_through_a_temp_file_with_the_same_checks(
     tmp_path: Path,
 ) -> None:
     """Above SPOOL_BYTES a crate is not held in memory: same limit, digest and clean-up."""
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
     piece = os.urandom(256 * 1024)
     data = piece * ((SPOOL_BYTES // len(piece)) + 3)
     cksum = hashlib.sha256(data).hexdigest()
@@ -69,14 +70,14 @@ async def test_large_crates_stream_through_a_temp_file_with_the_same_checks(
 
 def test_crate_paths_only_from_hex_digests(tmp_path: Path) -> None:
     """Path injection: only a sha256 hex digest can become a crate path."""
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
     for bad in ("../../etc/passwd", "a" * 63, "A" * 64, "g" * 64, "a" * 64 + "/.."):
         with pytest.raises(IntegrityError):
             store.crate_path(bad)
 
 
 def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
     old, new = store.tmp_dir / "crate-1-old.part", store.tmp_dir / "crate-2-new.part"
     old.write_bytes(b"x")
     new.write_bytes(b"y")
@@ -89,11 +90,11 @@ def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
 def test_disk_full_becomes_a_clear_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = Store(tmp_path)
+    store = FilesystemStore(tmp_path)
 
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("mirror.store.write_atomic", full)
+    monkeypatch.setattr("mirror.store.filesystem.write_atomic", full)
     with pytest.raises(StorageError, match="disk is full"):
         store.write_index("serde", CachedIndex(b"", None, None, 0.0))

@@ -14,7 +14,7 @@ import pytest
 
 from mirror.errors import IntegrityError, TrustError
 from mirror.index import index_path
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from mirror.trust.bundle import export_bundle, import_bundle
 from mirror.trust.repository import MirrorRepository, init_repository
 from mirror.trust.settings import TufRepositorySettings
@@ -35,7 +35,7 @@ class Air:
     settings: TufRepositorySettings
     repo: MirrorRepository
     root: Path  # the exporting mirror's root.json, pinned on the disconnected side
-    store: Store  # the disconnected mirror's cache
+    store: FilesystemStore  # the disconnected mirror's cache
     tmp: Path
 
     def export(self, crates: Crates, name: str = "bundle.tar") -> Path:
@@ -64,7 +64,7 @@ def air(tmp_path: Path) -> Air:
     init_repository(settings, tmp_path / "offline", root_keys=1, root_threshold=1)
     pinned = tmp_path / "pinned-root.json"
     pinned.write_bytes((settings.metadata_dir / "root.json").read_bytes())
-    store = Store(tmp_path / "airgapped")
+    store = FilesystemStore(tmp_path / "airgapped")
     return Air(settings, MirrorRepository(settings), pinned, store, tmp_path)
 
 

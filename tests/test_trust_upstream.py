@@ -16,7 +16,7 @@ from aiohttp import web
 
 from mirror.errors import TrustError
 from mirror.index import index_path
-from mirror.store import CachedIndex, Store
+from mirror.store import CachedIndex, FilesystemStore
 from mirror.trust._tuf import CryptoSigner
 from mirror.trust.settings import TufUpstreamSettings
 from mirror.trust.upstream import UpstreamVerifier
@@ -39,7 +39,7 @@ class Env:
     upstream: SignedUpstream
     base_url: str
     settings: TufUpstreamSettings
-    store: Store
+    store: FilesystemStore
     requests: list[str]
 
     def verifier(self, **changes: object) -> UpstreamVerifier:
@@ -82,7 +82,7 @@ async def env(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[En
         refresh_interval=3600,
         min_forced_refresh_gap=0.0,
     )
-    yield Env(upstream, base, settings, Store(tmp_path / "cache"), requests)
+    yield Env(upstream, base, settings, FilesystemStore(tmp_path / "cache"), requests)
 
 
 async def expect_rejected(env: Env, verifier: UpstreamVerifier, name: str, reason: str) -> None:

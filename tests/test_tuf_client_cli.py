@@ -12,7 +12,7 @@ from aiohttp import web
 
 from mirror.cli import main
 from mirror.index import index_path
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from mirror.trust.repository import MirrorRepository
 from tests.fixtures.tuf_repo import SignedUpstream, static_app
 from tests.test_trust_bundle import make_crate
@@ -134,7 +134,7 @@ def test_import_command_reports_and_rejects(
     args = ["import", str(bundle), "--cache-dir", str(cache), "--no-progress"]
     assert main([*args, "--trusted-root", str(root)]) == 0
     assert "1 new crates" in capsys.readouterr().out
-    assert Store(cache).has_crate(cksum)
+    assert FilesystemStore(cache).has_crate(cksum)
     other = tmp_path / "other.json"
     other.write_bytes(b"{}")
     assert main([*args, "--trusted-root", str(other)]) == 1
@@ -147,7 +147,7 @@ def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     """`export --lockfile` from a mirror's cache, `import` into a disconnected one."""
     from mirror.store import CachedIndex
 
-    cache = Store(tmp_path / "cache")
+    cache = FilesystemStore(tmp_path / "cache")
     locked = {}
     for name in ("itoa", "ryu"):
         body, crate = make_crate(name, "1.0.0", b"payload")
@@ -183,5 +183,5 @@ def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     imp = ["import", str(bundle), "--cache-dir", str(target), "--trusted-root", str(root)]
     assert main([*imp, "--no-progress"]) == 0
     for name, cksum in locked.items():
-        assert Store(target).has_crate(cksum)
-        assert Store(target).read_index(name) is not None
+        assert FilesystemStore(target).has_crate(cksum)
+        assert FilesystemStore(target).read_index(name) is not None

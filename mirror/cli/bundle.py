@@ -139,7 +139,7 @@ async def _export(
 def run_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mirror.store import Store
+    from mirror.store import FilesystemStore
     from mirror.trust.bundle import import_bundle
 
     try:
@@ -159,7 +159,9 @@ def run_import(args: argparse.Namespace) -> int:
     bar = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="verifying")
     details: dict[str, Any] = {"bundle": str(args.bundle), "trusted_root": str(root)}
     try:
-        report = import_bundle(args.bundle, Store(settings.cache_dir), root, progress=bar.update)
+        report = import_bundle(
+            args.bundle, FilesystemStore(settings.cache_dir), root, progress=bar.update
+        )
     except MirrorError as e:
         _audit(settings, "block", f"bundle rejected: {e}", details)
         print(f"crate-mirror import: {e}", file=sys.stderr)

@@ -1,10 +1,11 @@
-"""The on-disk cache: a content-addressed crate store and an index-file cache.
+"""`FilesystemStore`: the cache in a local directory (the `Store` interface, mirror.store.base).
 
 Layout under the cache directory (documented in the README):
 
     crates/<sha256[0:2]>/<sha256>.crate   complete, verified crates only (name = content hash)
     index/<sparse index path>             one upstream index file: a JSON header line, then body
     config/upstream-config.json           upstream's config.json, for offline start-up
+    scans/<sha256[0:2]>/<sha256>.json     the capability scan of the crate with that sha256
     tmp/                                  files being written; never read as cache entries
 
 Crash safety: everything is written to tmp/, fsynced, and `os.replace`d into place, so a
@@ -24,7 +25,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +33,29 @@ import aiofiles
 from mirror.errors import IntegrityError, StorageError
 from mirror.files import fsync_directory, write_atomic
 from mirror.index import index_path
+from mirror.store.base import STALE_TMP_SECONDS, CachedIndex
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
-STALE_TMP_SECONDS = 3600  # temp files older than this belong to a dead process
 SPOOL_BYTES = 2**20  # crates up to this size are verified in memory, then written at once
 
 
-@dataclass(frozen=True)
-class CachedIndex:
-    body: bytes
-    etag: str | None  # upstream's validators, for conditional revalidation
-    last_modified: str | None
-    fetched_at: float  # unix time of the last successful fetch or 304
-    # unix time until which the TUF metadata that verified this body is valid (None: no TUF)
-    verified_until: float | None = None
-
-
-class Store:
+class FilesystemStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.crates_dir = root / "crates"
         self.index_dir = root / "index"
+        self.scans_dir = root / "scans"
         self.tmp_dir = root / "tmp"
         self.config_file = root / "config" / "upstream-config.json"
+        dirs = (
+            self.crates_dir,
+            self.index_dir,
+            self.scans_dir,
+            self.tmp_dir,
+            self.config_file.parent,
+        )
         try:
-            for d in (self.crates_dir, self.index_dir, self.tmp_dir, self.config_file.parent):
+            for d in dirs:
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from e
@@ -65,10 +63,7 @@ class Store:
     # -- crates -------------------------------------------------------------------------------
 
     def crate_path(self, cksum: str) -> Path:
-        # Path-injection defence: only a well-formed hex digest ever becomes a path.
-        if not _SHA256_RE.match(cksum):
-            raise IntegrityError(f"malformed sha256 {cksum[:80]!r}")
-        return self.crates_dir / cksum[:2] / f"{cksum}.crate"
+        return self.crates_dir / _fan_out(cksum, ".crate")
 
     def has_crate(self, cksum: str) -> bool:
         return self.crate_path(cksum).is_file()
@@ -201,6 +196,25 @@ class Store:
         except OSError as e:
             raise _storage_error(e, "writing upstream config") from e
 
+    # -- scan reports -------------------------------------------------------------------------
+
+    def read_scan(self, sha256: str) -> bytes | None:
+        try:
+            return (self.scans_dir / _fan_out(sha256, ".json")).read_bytes()
+        except OSError:
+            return None
+
+    def write_scan(self, sha256: str, body: bytes) -> None:
+        try:
+            self._write_atomic(self.scans_dir / _fan_out(sha256, ".json"), body)
+        except OSError as e:
+            raise _storage_error(e, "writing a scan report") from e
+
+    def iter_scans(self) -> Iterator[str]:
+        for path in self.scans_dir.glob("??/*.json"):
+            if _SHA256_RE.match(path.stem):
+                yield path.stem
+
     # -- maintenance --------------------------------------------------------------------------
 
     def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
@@ -229,6 +243,14 @@ class Store:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         fsync_directory(final.parent)
+
+
+def _fan_out(sha256: str, suffix: str) -> str:
+    """`ab/abcd....suffix`: 256 directories instead of one huge one."""
+    # Path-injection defence: only a well-formed hex digest ever becomes a path.
+    if not _SHA256_RE.match(sha256):
+        raise IntegrityError(f"malformed sha256 {sha256[:80]!r}")
+    return f"{sha256[:2]}/{sha256}{suffix}"
 
 
 def _check_size(size: int, max_bytes: int) -> None:
