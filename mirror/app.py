@@ -29,7 +29,8 @@ from mirror.store import FilesystemStore
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
-from mirror.upstream import Upstream
+from mirror.upstream.client import UpstreamClient
+from mirror.upstream.tuf_fetcher import TufFetcher
 
 log = structlog.get_logger("mirror.app")
 POLICY_FILES = web.AppKey[PolicyFiles | None]("policy_files")
@@ -50,7 +51,7 @@ def create_app(
     trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
     store = FilesystemStore(settings.cache_dir)
     store.remove_stale_tmp()
-    upstream = None if settings.offline else Upstream(settings)
+    upstream = None if settings.offline else UpstreamClient.from_settings(settings)
     audit: AuditSink = (
         ProcessAuditLog(settings.audit_directory, connection=audit_connection)
         if audit_process
@@ -60,7 +61,11 @@ def create_app(
     engine = policy_files.load() if policy_files else None
     if engine is not None:
         warn_expired(engine)
-    verifier = UpstreamVerifier(trust.upstream) if trust.upstream and upstream else None
+    verifier = None
+    if trust.upstream and upstream:
+        # python-tuf fetches its metadata through the same client as everything else.
+        fetcher = TufFetcher(upstream, trust.upstream.max_metadata_bytes)
+        verifier = UpstreamVerifier(trust.upstream, fetcher)
     indexes = IndexCache(
         store,
         upstream,

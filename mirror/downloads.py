@@ -12,7 +12,7 @@ from mirror.errors import IntegrityError, NotFound, TruncatedBody, UpstreamUnava
 from mirror.index import IndexLine
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
-from mirror.upstream import Upstream
+from mirror.upstream.client import Upstream
 
 log = structlog.get_logger("mirror.downloads")
 

@@ -21,7 +21,7 @@ from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavail
 from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import CachedIndex, Store
-from mirror.upstream import Upstream
+from mirror.upstream.client import Upstream
 
 log = structlog.get_logger("mirror.index")
 MAX_REMEMBERED_404S = 100_000  # names whose upstream 404 is remembered at once

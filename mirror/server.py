@@ -36,7 +36,7 @@ from mirror.index_cache import IndexCache, IndexEntry
 from mirror.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.request_ids import next_request_id
 from mirror.sources.tokens import TokenStore
-from mirror.upstream import Upstream
+from mirror.upstream.client import Upstream
 
 log = structlog.get_logger("mirror.server")
 
@@ -186,6 +186,7 @@ class Mirror:
     async def start_upstream(self) -> None:
         """Load upstream's `dl` template before the first download needs it."""
         if self.upstream is not None:
+            await self.upstream.open()
             try:
                 self._config_body = await self._build_config()
             except UpstreamUnavailable as e:

@@ -17,14 +17,14 @@ from aiohttp.test_utils import TestServer
 
 from mirror import USER_AGENT
 from mirror.cli import build_parser, main
-from mirror.corpus import (
+from mirror.errors import ConfigError, StorageError, UpstreamError, UpstreamUnavailable
+from mirror.sources.corpus import (
     DEFAULT_CORPUS,
     CorpusUpdateSettings,
     load_corpus,
     update_corpus,
     write_corpus,
 )
-from mirror.errors import ConfigError, StorageError, UpstreamError, UpstreamUnavailable
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 OLD_CORPUS = "# old corpus\nserde\ntokio\n"

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import DamerauLevenshtein
 
-from mirror.corpus import DEFAULT_CORPUS, load_corpus
 from mirror.index import canonical_name
 from mirror.policy.typosquat import SquatThresholds, TyposquatIndex
+from mirror.sources.corpus import DEFAULT_CORPUS, load_corpus
 
 ALL_NAMES = load_corpus(DEFAULT_CORPUS)
 

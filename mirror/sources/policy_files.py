@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mirror.corpus import load_corpus
 from mirror.errors import ConfigError, Problem
 from mirror.policy.decision import Mode
 from mirror.policy.engine import PolicyEngine
 from mirror.policy.model import Policy, parse_policy
 from mirror.policy.typosquat import TyposquatIndex
 from mirror.sources.advisories import load_advisories
+from mirror.sources.corpus import load_corpus
 
 if TYPE_CHECKING:
     from mirror.capability_guard import CapabilityGuard

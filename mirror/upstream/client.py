@@ -1,8 +1,14 @@
-"""The one module that talks to the real registry: a polite, bounded, retrying HTTP client.
+"""The one HTTP client that calls out: polite, bounded, retrying.
 
-Polite means: an identifying User-Agent, a cap on concurrent connections, timeouts on connect
-and on every read, and retries with exponential backoff (honouring Retry-After) only for
-idempotent GETs that failed with 5xx, 429 or a broken connection.
+Everything the mirror fetches goes through `UpstreamClient`: index files, crates, upstream's
+config.json, TUF metadata (python-tuf gets `mirror.upstream.tuf_fetcher` on top of it) and
+the registry API pages of a corpus update. Polite means: an identifying User-Agent, a cap on
+concurrent connections, timeouts on connect and on every read, and retries with exponential
+backoff (honouring Retry-After) only for idempotent GETs that failed with 5xx, 429 or a
+broken connection. Bounded means every body is read against a byte limit while streaming.
+
+`Upstream` is the interface the rest of the mirror sees, so tests and fault-injecting fakes
+can stand in for the real client.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -36,14 +43,90 @@ class IndexFetch:
     last_modified: str | None
 
 
-class Upstream:
-    def __init__(self, settings: Settings) -> None:
-        self._base = settings.upstream_index.rstrip("/") + "/"
-        self._settings = settings
+@dataclass(frozen=True)
+class ClientLimits:
+    connect_timeout: float = 10.0  # seconds
+    read_timeout: float = 30.0  # seconds without a byte from upstream
+    concurrency: int = 32  # connections at once
+    retries: int = 3  # extra attempts for 5xx/429/connection errors on GETs
+    max_index_bytes: int = 32 * 2**20  # bytes; one index file
+    max_crate_bytes: int = 64 * 2**20  # bytes; one crate
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientLimits:
+        return cls(
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            concurrency=settings.upstream_concurrency,
+            retries=settings.upstream_retries,
+            max_index_bytes=settings.max_index_bytes,
+            max_crate_bytes=settings.max_crate_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class Response:
+    """An answer to `get`: status, headers, and the body as chunks within the byte limit."""
+
+    status: int
+    headers: Mapping[str, str]
+    chunks: AsyncIterator[bytes]
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks])
+
+
+class Upstream(Protocol):
+    """What the mirror asks of the registry (and of anything that stands in for it)."""
+
+    @property
+    def has_config(self) -> bool:
+        """Whether upstream's `dl` template is known (downloads need it)."""
+        ...
+
+    async def fetch_config(self) -> bytes: ...
+
+    def set_config(self, body: bytes) -> None:
+        """Learn the `dl` template from a config.json body (e.g. one kept in the store)."""
+        ...
+
+    async def fetch_index(
+        self, name: str, etag: str | None = None, last_modified: str | None = None
+    ) -> IndexFetch: ...
+
+    def download(
+        self, name: str, version: str, cksum: str
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The crate's body as chunks; truncation raises TruncatedBody."""
+        ...
+
+    def get(
+        self, url: str, *, kind: str, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> AbstractAsyncContextManager[Response]:
+        """Any other GET (TUF metadata, registry API pages), with the same retries/limits."""
+        ...
+
+    async def open(self) -> None:
+        """Get ready on the running loop (before worker threads submit requests to it)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class UpstreamClient:
+    def __init__(self, index_url: str, limits: ClientLimits | None = None) -> None:
+        self._base = index_url.rstrip("/") + "/"
+        self._limits = limits or ClientLimits()
         self._session: aiohttp.ClientSession | None = None
         self._dl_template: str | None = None
+        # The loop the session lives on: worker threads (python-tuf) submit requests to it.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def __aenter__(self) -> Upstream:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UpstreamClient:
+        return cls(settings.upstream_index, ClientLimits.from_settings(settings))
+
+    async def __aenter__(self) -> UpstreamClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -52,19 +135,24 @@ class Upstream:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            s = self._settings
+            limits = self._limits
+            self.loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": USER_AGENT},
-                connector=aiohttp.TCPConnector(limit=s.upstream_concurrency, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=limits.concurrency, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
-                    connect=s.upstream_connect_timeout,
-                    sock_connect=s.upstream_connect_timeout,
-                    sock_read=s.upstream_read_timeout,
+                    connect=limits.connect_timeout,
+                    sock_connect=limits.connect_timeout,
+                    sock_read=limits.read_timeout,
                 ),
                 auto_decompress=True,
             )
         return self._session
+
+    async def open(self) -> None:
+        """Create the session now, on the running loop (before worker threads need it)."""
+        _ = self.session
 
     async def close(self) -> None:
         if self._session is not None:
@@ -118,7 +206,7 @@ class Upstream:
             # crates.io answers 403 as well as 404 for names it has never seen.
             if resp.status in (404, 410, 451, 403):
                 return IndexFetch(404, b"", None, None)
-            body = await _read_limited(resp, self._settings.max_index_bytes)
+            body = await _read_limited(resp, self._limits.max_index_bytes)
             return IndexFetch(
                 200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified")
             )
@@ -134,7 +222,18 @@ class Upstream:
         async with self._get(url, kind="crate") as resp:
             if resp.status == 404:
                 raise UpstreamNotFound(f"upstream has no download for {name} {version}")
-            yield _chunks(resp, self._settings.max_crate_bytes)
+            yield _chunks(resp, self._limits.max_crate_bytes)
+
+    # -- anything else ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def get(
+        self, url: str, *, kind: str, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Response]:
+        """GET `url` with retries; yields 2xx/3xx answers and 403/404/410/451 (for the caller
+        to judge); other statuses raise UpstreamUnavailable."""
+        async with self._get(url, kind=kind, headers=dict(headers or {})) as resp:
+            yield Response(resp.status, resp.headers, _chunks(resp, max_bytes))
 
     # -- the retrying GET ---------------------------------------------------------------------
 
@@ -142,7 +241,7 @@ class Upstream:
     async def _get(
         self, url: str, *, kind: str, headers: dict[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        attempts = self._settings.upstream_retries + 1
+        attempts = self._limits.retries + 1
         last_error = "no attempt made"
         for attempt in range(attempts):
             started = time.perf_counter()

@@ -4,10 +4,11 @@ The corpus file (`policies/popular-crates.txt`) is one crate name per line, most
 first, after a `#` comment header saying where and when it came from. The policy decides how
 many of the top names to protect (`load_corpus(path, top=N)`).
 
-`update_corpus` pages through a crates.io-compatible API (`/api/v1/crates?sort=downloads`),
-politely: an identifying User-Agent and at most one request per second, as crates.io's crawler
-policy asks. The new list is validated completely before it replaces the old file, atomically,
-so a failed or hostile refresh leaves the previous corpus in place.
+`update_corpus` pages through a crates.io-compatible API (`/api/v1/crates?sort=downloads`)
+with the mirror's one upstream client, politely: its identifying User-Agent and at most one
+request per second, as crates.io's crawler policy asks (so no retries either). The new list
+is validated completely before it replaces the old file, atomically, so a failed or hostile
+refresh leaves the previous corpus in place.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from mirror import USER_AGENT
 from mirror.errors import (
     BadRequest,
     ConfigError,
     Problem,
     StorageError,
     UpstreamError,
-    UpstreamUnavailable,
 )
 from mirror.files import write_atomic
 from mirror.index import canonical_name, validate_name
+from mirror.upstream.client import ClientLimits, Upstream, UpstreamClient
 
 __all__ = [
     "DEFAULT_CORPUS",
@@ -44,7 +42,7 @@ __all__ = [
     "write_corpus",
 ]
 
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "policies" / "popular-crates.txt"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "policies" / "popular-crates.txt"
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,12 @@ class CorpusUpdateSettings:
     min_interval: float = 1.0  # seconds between request starts (crates.io crawler policy)
     timeout: float = 30.0  # seconds per request
     max_page_bytes: int = 4 * 1024 * 1024  # bytes; a page of 100 crates is ~100 KiB
+
+    def limits(self) -> ClientLimits:
+        # No retries: a retry soon after a failure would break the one-request-per-second rule.
+        return ClientLimits(
+            connect_timeout=self.timeout, read_timeout=self.timeout, concurrency=1, retries=0
+        )
 
 
 def load_corpus(path: Path, top: int | None = None) -> list[str]:
@@ -107,7 +111,7 @@ Sleep = Callable[[float], Awaitable[None]]
 async def fetch_popular(
     settings: CorpusUpdateSettings,
     *,
-    session: aiohttp.ClientSession | None = None,
+    client: Upstream | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
     on_page: Callable[[int], None] | None = None,
@@ -117,12 +121,9 @@ async def fetch_popular(
     Follows `meta.next_page` (crates.io's pagination link), or `page=N+1` when an API gives
     none. `on_page(n)` is called with the number of new names after each page (progress).
     """
-    own = session is None
-    if session is None:
-        session = aiohttp.ClientSession(
-            headers={"User-Agent": USER_AGENT},
-            timeout=aiohttp.ClientTimeout(total=settings.timeout),
-        )
+    own = client is None
+    if client is None:
+        client = UpstreamClient(settings.api, settings.limits())
     names: list[str] = []
     seen: set[str] = set()
     base = settings.api.rstrip("/") + "/api/v1/crates"
@@ -138,7 +139,7 @@ async def fetch_popular(
                 if wait > 0:
                     await sleep(wait)
             last_start = clock()
-            body = await _get_json(session, url, settings)
+            body = await _get_json(client, url, settings)
             crates, next_page = _parse_page(body)
             added = 0
             for name in crates:
@@ -157,28 +158,19 @@ async def fetch_popular(
             url = base + next_page
     finally:
         if own:
-            await session.close()
+            await client.close()
     return names
 
 
-async def _get_json(
-    session: aiohttp.ClientSession, url: str, settings: CorpusUpdateSettings
-) -> Any:
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    try:
-        async with session.get(url, headers=headers) as resp:
-            if resp.status == 429 or resp.status >= 500:
-                raise UpstreamUnavailable(f"registry API answered {resp.status} for {url}")
-            if resp.status != 200:
-                raise UpstreamError(f"registry API answered {resp.status} for {url}")
-            # Size limit enforced while reading: a hostile API cannot make us buffer gigabytes.
-            raw = await resp.content.read(settings.max_page_bytes + 1)
-            if len(raw) > settings.max_page_bytes:
-                raise UpstreamError(
-                    f"registry API page larger than {settings.max_page_bytes} bytes"
-                )
-    except (aiohttp.ClientError, TimeoutError) as e:
-        raise UpstreamUnavailable(f"registry API unreachable: {e}") from e
+async def _get_json(client: Upstream, url: str, settings: CorpusUpdateSettings) -> Any:
+    headers = {"Accept": "application/json"}
+    # The size limit is enforced while reading: a hostile API cannot make us buffer gigabytes.
+    async with client.get(
+        url, kind="api", max_bytes=settings.max_page_bytes, headers=headers
+    ) as resp:
+        if resp.status != 200:
+            raise UpstreamError(f"registry API answered {resp.status} for {url}")
+        raw = await resp.read()
     try:
         return json.loads(raw)
     except ValueError as e:
@@ -215,16 +207,14 @@ async def update_corpus(
     out: Path,
     settings: CorpusUpdateSettings,
     *,
-    session: aiohttp.ClientSession | None = None,
+    client: Upstream | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
     on_page: Callable[[int], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[str]:
     """Fetch the top names and replace `out` with them; on any failure `out` is unchanged."""
-    names = await fetch_popular(
-        settings, session=session, clock=clock, sleep=sleep, on_page=on_page
-    )
+    names = await fetch_popular(settings, client=client, clock=clock, sleep=sleep, on_page=on_page)
     if not names:
         raise UpstreamError("registry API returned no crates; keeping the old corpus")
     write_corpus(out, names, source=f"{settings.api} /api/v1/crates?sort=downloads", when=now())
