@@ -13,7 +13,7 @@ from aiohttp.web_runner import BaseRunner
 
 from mirror.app import create_app
 from mirror.config import Settings, load_settings
-from mirror.front import MirrorRunner
+from mirror.http.front import MirrorRunner
 from tests.fixtures.crates import debian_crate_dir
 from tests.fixtures.registry import Registry, build_registry
 from tests.fixtures.upstream import FakeUpstream

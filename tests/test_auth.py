@@ -17,6 +17,7 @@ from aiohttp import web
 
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, NotFound
+from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources import tokens as token_file
 from mirror.sources.tokens import TOKEN_PREFIX, TokenStore, hash_token, token_from_header
@@ -221,7 +222,7 @@ async def test_server_requires_a_token_and_records_who(
 
     ok = await client.get(path, headers={"Authorization": token})
     assert ok.status == 200
-    client.app[_mirror_key()].gate.audit.flush()
+    client.app[HANDLERS].core.gate.audit.flush()
     audit_text = "".join(p.read_text() for p in (tmp_path / "cache" / "audit").glob("*.jsonl"))
     assert "alice" in audit_text
     assert token not in audit_text
@@ -246,9 +247,3 @@ async def test_revoked_token_is_refused_by_a_running_server(
     assert (await client.get(path, headers={"Authorization": token})).status == 200
     store.revoke("bob")
     assert (await client.get(path, headers={"Authorization": token})).status == 401
-
-
-def _mirror_key() -> Any:
-    from mirror.server import MIRROR
-
-    return MIRROR

@@ -21,9 +21,10 @@ from aiohttp.test_utils import TestClient
 from mirror.app import create_app
 from mirror.audit.query import read_events
 from mirror.config import Settings
+from mirror.http.handlers import Handlers
+from mirror.http.prepared import PreparedTable, prepared_response
+from mirror.http.routes import HANDLERS
 from mirror.index import index_path
-from mirror.prepared import PreparedTable, prepared_response
-from mirror.server import MIRROR, Mirror
 from mirror.sources.policy_files import PolicyFiles
 from tests.conftest import MirrorClient, mirror_server
 from tests.fixtures.upstream import FakeUpstream
@@ -47,8 +48,8 @@ def mirror_client(aiohttp_client: Any, mirror_settings: Any) -> MirrorClient:
     return make
 
 
-def _mirror(client: TestClient[Any, Any]) -> Mirror:
-    return client.server.app[MIRROR]  # type: ignore[union-attr]
+def _mirror(client: TestClient[Any, Any]) -> Handlers:
+    return client.server.app[HANDLERS]  # type: ignore[union-attr]
 
 
 class Raw:
@@ -153,7 +154,8 @@ async def test_a_policy_change_takes_effect_on_the_next_request(
     policy.write_text(
         "version: 1\nrules:\n  deny: {mode: block}\ndeny:\n  - crate: itoa\n    reason: testing\n"
     )
-    _mirror(client).gate.replace_engine(PolicyFiles(policy).load())
+    gate = _mirror(client).core.gate
+    gate.replace_policy(PolicyFiles(policy).load(), gate.capabilities)
     resp = await client.get(ITOA)
     assert resp.status == 403
     assert "itoa" in await resp.text()
@@ -295,7 +297,7 @@ async def test_fast_hits_are_audited_as_counted_allows(
         assert (await client.get(ITOA)).headers["Server"] == FAST
     mirror = _mirror(client)
     mirror.tally.flush()
-    mirror.gate.audit.flush()
+    mirror.core.gate.audit.flush()
     events = [
         e
         for e in read_events(mirror.settings.audit_directory)
@@ -375,7 +377,7 @@ async def test_a_client_that_does_not_read_answers_stops_being_read(
     fake_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
     """Writes beyond the high-water mark pause reading; a hand-over resumes it for aiohttp."""
-    from mirror.front import FrontDoor
+    from mirror.http.front import FrontDoor
 
     client = await mirror_client(fake_upstream)
     await _warm(client, ITOA)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirror.downloads import HotCrates
+from mirror.serving.downloads import HotCrates
 
 
 def _file(tmp_path: Path, name: str, size: int) -> Path:

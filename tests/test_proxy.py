@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from mirror.config import Settings
+from mirror.http.routes import HANDLERS
 from mirror.index import index_path
-from mirror.server import MIRROR
 from mirror.store import FilesystemStore
 from tests.conftest import MirrorClient
 from tests.fixtures.registry import Registry
@@ -163,7 +163,7 @@ async def test_download_is_verified_cached_and_served_from_cache(
 async def test_unknown_version_is_404(client: TestClient[Any, Any]) -> None:
     resp = await client.get(_dl(client, "itoa", "99.0.0"))
     assert resp.status == 404
-    assert "not in the index" in await resp.text()
+    assert "itoa@99.0.0 is not in the upstream index" in await resp.text()  # as prefetch says
 
 
 @pytest.mark.parametrize("fault", ["flip", "truncate", "wrong_length"])
@@ -310,10 +310,10 @@ async def test_download_works_when_upstream_config_was_unreachable_at_start(
     client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry
 ) -> None:
     """Upstream down while the mirror started: the first download learns `dl` itself."""
-    mirror = client.app[MIRROR]
-    assert mirror.upstream is not None
-    mirror.upstream._dl_template = None  # as if config.json failed at start-up
-    mirror._config_body = None
+    core = client.app[HANDLERS].core
+    assert core.upstream is not None
+    core.upstream._dl_template = None  # type: ignore[attr-defined]  # config.json failed at start
+    core.config._body = None
     version = small_registry.versions("ryu")[0]
     resp = await client.get(_dl(client, "ryu", version))
     assert resp.status == 200

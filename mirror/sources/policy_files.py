@@ -8,7 +8,6 @@ its inputs are unchanged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mirror.errors import ConfigError, Problem
 from mirror.policy.decision import Mode
@@ -16,12 +15,8 @@ from mirror.policy.engine import PolicyEngine
 from mirror.policy.model import Policy, parse_policy
 from mirror.policy.typosquat import TyposquatIndex
 from mirror.sources.advisories import load_advisories
+from mirror.sources.capability_lockfile import load_lock
 from mirror.sources.corpus import load_corpus
-
-if TYPE_CHECKING:
-    from mirror.capability_guard import CapabilityGuard
-    from mirror.gate import Gate
-    from mirror.store import Store
 
 DEFAULT_CORPUS_NAME = "popular-crates.txt"  # looked up next to the policy file
 
@@ -65,8 +60,6 @@ class PolicyFiles:
         if rules.advisories.mode is not Mode.OFF and rules.advisories.db is not None:
             load_advisories(rules.advisories.db)
         if rules.capabilities.mode is not Mode.OFF:
-            from mirror.sources.capability_lockfile import load_lock
-
             load_lock(self.lock_path(policy))
 
     def changed(self) -> bool:
@@ -74,15 +67,6 @@ class PolicyFiles:
 
     def corpus_path(self, policy: Policy) -> Path:
         return policy.rules.typosquat.corpus or self.path.parent / DEFAULT_CORPUS_NAME
-
-    def capability_guard(self, store: Store, gate: Gate) -> CapabilityGuard | None:
-        assert self.policy is not None
-        rule = self.policy.rules.capabilities
-        if rule.mode is Mode.OFF:
-            return None
-        from mirror.capability_guard import CapabilityGuard
-
-        return CapabilityGuard(self.lock_path(self.policy), rule, store, gate)
 
     def lock_path(self, policy: Policy) -> Path:
         return policy.rules.capabilities.lock or self.path.parent / "capabilities.lock.yaml"

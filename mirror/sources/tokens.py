@@ -3,7 +3,7 @@
 cargo sends a registry token as the raw value of the `Authorization` header on every index,
 config.json and download request once the registry's config.json says `"auth-required": true`
 (RFC 3139; cargo's registry-authentication docs). This module only decides whether such a
-header names a live token; `mirror.server` turns "no" into a 401 with a `WWW-Authenticate`
+header names a live token; `mirror.http.edge` turns "no" into a 401 with a `WWW-Authenticate`
 challenge, so this module stays free of HTTP types.
 
 The token file holds no secret: each token is kept as sha256(token). Tokens are 256 random

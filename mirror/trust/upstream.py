@@ -193,7 +193,7 @@ class UpstreamVerifier:
         return state.expires
 
     async def verify_crate_index(self, name: str, body: bytes) -> float:
-        """`verify_index` by crate name, returning unix time (mirror.index_cache.Verifier)."""
+        """`verify_index` by crate name, returning unix time (index_cache.Verifier)."""
         expires = await self.verify_index(index_path(name), body)
         return expires.timestamp()
 

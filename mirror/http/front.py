@@ -1,12 +1,12 @@
 """The front door: every connection starts here, and warm hits never leave it.
 
 A connection is parsed with httptools (llhttp, the parser aiohttp uses too). A request that
-the table of prepared responses (mirror.prepared) can answer exactly, a plain HTTP/1.1 GET
+the table of prepared responses (mirror.http.prepared) can answer exactly, a plain HTTP/1.1 GET
 with no body, is answered here with bytes decided earlier by the handlers.
 Anything else, from the first request that is not such a hit (a miss, a stale entry, a
 missing token, a body, a malformed line), hands the connection, with every byte not yet
 answered, to aiohttp's own protocol for good: every decision and every error stays in
-mirror.server, and this module only repeats what it was given.
+the handlers and the core, and this module only repeats what it was given.
 
 The per-hit budget is what the benchmark targets allow (a small fraction of nginx's time per
 request), which is why this is a bare asyncio protocol and not an aiohttp handler.
@@ -21,8 +21,9 @@ from typing import Any, cast
 import httptools
 from aiohttp import web
 
-from mirror.prepared import http_date
-from mirror.server import MIRROR, Mirror, etags
+from mirror.http.handlers import Handlers, etags
+from mirror.http.prepared import http_date
+from mirror.http.routes import HANDLERS
 
 MAX_HEAD = 8 * 1024  # bytes of request head we answer; larger goes to aiohttp and its limits
 CLOSE = b"Connection: close\r\n"
@@ -32,9 +33,9 @@ TICK_SECONDS = 1.0  # Date header refresh, idle sweep, audit/metrics batch
 class FrontDoor:
     """The protocol factory a site serves (in place of aiohttp's `web.Server`)."""
 
-    def __init__(self, inner: web.Server, mirror: Mirror, keepalive_timeout: float) -> None:
+    def __init__(self, inner: web.Server, handlers: Handlers, keepalive_timeout: float) -> None:
         self.inner = inner  # makes aiohttp's protocol for connections handed over
-        self.mirror = mirror
+        self.handlers = handlers
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[FastProtocol] = set()
         self.now = time.monotonic()
@@ -50,7 +51,7 @@ class FrontDoor:
         self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
         for conn in [c for c in self.connections if c.deadline < self.now]:
             conn.close()  # idle, or trickling headers (slowloris): same limit as aiohttp's
-        self.mirror.tally.flush()
+        self.handlers.tally.flush()
 
     # -- what aiohttp's runner calls on its server --------------------------------------------
 
@@ -61,7 +62,7 @@ class FrontDoor:
 
     async def shutdown(self, timeout: float | None = None) -> None:
         self._timer.cancel()
-        self.mirror.tally.flush()  # before the app's cleanup closes the audit log
+        self.handlers.tally.flush()  # before the app's cleanup closes the audit log
         await self.inner.shutdown(timeout)
 
 
@@ -181,7 +182,7 @@ class FastProtocol(asyncio.Protocol):
         ):
             return False
         front = self._front
-        mirror = front.mirror
+        mirror = front.handlers
         client = self._client
         if mirror.tokens is not None:
             header = self._authorization
@@ -236,11 +237,11 @@ class MirrorRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         # One idle limit for both protocols: the front door's and aiohttp's after a hand-over.
-        kwargs.setdefault("keepalive_timeout", app[MIRROR].settings.keepalive_timeout)
+        kwargs.setdefault("keepalive_timeout", app[HANDLERS].settings.keepalive_timeout)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         inner = await super()._make_server()
         keepalive = float(self._kwargs["keepalive_timeout"])
-        front: Any = FrontDoor(inner, self.app[MIRROR], keepalive)
+        front: Any = FrontDoor(inner, self.app[HANDLERS], keepalive)
         return cast(web.Server, front)

@@ -1,6 +1,6 @@
-"""Responses the handlers have already decided, kept ready for mirror.front to repeat.
+"""Responses the handlers have already decided, kept ready for mirror.http.front to repeat.
 
-Every decision is made by the aiohttp handlers in mirror.server. Most requests of a warm build
+Every decision is made by the serving core, asked by the handlers. Most requests of a warm build
 repeat one exactly: the same fresh index file, the same small crate, under the same policy.
 For those the handler leaves the finished bytes here together with a `still_valid` check (the
 index entry is fresh, the policy generation and day are unchanged); the front door answers the
@@ -21,8 +21,8 @@ from email.utils import formatdate
 from typing import Any
 
 from mirror import metrics
-from mirror.gate import Gate, Request
 from mirror.request_ids import next_request_id
+from mirror.serving.gate import Gate, Request
 
 _REASONS = {200: b"OK", 304: b"Not Modified"}
 SERVER_HEADER = b"Server: crate-mirror\r\n"

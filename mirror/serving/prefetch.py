@@ -1,4 +1,5 @@
-"""Warm the cache for lockfiles and explicit crates, through the same verified path as serving."""
+"""Warm the cache for lockfiles and explicit crates, through the same path as serving them
+(`MirrorCore.fetch_crate`): name rules, index, version rules, checksum, capability lock."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.errors import BadRequest, MirrorError
-from mirror.gate import Request
-from mirror.index import CrateRef, IndexLine
+from mirror.index import CrateRef
 from mirror.request_ids import next_request_id
-from mirror.server import Mirror
+from mirror.serving.core import Client, MirrorCore
 
 # Sources that mean "crates.io" in a Cargo.lock; with source replacement cargo still writes these.
 CRATES_IO_SOURCES = (
@@ -45,33 +45,8 @@ def crates_in_lockfile(path: Path) -> list[CrateRef]:
     return refs
 
 
-@dataclass(frozen=True)
-class FetchedCrate:
-    line: IndexLine
-    path: Path
-    served_index: bytes  # the index file exactly as this mirror serves it (policy applied)
-    was_cached: bool
-
-
-async def fetch_verified(mirror: Mirror, ref: CrateRef, route: str) -> FetchedCrate:
-    """One crate through the same steps as serving it: name rules, index, version rules,
-    checksum-verified download, capability lock. Raises the same errors a request would."""
-    req = Request(next_request_id(), route, route, ref.name, ref.version)
-    mirror.gate.check_name(req)
-    entry = await mirror.indexes.get(ref.name)
-    line = entry.index.find(ref.version)
-    if line is None:
-        raise BadRequest(f"{ref} is not in the upstream index")
-    mirror.gate.check_version(req, entry, line)
-    was_cached = mirror.crates.cached_path(line) is not None
-    path = await mirror.crates.ensure(line)
-    await mirror.gate.check_capabilities(req, line, path)
-    served = mirror.gate.served_index(entry)
-    return FetchedCrate(line, path, served.body, was_cached)
-
-
 async def prefetch(
-    mirror: Mirror,
+    core: MirrorCore,
     refs: Iterable[CrateRef],
     *,
     concurrency: int = 8,
@@ -85,9 +60,11 @@ async def prefetch(
         async with limit:
             outcome = "failed"
             try:
-                fetched = await fetch_verified(mirror, ref, "prefetch")
-                outcome = "cached" if fetched.was_cached else "fetched"
-                (report.cached if fetched.was_cached else report.fetched).append(ref)
+                client = Client(next_request_id(), "prefetch")
+                answer = await core.fetch_crate(ref.name, ref.version, client, route="prefetch")
+                was_cached = answer.crate.was_cached
+                outcome = "cached" if was_cached else "fetched"
+                (report.cached if was_cached else report.fetched).append(ref)
             except MirrorError as e:
                 report.failed.append((ref, str(e)))
             finally:

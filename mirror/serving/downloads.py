@@ -1,8 +1,11 @@
-"""Getting a `.crate` into the store: verified against its index line, fetched at most once."""
+"""Getting a `.crate`: from memory, the store or upstream, verified against its index line,
+fetched at most once however many requests ask for it at the same time."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -55,33 +58,59 @@ class HotCrates:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class CrateFile:
+    """A verified crate: always a local file (sendfile), and its bytes when small enough."""
+
+    path: Path
+    body: bytes | None
+    was_cached: bool  # in memory or the store before this request
+
+    def read(self) -> bytes:
+        return self.body if self.body is not None else self.path.read_bytes()
+
+
 class CrateFetcher:
-    def __init__(self, store: Store, upstream: Upstream | None, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        upstream: Upstream | None,
+        hot: HotCrates,
+        learn_dl: Callable[[], Awaitable[None]],
+        *,
+        max_bytes: int,
+    ) -> None:
         self.store = store
         self._upstream = upstream  # None: offline
+        self._hot = hot
+        self._learn_dl = learn_dl  # upstream's `dl` template, if config.json failed at start
         self._max_bytes = max_bytes
         self._flights: SingleFlight[Path] = SingleFlight()
 
-    def cached_path(self, line: IndexLine) -> Path | None:
-        path = self.store.crate_path(line.cksum)
-        return path if path.is_file() else None
-
-    async def ensure(self, line: IndexLine) -> Path:
-        """Path of the verified crate for `line`, downloading it if needed."""
-        path = self.cached_path(line)
-        if path is not None:
+    async def get(self, line: IndexLine) -> CrateFile:
+        """The verified crate for `line`: memory, else the store, else upstream (checksum)."""
+        body = self._hot.get(line.cksum)
+        if body is not None:
             metrics.cache_counter("crate", "hit").inc()
-            return path
-        if self._upstream is None:
+            return CrateFile(self.store.crate_path(line.cksum), body, True)
+        was_cached = self.store.has_crate(line.cksum)
+        if was_cached:
+            metrics.cache_counter("crate", "hit").inc()
+            path = self.store.crate_path(line.cksum)
+        elif self._upstream is None:
             raise NotFound(
                 f"{line.name} {line.vers} is not in this offline mirror; add it on a connected "
                 "mirror with `crate-mirror prefetch` and carry it over with `crate-mirror export`"
                 " / `crate-mirror import`"
             )
-        return await self._flights.run(line.cksum, lambda: self._download(line))
+        else:
+            path = await self._flights.run(line.cksum, lambda: self._download(line))
+        return CrateFile(path, self._hot.load(line.cksum, path), was_cached)
 
     async def _download(self, line: IndexLine) -> Path:
         assert self._upstream is not None
+        if not self._upstream.has_config:
+            await self._learn_dl()  # upstream was down at start: learn its `dl` now
         metrics.cache_counter("crate", "miss").inc()
         attempts = 2  # one retry for a body cut short; a checksum mismatch is never retried
         for attempt in range(attempts):

@@ -1,8 +1,8 @@
 """Index files: memory first, then disk, then upstream; fresh for a TTL, stale when upstream fails.
 
 A warm hit is one dict lookup and one clock read. Everything derived from an index file's
-content (parsing, the policy-filtered body, its ETag) hangs off the `IndexEntry` and is computed
-once per content version, never per request.
+content (parsing, the policy-filtered body, its ETag) hangs off the `IndexEntry` (`views`) and
+is computed once per content version, never per request.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -20,6 +19,7 @@ from mirror import metrics
 from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
 from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
+from mirror.serving.views import DerivedViews
 from mirror.store import CachedIndex, Store
 from mirror.upstream.client import Upstream
 
@@ -39,8 +39,7 @@ class IndexEntry:
     fresh_until: float  # monotonic deadline; after it we ask upstream again
     verified_until: float | None = None  # unix time; None when no TUF is configured
     stale_reason: str | None = None  # set when served after an upstream failure
-    # Per-content memo for derived views (the policy-filtered body), keyed by its producer.
-    memo: dict[Any, Any] = field(default_factory=dict)
+    views: DerivedViews = field(default_factory=DerivedViews)  # derived from this content
 
 
 class IndexCache:
@@ -83,19 +82,6 @@ class IndexCache:
     def is_fresh(entry: IndexEntry) -> bool:
         """Whether `get` would return this entry without asking anyone."""
         return time.monotonic() < entry.fresh_until and _still_verified(entry)
-
-    def cached(self, name: str) -> IndexEntry | None:
-        """What we hold without asking anyone (memory, then disk)."""
-        entry = self._entries.get(name)
-        if entry is not None:
-            return entry
-        disk = self._store.read_index(name)
-        return self._remember(name, disk, fresh=False) if disk is not None else None
-
-    def invalidate(self) -> None:
-        """Drop derived views (after a policy or lock change); content stays cached."""
-        for entry in self._entries.values():
-            entry.memo.clear()
 
     async def _refresh(self, name: str, entry: IndexEntry | None) -> IndexEntry:
         disk = None
@@ -145,7 +131,7 @@ class IndexCache:
             metrics.cache_counter("index", "revalidated").inc()
             known.fresh_until = time.monotonic() + self._ttl
             known.stale_reason = None
-            known.memo.clear()  # time-dependent rules (release age) are re-evaluated per TTL
+            known.views.clear()  # time-dependent rules (release age) are re-evaluated per TTL
             if self._verifier is not None:
                 # The copy is unchanged, but it is only trusted under current metadata.
                 known.verified_until = await self._verifier(name, known.index.raw)
@@ -262,6 +248,3 @@ class _BoundedEntries:
         old = self._entries.pop(name, None)
         if old is not None:
             self._size -= len(old.index.raw)
-
-    def values(self) -> list[IndexEntry]:
-        return list(self._entries.values())

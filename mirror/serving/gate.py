@@ -1,19 +1,18 @@
 """Where decisions meet requests: run the pure policy, memoize it, explain blocks, audit all.
 
-The policy engine and the capability lock are pure; this module holds their current versions
-(swapped atomically on reload), caches their verdicts per index content, and turns a blocking
-Decision into a `Blocked` error whose text cargo will print.
+The policy engine and the capability lock are pure; the gate holds their current versions
+(swapped atomically on reload), keeps their verdicts per index content (`DerivedViews`) and per
+name and day, and turns a blocking Decision into a `Blocked` error whose text cargo will print.
+It never fetches anything: the core (mirror.serving.core) runs the steps and asks it to judge.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
@@ -21,12 +20,11 @@ from mirror import metrics
 from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
-from mirror.index_cache import IndexEntry
 from mirror.policy.decision import Action, Decision
 from mirror.policy.engine import PolicyEngine, explain
-
-if TYPE_CHECKING:
-    from mirror.downloads import CrateFetcher
+from mirror.serving.downloads import CrateFile
+from mirror.serving.index_cache import IndexEntry
+from mirror.serving.views import Generation, ServedIndex
 
 log = structlog.get_logger("mirror.gate")
 MAX_MEMO = 100_000  # name decisions remembered before the memo is reset
@@ -41,26 +39,18 @@ class Request:
     version: str | None = None
 
 
-@dataclass(frozen=True)
-class ServedIndex:
-    """An index file exactly as we serve it, computed once per content and policy version."""
-
-    body: bytes
-    etag: str
-    hidden: Mapping[str, Decision]  # version -> the decision that hid it
-    summary: Mapping[str, Any] = field(default_factory=dict)
-
-
 class CapabilityCheck(Protocol):
-    """The capability lock as the gate sees it (mirror.capability_guard implements it)."""
+    """The capability lock as the gate and the core see it (mirror.serving.capability_guard)."""
 
-    generation: int
+    generation: int  # bumped whenever a verdict may have changed
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
 
-    async def decide(self, line: IndexLine, path: Path) -> Decision: ...
+    async def decide(self, line: IndexLine, crate: CrateFile) -> Decision: ...
 
-    async def prescan(self, index: IndexFile, crates: CrateFetcher) -> None: ...
+    async def scan_ahead(
+        self, entry: IndexEntry, fetch: Callable[[IndexLine], Awaitable[CrateFile]]
+    ) -> None: ...
 
 
 class Gate:
@@ -88,20 +78,18 @@ class Gate:
     def engine(self) -> PolicyEngine | None:
         return self._engine
 
-    def replace_engine(self, engine: PolicyEngine | None) -> None:
-        """Swap in a newly loaded policy; every memoized verdict is recomputed lazily."""
+    def replace_policy(
+        self, engine: PolicyEngine | None, capabilities: CapabilityCheck | None
+    ) -> None:
+        """Swap in a newly loaded policy and capability lock together; every memoized verdict
+        is recomputed lazily."""
         self._engine = engine
-        self._bump()
-
-    def capabilities_changed(self) -> None:
-        self._bump()
-
-    def _bump(self) -> None:
+        self.capabilities = capabilities
         self._generation += 1
         self._names.clear()
 
     @property
-    def generation(self) -> tuple[int, int]:
+    def generation(self) -> Generation:
         caps = self.capabilities.generation if self.capabilities is not None else 0
         return (self._generation, caps)
 
@@ -136,7 +124,7 @@ class Gate:
 
     def still_serves(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> bool:
         """Whether `served_index` would still return `served` (and name verdicts still hold)."""
-        memo = entry.memo.get("served-offline" if offline else "served")
+        memo = entry.views.offline if offline else entry.views.full
         return (
             memo is not None
             and memo[1] is served
@@ -152,37 +140,19 @@ class Gate:
 
     # -- version rules ------------------------------------------------------------------------
 
-    async def prepare(self, entry: IndexEntry, crates: CrateFetcher) -> None:
-        """Work needed once per index content before filtering (scanning new versions).
-
-        Requests arriving while the scan runs wait for it: none may see a new version
-        before its capabilities are known.
-        """
-        if self.capabilities is None:
-            return
-        scan = entry.memo.get("prescan")
-        if scan is None:
-            scan = asyncio.ensure_future(self.capabilities.prescan(entry.index, crates))
-            entry.memo["prescan"] = scan
-        try:
-            await asyncio.shield(scan)
-        except Exception:
-            entry.memo.pop("prescan", None)  # a bug must not stick to this index forever
-            raise
-
     def served_index(
         self, entry: IndexEntry, is_cached: Callable[[str], bool] | None = None
     ) -> ServedIndex:
         """The filtered index for this entry; `is_cached` (offline) hides crates we lack."""
-        # Offline views (only cached crates) and full views are kept side by side: the index
-        # route asks for one and the download route for the other.
-        slot = "served-offline" if is_cached is not None else "served"
-        memo = entry.memo.get(slot)
+        views = entry.views
+        memo = views.offline if is_cached is not None else views.full
         if memo is not None and memo[0] == self.generation:
-            served: ServedIndex = memo[1]
-            return served
+            return memo[1]
         served = self._filter(entry.index, is_cached)
-        entry.memo[slot] = (self.generation, served)
+        if is_cached is not None:
+            views.offline = (self.generation, served)
+        else:
+            views.full = (self.generation, served)
         if self.on_served is not None:
             self.on_served(entry.name, served.body)
         return served
@@ -205,19 +175,21 @@ class Gate:
             summary["hidden"] = {v: d.rule for v, d in hidden.items()}
         return ServedIndex(kept.raw, etag_of(kept.raw), hidden, summary)
 
-    def check_version(self, req: Request, entry: IndexEntry, line: IndexLine) -> None:
+    def check_version(self, req: Request, entry: IndexEntry, line: IndexLine) -> ServedIndex:
+        """Enforce the version rules on `line`; returns the full view they were read from."""
         served = self.served_index(entry)
         decision = served.hidden.get(line.vers)
         if decision is not None:
             self._enforce(req, decision)
+        return served
 
     # -- capabilities -------------------------------------------------------------------------
 
-    async def check_capabilities(self, req: Request, line: IndexLine, path: Path) -> bool:
+    async def check_capabilities(self, req: Request, line: IndexLine, crate: CrateFile) -> bool:
         """Enforce the capability lock; True when the verdict is a plain allow."""
         if self.capabilities is None:
             return True
-        decision = await self.capabilities.decide(line, path)
+        decision = await self.capabilities.decide(line, crate)
         self._enforce(req, decision)
         return decision.action is Action.ALLOW
 

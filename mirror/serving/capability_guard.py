@@ -1,9 +1,11 @@
-"""The capability lock at serving time: scan once per sha256, decide, record first sightings.
+"""The capability lock at serving time: judge each crate by its scan, record first sightings.
 
 The decision itself is pure (`mirror.policy.capability_lock.decide_capabilities`); this module
-does the I/O around it: the scan cache, the lock file (re-read on change, updated under a file
-lock for trust-on-first-use) and, for crates already in the lock, scanning new versions when
-their index file changes, so `cargo update` never resolves to a version that would be refused.
+does the I/O around it: scan reports (mirror.serving.scans, once per sha256), the lock file
+(updated under a file lock for trust-on-first-use) and, for crates already in the lock,
+scanning new versions when their index file changes, so `cargo update` never resolves to a
+version that would be refused. What it decides on its own (a first sighting, a version held
+back ahead of time) goes to the audit callback it is given.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,36 +26,50 @@ from mirror.policy.capability_lock import (
     decide_capabilities,
     record_first_seen,
 )
-from mirror.policy.decision import Action, Decision
+from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.schema import CapabilitiesRule
 from mirror.policy.semver import Version
 from mirror.scan.report import CapabilityReport
+from mirror.serving.downloads import CrateFile
+from mirror.serving.index_cache import IndexEntry
 from mirror.serving.scans import Scans
 from mirror.sources.capability_lockfile import load_lock, update_lock
-
-if TYPE_CHECKING:
-    from mirror.downloads import CrateFetcher
-    from mirror.gate import Gate
-    from mirror.store import Store
+from mirror.sources.policy_files import PolicyFiles
 
 log = structlog.get_logger("mirror.capabilities")
 SCAN_AHEAD = 3  # newest unscanned versions of a locked crate scanned when its index changes
 
+Audit = Callable[[AuditEvent], None]
+FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
+
 
 class CapabilityGuard:
-    def __init__(self, lock_path: Path, rule: CapabilitiesRule, store: Store, gate: Gate) -> None:
+    def __init__(
+        self,
+        lock_path: Path,
+        rule: CapabilitiesRule,
+        scans: Scans,
+        audit: Audit,
+        policy_digest: str | None = None,
+    ) -> None:
+        """Raises ConfigError for an invalid lock file (a reload then keeps the old guard)."""
         self.generation = 0  # bumped whenever a verdict may have changed
-        self._gate = gate
-        self._scans = Scans(store)
-        self.set_rule(rule, lock_path)
-
-    def set_rule(self, rule: CapabilitiesRule, lock_path: Path) -> None:
-        """(Re)load the lock; raises ConfigError for an invalid file (the caller keeps the old)."""
-        lock = load_lock(lock_path)
-        self._rule = CapabilityRule(mode=rule.mode, first_seen=rule.first_seen.value)
+        self._lock = load_lock(lock_path)
         self._lock_path = lock_path
-        self._lock = lock
-        self.generation += 1
+        self._rule = CapabilityRule(mode=rule.mode, first_seen=rule.first_seen.value)
+        self._scans = scans
+        self._audit = audit
+        self._policy_digest = policy_digest  # of the policy this guard was built from
+
+    @classmethod
+    def for_policy(cls, files: PolicyFiles, scans: Scans, audit: Audit) -> CapabilityGuard | None:
+        """The guard the policy last loaded by `files` asks for; None when the rule is off."""
+        policy = files.policy
+        assert policy is not None, "load the policy first"
+        rule = policy.rules.capabilities
+        if rule.mode is Mode.OFF:
+            return None
+        return cls(files.lock_path(policy), rule, scans, audit, policy.digest)
 
     # -- verdicts -----------------------------------------------------------------------------
 
@@ -62,15 +77,15 @@ class CapabilityGuard:
         """Versions of this index file that a known scan says must be held back."""
         out = {}
         for line in index.lines:
-            report = self._known_report(line.cksum)
+            report = self._scans.known(line.cksum)
             if report is not None:
                 decision = self._decide(line, report)
                 if decision.action is not Action.ALLOW:
                     out[line.vers] = decision
         return out
 
-    async def decide(self, line: IndexLine, path: Path) -> Decision:
-        report = await self._report(line, path)
+    async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:
+        report = await self._scans.report(line.cksum, crate.read)
         decision = self._decide(line, report)
         if decision.details.get("record"):
             await asyncio.to_thread(self._record_first_seen, line, report)
@@ -92,7 +107,7 @@ class CapabilityGuard:
         caps = sorted(c.value for c in report.capabilities)
         log.info("capabilities.first_seen", crate=line.name, version=line.vers, caps=caps)
         # A change to the lock, like `crate-mirror approve`: on the record.
-        self._gate.audit.record(
+        self._audit(
             AuditEvent(
                 action="approve",
                 rule="capabilities",
@@ -101,37 +116,43 @@ class CapabilityGuard:
                 crate=line.name,
                 version=line.vers,
                 cksum=line.cksum,
-                policy_digest=self._gate.policy_digest,
+                policy_digest=self._policy_digest,
                 details={"capabilities": caps, "approved_by": "trust-on-first-use"},
             )
         )
 
-    # -- scanning -----------------------------------------------------------------------------
+    # -- scanning ahead -----------------------------------------------------------------------
 
-    def _known_report(self, cksum: str) -> CapabilityReport | None:
-        return self._scans.known(cksum)
-
-    async def _report(self, line: IndexLine, path: Path) -> CapabilityReport:
-        return await self._scans.report(line.cksum, path.read_bytes)
-
-    async def prescan(self, index: IndexFile, crates: CrateFetcher) -> None:
+    async def scan_ahead(self, entry: IndexEntry, fetch: FetchCrate) -> None:
         """Scan the newest unscanned versions of a crate the lock knows, before cargo sees them.
 
-        Without this, `cargo update` would lock a new version that the download then refuses;
-        with it, a version that needs more than was approved is simply not in the index.
+        Once per index content; requests arriving while the scan runs wait for it: none may
+        see a new version before its capabilities are known. Without this, `cargo update`
+        would lock a new version that the download then refuses; with it, a version that needs
+        more than was approved is simply not in the index.
         """
+        views = entry.views
+        if views.scan_ahead is None:
+            views.scan_ahead = asyncio.ensure_future(self._scan_newest(entry.index, fetch))
+        try:
+            await asyncio.shield(views.scan_ahead)
+        except Exception:
+            views.scan_ahead = None  # a bug must not stick to this index forever
+            raise
+
+    async def _scan_newest(self, index: IndexFile, fetch: FetchCrate) -> None:
         if not index.lines or self._lock.approved_for(index.lines[0].name, "0.0.0") is None:
             return  # not in the lock: trust-on-first-use or approval happens at download
         candidates = [
             line
             for line in index.lines
-            if not line.yanked and self._known_report(line.cksum) is None
+            if not line.yanked and self._scans.known(line.cksum) is None
         ]
         candidates.sort(key=lambda line: _version_key(line.vers), reverse=True)
         for line in candidates[:SCAN_AHEAD]:
             try:
-                path = await crates.ensure(line)
-                report = await self._report(line, path)
+                crate = await fetch(line)
+                report = await self._scans.report(line.cksum, crate.read)
             except MirrorError as e:
                 log.warning(
                     "capabilities.prescan_failed", crate=line.name, version=line.vers, error=str(e)
@@ -140,7 +161,7 @@ class CapabilityGuard:
             decision = self._decide(line, report)
             if decision.action is not Action.ALLOW:
                 self.generation += 1
-                self._gate.audit.record(
+                self._audit(
                     AuditEvent(
                         action=decision.action.value,
                         rule=decision.rule,
@@ -148,7 +169,7 @@ class CapabilityGuard:
                         route="index",
                         crate=line.name,
                         version=line.vers,
-                        policy_digest=self._gate.policy_digest,
+                        policy_digest=self._policy_digest,
                         cksum=line.cksum,
                         details=dict(decision.details),
                     )
