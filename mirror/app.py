@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from aiohttp import web
 
 from mirror.config import Settings
+from mirror.http.edge import quiet_bad_requests
 from mirror.http.front import MirrorRunner
 from mirror.http.handlers import Handlers
 from mirror.http.routes import HANDLERS, build_app, tuf_static
@@ -58,6 +59,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 def run(settings: Settings, audit_connection: Connection | None = None) -> None:
     """Serve until SIGINT/SIGTERM (one process; `mirror.cli.serve` forks workers around it)."""
+    quiet_bad_requests()
     with contextlib.suppress(ImportError):
         import uvloop
 

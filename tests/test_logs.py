@@ -10,6 +10,7 @@ import pytest
 import structlog
 from aiohttp.http_exceptions import BadStatusLine
 
+from mirror.http.edge import quiet_bad_requests
 from mirror.logs import configure_logging
 
 
@@ -23,6 +24,7 @@ def _record(exc: BaseException | None) -> logging.LogRecord:
 @pytest.fixture
 def configured() -> Iterator[None]:
     configure_logging("console", "info")
+    quiet_bad_requests()  # what `serve` does in each serving process
     yield
     structlog.reset_defaults()  # later tests must not write to this test's captured stderr
     logging.getLogger("aiohttp.server").filters.clear()

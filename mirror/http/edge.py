@@ -6,10 +6,12 @@ mirror.errors, and `edge` turns each into the status and text cargo understands.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mirror import metrics
 from mirror.errors import (
@@ -123,3 +125,24 @@ def _challenge(base_url: str) -> web.Response:
         text="crate-mirror: a valid token is required; ask the mirror's operators for one "
         "(`crate-mirror token add NAME`) and give it to cargo as CARGO_REGISTRIES_<NAME>_TOKEN\n",
     )
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every unparseable request at ERROR with a traceback: a client could fill
+    the disk with them. The client already got its 400; keep one short debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = f"bad request: {exc.message}", ()
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Demote aiohttp's tracebacks for unparseable requests (once per serving process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietBadRequests) for f in logger.filters):
+        logger.addFilter(_QuietBadRequests())
