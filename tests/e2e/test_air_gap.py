@@ -40,11 +40,11 @@ def _tampered_copy(bundle: Path, out: Path) -> None:
         assert flipped
 
 
-def test_export_import_and_offline_build(tmp_path: Path, registry: Registry) -> None:
+def test_export_import_and_offline_build(tmp_path: Path, debian_registry: Registry) -> None:
     connected_cache = tmp_path / "connected"
     repo = tmp_path / "tuf-repo"
     config = tmp_path / "connected.yaml"
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         config.write_text(
             f"cache_dir: {connected_cache}\nupstream_index: {upstream.url}/\n"
             f"tuf:\n  repository:\n    dir: {repo}\n    bins: 8\n"

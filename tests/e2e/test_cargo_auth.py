@@ -32,12 +32,11 @@ from tests.cargo_project import CargoProject
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess, free_port
-from tests.test_fuzz_inputs import serving
+from tests.scenarios.test_fuzz_inputs import serving
 
 pytestmark = pytest.mark.e2e
 
 DEPS = {"itoa": "1", "ryu": "1"}
-HAS_HOOK = "auth_tokens" in getattr(Settings, "__dataclass_fields__", {})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -149,7 +148,6 @@ def test_cargo_without_a_valid_token_is_refused(
     assert downloads == 0
 
 
-@pytest.mark.skipif(not HAS_HOOK, reason="waiting for Settings.auth_tokens (lead's hook)")
 def test_real_server_with_auth_tokens(
     small_registry: Registry, tokens: TokenStore, tmp_path: Path
 ) -> None:

@@ -29,7 +29,7 @@ from mirror.trust.upstream import (
     refresh_updater,
     updater_config,
 )
-from tests.test_trust_upstream import index_body
+from tests.unit.trust.test_upstream import index_body
 
 
 @pytest.fixture

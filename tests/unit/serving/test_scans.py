@@ -14,7 +14,7 @@ from mirror.scan.report import CapabilityReport
 from mirror.serving import scans as scans_module
 from mirror.serving.scans import Scans
 from mirror.store import FilesystemStore
-from tests.test_scan_capabilities import make_crate
+from tests.unit.scan.test_capabilities import make_crate
 
 
 def test_reports_round_trip_through_the_store_and_damage_reads_as_absent(tmp_path: Path) -> None:

@@ -19,11 +19,12 @@ from mirror.policy.capability_lock import (
 from mirror.policy.decision import Action, Mode
 from mirror.scan.capabilities import Capability, CapabilityReport, Evidence, scan_crate
 from mirror.sources.capability_lockfile import load_lock, save_lock, update_lock
+from tests import REPO
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
 C = Capability
 WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-REPO_LOCK = Path(__file__).resolve().parent.parent / "policies" / "capabilities.lock.yaml"
+REPO_LOCK = REPO / "policies" / "capabilities.lock.yaml"
 
 
 def report(name: str, version: str, caps: dict[Capability, list[Evidence]]) -> CapabilityReport:

@@ -23,8 +23,9 @@ from mirror.policy.model import (
 )
 from mirror.policy.semver import VersionReq
 from mirror.sources.policy_files import load_policy
+from tests import REPO
 
-POLICIES = Path(__file__).resolve().parent.parent / "policies"
+POLICIES = REPO / "policies"
 
 FULL = """\
 version: 1

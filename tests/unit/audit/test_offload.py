@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from mirror.audit import AuditEvent, AuditLog, ProcessAuditLog, read_events, verify_chain
+from tests import REPO
 
 
 def test_events_are_chained_by_the_child_in_order(tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_killed_server_loses_at_most_the_unshipped_tail(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
         timeout=60,
     )
     child = int(proc.stdout.strip())
@@ -96,7 +97,7 @@ def test_writer_survives_a_signal_to_the_whole_process_group(tmp_path: Path) -> 
         capture_output=True,
         text=True,
         check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
         timeout=60,
         start_new_session=True,
     )

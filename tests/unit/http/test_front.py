@@ -3,7 +3,7 @@
 Which path answered is visible in the `Server` header: `crate-mirror` from the front door,
 aiohttp's own from the handlers. Both must give the same status, body and validators. A
 connection stays with the handlers once it had a request the front door could not answer, so
-these clients open a new connection per request.
+these clients open a new connection per request (`fresh_connections=True`).
 """
 
 from __future__ import annotations
@@ -14,38 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp import TCPConnector, web
 from aiohttp.test_utils import TestClient
 
-from mirror.app import create_app
 from mirror.audit.query import read_events
-from mirror.config import Settings
 from mirror.http.handlers import Handlers
 from mirror.http.prepared import PreparedTable, prepared_response
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources.policy_files import PolicyFiles
-from tests.conftest import MirrorClient, mirror_server
+from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.upstream import FakeUpstream
 
 FAST = "crate-mirror"
 ITOA = "/index/" + index_path("itoa")
-
-
-@pytest.fixture
-def mirror_client(aiohttp_client: Any, mirror_settings: Any) -> MirrorClient:
-    """Like conftest's, but every request on a new connection."""
-
-    async def make(upstream: FakeUpstream | None, **overrides: Any) -> TestClient[Any, Any]:
-        settings: Settings = mirror_settings(upstream, **overrides)
-        app: web.Application = create_app(settings)
-        client: TestClient[Any, Any] = await aiohttp_client(
-            mirror_server(app), connector=TCPConnector(force_close=True)
-        )
-        return client
-
-    return make
 
 
 def _mirror(client: TestClient[Any, Any]) -> Handlers:
@@ -93,9 +74,9 @@ async def _warm(
 
 
 async def test_second_identical_request_is_answered_by_the_front_door(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     first = await client.get(ITOA)
     first_body = await first.read()
     assert first.headers["Server"] != FAST  # decided by the handler
@@ -106,13 +87,13 @@ async def test_second_identical_request_is_answered_by_the_front_door(
     for header in ("ETag", "Cache-Control", "Content-Type"):
         assert second.headers[header] == first.headers[header]
     assert "Date" in second.headers
-    assert fake_upstream.requests.count("itoa") == 1
+    assert small_upstream.requests.count("itoa") == 1
 
 
 async def test_if_none_match_gets_a_304_from_the_front_door(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     etag = (await client.get(ITOA)).headers["ETag"]
     for header in (etag, f"W/{etag}", f'"other", {etag}'):
@@ -125,10 +106,10 @@ async def test_if_none_match_gets_a_304_from_the_front_door(
 
 
 async def test_small_crate_download_and_config_are_repeated(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream)
-    version = fake_upstream.registry.versions("itoa")[-1]
+    client = await mirror_client(small_upstream, fresh_connections=True)
+    version = small_upstream.registry.versions("itoa")[-1]
     url = f"/api/v1/crates/itoa/{version}/download"
     first = await client.get(url)
     body = await first.read()
@@ -136,7 +117,7 @@ async def test_small_crate_download_and_config_are_repeated(
     assert (second.status, second.headers["Server"]) == (200, FAST)
     assert second.headers["Content-Type"] == "application/x-tar"
     assert await second.read() == body
-    assert fake_upstream.requests.count("download") == 1
+    assert small_upstream.requests.count("download") == 1
     await _warm(client, "/index/config.json")
     config = await client.get("/index/config.json")
     assert config.headers["Server"] == FAST
@@ -144,11 +125,11 @@ async def test_small_crate_download_and_config_are_repeated(
 
 
 async def test_a_policy_change_takes_effect_on_the_next_request(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
+    small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\n")
-    client = await mirror_client(fake_upstream, policy=policy)
+    client = await mirror_client(small_upstream, fresh_connections=True, policy=policy)
     await _warm(client, ITOA)
     assert (await client.get(ITOA)).headers["Server"] == FAST
     policy.write_text(
@@ -164,22 +145,22 @@ async def test_a_policy_change_takes_effect_on_the_next_request(
 
 
 async def test_an_expired_entry_goes_back_to_upstream(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream, index_ttl=0.3)
+    client = await mirror_client(small_upstream, fresh_connections=True, index_ttl=0.3)
     await _warm(client, ITOA)
     assert (await client.get(ITOA)).headers["Server"] == FAST
     await asyncio.sleep(0.4)
     resp = await client.get(ITOA)
     assert resp.status == 200 and resp.headers["Server"] != FAST
-    assert fake_upstream.requests.count("it/oa/itoa") == 2  # revalidated
+    assert small_upstream.requests.count("it/oa/itoa") == 2  # revalidated
 
 
 async def test_pipelined_hit_miss_hit_are_answered_in_order(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
     """A miss hands the connection to aiohttp with every unanswered byte; nothing is lost."""
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     raw = await Raw.open(client)
     ryu = "/index/" + index_path("ryu")
@@ -194,11 +175,11 @@ async def test_pipelined_hit_miss_hit_are_answered_in_order(
 
 
 async def test_requests_split_anywhere_are_answered_in_order(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
     """Pipelined hits cut into random pieces (inside a head, inside the blank line): each is
     answered once, in order, and a later miss still reaches the handlers intact."""
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     expected = await (await client.get(ITOA)).read()
     rng = random.Random(7)
@@ -218,9 +199,9 @@ async def test_requests_split_anywhere_are_answered_in_order(
 
 
 async def test_requests_the_front_door_does_not_repeat_go_to_the_handlers(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     unusual = [
         _get(ITOA, "Content-Length: 3") + b"abc",  # a body
@@ -238,9 +219,9 @@ async def test_requests_the_front_door_does_not_repeat_go_to_the_handlers(
 
 
 async def test_malformed_and_oversized_requests_get_aiohttps_4xx(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     for request in (
         b"GET /index/x HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -255,10 +236,10 @@ async def test_malformed_and_oversized_requests_get_aiohttps_4xx(
 
 
 async def test_h2c_upgrade_offer_is_answered_in_http_1_1(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
     """curl, so cargo, offers `Upgrade: h2c` on plain HTTP; the hit stays on the fast path."""
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     raw = await Raw.open(client)
     upgrade = ("Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQ")
@@ -271,13 +252,13 @@ async def test_h2c_upgrade_offer_is_answered_in_http_1_1(
 
 
 async def test_tokens_are_checked_on_the_fast_path(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
+    small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
     from mirror.sources.tokens import TokenStore
 
     tokens = TokenStore(tmp_path / "tokens.json")
     secret = tokens.add("alice")
-    client = await mirror_client(fake_upstream, auth_tokens=tokens.path)
+    client = await mirror_client(small_upstream, fresh_connections=True, auth_tokens=tokens.path)
     auth = {"Authorization": secret}
     await _warm(client, ITOA, auth)
     assert (await client.get(ITOA, headers=auth)).headers["Server"] == FAST
@@ -288,9 +269,9 @@ async def test_tokens_are_checked_on_the_fast_path(
 
 
 async def test_fast_hits_are_audited_as_counted_allows(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
+    small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     served_before = await _served(client)
     await _warm(client, ITOA)
     for _ in range(5):
@@ -319,9 +300,9 @@ async def _served(client: TestClient[Any, Any]) -> float:
 
 
 async def test_idle_connections_are_closed_after_the_keepalive_timeout(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
-    client = await mirror_client(fake_upstream, keepalive_timeout=1.0)
+    client = await mirror_client(small_upstream, fresh_connections=True, keepalive_timeout=1.0)
     raw = await Raw.open(client)
     raw.send(b"GET /index/it/oa/itoa HTTP/1.1\r\nHost: x\r\n")  # never finished
     started = time.monotonic()
@@ -374,12 +355,12 @@ class _Transport:
 
 
 async def test_a_client_that_does_not_read_answers_stops_being_read(
-    fake_upstream: FakeUpstream, mirror_client: MirrorClient
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
     """Writes beyond the high-water mark pause reading; a hand-over resumes it for aiohttp."""
     from mirror.http.front import FrontDoor
 
-    client = await mirror_client(fake_upstream)
+    client = await mirror_client(small_upstream, fresh_connections=True)
     await _warm(client, ITOA)
     front = client.server.runner.server  # type: ignore[union-attr]
     assert isinstance(front, FrontDoor)

@@ -14,7 +14,7 @@ from mirror.scan.capabilities import Capability
 from mirror.sources.capability_lockfile import load_lock
 from mirror.store import CachedIndex, FilesystemStore
 from tests.fixtures.crates import debian_crate_dir, pack_crate
-from tests.test_scan_capabilities import make_crate
+from tests.unit.scan.test_capabilities import make_crate
 
 C = Capability
 

@@ -13,7 +13,7 @@ import pytest
 from mirror.scan.capabilities import Capability, Evidence
 from mirror.scan.prefilter import code_start, comment_only
 from mirror.scan.regions import _CONTAINER_HEADER, Regions
-from tests.test_scan_capabilities import FILLER, scan_lib
+from tests.unit.scan.test_capabilities import FILLER, scan_lib
 
 C = Capability
 

@@ -43,11 +43,11 @@ from mirror.index import (
 )
 from mirror.policy.model import parse_policy
 from mirror.policy.semver import Version, VersionReq
+from tests import REPO
 from tests.fixtures.registry import Registry
 
 FUZZ_EXAMPLES = int(os.environ.get("CRATE_MIRROR_FUZZ_EXAMPLES", "1000"))
 LONG_RUN = FUZZ_EXAMPLES > 1000
-REPO = Path(__file__).resolve().parent.parent
 fuzz = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,

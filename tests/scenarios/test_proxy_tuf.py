@@ -48,12 +48,12 @@ async def client(
     aiohttp_server: Any,
     mirror_app: Callable[[Settings], web.Application],
     mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     signed: SignedUpstream,
     tmp_path: Path,
 ) -> TestClient[Any, Any]:
     tuf = await _trusting(signed, aiohttp_server, tmp_path)
-    settings = mirror_settings(fake_upstream, tuf=tuf, index_ttl=0)
+    settings = mirror_settings(small_upstream, tuf=tuf, index_ttl=0)
     result: TestClient[Any, Any] = await aiohttp_client(mirror_app(settings))
     return result
 
@@ -118,7 +118,7 @@ async def test_attacks_are_refused_and_nothing_is_cached(
     aiohttp_server: Any,
     mirror_app: Callable[[Settings], web.Application],
     mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     signed: SignedUpstream,
     small_registry: Registry,
     tmp_path: Path,
@@ -136,7 +136,7 @@ async def test_attacks_are_refused_and_nothing_is_cached(
         small_registry.write_index("itoa", ryu)
         small_registry.write_index("ryu", itoa)
     tuf = await _trusting(signed, aiohttp_server, tmp_path)
-    settings = mirror_settings(fake_upstream, tuf=tuf)
+    settings = mirror_settings(small_upstream, tuf=tuf)
     client = await aiohttp_client(mirror_app(settings))
     for name in ("itoa", "ryu"):
         resp = await client.get("/index/" + index_path(name))

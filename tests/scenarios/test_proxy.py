@@ -16,7 +16,7 @@ from mirror.config import Settings
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.store import FilesystemStore
-from tests.conftest import MirrorClient
+from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
@@ -24,8 +24,8 @@ AiohttpClient = Callable[[web.Application], Any]
 
 
 @pytest.fixture
-async def client(mirror_client: MirrorClient, fake_upstream: FakeUpstream) -> TestClient[Any, Any]:
-    return await mirror_client(fake_upstream)
+async def client(mirror_client: MirrorClient, small_upstream: FakeUpstream) -> TestClient[Any, Any]:
+    return await mirror_client(small_upstream)
 
 
 def _dl(client: TestClient[Any, Any], name: str, version: str) -> str:
@@ -60,24 +60,24 @@ async def test_etag_and_304_to_cargo(client: TestClient[Any, Any]) -> None:
 
 async def test_revalidates_upstream_with_conditional_request(
     mirror_client: MirrorClient,
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
 ) -> None:
     """After the TTL the mirror asks upstream with its validators and accepts a 304."""
-    client = await mirror_client(fake_upstream, index_ttl=0)
+    client = await mirror_client(small_upstream, index_ttl=0)
     path = "/index/" + index_path("ryu")
     assert (await client.get(path)).status == 200
-    fake_upstream.requests.clear()
+    small_upstream.requests.clear()
     resp = await client.get(path)
     assert resp.status == 200
-    assert fake_upstream.requests.count("ryu", status=304) == 1
+    assert small_upstream.requests.count("ryu", status=304) == 1
 
 
 async def test_upstream_change_is_picked_up_after_ttl(
     mirror_client: MirrorClient,
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
-    client = await mirror_client(fake_upstream, index_ttl=0)
+    client = await mirror_client(small_upstream, index_ttl=0)
     path = "/index/" + index_path("itoa")
     await client.get(path)
     small_registry.add_crate("itoa", "9.9.9", {"src/lib.rs": b"pub fn x() {}\n"})
@@ -87,14 +87,14 @@ async def test_upstream_change_is_picked_up_after_ttl(
 
 async def test_stale_copy_served_when_upstream_fails(
     mirror_client: MirrorClient,
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """stale-if-error: an upstream outage must not break builds that were working."""
-    client = await mirror_client(fake_upstream, index_ttl=0)
+    client = await mirror_client(small_upstream, index_ttl=0)
     path = "/index/" + index_path("memchr")
     await client.get(path)
-    fake_upstream.faults.add("error", match="memchr", status=503, times=10)
+    small_upstream.faults.add("error", match="memchr", status=503, times=10)
     resp = await client.get(path)
     assert resp.status == 200
     assert "Stale" in resp.headers["Warning"]
@@ -102,21 +102,21 @@ async def test_stale_copy_served_when_upstream_fails(
 
 
 async def test_nothing_cached_and_upstream_down_is_503_with_reason(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream
+    client: TestClient[Any, Any], small_upstream: FakeUpstream
 ) -> None:
-    fake_upstream.faults.add("error", match="itoa", status=500, times=10)
+    small_upstream.faults.add("error", match="itoa", status=500, times=10)
     resp = await client.get("/index/" + index_path("itoa"))
     assert resp.status == 503
     assert "upstream" in await resp.text()
 
 
 async def test_upstream_404_is_404_and_negative_cached(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream
+    client: TestClient[Any, Any], small_upstream: FakeUpstream
 ) -> None:
     for _ in range(3):
         resp = await client.get("/index/" + index_path("no-such-crate"))
         assert resp.status == 404
-    assert fake_upstream.requests.count("no-such-crate") == 1
+    assert small_upstream.requests.count("no-such-crate") == 1
 
 
 @pytest.mark.parametrize(
@@ -136,28 +136,28 @@ async def test_upstream_404_is_404_and_negative_cached(
     ],
 )
 async def test_bad_index_paths_are_rejected(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream, path: str
+    client: TestClient[Any, Any], small_upstream: FakeUpstream, path: str
 ) -> None:
     """Path traversal and malformed names never reach the disk or the upstream."""
     resp = await client.get(path)
     assert resp.status in (400, 404)
-    assert fake_upstream.requests.count() == 0 or all(
-        "config.json" in r.path for r in fake_upstream.requests.all()
+    assert small_upstream.requests.count() == 0 or all(
+        "config.json" in r.path for r in small_upstream.requests.all()
     )
 
 
 async def test_download_is_verified_cached_and_served_from_cache(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry
+    client: TestClient[Any, Any], small_upstream: FakeUpstream, small_registry: Registry
 ) -> None:
     version = small_registry.versions("itoa")[0]
     expected = small_registry.crate_bytes("itoa", version)
     resp = await client.get(_dl(client, "itoa", version))
     assert resp.status == 200
     assert await resp.read() == expected
-    fake_upstream.requests.clear()
+    small_upstream.requests.clear()
     resp = await client.get(_dl(client, "itoa", version))
     assert await resp.read() == expected
-    assert fake_upstream.requests.count("download") == 0
+    assert small_upstream.requests.count("download") == 0
 
 
 async def test_unknown_version_is_404(client: TestClient[Any, Any]) -> None:
@@ -169,26 +169,26 @@ async def test_unknown_version_is_404(client: TestClient[Any, Any]) -> None:
 @pytest.mark.parametrize("fault", ["flip", "truncate", "wrong_length"])
 async def test_corrupt_download_is_502_and_never_cached(
     client: TestClient[Any, Any],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
     mirror_settings: Callable[..., Settings],
     fault: str,
 ) -> None:
     """A flipped byte, a short body or a lying Content-Length is refused and leaves nothing."""
     version = small_registry.versions("serde")[0]
-    fake_upstream.faults.add(fault, match="/serde/", times=10)
+    small_upstream.faults.add(fault, match="/serde/", times=10)
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
-    cache = mirror_settings(fake_upstream).cache_dir
+    cache = mirror_settings(small_upstream).cache_dir
     assert list(FilesystemStore(cache).iter_crates()) == []
     assert list((cache / "tmp").iterdir()) == []
 
 
 async def test_concurrent_requests_make_one_upstream_fetch(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry
+    client: TestClient[Any, Any], small_upstream: FakeUpstream, small_registry: Registry
 ) -> None:
     version = small_registry.versions("serde")[0]
-    fake_upstream.faults.add("delay", match="/serde/", seconds=0.3, times=100)
+    small_upstream.faults.add("delay", match="/serde/", seconds=0.3, times=100)
     await client.get("/index/" + index_path("serde"))
     responses = await asyncio.gather(
         *(client.get(_dl(client, "serde", version)) for _ in range(50))
@@ -196,17 +196,17 @@ async def test_concurrent_requests_make_one_upstream_fetch(
     bodies = {hashlib.sha256(await r.read()).hexdigest() for r in responses}
     assert [r.status for r in responses] == [200] * 50
     assert len(bodies) == 1
-    assert fake_upstream.requests.count("download") == 1
+    assert small_upstream.requests.count("download") == 1
 
 
 async def test_offline_serves_only_cached_versions(
     mirror_client: MirrorClient,
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """Offline, cargo may only resolve to versions whose .crate we actually hold."""
     small_registry.add_crate("itoa", "9.9.9", {"src/lib.rs": b""})
-    online = await mirror_client(fake_upstream)
+    online = await mirror_client(small_upstream)
     await online.get("/index/" + index_path("itoa"))
     kept = small_registry.versions("itoa")[0]
     assert (await online.get(_dl(online, "itoa", kept))).status == 200
@@ -247,10 +247,10 @@ async def test_healthz_and_metrics(client: TestClient[Any, Any]) -> None:
 
 @pytest.mark.parametrize("kind", ["error", "rate_limit", "reset"])
 async def test_transient_upstream_failures_are_retried(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry, kind: str
+    client: TestClient[Any, Any], small_upstream: FakeUpstream, small_registry: Registry, kind: str
 ) -> None:
     """5xx, 429 (Retry-After) and resets on idempotent GETs are retried with backoff."""
-    fake_upstream.faults.add(kind, match="ryu", times=1, retry_after=0)  # type: ignore[arg-type]
+    small_upstream.faults.add(kind, match="ryu", times=1, retry_after=0)  # type: ignore[arg-type]
     resp = await client.get("/index/" + index_path("ryu"))
     assert resp.status == 200
     assert await resp.read() == small_registry.read_index("ryu")
@@ -259,11 +259,11 @@ async def test_transient_upstream_failures_are_retried(
 async def test_oversized_crate_is_refused_and_not_cached(
     mirror_client: MirrorClient,
     mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """An endless or huge body costs at most max_crate_bytes and is never cached."""
-    client = await mirror_client(fake_upstream, max_crate_bytes=1000)
+    client = await mirror_client(small_upstream, max_crate_bytes=1000)
     version = small_registry.versions("serde")[0]
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
@@ -291,23 +291,23 @@ async def test_upstream_requests_identify_the_mirror(
 
 async def test_index_memory_is_bounded_and_evicted_entries_come_from_disk(
     mirror_client: MirrorClient,
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
 ) -> None:
     """A scan over many names cannot grow memory without bound; eviction costs a disk read."""
-    client = await mirror_client(fake_upstream, index_memory_bytes=1)
+    client = await mirror_client(small_upstream, index_memory_bytes=1)
     names = ["itoa", "ryu", "memchr", "serde"]
     for name in names:
         assert (await client.get("/index/" + index_path(name))).status == 200
-    fake_upstream.requests.clear()
+    small_upstream.requests.clear()
     for name in names:
         resp = await client.get("/index/" + index_path(name))
         assert await resp.read() == small_registry.read_index(name)
-    assert fake_upstream.requests.count() == 0  # evicted from memory, served from disk
+    assert small_upstream.requests.count() == 0  # evicted from memory, served from disk
 
 
 async def test_download_works_when_upstream_config_was_unreachable_at_start(
-    client: TestClient[Any, Any], fake_upstream: FakeUpstream, small_registry: Registry
+    client: TestClient[Any, Any], small_upstream: FakeUpstream, small_registry: Registry
 ) -> None:
     """Upstream down while the mirror started: the first download learns `dl` itself."""
     core = client.app[HANDLERS].core

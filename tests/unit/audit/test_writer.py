@@ -20,8 +20,7 @@ import pytest
 from mirror.audit import RECOVERED_ACTION, AuditEvent, AuditLog, read_events, verify_chain
 from mirror.audit.files import FEED_NAME, chain_files
 from mirror.errors import StorageError
-
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO
 
 
 def append_from_process(directory: str, worker: str, count: int, start: Any) -> None:

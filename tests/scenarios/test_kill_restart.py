@@ -21,6 +21,7 @@ import pytest
 from bench.soak import MIRROR_ENV, SoakFaults, check_cache, known_cksums, run_soak
 from mirror.audit import verify_chain
 from mirror.audit.files import chain_files
+from tests import REPO
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess, free_port
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.slow
 
 KILLS = 4
 SEED = 11
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _audit_verify_cli(audit_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -49,8 +49,10 @@ def _traffic(url: str, registry: Registry, seed: int, stop: threading.Event) -> 
             time.sleep(0.05)
 
 
-def test_kill_9_at_random_points_then_restart(fixture_registry: Registry, tmp_path: Path) -> None:
-    registry = fixture_registry.copy_to(tmp_path / "registry")
+def test_kill_9_at_random_points_then_restart(
+    debian_registry_template: Registry, tmp_path: Path
+) -> None:
+    registry = debian_registry_template.copy_to(tmp_path / "registry")
     cache = tmp_path / "cache"
     audit_dir = cache / "audit"
     cksums = known_cksums(registry)

@@ -15,8 +15,8 @@ from mirror.index import index_path
 from mirror.store import FilesystemStore
 from mirror.trust.repository import MirrorRepository
 from tests.fixtures.tuf_repo import SignedUpstream, static_app
-from tests.test_trust_bundle import make_crate
-from tests.test_trust_upstream import index_body
+from tests.unit.trust.test_bundle import make_crate
+from tests.unit.trust.test_upstream import index_body
 
 Served = tuple[SignedUpstream, str]
 AiohttpServer = Callable[[web.Application], Awaitable[object]]

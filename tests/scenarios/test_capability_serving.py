@@ -31,7 +31,7 @@ async def test_concurrent_index_requests_wait_for_the_scan_of_a_new_version(
     aiohttp_client: Any,
     mirror_app: Callable[[Settings], web.Application],
     mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     small_registry: Registry,
     tmp_path: Path,
 ) -> None:
@@ -44,9 +44,9 @@ async def test_concurrent_index_requests_wait_for_the_scan_of_a_new_version(
     (tmp_path / "capabilities.lock.yaml").write_text(LOCK)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    client = await aiohttp_client(mirror_app(mirror_settings(fake_upstream, policy=policy)))
+    client = await aiohttp_client(mirror_app(mirror_settings(small_upstream, policy=policy)))
     # A slow upstream download keeps the scan of 1.1.0 running while requests pile up.
-    fake_upstream.faults.add("delay", match="/gizmo/", seconds=0.5)
+    small_upstream.faults.add("delay", match="/gizmo/", seconds=0.5)
     path = "/index/" + index_path("gizmo")
     responses = await asyncio.gather(*(client.get(path) for _ in range(10)))
     for resp in responses:

@@ -1,33 +1,17 @@
-"""Client tokens: stored hashed, checked exactly, revocable live; and the server hook using them."""
+"""Client tokens: stored hashed, checked exactly, revocable live (mirror.sources.tokens)."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
-from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, NotFound
-from mirror.http.routes import HANDLERS
-from mirror.index import index_path
 from mirror.sources import tokens as token_file
 from mirror.sources.tokens import TOKEN_PREFIX, TokenStore, hash_token, token_from_header
-from tests.fixtures.upstream import FakeUpstream
-
-AiohttpClient = Callable[[web.Application], Any]
-HAS_HOOK = "auth_tokens" in getattr(Settings, "__dataclass_fields__", {})
-needs_hook = pytest.mark.skipif(
-    not HAS_HOOK, reason="waiting for Settings.auth_tokens + the server's auth check (lead)"
-)
 
 
 @pytest.fixture
@@ -142,33 +126,6 @@ def test_header_parsing() -> None:
     assert token_from_header("a" * (token_file.MAX_HEADER_CHARS + 1)) is None
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mirror", "token", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-
-
-def test_cli_add_list_revoke(tmp_path: Path) -> None:
-    """The token is printed once on stdout and never again (not by list, not in the file)."""
-    file = str(tmp_path / "t.json")
-    added = _cli("add", "ci", "--file", file)
-    assert added.returncode == 0, added.stderr
-    token = added.stdout.strip()
-    assert TokenStore(Path(file)).authenticate(token) is not None
-    listed = _cli("list", "--file", file)
-    assert listed.returncode == 0 and "ci" in listed.stdout
-    assert token not in listed.stdout + listed.stderr
-    assert _cli("revoke", "ci", "--file", file).returncode == 0
-    assert TokenStore(Path(file)).authenticate(token) is None
-    assert _cli("revoke", "ci", "--file", file).returncode == 1
-    assert _cli("--help").returncode == 0
-
-
 def test_hashing_is_cheap_enough_for_every_request(tokens: TokenStore) -> None:
     """1,000 checks well under a second: auth must not become the bottleneck under load."""
     token = tokens.add("ci")
@@ -176,74 +133,3 @@ def test_hashing_is_cheap_enough_for_every_request(tokens: TokenStore) -> None:
     for _ in range(1000):
         assert tokens.authenticate(token) is not None
     assert time.perf_counter() - started < 1.0
-
-
-# -- the server hook (switches on when Settings.auth_tokens lands) -------------------------
-
-
-async def _auth_client(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
-    upstream: FakeUpstream,
-    token_file: Path,
-) -> Any:
-    settings = mirror_settings(upstream, auth_tokens=token_file)
-    return await aiohttp_client(mirror_app(settings))
-
-
-@needs_hook
-async def test_server_requires_a_token_and_records_who(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
-    tmp_path: Path,
-) -> None:
-    """Without a token: 401 + cargo's challenge; with one: served, and the audit names it."""
-    store = TokenStore(tmp_path / "tokens.json")
-    token = store.add("alice")
-    client = await _auth_client(
-        aiohttp_client, mirror_app, mirror_settings, fake_upstream, store.path
-    )
-    path = "/index/" + index_path("itoa")
-
-    config = await client.get("/index/config.json", headers={"Authorization": token})
-    assert json.loads(await config.read())["auth-required"] is True
-    for headers in ({}, {"Authorization": "cmt_wrong"}, {"Authorization": token + "x"}):
-        resp = await client.get(path, headers=headers)
-        assert resp.status == 401
-        assert resp.headers["WWW-Authenticate"].startswith("Cargo")
-        body = await resp.text()
-        assert token not in body and "cmt_wrong" not in body
-    anonymous_config = await client.get("/index/config.json")
-    assert anonymous_config.status == 401  # cargo retries config.json with its token
-    assert (await client.get("/healthz")).status == 200
-
-    ok = await client.get(path, headers={"Authorization": token})
-    assert ok.status == 200
-    client.app[HANDLERS].core.gate.audit.flush()
-    audit_text = "".join(p.read_text() for p in (tmp_path / "cache" / "audit").glob("*.jsonl"))
-    assert "alice" in audit_text
-    assert token not in audit_text
-
-
-@needs_hook
-async def test_revoked_token_is_refused_by_a_running_server(
-    aiohttp_client: AiohttpClient,
-    mirror_app: Callable[[Settings], web.Application],
-    mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
-    store = TokenStore(tmp_path / "tokens.json")
-    token = store.add("bob")
-    client = await _auth_client(
-        aiohttp_client, mirror_app, mirror_settings, fake_upstream, store.path
-    )
-    path = "/index/" + index_path("ryu")
-    assert (await client.get(path, headers={"Authorization": token})).status == 200
-    store.revoke("bob")
-    assert (await client.get(path, headers={"Authorization": token})).status == 401

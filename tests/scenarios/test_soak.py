@@ -39,10 +39,12 @@ SOAK_REQUESTS = 600
 SEED = 7
 
 
-def test_soak_with_random_upstream_faults(fixture_registry: Registry, tmp_path: Path) -> None:
+def test_soak_with_random_upstream_faults(
+    debian_registry_template: Registry, tmp_path: Path
+) -> None:
     """No 200 carries wrong bytes, every failure explains itself, the cache holds only verified
     crates, and every fault kind was actually injected (so the run proves something)."""
-    registry = fixture_registry.copy_to(tmp_path / "registry")
+    registry = debian_registry_template.copy_to(tmp_path / "registry")
     cache = tmp_path / "cache"
     with FakeUpstream(registry).in_thread() as upstream:
         faults = SoakFaults(SEED, rate=0.2)

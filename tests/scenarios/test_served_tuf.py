@@ -22,14 +22,14 @@ async def test_downstream_client_verifies_what_the_mirror_served(
     aiohttp_client: Any,
     mirror_app: Callable[[Settings], web.Application],
     mirror_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
+    small_upstream: FakeUpstream,
     tmp_path: Path,
 ) -> None:
     tuf = {"repository": {"dir": str(tmp_path / "repo"), "bins": 4}}
     repo_settings = TufSettings.from_mapping(tuf, "test").repository
     assert repo_settings is not None
     init_repository(repo_settings, tmp_path / "offline", root_keys=1, root_threshold=1)
-    client = await aiohttp_client(mirror_app(mirror_settings(fake_upstream, tuf=tuf)))
+    client = await aiohttp_client(mirror_app(mirror_settings(small_upstream, tuf=tuf)))
     served = {}
     for name in ("itoa", "serde"):
         resp = await client.get("/index/" + index_path(name))
