@@ -249,3 +249,15 @@ def test_one_lock_helper() -> None:
     """Only mirror.files takes file locks (`fcntl`); everything else uses its helper."""
     users = sorted({i.module for i in project_imports() if i.target == "fcntl"})
     assert users == ["mirror.files"]
+
+
+def test_the_documented_table_is_the_enforced_one() -> None:
+    """docs/architecture.md shows the allowed edges; it must say what this test enforces."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("| layer | may import (besides itself) |", 1)[1].split("\n\n", 1)[0]
+    documented = {}
+    for row in table.strip().splitlines()[1:]:
+        layer_cell, imports_cell = (cell.strip() for cell in row.strip("|").split("|"))
+        names = {part.strip().split()[0] for part in imports_cell.split(",")} - {"nothing"}
+        documented[layer_cell.split()[0]] = frozenset(names)
+    assert documented == ALLOWED
