@@ -182,15 +182,15 @@ class FastProtocol(asyncio.Protocol):
         ):
             return False
         front = self._front
-        mirror = front.handlers
+        handlers = front.handlers
         client = self._client
-        if mirror.tokens is not None:
+        if handlers.tokens is not None:
             header = self._authorization
-            identity = mirror.tokens.authenticate(header.decode("latin-1") if header else None)
+            identity = handlers.tokens.authenticate(header.decode("latin-1") if header else None)
             if identity is None:
                 return False  # the 401 and its explanation come from the handler
             client = f"{identity.name} ({client})"
-        prepared = mirror.prepared.get(self._target)
+        prepared = handlers.prepared.get(self._target)
         if prepared is None:
             return False
         transport = self._transport
@@ -204,14 +204,14 @@ class FastProtocol(asyncio.Protocol):
             and prepared.etag in etags(inm.decode("latin-1"))
         ):
             transport.write(prepared.not_modified + date_line)
-            mirror.tally.count(prepared, 304, 0, client)
+            handlers.tally.count(prepared, 304, 0, client)
         else:
             body = prepared.body
             if len(body) < 65536:
                 transport.write(prepared.ok + date_line + body)
             else:
                 transport.writelines((prepared.ok, date_line, body))
-            mirror.tally.count(prepared, 200, len(body), client)
+            handlers.tally.count(prepared, 200, len(body), client)
         if not self._keep_alive:
             transport.close()  # once the answer is flushed; anything sent after it is dropped
             self._closed = True

@@ -10,9 +10,9 @@ What cargo needs (found with these tests; see README.md, "Client tokens"):
   `Authorization` (no "Bearer") on config.json, index and download requests, after the first
   config.json answered 401.
 
-Until the server hook lands (Settings.auth_tokens), the first tests put a small middleware
-in front of the real mirror app that does what the hook must do, using mirror.auth; the last
-test runs the real server with the hook and switches on by itself.
+The first tests put a small middleware in front of the real mirror app that does what the
+server's own check does, using mirror.sources.tokens (so cargo's side is tested on its own);
+the last test runs the real server with `auth_tokens` set.
 """
 
 from __future__ import annotations
