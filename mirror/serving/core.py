@@ -123,8 +123,8 @@ class MirrorCore:
     async def fetch_crate(
         self, name: str, version: str, client: Client, *, route: str = "download"
     ) -> CrateAnswer:
-        req = Request(client.request_id, client.who, route, validate_name(name))
-        req.version = validate_version(version)
+        name, version = validate_name(name), validate_version(version)
+        req = Request(client.request_id, client.who, route, name, version)
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
