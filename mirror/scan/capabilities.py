@@ -23,7 +23,6 @@ from mirror.scan.report import (
     Evidence,
     ordered,
 )
-from mirror.scan.rust import scan_rust
 
 __all__ = [  # the report types are re-exported: callers of this module keep working
     "REPORT_FORMAT",
@@ -62,6 +61,10 @@ def scan_crate(
     limits: ArchiveLimits = ArchiveLimits(),  # noqa: B008 - frozen, immutable default
 ) -> CapabilityReport:
     """Scan one `.crate`; raises ArchiveError if it is hostile or malformed."""
+    # Imported here: the Rust reader loads tree-sitter and hyperscan (~5 MB per process),
+    # which a mirror without capability rules never needs.
+    from mirror.scan.rust import scan_rust
+
     archive = read_crate(data, limits)
     name, version, manifest_evidence = _read_manifest(archive)
     found: dict[Capability, list[Evidence]] = {}
