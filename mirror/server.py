@@ -8,6 +8,7 @@ download path: validate -> decide (name) -> index line -> decide (version) -> st
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from mirror.errors import (
     UpstreamUnavailable,
 )
 from mirror.gate import Gate, Request, ServedIndex
-from mirror.index import IndexLine, parse_index_path, validate_name, validate_version
+from mirror.index import IndexLine, parse_target_path, validate_name, validate_version
 from mirror.index_cache import IndexCache, IndexEntry
 from mirror.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.request_ids import next_request_id
@@ -74,13 +75,17 @@ class Mirror:
     # -- GET /index/{path} --------------------------------------------------------------------
 
     async def index_file(self, request: web.Request) -> web.StreamResponse:
-        name = parse_index_path(request.match_info["path"])
+        name, digest = parse_target_path(request.match_info["path"])
         req = self._request(request, "index", name)
         self.gate.check_name(req)
         entry = await self.indexes.get(name)
         await self.gate.prepare(entry, self.crates)
         offline = self.indexes.offline
         served = self.gate.served_index(entry, self._is_cached if offline else None)
+        if digest is not None and hashlib.sha256(served.body).hexdigest() != digest:
+            # A TUF client names the bytes its signed metadata lists (consistent snapshots);
+            # newer bytes are served under their own name once the mirror has signed them.
+            raise NotFound(f"{name}: no served index file has sha256 {digest}; refresh TUF")
         self.gate.allowed(req, served.summary)
         headers = {"ETag": served.etag, "Cache-Control": INDEX_CACHE_CONTROL}
         if entry.stale_reason is not None:
@@ -328,7 +333,8 @@ def edge(route: str, handler: Handler, mirror: Mirror, *, public: bool = False) 
 
 def _failed_request(request: web.Request, route: str, rid: str | None) -> Request:
     info = request.match_info
-    crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1]
+    # The last path segment, without the sha256 prefix of a TUF consistent-snapshot name.
+    crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1].rsplit(".", 1)[-1]
     return Request(rid or next_request_id(), _client(request), route, crate, info.get("version"))
 
 
