@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -13,8 +14,20 @@ from aiohttp import web
 from mirror.cli import main
 from mirror.index import index_path
 from mirror.store import Store
+from mirror.trust._tuf import (
+    CryptoSigner,
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
 from mirror.trust.repository import MirrorRepository
-from tests.fixtures.tuf_repo import SignedUpstream, static_app
+from tests.fixtures.tuf_repo import TOP_ROLES, SignedUpstream, in_days, static_app
 from tests.test_trust_bundle import make_crate
 from tests.test_trust_upstream import index_body
 
@@ -93,6 +106,147 @@ async def test_unknown_target_fails(served: Served, tmp_path: Path) -> None:
     upstream, base = served
     await init(tmp_path, upstream)
     assert await client(tmp_path, base, "download", "--target-name", "no/su/nosuch") == 1
+
+
+async def test_several_target_names_are_downloaded_in_order(served: Served, tmp_path: Path) -> None:
+    """Every --target-name is processed, in argument order, by one invocation."""
+    upstream, base = served
+    await init(tmp_path, upstream)
+    names = ["--target-name", index_path("serde"), "--target-name", index_path("rand")]
+    assert await client(tmp_path, base, "download", *names) == 0
+    out = tmp_path / "out"
+    files = sorted(out.iterdir(), key=lambda f: f.stat().st_mtime_ns)
+    assert [f.read_bytes() for f in files] == [index_body("serde"), index_body("rand")]
+    assert [f.name for f in files] == [
+        quote(index_path("serde"), ""),
+        quote(index_path("rand"), ""),
+    ]
+
+
+async def test_first_failing_target_stops_the_rest(served: Served, tmp_path: Path) -> None:
+    """A failing target exits 1 and the targets after it are not downloaded."""
+    upstream, base = served
+    await init(tmp_path, upstream)
+    names = [index_path("serde"), "no/su/nosuch", index_path("rand")]
+    code = await client(
+        tmp_path, base, "download", *(a for n in names for a in ("--target-name", n))
+    )
+    assert code == 1
+    assert [f.read_bytes() for f in (tmp_path / "out").iterdir()] == [index_body("serde")]
+
+
+async def test_metadata_dir_holds_plain_role_names_only(served: Served, tmp_path: Path) -> None:
+    """The protocol's layout: `<role>.json` for every trusted role, never `N.<role>.json`."""
+    upstream, base = served
+    await init(tmp_path, upstream)
+    target = index_path("serde")
+    assert await client(tmp_path, base, "download", "--target-name", target) == 0
+    bin_role = upstream.succinct.get_role_for_target(target)
+    names = {f.name for f in (tmp_path / "md").iterdir() if f.suffix == ".json"}
+    assert names == {
+        "root.json",
+        "timestamp.json",
+        "snapshot.json",
+        "targets.json",
+        f"{bin_role}.json",
+    }
+    stored = Metadata.from_file(str(tmp_path / "md" / f"{bin_role}.json"))
+    assert target in stored.signed.targets
+
+
+async def test_exit_codes(served: Served, tmp_path: Path) -> None:
+    """0 for success, 1 for any failure (missing root, missing URL, missing args), 2 for usage."""
+    upstream, base = served
+    md = ["tuf-client", "--metadata-dir", str(tmp_path / "md")]
+    assert await asyncio.to_thread(main, [*md, "init", str(tmp_path / "absent.json")]) == 1
+    assert await asyncio.to_thread(main, [*md, "refresh"]) == 1  # no root yet, no URL
+    await init(tmp_path, upstream)
+    assert await asyncio.to_thread(main, [*md, "refresh"]) == 1  # no --metadata-url
+    url = ["--metadata-url", base + "metadata/"]
+    assert await asyncio.to_thread(main, [*md, *url, "download"]) == 1  # no target
+    assert await asyncio.to_thread(main, [*md, *url, "refresh"]) == 0
+    with pytest.raises(SystemExit) as usage:
+        main([*md, "upgrade"])
+    assert usage.value.code == 2
+
+
+async def test_cached_role_is_verified_against_each_delegator(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """A role cached through one delegator gains no authority through another (diamond).
+
+    `release` is delegated by parent-a and parent-b with different keys and signed by A's
+    key only: the first target (through A) verifies, the second (through B) must not, in
+    the same invocation. Before every --target-name was processed, only the last one ran.
+    """
+    repo = diamond_repository(tmp_path / "diamond")
+    server = await aiohttp_server(static_app(repo))
+    base = str(server.make_url("/"))  # type: ignore[attr-defined]
+    root = tmp_path / "root.json"
+    root.write_bytes((repo / "metadata" / "1.root.json").read_bytes())
+    md = ["tuf-client", "--metadata-dir", str(tmp_path / "md")]
+    assert await asyncio.to_thread(main, [*md, "init", str(root)]) == 0
+    names = ["--target-name", "team-a/tool", "--target-name", "team-b/tool"]
+    code = await client(tmp_path, base, "download", *names)
+    assert code == 1
+    assert [f.read_bytes() for f in (tmp_path / "out").iterdir()] == [b"trusted A"]
+
+
+def diamond_repository(directory: Path) -> Path:
+    """targets -> parent-a, parent-b -> release (one role, two delegators, A's key signs)."""
+    signers = {name: CryptoSigner.generate_ed25519() for name in TOP_ROLES}
+    keys = {name: CryptoSigner.generate_ed25519() for name in ("a", "b", "release-a", "release-b")}
+    root = Root(expires=in_days(1), consistent_snapshot=True)
+    for role, signer in signers.items():
+        root.add_key(signer.public_key, role)
+    targets = Targets(expires=in_days(1))
+    parents = {team: Targets(expires=in_days(1)) for team in ("a", "b")}
+    targets.delegations = Delegations(
+        {keys[t].public_key.keyid: keys[t].public_key for t in ("a", "b")},
+        roles={
+            f"parent-{t}": DelegatedRole(
+                f"parent-{t}", [keys[t].public_key.keyid], 1, False, [f"team-{t}/*"]
+            )
+            for t in ("a", "b")
+        },
+    )
+    for team, parent in parents.items():
+        release_key = keys[f"release-{team}"].public_key
+        parent.delegations = Delegations(
+            {release_key.keyid: release_key},
+            roles={
+                "release": DelegatedRole(
+                    "release", [release_key.keyid], 1, False, [f"team-{team}/*"]
+                )
+            },
+        )
+    release = Targets(expires=in_days(1))
+    artifacts = {"team-a/tool": b"trusted A", "team-b/tool": b"malicious B"}
+    for path, body in artifacts.items():
+        release.targets[path] = TargetFile.from_data(path, body)
+        digest = hashlib.sha256(body).hexdigest()
+        head, _, name = path.rpartition("/")
+        (directory / "targets" / head).mkdir(parents=True, exist_ok=True)
+        (directory / "targets" / head / f"{digest}.{name}").write_bytes(body)
+    files = {
+        "1.root.json": (Metadata(root), [signers["root"]]),
+        "1.targets.json": (Metadata(targets), [signers["targets"]]),
+        "1.parent-a.json": (Metadata(parents["a"]), [keys["a"]]),
+        "1.parent-b.json": (Metadata(parents["b"]), [keys["b"]]),
+        "1.release.json": (Metadata(release), [keys["release-a"]]),  # valid through A only
+    }
+    snapshot = Snapshot(expires=in_days(1))
+    for filename in files:
+        if filename != "1.root.json":
+            snapshot.meta[filename.removeprefix("1.")] = MetaFile(1)
+    files["1.snapshot.json"] = (Metadata(snapshot), [signers["snapshot"]])
+    files["timestamp.json"] = (Metadata(Timestamp(expires=in_days(1))), [signers["timestamp"]])
+    (directory / "metadata").mkdir(parents=True)
+    for filename, (md, sign_with) in files.items():
+        for signer in sign_with:
+            md.sign(signer, append=True)
+        (directory / "metadata" / filename).write_bytes(md.to_bytes())
+    return directory
 
 
 def test_tuf_commands_two_party_root_rotation(

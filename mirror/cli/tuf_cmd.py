@@ -1,9 +1,8 @@
-"""`crate-mirror tuf ...` (the mirror's own TUF repository) and `crate-mirror tuf-client`."""
+"""`crate-mirror tuf ...`: the TUF repository that signs what this mirror serves."""
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,21 +94,6 @@ def register(sub: Any) -> None:
     p = tsub.add_parser("publish", help="promote a fully signed staged root; re-sign online roles")
     _common(p)
     p.set_defaults(func=run_publish)
-
-    client = sub.add_parser(
-        "tuf-client",
-        help="TUF client speaking the tuf-conformance CLI protocol",
-        description="Same verification code as the proxy. Exit 0 on success, 1 on failure.",
-    )
-    client.add_argument("--metadata-dir", type=Path, required=True)
-    client.add_argument("--metadata-url")
-    client.add_argument("--target-name")
-    client.add_argument("--target-base-url")
-    client.add_argument("--target-dir", type=Path)
-    client.add_argument("--max-metadata-bytes", type=int, default=5_000_000, help="bytes")
-    client.add_argument("command", choices=("init", "refresh", "download"))
-    client.add_argument("trusted_root", nargs="?", type=Path, help="root.json (init only)")
-    client.set_defaults(func=run_client)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -263,49 +247,3 @@ def run_publish(args: argparse.Namespace) -> int:
         return 0
 
     return _guard("tuf publish", go, args)
-
-
-def run_client(args: argparse.Namespace) -> int:
-    """tuf-conformance client: exit 0 on success, 1 on any failure."""
-    from mirror.trust.upstream import (
-        check_target,
-        find_target,
-        open_updater,
-        refresh_updater,
-        trust_errors,
-        updater_config,
-    )
-
-    try:
-        if args.command == "init":
-            if args.trusted_root is None:
-                raise TrustError("init needs TRUSTED_ROOT")
-            args.metadata_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(args.trusted_root, args.metadata_dir / "root.json")
-            return 0
-        if not args.metadata_url:
-            raise TrustError(f"{args.command} needs --metadata-url")
-        bootstrap = (args.metadata_dir / "root.json").read_bytes()
-        updater = open_updater(
-            args.metadata_dir,
-            args.metadata_url,
-            bootstrap,
-            updater_config(args.max_metadata_bytes),
-            target_dir=args.target_dir,
-            target_base_url=args.target_base_url,
-        )
-        refresh_updater(updater)
-        if args.command == "download":
-            if not (args.target_name and args.target_base_url and args.target_dir):
-                raise TrustError("download needs --target-name, --target-base-url, --target-dir")
-            info = find_target(updater, args.target_name)
-            if info is None:
-                raise TrustError(f"{args.target_name} is not a signed target")
-            args.target_dir.mkdir(parents=True, exist_ok=True)
-            with trust_errors(f"downloading {args.target_name}"):
-                path = updater.find_cached_target(info) or updater.download_target(info)
-            check_target(info, Path(path).read_bytes())
-        return 0
-    except (MirrorError, OSError) as e:
-        print(f"crate-mirror tuf-client: {e}", file=sys.stderr)
-        return 1

@@ -11,6 +11,7 @@ from securesystemslib.signer import (  # type: ignore[attr-defined]
     Signer,
 )
 from tuf.api.metadata import (  # type: ignore[attr-defined]
+    DelegatedRole,
     Delegations,
     Metadata,
     MetaFile,
@@ -29,6 +30,7 @@ from tuf.ngclient import (  # type: ignore[attr-defined]
 
 __all__ = [
     "CryptoSigner",
+    "DelegatedRole",
     "Delegations",
     "FetcherInterface",
     "Key",
