@@ -47,7 +47,11 @@ def create_app(
     it keeps the GIL free for serving), or to the writer at the other end of
     `audit_connection` (a worker's `AuditHub`); in-process tests use the writer thread.
     """
-    trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
+    trust = (
+        TufSettings.from_mapping(settings.tuf, "settings", offline=settings.offline)
+        if settings.tuf
+        else TufSettings()
+    )
     store = Store(settings.cache_dir)
     store.remove_stale_tmp()
     upstream = None if settings.offline else Upstream(settings)

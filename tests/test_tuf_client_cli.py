@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -295,6 +296,60 @@ def test_import_command_reports_and_rejects(
     audit = "".join(f.read_text() for f in (cache / "audit").rglob("*") if f.is_file())
     assert '"action":"import"' in audit and '"action":"block"' in audit
     assert audit.count('"rule":"tuf.bundle"') == 2
+
+
+def test_air_gapped_import_with_a_trusted_root_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`import --config offline.yaml` where tuf.upstream names only the pinned root."""
+    from mirror.trust.bundle import export_bundle
+    from mirror.trust.repository import init_repository
+    from mirror.trust.settings import TufRepositorySettings
+
+    settings = TufRepositorySettings(dir=tmp_path / "repo", bins=2)
+    init_repository(settings, tmp_path / "off", root_keys=1, root_threshold=1)
+    body, crate = make_crate("ryu", "1.0.0", b"bytes")
+    crate_file = tmp_path / "ryu.crate"
+    crate_file.write_bytes(crate)
+    bundle = tmp_path / "b.tar"
+    cksum = hashlib.sha256(crate).hexdigest()
+    export_bundle(bundle, {"ryu": body}, {cksum: crate_file}, MirrorRepository(settings))
+    pinned = tmp_path / "pinned-root.json"
+    pinned.write_bytes((settings.metadata_dir / "1.root.json").read_bytes())
+    config = tmp_path / "offline.yaml"
+    config.write_text(
+        f"cache_dir: {tmp_path / 'cache'}\noffline: true\n"
+        f"tuf:\n  upstream:\n    trusted_root: {pinned}\n"
+    )
+    assert main(["import", str(bundle), "--config", str(config), "--no-progress"]) == 0
+    assert "1 new crates" in capsys.readouterr().out
+    assert Store(tmp_path / "cache").has_crate(cksum)
+
+
+def test_rejected_import_names_its_reason_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The audit reason and the message say "bundle rejected:" exactly once."""
+    bundle = tmp_path / "not-a-bundle.tar"
+    bundle.write_bytes(b"garbage")
+    root = tmp_path / "root.json"
+    root.write_bytes(b"{}")
+    cache = tmp_path / "cache"
+    args = ["import", str(bundle), "--cache-dir", str(cache), "--trusted-root", str(root)]
+    assert main([*args, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("bundle rejected") == 1 and "not a readable tar file" in err
+    events = [
+        json.loads(line)
+        for f in (cache / "audit").rglob("*")
+        if f.is_file() and f.suffix != ".db"
+        for line in f.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    reasons = [e["reason"] for e in events if e.get("rule") == "tuf.bundle"]
+    assert len(reasons) == 1
+    assert reasons[0].startswith("bundle rejected: not a readable tar file")
+    assert reasons[0].count("bundle rejected") == 1
 
 
 def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
