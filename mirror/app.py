@@ -86,6 +86,7 @@ def create_app(
         repository = MirrorRepository(trust.repository)
         publisher = Publisher(repository)
         gate.on_served = publisher.note
+        gate.serves_offline_view = settings.offline
         tuf_static(app, trust.repository.metadata_dir)
         app[PUBLISHER] = publisher
     app.cleanup_ctx.append(_lifetime)

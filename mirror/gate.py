@@ -75,6 +75,9 @@ class Gate:
         self.capabilities = capabilities
         # Called with (crate name, body) whenever a new served view exists (TUF publishing).
         self.on_served: Callable[[str, bytes], None] | None = None
+        # Which view /index/ serves, so only that one is signed: offline, the view without
+        # versions we cannot serve (the download route's full view must not replace it).
+        self.serves_offline_view = False
         self._clock = clock
         self._engine = engine
         self._generation = 0
@@ -183,7 +186,7 @@ class Gate:
             return served
         served = self._filter(entry.index, is_cached)
         entry.memo[slot] = (self.generation, served)
-        if self.on_served is not None:
+        if self.on_served is not None and (is_cached is not None) == self.serves_offline_view:
             self.on_served(entry.name, served.body)
         return served
 
