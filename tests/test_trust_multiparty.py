@@ -18,6 +18,7 @@ from mirror.errors import TrustError
 from mirror.index import index_path
 from mirror.trust._tuf import CryptoSigner, Metadata
 from mirror.trust.bundle import DirectoryFetcher
+from mirror.trust.keys import load_signer
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufRepositorySettings
 from mirror.trust.upstream import (
@@ -160,6 +161,58 @@ def test_a_new_root_key_is_enrolled_by_its_public_key(ceremony: Ceremony) -> Non
     keyids = Metadata.from_bytes(c.published_root()).signed.roles["root"].keyids
     assert bob not in keyids and len(keyids) == 3
     downstream_verifies(c, (c.repo / "metadata" / "1.root.json").read_bytes(), c.tmp / "cl", "syn")
+
+
+def test_online_keys_switch_to_standby_without_root_holders(
+    ceremony: Ceremony, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """timestamp and snapshot switch to the standby key root trusts; clients accept at once.
+
+    The retired key is revoked when the root holders publish the root the switch staged.
+    """
+    c = ceremony
+    publish_v1(c)
+    pinned = c.published_root()
+    downstream_verifies(c, pinned, c.tmp / "client", "serde")
+    trusted = Metadata.from_bytes(pinned).signed
+    for role in ("timestamp", "snapshot"):
+        assert len(trusted.roles[role].keyids) == 2  # the active key and its standby
+    keys = c.repo / "keys"
+    before = {role: (keys / f"{role}.pem").read_bytes() for role in ("timestamp", "snapshot")}
+    standby = {role: (keys / f"{role}.standby.pem").read_bytes() for role in before}
+    standby_ids = {
+        role: load_signer(f"file2:{keys / f'{role}.standby.pem'}", None, role).public_key.keyid
+        for role in before
+    }
+    assert c.tuf("rotate", "timestamp", "--standby") == 0
+    assert c.tuf("rotate", "snapshot", "--standby") == 0
+    assert "no root holder needed" in capsys.readouterr().out
+    for role in before:
+        assert (keys / f"{role}.pem").read_bytes() == standby[role]
+        assert not (keys / f"{role}.standby.pem").exists()
+    assert Metadata.from_bytes(c.published_root()).signed.version == 1  # no holder signed
+    timestamp = Metadata.from_bytes((c.repo / "metadata" / "timestamp.json").read_bytes())
+    assert set(timestamp.signatures) == {standby_ids["timestamp"]}
+    snapshot = MirrorRepository(c.settings).snapshot()
+    assert set(snapshot.signatures) == {standby_ids["snapshot"]}
+    downstream_verifies(c, pinned, c.tmp / "client", "rand")  # accepted at once
+    assert c.tuf("rotate", "timestamp", "--standby") == 1  # the standby is used up
+    assert "no standby timestamp key" in capsys.readouterr().err
+
+    _, alice = c.sign("alice")
+    _, bob = c.sign("bob")
+    assert c.tuf("publish", "--signed", str(alice), "--signed", str(bob)) == 0
+    root = Metadata.from_bytes(c.published_root()).signed
+    assert root.version == 2
+    for role, old in before.items():
+        assert (keys / f"{role}.standby.pem").is_file()  # a fresh standby, now trusted
+        stale = c.tmp / f"retired-{role}.pem"
+        stale.write_bytes(old)
+        stale.chmod(0o600)
+        trusted_now = {k: root.keys[k] for k in root.roles[role].keyids}
+        with pytest.raises(TrustError, match="not a trusted"):
+            load_signer(f"file2:{stale}", trusted_now, role)
+    downstream_verifies(c, pinned, c.tmp / "client", "syn")
 
 
 def test_bins_rotate_with_the_targets_holder_alone(ceremony: Ceremony) -> None:

@@ -115,7 +115,7 @@ def test_timestamp_is_resigned_before_it_expires(settings: TufRepositorySettings
 def test_keys_are_private_files(settings: TufRepositorySettings, tmp_path: Path) -> None:
     """Key files are created 0600 in 0700 directories; a readable key is refused."""
     keys = [*settings.keys_dir.glob("*.pem"), *(tmp_path / "offline").glob("*.pem")]
-    assert len(keys) == 6
+    assert len(keys) == 8  # 2 root, targets, timestamp, snapshot, their standbys, bins
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(settings.keys_dir.stat().st_mode) == 0o700

@@ -121,7 +121,9 @@ def register(sub: Any) -> None:
         "enrolled by its holder's public key (--add-key). Online roles drop their old key. "
         "Then the root holders sign (`tuf sign root`) and `tuf publish`. `bins` is "
         "delegated by targets, not root: it stages targets for the targets key holder(s) "
-        "only (or, with --targets-key, signs and publishes at once).",
+        "only (or, with --targets-key, signs and publishes at once). timestamp/snapshot "
+        "--standby: switch to the standby key root already trusts, at once and without the "
+        "root holders; the root that retires the old key is staged for them.",
     )
     _common(p)
     p.add_argument("role", choices=(*ROLES, "bins"))
@@ -129,6 +131,17 @@ def register(sub: Any) -> None:
     p.add_argument("--key-out", type=Path, help="create the new key in this file")
     p.add_argument("--remove-keyid", action="append", default=[], help="revoke this key")
     p.add_argument("--threshold", type=int, help="new signature threshold for ROLE")
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="timestamp/snapshot: sign with the standby key from now on (no root holders)",
+    )
+    p.add_argument(
+        "--standby-key",
+        type=Path,
+        metavar="PEM",
+        help="with --standby: the standby key file, if kept away from DIR/keys",
+    )
     p.add_argument(
         "--targets-key",
         action="append",
@@ -341,7 +354,13 @@ def run_rotate(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
         from mirror.trust.keys import read_public_key, signer_uri
         from mirror.trust.pkcs11 import set_module
-        from mirror.trust.staging import publish_staged, rotate_bins_key, rotate_key, sign_staged
+        from mirror.trust.staging import (
+            publish_staged,
+            rotate_bins_key,
+            rotate_key,
+            sign_staged,
+            switch_to_standby,
+        )
 
         s = _settings(args)
         set_module(args.pkcs11_module)
@@ -357,6 +376,18 @@ def run_rotate(args: argparse.Namespace) -> int:
             for key in args.targets_key:
                 sign_staged(s, "targets", signer_uri(key))
             print(f"published {', '.join(publish_staged(s))}; every bin re-signed")
+            return 0
+        if args.standby:
+            retired, active, version = switch_to_standby(s, args.role, args.standby_key)
+            print(
+                f"{args.role} now signs with the standby key {active[:16]}... (root already "
+                "trusts it: clients accept it now, no root holder needed)"
+            )
+            print(
+                f"the retired key {retired[:16]}... stays trusted until the root holders "
+                f"publish the staged root v{version}, which revokes it and enrolls a new "
+                "standby: `crate-mirror tuf sign root ...`, then `crate-mirror tuf publish`"
+            )
             return 0
         if args.add_key is not None and args.key_out is not None:
             raise TrustError("give either --add-key or --key-out")
@@ -380,6 +411,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
         from mirror.trust.repository import MirrorRepository
+        from mirror.trust.settings import STANDBY_ROLES
         from mirror.trust.staging import STAGED_ROLES, staged_status
 
         s = _settings(args)
@@ -394,6 +426,9 @@ def run_status(args: argparse.Namespace) -> int:
                     f"threshold {threshold} keys {keys}"
                 )
             print(f"targets: {st.targets_count} index files")
+            for role in STANDBY_ROLES:
+                ready = "ready" if s.standby_path(role).is_file() else "none here"
+                print(f"standby {role} key: {ready} ({s.standby_path(role)})")
         else:
             print(f"no published repository in {s.dir} yet")
         for role in STAGED_ROLES:

@@ -43,7 +43,7 @@ from mirror.trust._tuf import (
     Timestamp,
 )
 from mirror.trust.keys import generate_key_file, load_signer
-from mirror.trust.settings import TufRepositorySettings
+from mirror.trust.settings import STANDBY_ROLES, TufRepositorySettings
 
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 BINS_PREFIX = "bins"
@@ -127,7 +127,7 @@ def init_repository(
     )
     for signer in root_signers:
         root_md.sign(signer, append=True)
-    targets_md = initial_targets(settings, online["bins"], now)
+    targets_md = initial_targets(settings, online["bins"][0], now)
     targets_md.sign(targets_signer)
     write_initial_metadata(settings, root_md, targets_md, clock)
     return [
@@ -141,12 +141,18 @@ def refuse_existing(settings: TufRepositorySettings) -> None:
         raise TrustError(f"{settings.metadata_dir} already holds a repository")
 
 
-def generate_online_keys(settings: TufRepositorySettings) -> dict[str, Key]:
-    """The timestamp, snapshot and bins keys, created on the server that signs with them."""
-    return {
-        role: generate_key_file(settings.keys_dir / f"{role}.pem").public_key
+def generate_online_keys(settings: TufRepositorySettings) -> dict[str, list[Key]]:
+    """The timestamp, snapshot and bins keys, created on the server that signs with them.
+
+    Timestamp and snapshot each get a standby key too (first in the list: the active one).
+    """
+    keys: dict[str, list[Key]] = {
+        role: [generate_key_file(settings.keys_dir / f"{role}.pem").public_key]
         for role in ("timestamp", "snapshot", "bins")
     }
+    for role in STANDBY_ROLES:
+        keys[role].append(generate_key_file(settings.standby_path(role)).public_key)
+    return keys
 
 
 def initial_root(
@@ -154,7 +160,7 @@ def initial_root(
     root_keys: list[Key],
     root_threshold: int,
     targets_keys: list[Key],
-    online: Mapping[str, Key],
+    online: Mapping[str, list[Key]],
     now: datetime,
 ) -> Metadata[Root]:
     """Version-1 root, unsigned: root and targets keys held offline, online keys here."""
@@ -165,8 +171,9 @@ def initial_root(
         root.add_key(key, "root")
     for key in targets_keys:
         root.add_key(key, "targets")
-    root.add_key(online["snapshot"], "snapshot")
-    root.add_key(online["timestamp"], "timestamp")
+    for role in ("snapshot", "timestamp"):
+        for key in online[role]:  # threshold 1: the active key, or its standby
+            root.add_key(key, role)
     root.roles["root"].threshold = root_threshold
     return Metadata(root)
 

@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 from mirror.errors import ConfigError, Problem
 
 ONLINE_ROLES = ("timestamp", "snapshot", "bins")
+# Online roles that root names: root also trusts a standby key for each, so the server can
+# switch keys without the root holders (bins needs none: targets delegates it).
+STANDBY_ROLES = ("timestamp", "snapshot")
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*\Z")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -79,6 +82,10 @@ class TufRepositorySettings:
 
     def signer_uri(self, role: str) -> str:
         return self.signers.get(role) or f"file2:{self.keys_dir / f'{role}.pem'}"
+
+    def standby_path(self, role: str) -> Path:
+        """The second key root trusts for an online top-level role (see `tuf rotate --standby`)."""
+        return self.keys_dir / f"{role}.standby.pem"
 
 
 @dataclass(frozen=True)

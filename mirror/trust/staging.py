@@ -29,9 +29,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from mirror.errors import TrustError
-from mirror.trust._tuf import Key, Metadata, Root, Targets
-from mirror.trust.keys import distinct_keys, generate_key_file, load_signer
+from mirror.trust._tuf import CryptoSigner, Key, Metadata, Root, Targets
+from mirror.trust.keys import (
+    distinct_keys,
+    file_uri,
+    generate_key_file,
+    load_signer,
+    write_private_key,
+)
 from mirror.trust.repository import (
     MirrorRepository,
     generate_online_keys,
@@ -42,7 +50,7 @@ from mirror.trust.repository import (
     write_atomic,
     write_initial_metadata,
 )
-from mirror.trust.settings import TufRepositorySettings
+from mirror.trust.settings import STANDBY_ROLES, TufRepositorySettings
 
 STAGED_ROLES = ("root", "targets")
 Clock = Callable[[], datetime]
@@ -114,7 +122,7 @@ def stage_initial(
     online = generate_online_keys(settings)
     now = clock()
     stage(settings, initial_root(settings, root_keys, root_threshold, targets_keys, online, now))
-    stage(settings, initial_targets(settings, online["bins"], now))
+    stage(settings, initial_targets(settings, online["bins"][0], now))
 
 
 # -- what may sign, and what is signed -----------------------------------------------------------
@@ -380,13 +388,15 @@ def _check_next_root(new: Root, current: Root | None) -> None:
 
 
 def _activate_next_key(settings: TufRepositorySettings, role: str, root: Root) -> None:
-    """A rotated online key (`<role>.pem.next`) replaces the old one once root names it."""
-    nxt = settings.keys_dir / f"{role}.pem.next"
-    if nxt.is_file() and role in root.roles:
-        keys = {k: root.keys[k] for k in root.roles[role].keyids}
-        with contextlib.suppress(TrustError):
-            load_signer(f"file2:{nxt}", keys, role)
-            os.replace(nxt, settings.keys_dir / f"{role}.pem")
+    """Rotated online keys (`ROLE.pem.next`, `ROLE.standby.pem.next`) replace the old ones
+    once the published root names them."""
+    keys = {k: root.keys[k] for k in root.roles[role].keyids}
+    for final in (settings.keys_dir / f"{role}.pem", settings.standby_path(role)):
+        nxt = final.with_name(final.name + ".next")
+        if nxt.is_file():
+            with contextlib.suppress(TrustError):
+                load_signer(f"file2:{nxt}", keys, role)
+                os.replace(nxt, final)
 
 
 def _activate_next_bins_key(settings: TufRepositorySettings, targets: Metadata[Targets]) -> bool:
@@ -459,14 +469,17 @@ def rotate_key(
         )
     if new_key is None:
         if key_out is None:
-            if role not in ("timestamp", "snapshot"):
+            if role not in STANDBY_ROLES:
                 raise TrustError(f"{role} is an offline key: give --add-key PUB or --key-out FILE")
             key_out = settings.keys_dir / f"{role}.pem.next"
-        with contextlib.suppress(FileNotFoundError):
-            if key_out.name.endswith(".next"):
-                key_out.unlink()  # an abandoned earlier rotation
-        new_key = generate_key_file(key_out).public_key
+        new_key = _fresh_key(key_out).public_key
     key = new_key
+    # An online role gets a new standby with its new key (the old standby goes with the old).
+    standby = (
+        _fresh_key(settings.standby_path(role).with_suffix(".pem.next")).public_key
+        if role in STANDBY_ROLES
+        else None
+    )
 
     def change(root: Root) -> None:
         if key.keyid in root.keys and key.keyid in root.roles[role].keyids:
@@ -480,6 +493,8 @@ def rotate_key(
             if keyid in drop:
                 root.revoke_key(keyid, role)
         root.add_key(key, role)
+        if standby is not None:
+            root.add_key(standby, role)
         if threshold is not None:
             root.roles[role].threshold = threshold
         if not 1 <= root.roles[role].threshold <= len(root.roles[role].keyids):
@@ -491,6 +506,59 @@ def rotate_key(
         # re-signed targets is staged with it, and both are published together.
         stage_targets_change(settings)
     return key_out, str(key.keyid)
+
+
+def _fresh_key(path: Path) -> CryptoSigner:
+    with contextlib.suppress(FileNotFoundError):
+        if path.name.endswith(".next"):
+            path.unlink()  # an abandoned earlier rotation
+    return generate_key_file(path)
+
+
+def switch_to_standby(
+    settings: TufRepositorySettings, role: str, standby_file: Path | None = None
+) -> tuple[str, str, int]:
+    """Sign `role` with its standby key from now on, without the root holders.
+
+    Root already trusts the standby key (threshold 1), so clients accept what it signs at
+    once: use it when the active key file was exposed or lost. The retired key stays trusted
+    by clients until the root holders publish the root this stages, which revokes it and
+    enrolls a fresh standby. Returns (retired keyid, now active keyid, staged root version).
+    """
+    if role not in STANDBY_ROLES:
+        raise TrustError(f"only {' and '.join(STANDBY_ROLES)} have standby keys, not {role!r}")
+    if role in settings.signers:
+        raise TrustError(f"{role} signs with {settings.signers[role]}: switch keys there")
+    repo = MirrorRepository(settings)
+    root = repo.root().signed
+    trusted = {k: root.keys[k] for k in root.roles[role].keyids}
+    source = standby_file or settings.standby_path(role)
+    if not source.is_file():
+        raise TrustError(
+            f"no standby {role} key at {source}: the root holders must sign a rotation "
+            f"(`crate-mirror tuf rotate {role}`)"
+        )
+    standby = load_signer(file_uri(source), trusted, role)
+    active = settings.keys_dir / f"{role}.pem"
+    retired = load_signer(file_uri(active), None, role).public_key if active.is_file() else None
+    if retired is not None and retired.keyid == standby.public_key.keyid:
+        raise TrustError(f"{source} is already the active {role} key")
+    private = load_pem_private_key(source.read_bytes(), password=None)
+    with repository_lock(settings.dir):
+        write_private_key(active, CryptoSigner(private), overwrite=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(settings.standby_path(role))  # now active: no longer a standby
+    repo.publish({}, force=True)
+    fresh = _fresh_key(settings.standby_path(role).with_suffix(".pem.next")).public_key
+
+    def change(new_root: Root) -> None:
+        if retired is not None and retired.keyid in new_root.roles[role].keyids:
+            new_root.revoke_key(retired.keyid, role)
+        new_root.add_key(fresh, role)
+
+    staged = stage_root_change(settings, change)
+    old_id = retired.keyid if retired is not None else "(none)"
+    return old_id, str(standby.public_key.keyid), staged.signed.version
 
 
 def rotate_bins_key(settings: TufRepositorySettings) -> str:
