@@ -350,7 +350,11 @@ def test_public_key_files_cannot_lie_or_repeat(
     lying = ["init", "--root-key", str(c.pub("alice")), "--root-key", str(tmp_path / "liar.pub")]
     assert c.tuf(*lying, "--root-threshold", "2", "--targets-key", str(c.pub("bob"))) == 1
     assert "does not match the key's content" in capsys.readouterr().err
-    assert not (c.repo / "staged").exists()
+    too_many = ["init", "--root-key", str(c.pub("alice")), "--root-threshold", "2"]
+    assert c.tuf(*too_many, "--offline-dir", str(tmp_path / "off")) == 1
+    assert "root threshold" in capsys.readouterr().err
+    assert not (c.repo / "staged").exists() and not (c.repo / "keys").exists()
+    assert not (tmp_path / "off").exists()  # nothing created by a refused init
 
 
 def test_key_files_are_never_overwritten(tmp_path: Path) -> None:

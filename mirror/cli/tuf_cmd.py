@@ -258,7 +258,7 @@ def run_init(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
         from mirror.trust.keys import generate_key_file, read_public_key
         from mirror.trust.repository import init_repository
-        from mirror.trust.staging import sign_staged, stage_initial
+        from mirror.trust.staging import check_initial, sign_staged, stage_initial
 
         s = _settings(args)
         if not (args.root_key or args.targets_key):
@@ -277,6 +277,7 @@ def run_init(args: argparse.Namespace) -> int:
             raise TrustError("with enrolled keys, give every root key as --root-key PUB")
         root_keys = [read_public_key(path) for path in args.root_key]
         targets_keys = [read_public_key(path) for path in args.targets_key]
+        check_initial(s, root_keys, args.root_threshold)
         created = None
         if not targets_keys:
             if args.offline_dir is None:

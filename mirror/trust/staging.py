@@ -114,15 +114,22 @@ def stage_initial(
     clock: Clock = _utcnow,
 ) -> None:
     """Create the online keys and stage version-1 root and targets for their holders."""
-    refuse_existing(settings)
-    if staged_path(settings, "root").exists():
-        raise TrustError(f"{settings.dir} already has a staged root: publish it or remove it")
-    root_keys = distinct_keys(root_keys, "root")
+    check_initial(settings, root_keys, root_threshold)
     targets_keys = distinct_keys(targets_keys, "targets")
     online = generate_online_keys(settings)
     now = clock()
     stage(settings, initial_root(settings, root_keys, root_threshold, targets_keys, online, now))
     stage(settings, initial_targets(settings, online["bins"][0], now))
+
+
+def check_initial(settings: TufRepositorySettings, root_keys: list[Key], threshold: int) -> None:
+    """Refuse before anything is created: a repository, a staging, bad root keys."""
+    refuse_existing(settings)
+    if staged_path(settings, "root").exists():
+        raise TrustError(f"{settings.dir} already has a staged root: publish it or remove it")
+    distinct_keys(root_keys, "root")
+    if not 1 <= threshold <= len(root_keys):
+        raise TrustError("root threshold must be between 1 and the number of root keys")
 
 
 # -- what may sign, and what is signed -----------------------------------------------------------
