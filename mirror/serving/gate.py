@@ -68,9 +68,6 @@ class Gate:
         # Which view /index/ serves, so only that one is signed: offline, the view without
         # versions we cannot serve (the download route's full view must not replace it).
         self.serves_offline_view = False
-        # Which view /index/ serves, so only that one is signed: offline, the view without
-        # versions we cannot serve (the download route's full view must not replace it).
-        self.serves_offline_view = False
         self._clock = clock
         self._engine = engine
         self._generation = 0
