@@ -361,3 +361,33 @@ def test_assessment_json_is_plain(names: NameIndex) -> None:
     assert data["meant"] == "serde_json"
     assert data["until"].endswith("Z")
     assert {s["id"] for s in data["signals"]} >= {"typo", "new_crate"}
+
+
+# -- the decision -------------------------------------------------------------------------------
+
+
+def test_decision_carries_the_evidence_and_the_near_name(names: NameIndex) -> None:
+    from mirror.policy.decision import Action, Mode
+    from mirror.policy.risk import decision_for
+
+    facts = names.facts("serde_jsno")
+    a = assess_crate(facts, history(age=timedelta(days=1)), None, RULE, NOW)
+    d = decision_for(a, facts, Mode.BLOCK)
+    assert d is not None and d.action is Action.QUARANTINE and d.blocks
+    assert d.rule == "risk"
+    assert d.details["near_name"]["protected"] == "serde_json"
+    assert d.details["risk"]["verdict"] == "quarantine"
+    assert d.reason.startswith("`serde_jsno` is quarantined (score ")
+    assert "looks like `serde_json`" in d.reason
+
+
+def test_warn_mode_is_a_dry_run_that_says_what_it_would_have_done(names: NameIndex) -> None:
+    from mirror.policy.decision import Action, Mode
+    from mirror.policy.risk import decision_for
+
+    facts = names.facts("serde_jsno")
+    a = assess_crate(facts, history(age=timedelta(days=1)), None, RULE, NOW)
+    d = decision_for(a, facts, Mode.WARN)
+    assert d is not None and d.action is Action.WARN and not d.blocks
+    assert d.details["would"] == "quarantine"
+    assert decision_for(a, facts, Mode.OFF) is None

@@ -62,7 +62,7 @@ class FilteredIndex:
     warned: Mapping[str, Decision] = field(default_factory=dict)  # vers -> would-block (dry run)
 
 
-_RANK = {Action.ALLOW: 0, Action.WARN: 1, Action.BLOCK: 2}
+_RANK = {Action.ALLOW: 0, Action.WARN: 1, Action.QUARANTINE: 2, Action.BLOCK: 3}
 
 
 def strongest(decisions: Iterable[Decision | None]) -> Decision | None:

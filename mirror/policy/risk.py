@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.evidence import (
     ContentFacts,
     CrateHistory,
@@ -44,7 +45,18 @@ from mirror.policy.evidence import (
 from mirror.policy.schema import RiskRule
 from mirror.policy.signals import MISSING, SIGNALS
 
-__all__ = ["Assessment", "Signal", "Verdict", "assess_crate", "assess_version", "summary"]
+__all__ = [
+    "RULE",
+    "Assessment",
+    "Signal",
+    "Verdict",
+    "assess_crate",
+    "assess_version",
+    "decision_for",
+    "summary",
+]
+
+RULE = "risk"  # the rule name in decisions, audit events and the feed
 
 BUILD_TIME = (RunsAt.BUILD, RunsAt.MACRO)
 SHIPPED = (RunsAt.BUILD, RunsAt.MACRO, RunsAt.RUNTIME)  # code that runs on users' machines
@@ -464,6 +476,64 @@ def _dependency_signals(
     return out
 
 
+# -- the decision ------------------------------------------------------------------------------
+
+_ACTIONS = {
+    Verdict.ALLOW: Action.ALLOW,
+    Verdict.WARN: Action.WARN,
+    Verdict.QUARANTINE: Action.QUARANTINE,
+    Verdict.BLOCK: Action.BLOCK,
+}
+REASON_CHARS = 400  # the evidence part of a reason; the 403 body adds what to do about it
+
+
+def decision_for(assessment: Assessment, name: NameFacts, mode: Mode) -> Decision | None:
+    """The rule's decision, shaped by its mode (`warn` turns a stop into a would-stop), or
+    None when the rule is off. Every assessment with a look-alike name carries `near_name`
+    details, so it reaches the public near-name feed whatever the verdict."""
+    if mode is Mode.OFF:
+        return None
+    action = _ACTIONS[assessment.verdict]
+    details: dict[str, Any] = {"risk": assessment.to_json()}
+    if assessment.version is not None:
+        details["version"] = assessment.version
+    if mode is Mode.WARN and action in (Action.QUARANTINE, Action.BLOCK):
+        details["would"] = action.value
+        action = Action.WARN
+    near = _near_name(name)
+    if near is not None:
+        details["near_name"] = near
+    what = f"`{assessment.crate}`" + (f" {assessment.version}" if assessment.version else "")
+    verb = {
+        Verdict.ALLOW: "passed",
+        Verdict.WARN: "looks suspicious",
+        Verdict.QUARANTINE: "is quarantined",
+        Verdict.BLOCK: "looks malicious",
+    }[assessment.verdict]
+    reason = (
+        f"{what} {verb} (score {_number(assessment.score)}): {summary(assessment, REASON_CHARS)}"
+    )
+    return Decision(action, RULE, reason, details)
+
+
+def _near_name(name: NameFacts) -> dict[str, Any] | None:
+    if name.typo is not None:
+        return {
+            "protected": name.typo.protected,
+            "check": name.typo.check,
+            "distance": name.typo.distance,
+        }
+    if name.combo is not None:
+        return {"protected": name.combo.protected, "check": name.combo.kind.value}
+    if name.internal:
+        return {"protected": name.name, "check": "internal-name"}
+    return None
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 # -- words ------------------------------------------------------------------------------------
 
 
@@ -485,8 +555,7 @@ def summary(assessment: Assessment, limit: int) -> str:
 
 
 def _points(points: float) -> str:
-    text = f"{points:+.2f}".rstrip("0").rstrip(".")
-    return text
+    return ("+" if points >= 0 else "") + _number(points)
 
 
 def _cite(evidence: Sequence[str]) -> str:
