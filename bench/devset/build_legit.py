@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from bench.devset.near_names import DEFAULT_TOP_CSV, NearFinder, canonical, load_top_csv
+from mirror.policy.semver import Version
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INDEX_GIT = Path("/work/.mirror/kornelski+crates.io-index/repo")
@@ -46,10 +47,6 @@ SEED = 11  # issue 11
 STRATA = ("popular-edit", "longtail-edit", "popular-combo", "longtail-combo")
 READ_DATE = "2026-11-27"
 INDEX_REPO = "rust-lang/crates.io-index"
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
-)
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$")
 
 
@@ -65,6 +62,7 @@ def index_path(name: str) -> str:
 
 def index_2019_names(git_dir: Path) -> tuple[list[str], str, str]:
     """Crate names (file names) of the 2019 index copy, its HEAD commit and commit date."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True, text=True
@@ -168,8 +166,10 @@ def parse_extract(text: str) -> list[Extract]:
         if len(parts) != 4:
             raise ExtractError(f"line {lineno}: want 'VERS PUBTIME y|n DEPS', got {line!r}")
         vers, pubtime, yanked, deps = parts
-        if not _SEMVER.match(vers):
-            raise ExtractError(f"line {lineno}: {vers!r} is not a semver version")
+        try:
+            Version.parse(vers)
+        except ValueError as e:
+            raise ExtractError(f"line {lineno}: {vers!r} is not a semver version: {e}") from e
         if pubtime != "-" and not _RFC3339.match(pubtime):
             raise ExtractError(f"line {lineno}: {pubtime!r} is not an RFC 3339 time")
         if yanked not in ("y", "n"):
@@ -226,9 +226,7 @@ def assemble(plan: list[PlanRow], extracts: list[Extract], meta: dict[str, str])
             continue
         counts[row.stratum] += 1
         for v in e.versions:
-            if v["pubtime"] and _utc(v["pubtime"]) > _utc(newest or v["pubtime"]):
-                newest = v["pubtime"]
-            elif v["pubtime"] and not newest:
+            if v["pubtime"] and (not newest or _utc(v["pubtime"]) > _utc(newest)):
                 newest = v["pubtime"]
         crates.append(
             {
@@ -305,8 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("step", choices=("plan", "assemble"))
     parser.add_argument("--top-csv", type=Path, default=DEFAULT_TOP_CSV)
-    parser.add_argument("--index-git", type=Path, default=DEFAULT_INDEX_GIT,
-                        help="bare git dir of the 2019 crates.io index copy")
+    parser.add_argument(
+        "--index-git",
+        type=Path,
+        default=DEFAULT_INDEX_GIT,
+        help="bare git dir of the 2019 crates.io index copy",
+    )
     parser.add_argument("--plan", type=Path, default=HERE / "lookup_plan.tsv")
     parser.add_argument("--extract", type=Path, default=HERE / "index_extract.txt")
     parser.add_argument("--out", type=Path, default=HERE / "legit.yaml")
