@@ -194,8 +194,10 @@ def test_typos_are_well_formed(typos: dict[str, Any], corpus: list[str]) -> None
 def test_typos_are_not_real_crates(
     typos: dict[str, Any], legit: dict[str, Any], corpus: list[str]
 ) -> None:
-    """No typo is in the top-20k list or the legit set (nor a dependency it names)."""
+    """No typo is a known crate: top-20k, legit set (and its deps), known_real.txt."""
     real = {canon(n) for n in corpus}
+    known = (DEVSET / "known_real.txt").read_text(encoding="utf-8").splitlines()
+    real.update(canon(n) for n in known if n and not n.startswith("#"))
     for c in legit["crates"]:
         real.add(canon(c["name"]))
         real.update(canon(d) for v in c["versions"] for d in v["deps"])
@@ -255,6 +257,7 @@ def test_candidates_drop_real_crates_and_separator_swaps() -> None:
     assert "serde-jsn" not in got["omitted_letter"]
     assert all(canon(o) != "serde_json" for opts in got.values() for o in opts)
     assert "serde_json" not in got.get("separator_omitted", [])
+    assert "ae" not in make_typos.candidates("aes", real=set()).get("omitted_letter", [])
 
 
 def test_sampling_is_deterministic_and_stratified() -> None:

@@ -7,8 +7,10 @@ For each of the `--top` most downloaded names it generates the typing errors a p
 target itself under crates.io's identity (case, and `-` vs `_`: swapping separators is the
 same crate, not a typo), or that is a real crate: in the top-20k list, among the file names of
 the 2019 crates.io index copy, or named by any index file read for the legitimate set
-(`legit.yaml`: the crates and their dependencies). A typo that is a real crate would measure
-the detector against a legitimate package.
+(`legit.yaml`: the crates and their dependencies), or found real by reading its index file
+(`known_real.txt`). A typo that is a real crate would measure the detector against a
+legitimate package. Typos shorter than three characters are dropped too: nearly all such
+names are taken.
 
 Sampling is stratified by error kind and spread over targets: per kind, the targets are
 shuffled with the seed and visited round-robin, one random candidate each, until the kind has
@@ -34,6 +36,9 @@ from mirror.index import validate_name
 HERE = Path(__file__).resolve().parent
 SEED = 11
 SEPARATORS = "-_"
+# Nearly every one- and two-character name is registered on crates.io (3 of the 3 two-letter
+# typos checked against the index were real crates), so shorter typos measure nothing.
+MIN_TYPO_LENGTH = 3  # characters
 
 # QWERTY rows with each row's horizontal offset in key widths: neighbours are the keys on the
 # same row one step away and the keys on the rows above/below less than one key width away.
@@ -153,7 +158,13 @@ def candidates(target: str, real: set[str]) -> dict[str, list[str]]:
         kept = []
         for typo in make(target):
             key = canonical(typo)
-            if key == own or key in real or key in seen or not _legal(typo):
+            if (
+                key == own
+                or key in real
+                or key in seen
+                or len(key) < MIN_TYPO_LENGTH
+                or not _legal(typo)
+            ):
                 continue
             seen.add(key)
             kept.append(typo)
@@ -195,9 +206,16 @@ def sample(top: list[str], real: set[str], per_kind: int, seed: int) -> list[dic
     return chosen
 
 
-def real_names(top_all: list[str], index_names: Iterable[str], legit: Path | None) -> set[str]:
-    """Canonical names known to exist: top-20k, 2019 index, legit crates and their deps."""
+def real_names(
+    top_all: list[str], index_names: Iterable[str], legit: Path | None, known: Path | None
+) -> set[str]:
+    """Canonical names known to exist: top-20k, 2019 index, legit crates and their deps,
+    and the names found real by reading their index files (`known_real.txt`)."""
     real = {canonical(n) for n in top_all} | {canonical(n) for n in index_names}
+    if known is not None and known.exists():
+        for line in known.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                real.add(canonical(line.strip()))
     if legit is not None and legit.exists():
         data = yaml.safe_load(legit.read_text(encoding="utf-8"))
         for crate in data.get("crates", []):
@@ -218,7 +236,8 @@ def render(typos: list[dict[str, object]], meta: dict[str, object]) -> str:
         "# Kinds: " + ", ".join(KINDS) + ".",
         "# Dropped: illegal names, separator swaps of the target ('-' == '_' on crates.io),",
         f"# and real crates: the top-20k list, the 2019 index copy ({meta['index_commit']}),",
-        "# and every crate and dependency named in legit.yaml.",
+        "# every crate and dependency named in legit.yaml, and known_real.txt; and typos",
+        f"# shorter than {MIN_TYPO_LENGTH} characters (nearly all such names are taken).",
         f"# Sampling: seed {meta['seed']}, {meta['per_kind']} per kind, targets shuffled and",
         "# visited round-robin so the typos spread over many targets.",
         "# Counts: "
@@ -253,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         default=HERE / "legit.yaml",
         help="legit set whose crates and dependencies count as real",
     )
+    parser.add_argument(
+        "--known-real",
+        type=Path,
+        default=HERE / "known_real.txt",
+        help="names found to be real crates by reading their index files",
+    )
     parser.add_argument("--top", type=int, default=1000, help="targets: the N top names")
     parser.add_argument("--per-kind", type=int, default=38, help="typos per error kind")
     parser.add_argument("--seed", type=int, default=SEED)
@@ -260,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     top_all = load_top_csv(args.top_csv)
     names, head, _ = index_2019_names(args.index_git)
-    real = real_names(top_all, names, args.legit)
+    real = real_names(top_all, names, args.legit, args.known_real)
     typos = sample(top_all[: args.top], real, args.per_kind, args.seed)
     meta = {
         "top": args.top,
