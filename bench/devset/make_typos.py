@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.devset.build_legit import DEFAULT_INDEX_GIT, index_2019_names
+from bench.devset.build_legit import DEFAULT_MINIFIED, snapshot_names
 from bench.devset.near_names import DEFAULT_TOP_CSV, canonical, load_top_csv
 from mirror.errors import BadRequest
 from mirror.index import validate_name
@@ -206,22 +206,14 @@ def sample(top: list[str], real: set[str], per_kind: int, seed: int) -> list[dic
     return chosen
 
 
-def real_names(
-    top_all: list[str], index_names: Iterable[str], legit: Path | None, known: Path | None
-) -> set[str]:
-    """Canonical names known to exist: top-20k, 2019 index, legit crates and their deps,
-    and the names found real by reading their index files (`known_real.txt`)."""
+def real_names(top_all: list[str], index_names: Iterable[str], known: Path | None) -> set[str]:
+    """Canonical names known to exist: top-20k, every crate of the 2024 index, and the names
+    found real by reading their index files (`known_real.txt`)."""
     real = {canonical(n) for n in top_all} | {canonical(n) for n in index_names}
     if known is not None and known.exists():
         for line in known.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.startswith("#"):
                 real.add(canonical(line.strip()))
-    if legit is not None and legit.exists():
-        data = yaml.safe_load(legit.read_text(encoding="utf-8"))
-        for crate in data.get("crates", []):
-            real.add(canonical(crate["name"]))
-            for v in crate["versions"]:
-                real.update(canonical(d) for d in v["deps"])
     return real
 
 
@@ -235,9 +227,9 @@ def render(typos: list[dict[str, object]], meta: dict[str, object]) -> str:
         f"# Targets: ranks 1-{meta['top']} of {meta['top_csv']} (top-20k list, 2024-03-18).",
         "# Kinds: " + ", ".join(KINDS) + ".",
         "# Dropped: illegal names, separator swaps of the target ('-' == '_' on crates.io),",
-        f"# and real crates: the top-20k list, the 2019 index copy ({meta['index_commit']}),",
-        "# every crate and dependency named in legit.yaml, and known_real.txt; and typos",
-        f"# shorter than {MIN_TYPO_LENGTH} characters (nearly all such names are taken).",
+        "# and real crates: the top-20k list, every name of the 2024-08-09 index",
+        f"# ({meta['index_commit']}) and known_real.txt; and typos shorter",
+        f"# than {MIN_TYPO_LENGTH} characters (nearly all such names are taken).",
         f"# Sampling: seed {meta['seed']}, {meta['per_kind']} per kind, targets shuffled and",
         "# visited round-robin so the typos spread over many targets.",
         "# Counts: "
@@ -261,16 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top-csv", type=Path, default=DEFAULT_TOP_CSV)
     parser.add_argument(
-        "--index-git",
+        "--minified",
         type=Path,
-        default=DEFAULT_INDEX_GIT,
-        help="bare git dir of the 2019 crates.io index copy",
-    )
-    parser.add_argument(
-        "--legit",
-        type=Path,
-        default=HERE / "legit.yaml",
-        help="legit set whose crates and dependencies count as real",
+        default=DEFAULT_MINIFIED,
+        help="git dir of JustFrederik/crates.io-index-minfied (every crate name of 2024-08-09)",
     )
     parser.add_argument(
         "--known-real",
@@ -284,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "typos.yaml")
     args = parser.parse_args(argv)
     top_all = load_top_csv(args.top_csv)
-    names, head, _ = index_2019_names(args.index_git)
-    real = real_names(top_all, names, args.legit, args.known_real)
+    names, head = snapshot_names(args.minified)
+    real = real_names(top_all, names, args.known_real)
     typos = sample(top_all[: args.top], real, args.per_kind, args.seed)
     meta = {
         "top": args.top,
