@@ -5,9 +5,9 @@
 For each of the `--top` most downloaded names it generates the typing errors a person makes
 (the kinds in `KINDS`), drops every candidate that is not a legal crate name, that is the
 target itself under crates.io's identity (case, and `-` vs `_`: swapping separators is the
-same crate, not a typo), or that is a real crate: in the top-20k list, among the file names of
-the 2019 crates.io index copy, or named by any index file read for the legitimate set
-(`legit.yaml`: the crates and their dependencies), or found real by reading its index file
+same crate, not a typo), or that is a real crate: in the top-20k list, among the 153,876
+crate names of the whole crates.io index of 2024-08-09 (JustFrederik/crates.io-index-minfied,
+a local git copy given with `--minified`), or found real by reading its index file
 (`known_real.txt`). A typo that is a real crate would measure the detector against a
 legitimate package. Typos shorter than three characters are dropped too: nearly all such
 names are taken.
