@@ -140,6 +140,9 @@ def test_established_name_cancels_a_look_alike(names: NameIndex) -> None:
         ([("encoded_blob", RunsAt.RUNTIME)], "runtime_obfuscation"),
         ([("embedded_binary", RunsAt.RUNTIME)], "embedded_binary"),
         ([("binary", RunsAt.BUILD)], "shipped_binary"),
+        ([("shell_command", RunsAt.BUILD)], "build_shell_command"),
+        ([("shell_command", RunsAt.RUNTIME)], "runtime_shell_command"),
+        ([("secret_pattern", RunsAt.RUNTIME)], "secret_search"),
     ],
 )
 def test_each_content_signal(
@@ -151,6 +154,14 @@ def test_each_content_signal(
     found = [s for s in a.signals if s.id == signal]
     assert found and found[0].points == SIGNALS[signal].weight
     assert "build.rs:1 evidence" in found[0].text
+
+
+def test_key_search_with_a_way_out_is_exfiltration(names: NameIndex) -> None:
+    """The 2025 `faster_log` pattern: library code looks for private keys and can post them."""
+    v = version("fast-logx", content(("secret_pattern", RunsAt.RUNTIME), ("net", RunsAt.RUNTIME)))
+    a = assess_crate(names.facts("fast-logx"), history(age=timedelta(days=3)), v, RULE, NOW)
+    assert {"secret_search", "exfiltration"} <= ids(a)
+    assert a.verdict is Verdict.BLOCK
 
 
 def test_code_that_only_tests_run_does_not_count(names: NameIndex) -> None:

@@ -66,6 +66,7 @@ MANY_VERSIONS_SPAN = timedelta(days=182)
 HISTORY_DISCOUNT = 0.25  # what content an earlier version already had still counts for
 UNKNOWN_HISTORY_DISCOUNT = 0.5  # an established crate whose earlier versions were not scanned
 FIRST_SEEN_WINDOW = timedelta(days=1)
+SECRETS = ("sensitive_path", "sensitive_env", "secret_pattern")  # what exfiltration reads
 
 
 class Verdict(StrEnum):
@@ -414,11 +415,24 @@ def _content_signals(
         (RunsAt.RUNTIME,),
         "library code hides strings",
     )
+    add(
+        "build_shell_command",
+        "shell_command",
+        BUILD_TIME,
+        "build-time code names a downloader or shell",
+    )
+    add(
+        "runtime_shell_command",
+        "shell_command",
+        (RunsAt.RUNTIME,),
+        "library code names a downloader or shell",
+    )
+    add("secret_search", "secret_pattern", SHIPPED, "code looks for private keys or tokens")
     add("embedded_binary", "embedded_binary", SHIPPED, "embeds a binary with include_bytes!")
     add("shipped_binary", "binary", SHIPPED, "ships pre-built executable code")
     # Combinations that mean more than their parts: fetch-and-run at build time, and secrets
     # read where the same code can send them out.
-    fetches = content.has("net", BUILD_TIME) or content.has("url", BUILD_TIME)
+    fetches = any(content.has(k, BUILD_TIME) for k in ("net", "url", "shell_command"))
     if fetches and content.has("process", BUILD_TIME):
         add("download_execute", "process", BUILD_TIME, "build-time code fetches and runs")
     runtime = (RunsAt.RUNTIME,)
@@ -427,11 +441,11 @@ def _content_signals(
     ):
         add("runtime_download_execute", "process", runtime, "library code fetches and runs")
     for where, label in ((BUILD_TIME, "build-time"), (runtime, "library")):
-        secrets = content.has("sensitive_path", where) or content.has("sensitive_env", where)
+        secrets = any(content.has(k, where) for k in SECRETS)
         if secrets and (content.has("net", where) or content.has("url", where)):
             add(
                 "exfiltration",
-                ("sensitive_path", "sensitive_env"),
+                SECRETS,
                 where,
                 f"{label} code reads secrets and can send them out",
             )
