@@ -1,6 +1,6 @@
 """The on-disk cache: a content-addressed crate store and an index-file cache.
 
-Layout under the cache directory (documented in the README):
+Layout under the cache directory (documented in docs/serving.md, "Cache layout"):
 
     crates/<sha256[0:2]>/<sha256>.crate   complete, verified crates only (name = content hash)
     index/<sparse index path>             one upstream index file: a JSON header line, then body

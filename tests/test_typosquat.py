@@ -110,7 +110,8 @@ def test_protected_names_are_never_flagged(top3000: TyposquatIndex) -> None:
 
 def test_false_positive_rate_of_less_popular_real_crates(top3000: TyposquatIndex) -> None:
     """Real crates ranked 3,001-20,000 are rarely flagged against the top 3,000 (measured
-    4.2%, see README.md, "False-positive rate"; a threshold change that floods users fails here)."""
+    4.2%, see docs/detection.md, "False-positive rate"; a threshold change that floods users
+    fails here)."""
     rest = ALL_NAMES[3000:]
     flagged = sum(1 for n in rest if top3000.check(n) is not None)
     assert flagged / len(rest) < 0.05

@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     policy = subparsers.add_parser(
         "policy",
         help="validate policy files",
-        description="Work with crate-mirror policy files (see the Policy section of README.md).",
+        description="Work with crate-mirror policy files (reference: docs/policy.md).",
     )
     sub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
     check = sub.add_parser(

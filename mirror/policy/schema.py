@@ -2,7 +2,7 @@
 
 `mirror.policy.model` builds these from YAML (and re-exports them); nothing here reads
 files. Defaults are the values an omitted rule or setting takes, documented in
-README.md ("Policy").
+docs/policy.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real cargo 1.95 against an auth-required mirror: how it sends tokens, and that we check them.
 
-What cargo needs (found with these tests; see README.md, "Client tokens"):
+What cargo needs (found with these tests; see docs/reliability.md, "Client tokens"):
 * the mirror as a *registry* (`[registries.mirror] index = "sparse+URL"`) that replaces
   crates.io (`[source.crates-io] replace-with = "mirror"`); a `[source.mirror] registry = ...`
   replacement gets no token at all;
