@@ -13,8 +13,8 @@ import string
 import time
 from pathlib import Path
 
-from mirror.corpus import load_corpus
 from mirror.policy.typosquat import TyposquatIndex
+from mirror.sources.corpus import load_corpus
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "policies" / "popular-crates.txt"
 

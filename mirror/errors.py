@@ -3,7 +3,7 @@
     MirrorError
     ├── BadRequest            the client asked for something malformed          -> 400
     ├── NotFound              no such crate / version / file                    -> 404
-    ├── Blocked               policy said no (carries the Decision)             -> 403
+    ├── Blocked               policy said no (names the rule)                   -> 403
     ├── UpstreamError         the registry failed us                            -> 502
     │   ├── UpstreamUnavailable   connection refused, reset, timeout, 5xx       -> 503/502
     │   ├── UpstreamNotFound      the registry answered 404                     -> 404
@@ -14,17 +14,13 @@
     ├── ArchiveError          a .crate is hostile or malformed                  -> 502
     └── ConfigError           a settings or policy file is invalid (start-up)
 
-`mirror.server` maps these to HTTP responses in exactly one place; nothing else in the
+`mirror.http.edge` maps these to HTTP responses in exactly one place; nothing else in the
 package knows about status codes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mirror.policy.decision import Decision
 
 
 class MirrorError(Exception):
@@ -40,9 +36,9 @@ class NotFound(MirrorError):
 
 
 class Blocked(MirrorError):
-    def __init__(self, decision: Decision, message: str) -> None:
+    def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
-        self.decision = decision
+        self.rule = rule  # the policy rule that decided (typosquat, deny, capabilities, ...)
 
 
 class UpstreamError(MirrorError):

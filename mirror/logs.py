@@ -8,24 +8,7 @@ import sys
 import structlog
 
 
-class _QuietBadRequests(logging.Filter):
-    """aiohttp logs every unparseable request at ERROR with a traceback: a client could fill
-    the disk with them. The client already got its 400; keep one short debug line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from aiohttp.http_exceptions import HttpProcessingError
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            record.exc_info, record.exc_text = None, None
-            record.msg, record.args = f"bad request: {exc.message}", ()
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
-    logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
-import fcntl
 import hashlib
 import os
 import threading
@@ -44,6 +43,7 @@ from mirror.audit.event import (
 )
 from mirror.audit.files import FEED_NAME, LOCK_NAME, chain_file_name, chain_files, read_tail
 from mirror.errors import StorageError
+from mirror.files import exclusive_lock, write_atomic
 
 _log = structlog.get_logger("mirror.audit")
 
@@ -73,7 +73,6 @@ class AuditLog:
         self._closed = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd: int | None = self._open_lock()
         except OSError as e:
             raise StorageError(f"cannot open the audit directory: {e.strerror}") from e
         # Recover a torn tail now rather than at the first event, so the recovery is
@@ -109,9 +108,6 @@ class AuditLog:
         try:
             self.flush()
         finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
             atexit.unregister(self.close)
 
     def _run(self) -> None:
@@ -161,14 +157,8 @@ class AuditLog:
                 break
             self._dropped += 1
 
-    def _open_lock(self) -> int:
-        return os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-
     def _append_locked(self, prepared: list[dict[str, Any]]) -> None:
-        # After close() the lock file is opened per batch (only late shutdown events).
-        lock_fd = self._lock_fd if self._lock_fd is not None else self._open_lock()
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        try:
+        with exclusive_lock(self.directory / LOCK_NAME):
             number, size, seq, prev, recovered = self._chain_head()
             if recovered is not None:
                 prepared.insert(0, recovered)
@@ -191,10 +181,6 @@ class AuditLog:
                 self._append(self.directory / chain_file_name(file_number), b"".join(lines))
             if feed:
                 self._append(self.directory / FEED_NAME, _feed_lines(feed))
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            if lock_fd != self._lock_fd:
-                os.close(lock_fd)
 
     def _append(self, path: Path, data: bytes) -> None:
         with open(path, "ab") as handle:
@@ -232,12 +218,7 @@ class AuditLog:
 
     def _move_aside(self, path: Path, good_end: int, fragment: bytes) -> dict[str, Any]:
         damaged = path.with_name(f"{path.name}.{good_end}.damaged")
-        temporary = damaged.with_name(damaged.name + ".tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(fragment)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, damaged)  # kept before the chain file is cut: nothing is lost
+        write_atomic(damaged, fragment)  # kept before the chain file is cut: nothing is lost
         os.truncate(path, good_end)
         _log.warning("audit.recovered", file=path.name, moved_to=damaged.name)
         event = AuditEvent(

@@ -11,7 +11,6 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from mirror.atomicfile import write_atomic
 from mirror.audit.event import canonical_json
 from mirror.audit.files import chain_files
 from mirror.audit.query import (
@@ -27,6 +26,7 @@ from mirror.audit.query import (
 from mirror.audit.verify import VerifyResult, verify_chain
 from mirror.config import load_settings
 from mirror.errors import ConfigError
+from mirror.files import write_atomic
 
 
 def register(subparsers: Any) -> None:

@@ -67,7 +67,7 @@ def _tuf(settings: Settings, args: argparse.Namespace) -> TufSettings:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from mirror.prefetch import crates_in_lockfile
+    from mirror.serving.prefetch import crates_in_lockfile
 
     try:
         settings = settings_from_args(args)
@@ -100,28 +100,28 @@ async def _export(
 ) -> int:
     from tqdm import tqdm
 
-    from mirror.app import create_app
-    from mirror.prefetch import fetch_verified
-    from mirror.server import MIRROR
+    from mirror.request_ids import next_request_id
+    from mirror.serving.core import Client
+    from mirror.serving.open import open_mirror
     from mirror.trust.bundle import export_bundle
     from mirror.trust.repository import MirrorRepository
 
-    mirror = create_app(settings)[MIRROR]
-    await mirror.start_upstream()
+    core, close = open_mirror(settings)
     index_files: dict[str, bytes] = {}
     crates: dict[str, Path] = {}
     bar = tqdm(total=len(refs), unit="crate", disable=args.no_progress, file=sys.stderr)
     try:
+        await core.start()
         for ref in refs:
+            client = Client(next_request_id(), "export")
+            answer = await core.fetch_crate(ref.name, ref.version, client, route="export")
             # The bundle carries what downstream would see: the policy-filtered index file.
-            fetched = await fetch_verified(mirror, ref, "export")
-            index_files[ref.name] = fetched.served_index
-            crates[fetched.line.cksum] = fetched.path
+            index_files[ref.name] = answer.served_index.body
+            crates[answer.line.cksum] = answer.crate.path
             bar.update(1)
     finally:
         bar.close()
-        if mirror.upstream is not None:
-            await mirror.upstream.close()
+        await close()
     files = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="writing")
     try:
         report = await asyncio.to_thread(
@@ -139,7 +139,7 @@ async def _export(
 def run_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mirror.store import Store
+    from mirror.store import FilesystemStore
     from mirror.trust.bundle import import_bundle
 
     try:
@@ -159,7 +159,9 @@ def run_import(args: argparse.Namespace) -> int:
     bar = tqdm(unit="file", disable=args.no_progress, file=sys.stderr, desc="verifying")
     details: dict[str, Any] = {"bundle": str(args.bundle), "trusted_root": str(root)}
     try:
-        report = import_bundle(args.bundle, Store(settings.cache_dir), root, progress=bar.update)
+        report = import_bundle(
+            args.bundle, FilesystemStore(settings.cache_dir), root, progress=bar.update
+        )
     except MirrorError as e:
         _audit(settings, "block", f"bundle rejected: {e}", details)
         print(f"crate-mirror import: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -13,22 +14,24 @@ from typing import Any
 from tqdm import tqdm
 
 from mirror.audit import AuditEvent, AuditLog
-from mirror.capability_lockfile import load_lock, update_lock
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
-from mirror.index import CrateRef, IndexFile, index_path, validate_name
+from mirror.index import CrateRef, IndexFile, validate_name
 from mirror.policy.capability_lock import (
     CapabilityRule,
     decide_capabilities,
     describe,
 )
 from mirror.policy.decision import Action, Mode
-from mirror.scan.cache import ScanCache
 from mirror.scan.capabilities import (
     Capability,
     CapabilityReport,
     parse_capabilities,
     report_lines,
+    scan_crate,
 )
+from mirror.serving.scans import Scans
+from mirror.sources.capability_lockfile import load_lock, update_lock
+from mirror.store import FilesystemStore
 
 DEFAULT_LOCK = Path("policies/capabilities.lock.yaml")
 DEFAULT_CACHE = Path("./mirror-data")
@@ -112,7 +115,10 @@ def register(subparsers: Any) -> None:
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="mirror cache directory"
+        "--cache-dir",
+        type=Path,
+        help=f"mirror cache: where NAME@VERSION and stored scans are read (default "
+        f"{DEFAULT_CACHE}); scans of .crate files are kept only when this is given",
     )
 
 
@@ -125,47 +131,51 @@ def _lock_args(parser: argparse.ArgumentParser) -> None:
 # -- finding reports ---------------------------------------------------------------------------
 
 
-def load_report(target: str, cache_dir: Path) -> CapabilityReport:
-    """Scan (or fetch the cached scan of) a .crate file or a name@version in the store."""
-    scans = ScanCache(cache_dir / "scans")
+def load_report(target: str, cache_dir: Path | None) -> CapabilityReport:
+    """Scan a .crate file, or read the scan of a name@version from the mirror's cache.
+
+    A file is scanned without any cache unless `cache_dir` is given (then its report is kept
+    there); name@version needs the cache (`cache_dir`, default ./mirror-data) and is scanned
+    from the stored crate when no report is kept yet.
+    """
     path = Path(target)
     if target.endswith(".crate") or path.is_file():
         try:
             data = path.read_bytes()
         except OSError as e:
             raise NotFound(f"cannot read {target}: {e.strerror}") from e
-        return scans.scan(data)
+        if cache_dir is None:
+            return scan_crate(data)  # scanning a local file needs no cache: write nothing
+        scans = Scans(FilesystemStore(cache_dir))
+        known = scans.known(hashlib.sha256(data).hexdigest())
+        return known if known is not None else scans.scan_bytes(data)
     ref = CrateRef.parse(target)
-    cached = _cached_report(ref, scans)
-    if cached is not None:
-        return cached
-    return scans.scan(_stored_crate(ref, cache_dir))
-
-
-def _cached_report(ref: CrateRef, scans: ScanCache) -> CapabilityReport | None:
-    for report in scans:
+    store = _existing_cache(cache_dir or DEFAULT_CACHE)
+    if store is None:
+        raise NotFound(f"{ref}: no mirror cache at {cache_dir or DEFAULT_CACHE}")
+    scans = Scans(store)
+    for report in scans.stored():
         if report.name == ref.name and report.version == ref.version:
             return report
-    return None
+    return scans.scan_bytes(_stored_crate(ref, store))
 
 
-def _stored_crate(ref: CrateRef, cache_dir: Path) -> bytes:
-    """The .crate bytes of name@version: index file -> cksum -> crates/<sha[:2]>/<sha>.crate."""
-    index = cache_dir / "index" / index_path(ref.name)
-    try:
-        raw = index.read_bytes()
-    except OSError as e:
-        raise NotFound(f"{ref.name} is not in the cache ({index})") from e
-    # The store keeps a JSON metadata line before the index body.
-    _header, _, body = raw.partition(b"\n")
-    line = IndexFile.parse(body).find(ref.version) or IndexFile.parse(raw).find(ref.version)
+def _existing_cache(cache_dir: Path) -> FilesystemStore | None:
+    """The mirror cache at `cache_dir`, or None when there is none (never create one here)."""
+    return FilesystemStore(cache_dir) if cache_dir.is_dir() else None
+
+
+def _stored_crate(ref: CrateRef, store: FilesystemStore) -> bytes:
+    """The .crate bytes of name@version: cached index file -> cksum -> the stored crate."""
+    cached = store.read_index(ref.name)
+    if cached is None:
+        raise NotFound(f"{ref.name} is not in the cache")
+    line = IndexFile.parse(cached.body).find(ref.version)
     if line is None:
         raise NotFound(f"{ref} is not in the cached index file")
-    crate = cache_dir / "crates" / line.cksum[:2] / f"{line.cksum}.crate"
-    try:
-        return crate.read_bytes()
-    except OSError as e:
-        raise NotFound(f"{ref} has not been downloaded through the mirror yet") from e
+    if not store.has_crate(line.cksum):
+        raise NotFound(f"{ref} has not been downloaded through the mirror yet")
+    return store.crate_path(line.cksum).read_bytes()
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -261,9 +271,10 @@ def run_pending(args: argparse.Namespace) -> int:
 def _pending(args: argparse.Namespace) -> int:
     lock = load_lock(args.lock)
     rule = CapabilityRule(Mode.BLOCK, args.first_seen)
-    scans = ScanCache(args.cache_dir / "scans")
+    store = _existing_cache(args.cache_dir or DEFAULT_CACHE)
+    reports = list(Scans(store).stored()) if store is not None else []
     held = []
-    for report in tqdm(list(scans), desc="checking", unit="scan", disable=None, leave=False):
+    for report in tqdm(reports, desc="checking", unit="scan", disable=None, leave=False):
         decision = decide_capabilities(report, lock, rule)
         if decision.action in (Action.BLOCK, Action.WARN):
             held.append((report, decision))

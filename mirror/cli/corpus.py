@@ -10,9 +10,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mirror.corpus import DEFAULT_CORPUS, CorpusUpdateSettings, load_corpus, update_corpus
 from mirror.errors import MirrorError
 from mirror.policy.typosquat import TyposquatIndex
+from mirror.sources.corpus import DEFAULT_CORPUS, CorpusUpdateSettings, load_corpus, update_corpus
 
 
 def register(subparsers: Any) -> None:

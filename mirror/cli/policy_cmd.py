@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mirror.advisories import load_advisories
 from mirror.errors import ConfigError
 from mirror.policy.decision import Mode
-from mirror.policy.model import RULE_NAMES, Policy, load_policy
+from mirror.policy.model import RULE_NAMES, Policy
+from mirror.sources.advisories import load_advisories
+from mirror.sources.policy_files import load_policy
 
 
 def register(subparsers: Any) -> None:

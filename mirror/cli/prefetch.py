@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mirror.prefetch import crates_in_lockfile
+    from mirror.serving.prefetch import crates_in_lockfile
 
     try:
         settings = settings_from_args(args)
@@ -67,30 +67,26 @@ def run(args: argparse.Namespace) -> int:
 async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progress: bool) -> int:
     from tqdm import tqdm
 
-    from mirror.app import create_app
-    from mirror.prefetch import prefetch
-    from mirror.server import MIRROR
+    from mirror.serving.open import open_mirror
+    from mirror.serving.prefetch import prefetch
 
     try:
-        app = create_app(settings)
+        core, close = open_mirror(settings)
     except ConfigError as e:
         print(f"crate-mirror prefetch: invalid configuration:\n{e}", file=sys.stderr)
         return 2
-    mirror = app[MIRROR]
-    await mirror.start_upstream()
     bar = tqdm(total=len(set(refs)), unit="crate", disable=not progress, file=sys.stderr)
     try:
+        await core.start()
         report = await prefetch(
-            mirror,
+            core,
             refs,
             concurrency=concurrency,
             on_done=lambda ref, outcome: bar.update(1),
         )
     finally:
         bar.close()
-        if mirror.upstream is not None:
-            await mirror.upstream.close()
-        mirror.gate.audit.close()
+        await close()
     print(
         f"fetched {len(report.fetched)}, already cached {len(report.cached)}, "
         f"failed {len(report.failed)}"

@@ -68,7 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     from mirror.app import run as run_server
     from mirror.logs import configure_logging
-    from mirror.policy_files import PolicyFiles
+    from mirror.sources.policy_files import PolicyFiles
     from mirror.trust.settings import TufSettings
 
     try:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror.auth import KNOWN_SCOPES, TokenStore
 from mirror.errors import BadRequest, ConfigError, NotFound
+from mirror.sources.tokens import KNOWN_SCOPES, TokenStore
 
 DEFAULT_TOKEN_FILE = Path("mirror-data/tokens.json")
 

@@ -7,8 +7,8 @@ a Decision out. It stops the "innocent crate turns malicious in a patch release"
 (a new version suddenly gains a build script that runs `curl | sh`, or a network client):
 anything the crate could not do before needs a human to say yes.
 
-Reading and writing the file is `mirror.capability_lockfile`'s job; `render` (the text format,
-a pure function of the lock) stays here next to the data it renders.
+Reading and writing the file is `mirror.sources.capability_lockfile`'s job; `render` (the
+text format, a pure function of the lock) stays here next to the data it renders.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mirror.index import canonical_name, validate_name
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.semver import Version, VersionReq
-from mirror.scan.capabilities import Capability, CapabilityReport, CapabilitySet, Evidence
+from mirror.scan.report import Capability, CapabilityReport, CapabilitySet, Evidence
 
 LOCK_FORMAT = 1
 RULE = "capabilities"
@@ -138,7 +138,7 @@ class CapabilityLock:
             crates[key] = approvals
         return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
 
-    # -- file format (reading and writing live in mirror.capability_lockfile) ---------------
+    # -- file format (reading and writing: mirror.sources.capability_lockfile) -----------------
 
     def render(self) -> str:
         out = [_HEADER, f"version: {LOCK_FORMAT}", "crates:" + ("" if self.crates else " {}")]

@@ -23,9 +23,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from mirror.advisories import AdvisoryDb
 from mirror.index import IndexFile, IndexLine
 from mirror.policy import versions
+from mirror.policy.advisories import AdvisoryDb
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.model import ListEntry, Policy
 

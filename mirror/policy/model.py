@@ -4,9 +4,9 @@ Parsing uses PyYAML's node graph (`yaml.compose`), not `safe_load`, because node
 their line numbers and their raw text. The raw text matters: YAML 1.1 reads a plain `off`
 as the boolean False, and we want `mode: off` to mean the mode, not a type error.
 
-This module reads the one file it is given (`load_policy`); everything it returns is plain
-data (defined in `mirror.policy.schema`, re-exported here) for the pure rules in
-`mirror.policy.versions` and `mirror.policy.engine`.
+Pure: `parse_policy` takes the file's bytes (reading it is `mirror.sources.policy_files`);
+everything it returns is plain data (defined in `mirror.policy.schema`, re-exported here)
+for the pure rules in `mirror.policy.versions` and `mirror.policy.engine`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ __all__ = [
     "RiskThresholds",
     "Rules",
     "YankedRule",
-    "load_policy",
     "parse_duration",
     "parse_policy",
 ]
@@ -77,15 +76,6 @@ _R = TypeVar("_R", RiskRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, C
 _TAG = "tag:yaml.org,2002:"
 # Keys of older policy versions, and what replaced them (named in the error).
 _RENAMED = {"typosquat": "risk"}
-
-
-def load_policy(path: Path) -> Policy:
-    """Read and validate a policy file; raise ConfigError listing every problem found."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {e.strerror}")]) from e
-    return parse_policy(data, path)
 
 
 def parse_policy(data: bytes, path: Path) -> Policy:

@@ -14,7 +14,7 @@ Two kinds of evidence, as in crates.io's typosquat checks (the typomania crate):
 Speed: everything is precomputed into dictionaries keyed by derived forms (deletion
 neighbourhood, compact form, sorted words, skeleton, ...), so `check` does a few dozen
 dictionary lookups and rapidfuzz only verifies the handful of candidates they return.
-Pure: no I/O; `mirror.corpus` loads the names.
+Pure: no I/O; `mirror.sources.corpus` loads the names.
 """
 
 from __future__ import annotations

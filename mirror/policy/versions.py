@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from mirror.advisories import Advisory
 from mirror.index import IndexLine
+from mirror.policy.advisories import Advisory
 from mirror.policy.decision import Decision, Mode
 from mirror.policy.model import (
     AdvisoriesRule,

@@ -11,36 +11,34 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
-from types import MappingProxyType
-from typing import Any
 
 from mirror.errors import ArchiveError, BadRequest
 from mirror.index import validate_name, validate_version
 from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
+from mirror.scan.report import (
+    REPORT_FORMAT,
+    Capability,
+    CapabilityReport,
+    CapabilitySet,
+    Evidence,
+    ordered,
+)
+
+__all__ = [  # the report types are re-exported: callers of this module keep working
+    "REPORT_FORMAT",
+    "Capability",
+    "CapabilityReport",
+    "CapabilitySet",
+    "Evidence",
+    "parse_capabilities",
+    "report_lines",
+    "scan_crate",
+]
 
 MAX_EVIDENCE = 20  # evidence entries kept per capability per crate (first in scan order)
 MAX_MANIFEST_BYTES = 1024 * 1024  # bytes; real manifests are a few KiB
-REPORT_FORMAT = 3  # bump when scanning changes, so cached reports are redone
 
 
-class Capability(StrEnum):
-    BUILD_SCRIPT = "build_script"  # runs arbitrary code on the building machine
-    PROC_MACRO = "proc_macro"  # runs arbitrary code inside the compiler
-    LINKS = "links"  # links a native library (`links =`, `#[link]`)
-    FFI = "ffi"  # declares or exports foreign functions (`extern "C"`)
-    UNSAFE = "unsafe"
-    NET = "net"
-    FS = "fs"
-    PROCESS = "process"  # spawns or replaces processes
-    ENV = "env"  # reads or changes environment variables
-    INCLUDE_OUTSIDE = "include_outside"  # include_bytes!/include_str! of a file not in the crate
-    BINARY = "binary"  # ships pre-built code (.so, .dll, .a, .exe, ELF/PE/Mach-O/wasm)
-
-
-CapabilitySet = frozenset[Capability]
 _ALL = tuple(Capability)  # iterating the enum itself is slow, and is done once per file
 
 
@@ -58,62 +56,13 @@ def parse_capabilities(text: str) -> CapabilitySet:
     return frozenset(caps)
 
 
-@dataclass(frozen=True)
-class Evidence:
-    file: str
-    line: int  # 1-based; 1 for whole-file evidence (a binary)
-    item: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line} {self.item}"
-
-
-@dataclass(frozen=True)
-class CapabilityReport:
-    name: str
-    version: str
-    sha256: str
-    capabilities: Mapping[Capability, tuple[Evidence, ...]]
-
-    @property
-    def capability_set(self) -> CapabilitySet:
-        return frozenset(self.capabilities)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": REPORT_FORMAT,
-            "name": self.name,
-            "version": self.version,
-            "sha256": self.sha256,
-            "capabilities": {
-                cap.value: [{"file": e.file, "line": e.line, "item": e.item} for e in evidence]
-                for cap, evidence in self.capabilities.items()
-            },
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> CapabilityReport:
-        """Inverse of `to_json`; raises ValueError on anything malformed or from another format."""
-        try:
-            if obj["format"] != REPORT_FORMAT:
-                raise ValueError(f"report format {obj['format']!r} is not {REPORT_FORMAT}")
-            caps = {
-                Capability(name): tuple(
-                    Evidence(str(e["file"]), int(e["line"]), str(e["item"])) for e in evidence
-                )
-                for name, evidence in obj["capabilities"].items()
-            }
-            return cls(str(obj["name"]), str(obj["version"]), str(obj["sha256"]), _ordered(caps))
-        except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"malformed capability report: {e!r}") from e
-
-
 def scan_crate(
     data: bytes,
     limits: ArchiveLimits = ArchiveLimits(),  # noqa: B008 - frozen, immutable default
 ) -> CapabilityReport:
     """Scan one `.crate`; raises ArchiveError if it is hostile or malformed."""
-    # Imported here: rust.py needs `Capability` from this module.
+    # Imported here: the Rust reader loads tree-sitter and hyperscan (~5 MB per process),
+    # which a mirror without capability rules never needs.
     from mirror.scan.rust import scan_rust
 
     archive = read_crate(data, limits)
@@ -140,11 +89,7 @@ def scan_crate(
                 add(f.capability, Evidence(path, f.line, f.item))
     sha = hashlib.sha256(data).hexdigest()
     caps = {cap: tuple(evidence) for cap, evidence in found.items()}
-    return CapabilityReport(name, version, sha, _ordered(caps))
-
-
-def _ordered(caps: Mapping[Capability, tuple[Evidence, ...]]) -> Mapping[Capability, Any]:
-    return MappingProxyType({c: caps[c] for c in Capability if c in caps})
+    return CapabilityReport(name, version, sha, ordered(caps))
 
 
 def _scan_order(path: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from mirror.scan.capabilities import Capability
+from mirror.scan.report import Capability
 from mirror.scan.rules import Path_
 from mirror.scan.syntax import NAME_NODES, text, tokens
 

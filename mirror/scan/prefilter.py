@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import re
 
-from mirror.scan.capabilities import Capability
 from mirror.scan.multimatch import Patterns
+from mirror.scan.report import Capability
 from mirror.scan.rules import BARE, RULE_PATHS
 
 _STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from tree_sitter import Node
 
 from mirror.errors import ArchiveError
-from mirror.scan.capabilities import Capability
+from mirror.scan.report import Capability
 from mirror.scan.rules import BARE, BARE_CALLS, Path_, absolute, match_path, relevant
 from mirror.scan.syntax import MAX_PATH_SEGMENTS, NAME_NODES, PATH_NODES, segments, text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
-from mirror.scan.capabilities import Capability
+from mirror.scan.report import Capability
 
 Path_ = tuple[str, ...]
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, QueryCursor
 
-from mirror.scan.capabilities import Capability
 from mirror.scan.macro_tokens import read_macro_body
 from mirror.scan.prefilter import (
     Hit,
@@ -35,6 +34,7 @@ from mirror.scan.prefilter import (
     use_words,
 )
 from mirror.scan.regions import Captures, Region, Regions
+from mirror.scan.report import Capability
 from mirror.scan.resolve import AliasTable, Found
 from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS
 from mirror.scan.syntax import (

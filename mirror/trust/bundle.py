@@ -36,7 +36,7 @@ from tuf.api.exceptions import DownloadHTTPError
 
 from mirror.errors import BadRequest, IntegrityError, TrustError
 from mirror.index import IndexFile, index_path, parse_index_path
-from mirror.store import CachedIndex, Store
+from mirror.store import CachedIndex, FilesystemStore
 from mirror.trust._tuf import FetcherInterface
 from mirror.trust.repository import MirrorRepository, repository_lock
 from mirror.trust.upstream import (
@@ -164,7 +164,7 @@ class DirectoryFetcher(FetcherInterface):
 
 def import_bundle(
     bundle: Path,
-    store: Store,
+    store: FilesystemStore,
     trusted_root: Path,
     metadata_dir: Path | None = None,
     progress: Progress | None = None,
@@ -311,7 +311,7 @@ def _check_manifest(stage: Path, members: dict[str, Path]) -> None:
 
 
 def _commit(
-    store: Store,
+    store: FilesystemStore,
     stage: Path,
     bodies: dict[str, bytes],
     sums: set[str],

@@ -17,10 +17,8 @@ temporary name and renamed, and timestamp.json, the entry point, is renamed last
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from tuf.api.serialization.json import JSONSerializer
 
 from mirror.errors import TrustError
+from mirror.files import exclusive_lock, write_atomic
 from mirror.trust._tuf import (
     Delegations,
     Metadata,
@@ -66,32 +65,14 @@ class RepositoryStatus:
     bins: int  # number of hashed-bin roles
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def repository_lock(directory: Path, name: str = ".publish.lock") -> Iterator[None]:
+def repository_lock(directory: Path, name: str = ".publish.lock") -> AbstractContextManager[None]:
     """Exclusive flock on `directory/name`: one writer at a time, across processes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / name, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return exclusive_lock(directory / name)
+
+
+def write_metadata(path: Path, data: bytes) -> None:
+    """Metadata is served as static files under /tuf/: readable by everyone."""
+    write_atomic(path, data, mode=0o644)
 
 
 def init_repository(
@@ -150,22 +131,22 @@ def init_repository(
     targets_md.sign(targets_signer)
     mdir = settings.metadata_dir
     with repository_lock(settings.dir):
-        write_atomic(mdir / "1.root.json", root_md.to_bytes(_SERIALIZER))
-        write_atomic(mdir / "root.json", root_md.to_bytes(_SERIALIZER))
-        write_atomic(mdir / "1.targets.json", targets_md.to_bytes(_SERIALIZER))
+        write_metadata(mdir / "1.root.json", root_md.to_bytes(_SERIALIZER))
+        write_metadata(mdir / "root.json", root_md.to_bytes(_SERIALIZER))
+        write_metadata(mdir / "1.targets.json", targets_md.to_bytes(_SERIALIZER))
         snapshot = Snapshot(expires=now + exp.snapshot)
         snapshot.meta["targets.json"] = MetaFile(1)
         for name in succinct.get_roles():
             bin_md = Metadata(Targets(expires=now + exp.targets))
             bin_md.sign(online["bins"])
-            write_atomic(mdir / f"1.{name}.json", bin_md.to_bytes(_SERIALIZER))
+            write_metadata(mdir / f"1.{name}.json", bin_md.to_bytes(_SERIALIZER))
             snapshot.meta[f"{name}.json"] = MetaFile(1)
         snap_md = Metadata(snapshot)
         snap_md.sign(online["snapshot"])
-        write_atomic(mdir / "1.snapshot.json", snap_md.to_bytes(_SERIALIZER))
+        write_metadata(mdir / "1.snapshot.json", snap_md.to_bytes(_SERIALIZER))
         ts_md = Metadata(Timestamp(expires=now + exp.timestamp, snapshot_meta=MetaFile(1)))
         ts_md.sign(online["timestamp"])
-        write_atomic(mdir / "timestamp.json", ts_md.to_bytes(_SERIALIZER))
+        write_metadata(mdir / "timestamp.json", ts_md.to_bytes(_SERIALIZER))
     return offline
 
 
@@ -264,7 +245,7 @@ class MirrorRepository:
             # A targets re-signed offline (key rotation, new expiry): the snapshot must name
             # its version, or clients would keep verifying against the old one.
             version = new_targets.signed.version
-            write_atomic(
+            write_metadata(
                 self.metadata_dir / f"{version}.targets.json", new_targets.to_bytes(_SERIALIZER)
             )
             snap_md.signed.meta["targets.json"] = MetaFile(version)
@@ -301,7 +282,7 @@ class MirrorRepository:
             bin_md.signed.version += 1
             bin_md.signed.expires = now + self.settings.expiry.targets
             bin_md.sign(bins_signer)
-            write_atomic(
+            write_metadata(
                 self.metadata_dir / f"{bin_md.signed.version}.{name}.json",
                 bin_md.to_bytes(_SERIALIZER),
             )
@@ -311,7 +292,7 @@ class MirrorRepository:
             snap_md.signed.version += 1
             snap_md.signed.expires = now + self.settings.expiry.snapshot
             snap_md.sign(self._signer(root, "snapshot"))
-            write_atomic(
+            write_metadata(
                 self.metadata_dir / f"{snap_md.signed.version}.snapshot.json",
                 snap_md.to_bytes(_SERIALIZER),
             )
@@ -322,7 +303,7 @@ class MirrorRepository:
         ts.snapshot_meta = MetaFile(snap_md.signed.version)
         ts_md.sign(self._signer(root, "timestamp"))
         # The commit point: until this rename, clients see the previous consistent state.
-        write_atomic(self.metadata_dir / "timestamp.json", ts_md.to_bytes(_SERIALIZER))
+        write_metadata(self.metadata_dir / "timestamp.json", ts_md.to_bytes(_SERIALIZER))
         return True
 
     def _signer(self, root: Root, role: str) -> Signer:

@@ -18,7 +18,7 @@ from pathlib import Path
 from mirror.errors import TrustError
 from mirror.trust._tuf import Metadata, Root, Signer, Targets
 from mirror.trust.keys import generate_key_file, load_signer
-from mirror.trust.repository import TOP_ROLES, MirrorRepository, repository_lock, write_atomic
+from mirror.trust.repository import TOP_ROLES, MirrorRepository, repository_lock, write_metadata
 from mirror.trust.settings import ONLINE_ROLES, TufRepositorySettings
 
 _ROOT_DELEGATED = ("targets", "snapshot", "timestamp")
@@ -57,7 +57,7 @@ def stage_root_change(
     md.signed.version = current.signed.version + 1
     md.signed.expires = clock() + settings.expiry.root
     change(md.signed)
-    write_atomic(path, md.to_bytes())
+    write_metadata(path, md.to_bytes())
     return md
 
 
@@ -86,7 +86,7 @@ def sign_staged_root(settings: TufRepositorySettings, signer_uri: str) -> Staged
     candidates = {k: current.keys[k] for k in current.roles["root"].keyids}
     candidates |= {k: new.signed.keys[k] for k in new.signed.roles["root"].keyids}
     new.sign(load_signer(signer_uri, candidates, "root"), append=True)
-    write_atomic(path, new.to_bytes())
+    write_metadata(path, new.to_bytes())
     status = staged_status(settings)
     assert status is not None
     return status
@@ -106,8 +106,8 @@ def promote_staged_root(settings: TufRepositorySettings) -> int:
     data = staged_path(settings).read_bytes()
     new = _load(staged_path(settings)).signed
     with repository_lock(settings.dir):
-        write_atomic(settings.metadata_dir / f"{status.version}.root.json", data)
-        write_atomic(settings.metadata_dir / "root.json", data)
+        write_metadata(settings.metadata_dir / f"{status.version}.root.json", data)
+        write_metadata(settings.metadata_dir / "root.json", data)
         for role in ONLINE_ROLES:
             _activate_next_key(settings, role, new)
         os.unlink(staged_path(settings))

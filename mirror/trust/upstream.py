@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from pathlib import Path
 from tuf.api import exceptions as tuf_errors
 
 from mirror.errors import TrustError
+from mirror.files import exclusive_lock
 from mirror.index import index_path
 from mirror.trust._tuf import FetcherInterface, TargetFile, Updater, UpdaterConfig
 from mirror.trust.settings import TufUpstreamSettings
@@ -127,16 +128,9 @@ def metadata_expiry(updater: Updater) -> datetime:
     return min(signed.expires for signed in trusted)
 
 
-@contextlib.contextmanager
-def directory_lock(metadata_dir: Path) -> Iterator[None]:
+def directory_lock(metadata_dir: Path) -> AbstractContextManager[None]:
     """Exclusive flock: worker processes sharing a metadata directory refresh one at a time."""
-    metadata_dir.mkdir(parents=True, exist_ok=True)
-    with open(metadata_dir / ".refresh.lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return exclusive_lock(metadata_dir / ".refresh.lock")
 
 
 @dataclass
@@ -199,7 +193,7 @@ class UpstreamVerifier:
         return state.expires
 
     async def verify_crate_index(self, name: str, body: bytes) -> float:
-        """`verify_index` by crate name, returning unix time (mirror.index_cache.Verifier)."""
+        """`verify_index` by crate name, returning unix time (index_cache.Verifier)."""
         expires = await self.verify_index(index_path(name), body)
         return expires.timestamp()
 

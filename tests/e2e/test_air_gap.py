@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.store import Store
+from mirror.store import FilesystemStore
 from tests.cargo_project import CargoProject
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -40,11 +40,11 @@ def _tampered_copy(bundle: Path, out: Path) -> None:
         assert flipped
 
 
-def test_export_import_and_offline_build(tmp_path: Path, registry: Registry) -> None:
+def test_export_import_and_offline_build(tmp_path: Path, debian_registry: Registry) -> None:
     connected_cache = tmp_path / "connected"
     repo = tmp_path / "tuf-repo"
     config = tmp_path / "connected.yaml"
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         config.write_text(
             f"cache_dir: {connected_cache}\nupstream_index: {upstream.url}/\n"
             f"tuf:\n  repository:\n    dir: {repo}\n    bins: 8\n"
@@ -99,7 +99,7 @@ def test_export_import_and_offline_build(tmp_path: Path, registry: Registry) -> 
     assert rejected.returncode != 0
     assert "bundle rejected: crates/" in rejected.stderr  # names the member that was altered
     assert "does not match" in rejected.stderr
-    assert not airgapped.exists() or list(Store(airgapped).iter_crates()) == []
+    assert not airgapped.exists() or list(FilesystemStore(airgapped).iter_crates()) == []
 
     imported = _cli(
         "import",

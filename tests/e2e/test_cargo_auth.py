@@ -10,9 +10,9 @@ What cargo needs (found with these tests; see docs/reliability.md, "Client token
   `Authorization` (no "Bearer") on config.json, index and download requests, after the first
   config.json answered 401.
 
-Until the server hook lands (Settings.auth_tokens), the first tests put a small middleware
-in front of the real mirror app that does what the hook must do, using mirror.auth; the last
-test runs the real server with the hook and switches on by itself.
+The first tests put a small middleware in front of the real mirror app that does what the
+server's own check does, using mirror.sources.tokens (so cargo's side is tested on its own);
+the last test runs the real server with `auth_tokens` set.
 """
 
 from __future__ import annotations
@@ -26,18 +26,17 @@ import pytest
 from aiohttp import web
 
 from mirror.app import create_app
-from mirror.auth import TokenStore
 from mirror.config import Settings
+from mirror.sources.tokens import TokenStore
 from tests.cargo_project import CargoProject
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess, free_port
-from tests.test_fuzz_inputs import serving
+from tests.scenarios.test_fuzz_inputs import serving
 
 pytestmark = pytest.mark.e2e
 
 DEPS = {"itoa": "1", "ryu": "1"}
-HAS_HOOK = "auth_tokens" in getattr(Settings, "__dataclass_fields__", {})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -149,7 +148,6 @@ def test_cargo_without_a_valid_token_is_refused(
     assert downloads == 0
 
 
-@pytest.mark.skipif(not HAS_HOOK, reason="waiting for Settings.auth_tokens (lead's hook)")
 def test_real_server_with_auth_tokens(
     small_registry: Registry, tokens: TokenStore, tmp_path: Path
 ) -> None:

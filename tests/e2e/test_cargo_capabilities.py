@@ -46,8 +46,8 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.3)
 
 
-def test_evil_update_is_held_back_until_approved(tmp_path: Path, registry: Registry) -> None:
-    registry.add_crate(
+def test_evil_update_is_held_back_until_approved(tmp_path: Path, debian_registry: Registry) -> None:
+    debian_registry.add_crate(
         "tinyhelper", "1.0.0", {"src/lib.rs": b"pub fn add(a: u8, b: u8) -> u8 { a + b }\n"}
     )
     policy_dir = tmp_path / "policies"
@@ -56,7 +56,7 @@ def test_evil_update_is_held_back_until_approved(tmp_path: Path, registry: Regis
     policy.write_text(POLICY)
     lock = policy_dir / "capabilities.lock.yaml"
     cache = tmp_path / "cache"
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         mirror = MirrorProcess(
             cache,
             upstream=upstream.url + "/",
@@ -75,7 +75,7 @@ def test_evil_update_is_held_back_until_approved(tmp_path: Path, registry: Regis
                 )
             )  # and the lock change is on the audit record
 
-            registry.add_crate(
+            debian_registry.add_crate(
                 "tinyhelper",
                 "1.0.1",
                 {

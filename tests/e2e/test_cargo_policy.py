@@ -40,15 +40,17 @@ def _wait_for(predicate: object, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def test_typosquat_blocked_then_allowed_after_reload(tmp_path: Path, registry: Registry) -> None:
-    registry.add_crate("rustdecimal", "1.0.0", {"src/lib.rs": b"pub fn steal() {}\n"})
+def test_typosquat_blocked_then_allowed_after_reload(
+    tmp_path: Path, debian_registry: Registry
+) -> None:
+    debian_registry.add_crate("rustdecimal", "1.0.0", {"src/lib.rs": b"pub fn steal() {}\n"})
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir()
     shutil.copy(POLICIES / "popular-crates.txt", policy_dir)
     policy = policy_dir / "policy.yaml"
     _write_policy(policy)
     cache = tmp_path / "cache"
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         mirror = MirrorProcess(cache, upstream=upstream.url + "/", policy=policy).start()
         try:
             project = CargoProject(tmp_path / "app", mirror.index_url, {"rustdecimal": "1"})
@@ -77,15 +79,17 @@ def test_typosquat_blocked_then_allowed_after_reload(tmp_path: Path, registry: R
     assert feed[0]["protected"] == "rust_decimal"
 
 
-def test_denied_range_makes_cargo_pick_newest_allowed(tmp_path: Path, registry: Registry) -> None:
-    registry.add_crate("itoa", "1.0.90", {"src/lib.rs": b""})
-    registry.add_crate("itoa", "1.0.91", {"src/lib.rs": b""})
+def test_denied_range_makes_cargo_pick_newest_allowed(
+    tmp_path: Path, debian_registry: Registry
+) -> None:
+    debian_registry.add_crate("itoa", "1.0.90", {"src/lib.rs": b""})
+    debian_registry.add_crate("itoa", "1.0.91", {"src/lib.rs": b""})
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir()
     shutil.copy(POLICIES / "popular-crates.txt", policy_dir)
     policy = policy_dir / "policy.yaml"
     _write_policy(policy, deny='[{crate: "itoa@>=1.0.91", reason: "compromised release"}]')
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         mirror = MirrorProcess(tmp_path / "cache", upstream=upstream.url + "/", policy=policy)
         mirror.start()
         try:

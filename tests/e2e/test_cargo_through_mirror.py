@@ -25,10 +25,12 @@ def _ok(result: object) -> None:
     assert getattr(result, "returncode", 1) == 0, getattr(result, "stderr", "")
 
 
-def test_cargo_fetches_online_then_builds_offline(tmp_path: Path, registry: Registry) -> None:
+def test_cargo_fetches_online_then_builds_offline(
+    tmp_path: Path, debian_registry: Registry
+) -> None:
     """The issue's end-to-end: fetch through the mirror, lose upstream, build from cache."""
     cache = tmp_path / "mirror-cache"
-    with FakeUpstream(registry).in_thread() as upstream:
+    with FakeUpstream(debian_registry).in_thread() as upstream:
         mirror = MirrorProcess(cache, upstream=upstream.url + "/").start()
         try:
             project = CargoProject(tmp_path / "online", mirror.index_url, PROJECT_DEPS)

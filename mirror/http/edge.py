@@ -1,0 +1,148 @@
+"""The edge of every route: client authentication, and exceptions -> statuses, in one place.
+
+Nothing else in the package knows about status codes: the core raises the errors of
+mirror.errors, and `edge` turns each into the status and text cargo understands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from mirror import metrics
+from mirror.errors import (
+    ArchiveError,
+    BadRequest,
+    Blocked,
+    IntegrityError,
+    MirrorError,
+    NotFound,
+    StorageError,
+    TrustError,
+    UpstreamNotFound,
+    UpstreamUnavailable,
+)
+from mirror.request_ids import next_request_id
+from mirror.serving.core import Client, MirrorCore
+from mirror.sources.tokens import TokenStore
+
+log = structlog.get_logger("mirror.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
+IDENTITY = web.RequestKey("identity", str)  # the authenticated token's name
+
+
+def _status_for(error: MirrorError) -> int:
+    if isinstance(error, BadRequest):
+        return 400
+    if isinstance(error, Blocked):
+        return 403  # not 404: cargo prints the body of a 403, but says only "not found" for 404
+    if isinstance(error, NotFound | UpstreamNotFound):
+        return 404
+    if isinstance(error, UpstreamUnavailable):
+        return 503
+    if isinstance(error, IntegrityError | TrustError | ArchiveError):
+        return 502
+    if isinstance(error, StorageError):
+        return 507
+    return 500
+
+
+def client_of(request: web.Request) -> Client:
+    """The request's audit identity; its id is kept on the request for the error text."""
+    rid = next_request_id()
+    request[REQUEST_ID] = rid
+    return Client(rid, _who(request))
+
+
+def edge(
+    route: str,
+    handler: Handler,
+    core: MirrorCore,
+    tokens: TokenStore | None,
+    base_url: str,
+    *,
+    public: bool = False,
+) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            if tokens is not None and not public:
+                identity = tokens.authenticate(request.headers.get("Authorization"))
+                if identity is None:
+                    metrics.request_counter(route, 401).inc()
+                    return _challenge(base_url)
+                request[IDENTITY] = identity.name
+            response = await handler(request)
+        except MirrorError as e:
+            status = _status_for(e)
+            rid = request.get(REQUEST_ID)
+            text = str(e) if isinstance(e, Blocked) else f"crate-mirror: {e}"
+            if rid and not isinstance(e, Blocked):
+                text += f" (request {rid})"
+            if status >= 500:
+                log.error(
+                    "request.failed",
+                    route=route,
+                    path=request.path,
+                    status=status,
+                    error=str(e),
+                    request_id=rid,
+                )
+            info = request.match_info
+            crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1]
+            client = Client(rid or next_request_id(), _who(request))
+            core.record_failure(client, route, crate, info.get("version"), e)
+            response = web.Response(status=status, text=text + "\n")
+        except Exception:
+            # A bug, not a verdict: never leak internals, but give the id to find the traceback.
+            rid = request.get(REQUEST_ID)
+            log.exception("request.crashed", route=route, path=request.path, request_id=rid)
+            response = web.Response(
+                status=500, text=f"crate-mirror: internal error (request {rid})\n"
+            )
+        metrics.request_counter(route, response.status).inc()
+        return response
+
+    return wrapped
+
+
+def _who(request: web.Request) -> str | None:
+    """Who asked, for the audit log: the token's name when authenticated, and the address."""
+    identity = request.get(IDENTITY)
+    return f"{identity} ({request.remote})" if identity else request.remote
+
+
+def _challenge(base_url: str) -> web.Response:
+    # cargo answers a 401 carrying this challenge by retrying with the registry's token.
+    return web.Response(
+        status=401,
+        headers={"WWW-Authenticate": f'Cargo login_url="{base_url}/"'},
+        text="crate-mirror: a valid token is required; ask the mirror's operators for one "
+        "(`crate-mirror token add NAME`) and give it to cargo as CARGO_REGISTRIES_<NAME>_TOKEN\n",
+    )
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every unparseable request at ERROR with a traceback: a client could fill
+    the disk with them. The client already got its 400; keep one short debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = f"bad request: {exc.message}", ()
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Demote aiohttp's tracebacks for unparseable requests (once per serving process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietBadRequests) for f in logger.filters):
+        logger.addFilter(_QuietBadRequests())

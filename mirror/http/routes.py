@@ -1,0 +1,36 @@
+"""The aiohttp application: cargo's sparse protocol, health, metrics and the signed TUF files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from mirror.http.edge import Handler, edge
+from mirror.http.handlers import Handlers
+
+HANDLERS = web.AppKey("handlers", Handlers)
+
+
+def build_app(handlers: Handlers) -> web.Application:
+    # Generous but finite limits on what a client may send (slowloris, header floods).
+    app = web.Application(client_max_size=64 * 1024, handler_args={"max_field_size": 8190})
+    core, tokens, base_url = handlers.core, handlers.tokens, handlers.settings.base_url
+
+    def route(name: str, handler: Handler, *, public: bool = False) -> Handler:
+        return edge(name, handler, core, tokens, base_url, public=public)
+
+    app.router.add_get("/index/config.json", route("config", handlers.config_json))
+    app.router.add_get("/index/{path:.+}", route("index", handlers.index_file))
+    app.router.add_get(
+        "/api/v1/crates/{name}/{version}/download", route("download", handlers.download)
+    )
+    app.router.add_get("/healthz", route("healthz", handlers.healthz, public=True))
+    app.router.add_get("/metrics", route("metrics", handlers.metrics))
+    app[HANDLERS] = handlers
+    return app
+
+
+def tuf_static(app: web.Application, metadata_dir: Path) -> None:
+    """Serve the mirror's signed TUF metadata for downstream mirrors and clients."""
+    app.router.add_static("/tuf/", metadata_dir, show_index=False, follow_symlinks=False)

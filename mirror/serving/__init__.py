@@ -1,0 +1,1 @@
+"""The serving core: every request path, with no HTTP in it (mirror.http renders it)."""

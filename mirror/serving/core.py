@@ -1,0 +1,164 @@
+"""The serving core: what a request for an index file or a crate goes through, without HTTP.
+
+    index:     validate -> decide (name) -> index file: memory, store or upstream (+TUF)
+               -> scan ahead (locked crates) -> decide (versions) -> record
+    download:  validate -> decide (name) -> index file -> decide (version)
+               -> crate: memory, store or upstream (checksum) -> scan -> decide (capabilities)
+               -> record
+
+The HTTP handlers (mirror.http), `prefetch` and `export` all call these two functions; each
+answer carries what its caller needs, including `reusable`: a check that stays true while the
+same request would get the same answer (the front door repeats it until then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mirror.config import Settings
+from mirror.errors import ArchiveError, IntegrityError, MirrorError, NotFound, TrustError
+from mirror.index import IndexLine, validate_name, validate_version
+from mirror.serving.downloads import CrateFetcher, CrateFile
+from mirror.serving.gate import Gate, Request
+from mirror.serving.index_cache import IndexCache, IndexEntry
+from mirror.serving.publisher import Publisher
+from mirror.serving.registry_config import RegistryConfig
+from mirror.serving.reload import PolicyReloader
+from mirror.serving.views import ServedIndex
+from mirror.store import Store
+from mirror.upstream.client import Upstream
+
+Reusable = Callable[[], bool]
+
+# Failures that mean "someone may be attacking us": each is an audited block, not just a log.
+_AUDITED_FAILURES: tuple[tuple[type[MirrorError], str], ...] = (
+    (TrustError, "tuf"),
+    (IntegrityError, "checksum"),
+    (ArchiveError, "archive"),
+)
+
+
+@dataclass(slots=True)
+class Client:
+    """Who asks: the id every audit event and error message of the request carries, and who
+    it is (a token's name and the address, or the command: prefetch, export)."""
+
+    request_id: str
+    who: str | None
+
+
+@dataclass(slots=True)  # not frozen: frozen init costs a microsecond on every request
+class IndexAnswer:
+    body: bytes
+    etag: str
+    summary: Mapping[str, Any]  # versions listed, served, hidden (what the audit says)
+    stale: bool  # served from the cache because upstream failed
+    reusable: Reusable | None  # None: decide every request again (something is audited)
+
+
+@dataclass(slots=True)
+class CrateAnswer:
+    line: IndexLine
+    crate: CrateFile
+    served_index: ServedIndex  # the crate's index file as this mirror serves it
+    reusable: Reusable | None
+
+
+class MirrorCore:
+    """Every part a request needs, built once (mirror.serving.open.open_mirror)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        upstream: Upstream | None,
+        indexes: IndexCache,
+        crates: CrateFetcher,
+        gate: Gate,
+        config: RegistryConfig,
+        *,
+        publisher: Publisher | None = None,
+        reloader: PolicyReloader | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.upstream = upstream  # None: offline
+        self.indexes = indexes
+        self.crates = crates
+        self.gate = gate
+        self.config = config
+        self.publisher = publisher  # signs what is served (tuf.repository), in the background
+        self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
+
+    @property
+    def offline(self) -> bool:
+        return self.upstream is None
+
+    async def start(self) -> None:
+        """Open the upstream client and learn upstream's `dl` before the first download."""
+        if self.upstream is not None:
+            await self.upstream.open()
+        await self.config.learn_upstream()
+
+    # -- the two request paths ----------------------------------------------------------------
+
+    async def serve_index(self, name: str, client: Client) -> IndexAnswer:
+        req = Request(client.request_id, client.who, "index", validate_name(name))
+        gate = self.gate
+        gate.check_name(req)  # decide (name)
+        entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        if gate.capabilities is not None:
+            await gate.capabilities.scan_ahead(entry, self.crates.get)
+        offline = self.indexes.offline
+        served = gate.served_index(entry, self.store.has_crate if offline else None)  # versions
+        gate.allowed(req, served.summary)  # record
+        stale = entry.stale_reason is not None
+        reusable = None
+        if not stale and gate.quietly_allowed(name):
+            reusable = self._while_current(entry, served, offline=offline)
+        return IndexAnswer(served.body, served.etag, served.summary, stale, reusable)
+
+    async def fetch_crate(
+        self, name: str, version: str, client: Client, *, route: str = "download"
+    ) -> CrateAnswer:
+        name, version = validate_name(name), validate_version(version)
+        req = Request(client.request_id, client.who, route, name, version)
+        gate = self.gate
+        gate.check_name(req)  # decide (name)
+        entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        line = entry.index.find(version)
+        if line is None:
+            raise NotFound(f"{name}@{version} is not in the upstream index")
+        served = gate.check_version(req, entry, line)  # decide (version)
+        crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        quiet = await gate.check_capabilities(req, line, crate)  # scan, decide (capabilities)
+        gate.allowed(req, {"cksum": line.cksum})  # record
+        reusable = None
+        if quiet and gate.quietly_allowed(name) and version not in served.hidden:
+            # A first sighting recorded just now changed the generation: judge the new view.
+            reusable = self._while_current(entry, gate.served_index(entry), offline=False)
+        return CrateAnswer(line, crate, served, reusable)
+
+    # -- around them --------------------------------------------------------------------------
+
+    def record_failure(
+        self, client: Client, route: str, crate: str, version: str | None, error: MirrorError
+    ) -> None:
+        """Verification failures (TUF, checksum, hostile archive) are audited as blocks."""
+        for kind, rule in _AUDITED_FAILURES:
+            if isinstance(error, kind):
+                req = Request(client.request_id, client.who, route, crate, version)
+                self.gate.failed(req, rule, str(error))
+
+    def health(self) -> Mapping[str, Any]:
+        return {"status": "ok", "offline": self.offline}
+
+    def _while_current(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> Reusable:
+        gate, is_fresh = self.gate, self.indexes.is_fresh
+
+        def still_valid() -> bool:
+            return is_fresh(entry) and gate.still_serves(entry, served, offline=offline)
+
+        return still_valid

@@ -1,0 +1,116 @@
+"""`open_mirror(settings)`: every part of the mirror built from Settings, wired, ready to use.
+
+The composition of the serving core, usable without any HTTP: `crate-mirror serve` puts the
+aiohttp application around it (mirror.app), `prefetch` and `export` call it directly. The
+closer it returns flushes what is pending (TUF publishing, the audit log) and closes the
+upstream client; call it once, last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+
+import structlog
+
+from mirror.audit import AuditLog, AuditSink, ProcessAuditLog
+from mirror.config import Settings
+from mirror.errors import StorageError
+from mirror.serving.capability_guard import CapabilityGuard
+from mirror.serving.core import MirrorCore
+from mirror.serving.downloads import CrateFetcher, HotCrates
+from mirror.serving.gate import Gate
+from mirror.serving.index_cache import IndexCache
+from mirror.serving.publisher import Publisher
+from mirror.serving.registry_config import RegistryConfig
+from mirror.serving.reload import PolicyReloader, warn_expired
+from mirror.serving.scans import Scans
+from mirror.sources.policy_files import PolicyFiles
+from mirror.store import FilesystemStore, Store
+from mirror.trust.repository import MirrorRepository
+from mirror.trust.settings import TufSettings
+from mirror.trust.upstream import UpstreamVerifier
+from mirror.upstream.client import Upstream, UpstreamClient
+from mirror.upstream.tuf_fetcher import TufFetcher
+
+log = structlog.get_logger("mirror.open")
+Closer = Callable[[], Awaitable[None]]
+
+
+def open_mirror(
+    settings: Settings, *, audit_process: bool = False, audit_connection: Connection | None = None
+) -> tuple[MirrorCore, Closer]:
+    """The core and its closer. Raises ConfigError for an invalid policy or TUF settings.
+
+    `audit_process` moves audit hashing and writing to a child process (what `serve` does:
+    it keeps the GIL free for serving), or to the writer at the other end of
+    `audit_connection` (a worker's `AuditHub`); otherwise a writer thread does it.
+    """
+    trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
+    store: Store = FilesystemStore(settings.cache_dir)
+    store.remove_stale_tmp()
+    upstream: Upstream | None = None
+    verifier = None
+    if not settings.offline:
+        client = UpstreamClient.from_settings(settings)
+        upstream = client
+        if trust.upstream is not None:
+            # python-tuf fetches its metadata through the same client as everything else.
+            fetcher = TufFetcher(client, trust.upstream.max_metadata_bytes)
+            verifier = UpstreamVerifier(trust.upstream, fetcher)
+    audit: AuditSink = (
+        ProcessAuditLog(settings.audit_directory, connection=audit_connection)
+        if audit_process
+        else AuditLog(settings.audit_directory)
+    )
+    scans = Scans(store)
+    gate = Gate(audit)
+    reloader = None
+    if settings.policy is not None:
+        files = PolicyFiles(settings.policy)
+        engine = files.load()
+        warn_expired(engine)
+        gate.replace_policy(engine, CapabilityGuard.for_policy(files, scans, audit.record))
+        reloader = PolicyReloader(files, gate, scans, audit)
+    indexes = IndexCache(
+        store,
+        upstream,
+        ttl=settings.index_ttl,
+        negative_ttl=settings.negative_ttl,
+        verifier=verifier.verify_crate_index if verifier else None,
+        memory_budget=settings.index_memory_bytes,
+    )
+    config = RegistryConfig(
+        settings.base_url, store, upstream, auth_required=settings.auth_tokens is not None
+    )
+    hot = HotCrates(settings.hot_cache_bytes, settings.hot_cache_max_file)
+    crates = CrateFetcher(
+        store, upstream, hot, config.learn_upstream, max_bytes=settings.max_crate_bytes
+    )
+    publisher = None
+    if trust.repository is not None:
+        publisher = Publisher(MirrorRepository(trust.repository))
+        gate.on_served = publisher.note
+    core = MirrorCore(
+        settings,
+        store,
+        upstream,
+        indexes,
+        crates,
+        gate,
+        config,
+        publisher=publisher,
+        reloader=reloader,
+    )
+
+    async def close() -> None:
+        if publisher is not None:
+            await publisher.flush()
+        if upstream is not None:
+            await upstream.close()
+        try:
+            audit.close()
+        except StorageError as e:  # shutting down anyway: say what was lost, do not crash
+            log.error("audit.close_failed", error=str(e))
+
+    return core, close

@@ -1,0 +1,160 @@
+"""Reading, validating and writing `capabilities.lock.yaml` (the I/O half of the lock).
+
+The lock's meaning and the decision are pure (`mirror.policy.capability_lock`); this module
+reads the file with line numbers for precise errors, and writes it atomically under an
+exclusive `flock` on a sidecar `.lock` file, so concurrent writers never lose updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from mirror.errors import BadRequest, ConfigError, Problem
+from mirror.files import exclusive_lock, write_atomic
+from mirror.index import canonical_name, validate_name
+from mirror.policy.capability_lock import ENTRY_KEYS, LOCK_FORMAT, Approval, CapabilityLock
+from mirror.policy.semver import VersionReq
+from mirror.scan.report import Capability, CapabilitySet
+from mirror.yamlfile import Located, load_located
+
+
+def load_lock(path: Path) -> CapabilityLock:
+    """Read and validate a lock file; a missing file is an empty lock."""
+    if not path.exists():
+        return CapabilityLock()
+    return _Validator(str(path)).lock(load_located(path))
+
+
+def save_lock(lock: CapabilityLock, path: Path) -> None:
+    with _locked(path):
+        write_atomic(path, lock.render().encode())
+
+
+def update_lock(path: Path, change: Callable[[CapabilityLock], CapabilityLock]) -> CapabilityLock:
+    """Read-modify-write under an exclusive lock, so concurrent updates are not lost."""
+    with _locked(path):
+        new = change(load_lock(path))
+        write_atomic(path, new.render().encode())
+    return new
+
+
+class _Validator:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def fail(self, line: int | None, fld: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line, fld, message))
+
+    def lock(self, top: Any) -> CapabilityLock:
+        if not isinstance(top, dict):
+            raise ConfigError([Problem(self.file, 1, "(top)", "expected a mapping")])
+        for key, loc in top.items():
+            if key not in ("version", "crates"):
+                self.fail(loc.line, key, "unknown key (expected version, crates)")
+        version = top.get("version")
+        if version is None or version.value != LOCK_FORMAT:
+            line = version.line if version is not None else 1
+            self.fail(line, "version", f"must be {LOCK_FORMAT}")
+        crates: dict[str, tuple[Approval, ...]] = {}
+        seen: dict[str, str] = {}
+        body = top.get("crates")
+        if body is not None and body.value is not None and not isinstance(body.value, dict):
+            self.fail(body.line, "crates", "expected a mapping of crate name to approvals")
+        elif body is not None and body.value:
+            for name, loc in body.value.items():
+                self.crate(name, loc, crates, seen)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
+
+    def crate(
+        self, name: str, loc: Located, crates: dict[str, tuple[Approval, ...]], seen: dict[str, str]
+    ) -> None:
+        fld = f"crates.{name}"
+        try:
+            validate_name(name)
+        except BadRequest as e:
+            self.fail(loc.line, fld, str(e))
+            return
+        if canonical_name(name) in seen:
+            self.fail(loc.line, fld, f"same crate as {seen[canonical_name(name)]!r}")
+            return
+        seen[canonical_name(name)] = name
+        if not isinstance(loc.value, list) or not loc.value:
+            self.fail(loc.line, fld, "expected a non-empty list of approvals")
+            return
+        approvals = [self.approval(item, f"{fld}[{i}]") for i, item in enumerate(loc.value)]
+        crates[name] = tuple(a for a in approvals if a is not None)
+
+    def approval(self, item: Located, fld: str) -> Approval | None:
+        if not isinstance(item.value, dict):
+            self.fail(item.line, fld, "expected a mapping")
+            return None
+        entry: dict[str, Located] = item.value
+        before = len(self.problems)
+        for key, loc in entry.items():
+            if key not in ENTRY_KEYS:
+                self.fail(
+                    loc.line, f"{fld}.{key}", f"unknown key (expected {', '.join(ENTRY_KEYS)})"
+                )
+        caps = self.capabilities(entry.get("capabilities"), item.line, f"{fld}.capabilities")
+        text = {
+            k: self.text(entry.get(k), item.line, f"{fld}.{k}", k in ("versions", "reviewed"))
+            for k in ("approved_by", "approved_at", "reason", "versions", "reviewed")
+        }
+        req = None
+        if text["versions"] is not None:
+            try:
+                req = VersionReq.parse(text["versions"])
+            except ValueError as e:
+                self.fail(entry["versions"].line, f"{fld}.versions", str(e))
+        if len(self.problems) > before or caps is None:
+            return None
+        return Approval(
+            caps,
+            text["approved_by"] or "",
+            text["approved_at"] or "",
+            text["reason"] or "",
+            text["versions"],
+            text["reviewed"],
+            req,
+        )
+
+    def capabilities(self, loc: Located | None, line: int, fld: str) -> CapabilitySet | None:
+        if loc is None or not isinstance(loc.value, list):
+            self.fail(loc.line if loc else line, fld, "expected a list of capabilities")
+            return None
+        caps: set[Capability] = set()
+        for item in loc.value:
+            try:
+                caps.add(Capability(item.value))
+            except ValueError:
+                known = ", ".join(c.value for c in Capability)
+                self.fail(item.line, fld, f"unknown capability {item.value!r} (known: {known})")
+        return frozenset(caps)
+
+    def text(self, loc: Located | None, line: int, fld: str, optional: bool) -> str | None:
+        if loc is None:
+            if not optional:
+                self.fail(line, fld, "required")
+            return None
+        value = loc.value
+        if isinstance(value, datetime):  # an unquoted timestamp
+            value = value.isoformat()
+        if isinstance(value, int | float) and fld.endswith(("versions", "reviewed")):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(loc.line, fld, "expected a non-empty string")
+            return None
+        return value
+
+
+def _locked(path: Path) -> AbstractContextManager[None]:
+    """Exclusive lock on a sidecar file: two `approve` runs never lose each other's update."""
+    return exclusive_lock(path.with_name(path.name + ".lock"))

@@ -1,0 +1,236 @@
+"""Client tokens: who may read from the mirror, stored hashed, checked on every request.
+
+cargo sends a registry token as the raw value of the `Authorization` header on every index,
+config.json and download request once the registry's config.json says `"auth-required": true`
+(RFC 3139; cargo's registry-authentication docs). This module only decides whether such a
+header names a live token; `mirror.http.edge` turns "no" into a 401 with a `WWW-Authenticate`
+challenge, so this module stays free of HTTP types.
+
+The token file holds no secret: each token is kept as sha256(token). Tokens are 256 random
+bits, so a fast hash is enough (a slow KDF protects guessable passwords, and would cost
+milliseconds per request for 1,000 clients); a stolen file cannot be turned back into a
+token. The plaintext is printed once by `crate-mirror token add` and never stored or logged.
+
+File format (JSON, written atomically, mode 0600):
+
+    {"version": 1, "tokens": [{"name": "ci", "sha256": "<64 hex>", "scopes": ["read"],
+                                "created": "2026-11-25T15:00:00Z"}]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mirror.errors import BadRequest, ConfigError, NotFound, Problem
+from mirror.files import write_atomic
+
+__all__ = [
+    "KNOWN_SCOPES",
+    "TOKEN_PREFIX",
+    "Identity",
+    "TokenRecord",
+    "TokenStore",
+    "hash_token",
+]
+
+FILE_VERSION = 1
+TOKEN_PREFIX = "cmt_"  # makes a leaked token recognisable to secret scanners
+TOKEN_BYTES = 32  # random bytes per token (256 bits)
+MAX_HEADER_CHARS = 512  # longer Authorization values are rejected before hashing
+RELOAD_CHECK_SECONDS = 1.0  # how often the file's mtime is checked (revocation latency)
+# Only "read" exists: the mirror offers no administrative action over HTTP, so there is no
+# admin scope a client token could be confused with. Admin actions are CLI-only (local files).
+KNOWN_SCOPES = ("read",)
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+_HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The holder of a valid token, as recorded in the audit log."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    name: str
+    sha256: str  # hex digest of the token; the token itself is never stored
+    scopes: tuple[str, ...]
+    created: str  # ISO 8601 UTC
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_from_header(header: str | None) -> str | None:
+    """The token in an Authorization header: cargo sends it raw; `Bearer x` is accepted too."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not value or len(value) > MAX_HEADER_CHARS:
+        return None
+    scheme, _, rest = value.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        value = rest.strip()
+    return value or None
+
+
+class TokenStore:
+    """The token file, re-read when it changes so `token revoke` needs no restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._by_hash: dict[str, TokenRecord] = {}
+        self._records: list[TokenRecord] = []
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of what we loaded
+        self._checked = 0.0  # monotonic time of the last stat
+        self._load()
+
+    # -- checking (the request path) ----------------------------------------------------------
+
+    def authenticate(self, authorization_header: str | None) -> Identity | None:
+        """The identity a request's Authorization header proves, or None."""
+        token = token_from_header(authorization_header)
+        if token is None:
+            return None
+        self._reload_if_changed()
+        digest = hash_token(token)
+        record = self._by_hash.get(digest)
+        # The dict lookup is keyed by a hash of the secret, so its timing reveals nothing
+        # useful about the token; compare_digest keeps the final check constant-time anyway.
+        if record is None or not hmac.compare_digest(record.sha256, digest):
+            return None
+        return Identity(record.name, frozenset(record.scopes))
+
+    # -- administration (CLI only) ------------------------------------------------------------
+
+    def records(self) -> list[TokenRecord]:
+        self._reload_if_changed(force=True)
+        return list(self._records)
+
+    def add(self, name: str, scopes: Iterable[str] = ("read",)) -> str:
+        """Create a token named `name`; returns the plaintext, which is shown once only."""
+        if not _NAME_RE.match(name):
+            raise BadRequest(
+                "token names are 1-64 characters: letters, digits and . _ @ - "
+                "(starting with a letter or digit)"
+            )
+        scope_list = tuple(sorted(set(scopes)))
+        unknown = [s for s in scope_list if s not in KNOWN_SCOPES]
+        if unknown or not scope_list:
+            raise BadRequest(f"unknown scope(s) {unknown}; known: {', '.join(KNOWN_SCOPES)}")
+        with self._lock:
+            self._load()
+            if any(r.name == name for r in self._records):
+                raise BadRequest(f"a token named {name!r} exists; revoke it first")
+            token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            record = TokenRecord(name, hash_token(token), scope_list, created)
+            self._save([*self._records, record])
+        return token
+
+    def revoke(self, name: str) -> TokenRecord:
+        with self._lock:
+            self._load()
+            kept = [r for r in self._records if r.name != name]
+            if len(kept) == len(self._records):
+                raise NotFound(f"no token named {name!r}")
+            gone = next(r for r in self._records if r.name == name)
+            self._save(kept)
+        return gone
+
+    # -- the file -----------------------------------------------------------------------------
+
+    def _reload_if_changed(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < RELOAD_CHECK_SECONDS:
+            return
+        self._checked = now
+        if _stamp(self.path) != self._stamp:
+            with self._lock:
+                self._load()
+
+    def _load(self) -> None:
+        """Read the file; a missing file means no tokens (every request is refused)."""
+        stamp = _stamp(self.path)
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            records: list[TokenRecord] = []
+        except OSError as e:
+            raise ConfigError(
+                [Problem(str(self.path), None, "(file)", e.strerror or str(e))]
+            ) from e
+        else:
+            records = _parse(raw, str(self.path))
+        self._records = records
+        self._by_hash = {r.sha256: r for r in records}
+        self._stamp = stamp
+
+    def _save(self, records: list[TokenRecord]) -> None:
+        data = {
+            "version": FILE_VERSION,
+            "tokens": [
+                {"name": r.name, "sha256": r.sha256, "scopes": list(r.scopes), "created": r.created}
+                for r in records
+            ],
+        }
+        body = json.dumps(data, indent=2).encode() + b"\n"
+        # Hashes are not secrets, but names and scopes are nobody's business.
+        write_atomic(self.path, body, mode=0o600)
+        self._records = records
+        self._by_hash = {r.sha256: r for r in records}
+        self._stamp = _stamp(self.path)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _parse(raw: bytes, where: str) -> list[TokenRecord]:
+    def bad(field: str, message: str) -> ConfigError:
+        return ConfigError([Problem(where, None, field, message)])
+
+    try:
+        data: Any = json.loads(raw)
+    except ValueError as e:
+        raise bad("(file)", f"not JSON: {e}") from e
+    if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
+        raise bad("version", f"expected a token file with version {FILE_VERSION}")
+    items = data.get("tokens")
+    if not isinstance(items, list):
+        raise bad("tokens", "expected a list")
+    records = []
+    for i, item in enumerate(items):
+        field = f"tokens[{i}]"
+        if not isinstance(item, dict):
+            raise bad(field, "expected a mapping")
+        name, digest = item.get("name"), item.get("sha256")
+        scopes, created = item.get("scopes", ["read"]), item.get("created", "")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise bad(field + ".name", "missing or malformed token name")
+        if not isinstance(digest, str) or not _HEX64_RE.match(digest):
+            raise bad(field + ".sha256", "expected 64 lowercase hex digits")
+        if not isinstance(scopes, list) or not all(s in KNOWN_SCOPES for s in scopes):
+            raise bad(field + ".scopes", f"expected a list of {', '.join(KNOWN_SCOPES)}")
+        records.append(TokenRecord(name, digest, tuple(scopes), str(created)))
+    return records

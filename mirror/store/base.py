@@ -1,0 +1,86 @@
+"""What the serving core needs from the cache, as one interface every backend implements.
+
+The core never knows which backend it has (the filesystem today, an object store later): it
+calls these methods and nothing else, and the backend owns every write under the cache.
+Crates and scan reports are named by the sha256 of the crate, so they are immutable and any
+number of processes may write the same one (identical bytes; the last write wins harmlessly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+STALE_TMP_SECONDS = 3600  # temp files older than this belong to a dead process
+
+
+@dataclass(frozen=True)
+class CachedIndex:
+    body: bytes
+    etag: str | None  # upstream's validators, for conditional revalidation
+    last_modified: str | None
+    fetched_at: float  # unix time of the last successful fetch or 304
+    # unix time until which the TUF metadata that verified this body is valid (None: no TUF)
+    verified_until: float | None = None
+
+
+class Store(Protocol):
+    # -- crates, by sha256 --------------------------------------------------------------------
+
+    def has_crate(self, cksum: str) -> bool:
+        """Whether a complete, verified crate with this sha256 is stored."""
+        ...
+
+    def crate_path(self, cksum: str) -> Path:
+        """The local file of a stored crate (what sendfile sends); raises IntegrityError for a
+        malformed digest. Only meaningful once `has_crate` is true."""
+        ...
+
+    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
+        """Stream a download in, committing it only if its sha256 is `cksum` (IntegrityError
+        otherwise, and for more than `max_bytes`); returns `crate_path(cksum)`."""
+        ...
+
+    def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
+        """Commit bytes already in memory (import); IntegrityError unless sha256 is `cksum`."""
+        ...
+
+    def iter_crates(self) -> Iterator[str]:
+        """The sha256 of every stored crate."""
+        ...
+
+    # -- index files, with upstream's validators ----------------------------------------------
+
+    def read_index(self, name: str) -> CachedIndex | None:
+        """The stored index file, or None if absent or unreadable (then it is fetched again)."""
+        ...
+
+    def write_index(self, name: str, entry: CachedIndex) -> None: ...
+
+    def iter_index_names(self) -> Iterator[str]: ...
+
+    # -- upstream's config.json (for an offline start) ----------------------------------------
+
+    def read_upstream_config(self) -> bytes | None: ...
+
+    def write_upstream_config(self, body: bytes) -> None: ...
+
+    # -- scan reports, as bytes, by the crate's sha256 ----------------------------------------
+
+    def read_scan(self, sha256: str) -> bytes | None:
+        """The stored report, or None if absent or unreadable (the crate is scanned again)."""
+        ...
+
+    def write_scan(self, sha256: str, body: bytes) -> None: ...
+
+    def iter_scans(self) -> Iterator[str]:
+        """The sha256 of every crate with a stored scan report."""
+        ...
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
+        """Delete temporary files left by crashed processes; returns how many."""
+        ...

@@ -1,0 +1,282 @@
+"""`FilesystemStore`: the cache in a local directory (the `Store` interface, mirror.store.base).
+
+Layout under the cache directory (documented in docs/serving.md, "Cache layout"):
+
+    crates/<sha256[0:2]>/<sha256>.crate   complete, verified crates only (name = content hash)
+    index/<sparse index path>             one upstream index file: a JSON header line, then body
+    config/upstream-config.json           upstream's config.json, for offline start-up
+    scans/<sha256[0:2]>/<sha256>.json     the capability scan of the crate with that sha256
+    tmp/                                  files being written; never read as cache entries
+
+Crash safety: everything is written to tmp/, fsynced, and `os.replace`d into place, so a
+`kill -9` at any moment leaves either the old entry or the complete new one, never a partial
+file under crates/ or index/. Several processes may share one directory: writers of the same
+crate produce identical bytes and the last rename wins harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from mirror.errors import IntegrityError, StorageError
+from mirror.files import fsync_directory, write_atomic
+from mirror.index import index_path
+from mirror.store.base import STALE_TMP_SECONDS, CachedIndex
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
+SPOOL_BYTES = 2**20  # crates up to this size are verified in memory, then written at once
+
+
+class FilesystemStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.crates_dir = root / "crates"
+        self.index_dir = root / "index"
+        self.scans_dir = root / "scans"
+        self.tmp_dir = root / "tmp"
+        self.config_file = root / "config" / "upstream-config.json"
+        dirs = (
+            self.crates_dir,
+            self.index_dir,
+            self.scans_dir,
+            self.tmp_dir,
+            self.config_file.parent,
+        )
+        try:
+            for d in dirs:
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from e
+
+    # -- crates -------------------------------------------------------------------------------
+
+    def crate_path(self, cksum: str) -> Path:
+        return self.crates_dir / _fan_out(cksum, ".crate")
+
+    def has_crate(self, cksum: str) -> bool:
+        return self.crate_path(cksum).is_file()
+
+    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
+        """Stream a download into the store, committing it only if its sha256 is `cksum`.
+
+        The size limit is enforced while streaming (an endless body costs at most max_bytes of
+        disk), and a mismatch or a short body leaves nothing behind. Most crates are small:
+        those are verified in memory and written in one step (one thread hop instead of one
+        per chunk, which a cold `cargo fetch` waits for).
+        """
+        digest = hashlib.sha256()
+        held: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            _check_size(size, max_bytes)
+            digest.update(chunk)
+            held.append(chunk)
+            if size > SPOOL_BYTES:
+                return await self._stream_crate(cksum, held, chunks, digest, size, max_bytes)
+        _check_digest(digest, cksum, size)
+        final = self.crate_path(cksum)
+        try:
+            await asyncio.to_thread(self._write_atomic, final, b"".join(held))
+        except OSError as e:
+            raise _storage_error(e, "writing a crate") from e
+        return final
+
+    async def _stream_crate(
+        self,
+        cksum: str,
+        held: list[bytes],
+        chunks: AsyncIterator[bytes],
+        digest: Any,
+        size: int,
+        max_bytes: int,
+    ) -> Path:
+        """A large crate: through a temp file, never whole in memory."""
+        final = self.crate_path(cksum)
+        tmp = self._tmp_name("crate")
+        try:
+            async with aiofiles.open(tmp, "wb") as out:
+                await out.write(b"".join(held))
+                held.clear()
+                async for chunk in chunks:
+                    size += len(chunk)
+                    _check_size(size, max_bytes)
+                    digest.update(chunk)
+                    await out.write(chunk)
+                await out.flush()
+                await asyncio.to_thread(os.fsync, out.fileno())
+            _check_digest(digest, cksum, size)
+            await asyncio.to_thread(self._commit, tmp, final)
+        except OSError as e:
+            raise _storage_error(e, "writing a crate") from e
+        finally:
+            _unlink_quietly(tmp)
+        return final
+
+    def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
+        """Synchronous commit of bytes already in memory (import, tests)."""
+        if hashlib.sha256(data).hexdigest() != cksum:
+            raise IntegrityError(f"checksum mismatch for {cksum}")
+        final = self.crate_path(cksum)
+        self._write_atomic(final, data)
+        return final
+
+    def iter_crates(self) -> Iterator[str]:
+        for path in self.crates_dir.glob("*/*.crate"):
+            if _SHA256_RE.match(path.stem):
+                yield path.stem
+
+    # -- index files --------------------------------------------------------------------------
+
+    def index_file(self, name: str) -> Path:
+        return self.index_dir / index_path(name)
+
+    def read_index(self, name: str) -> CachedIndex | None:
+        """The cached index file, or None if absent or unreadable (then it is fetched again)."""
+        try:
+            raw = self.index_file(name).read_bytes()
+        except OSError:
+            return None
+        header, sep, body = raw.partition(b"\n")
+        if not sep:
+            return None
+        try:
+            meta = json.loads(header)
+            return CachedIndex(
+                body,
+                meta.get("etag"),
+                meta.get("last_modified"),
+                float(meta["fetched"]),
+                meta.get("verified_until"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def write_index(self, name: str, entry: CachedIndex) -> None:
+        meta = {
+            "etag": entry.etag,
+            "last_modified": entry.last_modified,
+            "fetched": entry.fetched_at,
+            "verified_until": entry.verified_until,
+        }
+        header = json.dumps(meta, separators=(",", ":")).encode()
+        try:
+            self._write_atomic(self.index_file(name), header + b"\n" + entry.body)
+        except OSError as e:
+            raise _storage_error(e, "writing an index file") from e
+
+    def iter_index_names(self) -> Iterator[str]:
+        for path in self.index_dir.rglob("*"):
+            if path.is_file():
+                yield path.name
+
+    # -- upstream config ----------------------------------------------------------------------
+
+    def read_upstream_config(self) -> bytes | None:
+        try:
+            return self.config_file.read_bytes()
+        except OSError:
+            return None
+
+    def write_upstream_config(self, body: bytes) -> None:
+        try:
+            self._write_atomic(self.config_file, body)
+        except OSError as e:
+            raise _storage_error(e, "writing upstream config") from e
+
+    # -- scan reports -------------------------------------------------------------------------
+
+    def read_scan(self, sha256: str) -> bytes | None:
+        try:
+            return (self.scans_dir / _fan_out(sha256, ".json")).read_bytes()
+        except OSError:
+            return None
+
+    def write_scan(self, sha256: str, body: bytes) -> None:
+        try:
+            self._write_atomic(self.scans_dir / _fan_out(sha256, ".json"), body)
+        except OSError as e:
+            raise _storage_error(e, "writing a scan report") from e
+
+    def iter_scans(self) -> Iterator[str]:
+        for path in self.scans_dir.glob("??/*.json"):
+            if _SHA256_RE.match(path.stem):
+                yield path.stem
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
+        """Delete temp files left by crashed processes; returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _tmp_name(self, kind: str) -> Path:
+        return self.tmp_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex}.part"
+
+    def _write_atomic(self, final: Path, data: bytes) -> None:
+        write_atomic(final, data, tmp_dir=self.tmp_dir)
+
+    @staticmethod
+    def _commit(tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        fsync_directory(final.parent)
+
+
+def _fan_out(sha256: str, suffix: str) -> str:
+    """`ab/abcd....suffix`: 256 directories instead of one huge one."""
+    # Path-injection defence: only a well-formed hex digest ever becomes a path.
+    if not _SHA256_RE.match(sha256):
+        raise IntegrityError(f"malformed sha256 {sha256[:80]!r}")
+    return f"{sha256[:2]}/{sha256}{suffix}"
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise IntegrityError(f"download exceeds the {max_bytes}-byte limit")
+
+
+def _check_digest(digest: Any, cksum: str, size: int) -> None:
+    actual = digest.hexdigest()
+    if actual != cksum:
+        # Tampering or corruption in transit: the index is the authority.
+        raise IntegrityError(
+            f"checksum mismatch: index says {cksum}, upstream sent {actual} ({size} bytes)"
+        )
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def _storage_error(e: OSError, doing: str) -> StorageError:
+    if e.errno == errno.ENOSPC:
+        return StorageError(f"cache disk is full while {doing}")
+    return StorageError(f"cache write failed while {doing}: {e.strerror}")

@@ -1,0 +1,87 @@
+"""Client tokens at the HTTP edge: no token, no answer (a 401 with cargo's challenge); the
+audit log names the token holder and never the token; a revoke needs no restart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from mirror.config import Settings
+from mirror.http.routes import HANDLERS
+from mirror.index import index_path
+from mirror.sources import tokens as token_file
+from mirror.sources.tokens import TokenStore
+from tests.fixtures.upstream import FakeUpstream
+
+AiohttpClient = Callable[[web.Application], Any]
+
+
+async def _auth_client(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    upstream: FakeUpstream,
+    token_file: Path,
+) -> Any:
+    settings = mirror_settings(upstream, auth_tokens=token_file)
+    return await aiohttp_client(mirror_app(settings))
+
+
+async def test_server_requires_a_token_and_records_who(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    small_upstream: FakeUpstream,
+    tmp_path: Path,
+) -> None:
+    """Without a token: 401 + cargo's challenge; with one: served, and the audit names it."""
+    store = TokenStore(tmp_path / "tokens.json")
+    token = store.add("alice")
+    client = await _auth_client(
+        aiohttp_client, mirror_app, mirror_settings, small_upstream, store.path
+    )
+    path = "/index/" + index_path("itoa")
+
+    config = await client.get("/index/config.json", headers={"Authorization": token})
+    assert json.loads(await config.read())["auth-required"] is True
+    for headers in ({}, {"Authorization": "cmt_wrong"}, {"Authorization": token + "x"}):
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Cargo")
+        body = await resp.text()
+        assert token not in body and "cmt_wrong" not in body
+    anonymous_config = await client.get("/index/config.json")
+    assert anonymous_config.status == 401  # cargo retries config.json with its token
+    assert (await client.get("/healthz")).status == 200
+
+    ok = await client.get(path, headers={"Authorization": token})
+    assert ok.status == 200
+    client.app[HANDLERS].core.gate.audit.flush()
+    audit_text = "".join(p.read_text() for p in (tmp_path / "cache" / "audit").glob("*.jsonl"))
+    assert "alice" in audit_text
+    assert token not in audit_text
+
+
+async def test_revoked_token_is_refused_by_a_running_server(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    small_upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
+    store = TokenStore(tmp_path / "tokens.json")
+    token = store.add("bob")
+    client = await _auth_client(
+        aiohttp_client, mirror_app, mirror_settings, small_upstream, store.path
+    )
+    path = "/index/" + index_path("ryu")
+    assert (await client.get(path, headers={"Authorization": token})).status == 200
+    store.revoke("bob")
+    assert (await client.get(path, headers={"Authorization": token})).status == 401

@@ -1,0 +1,85 @@
+"""Only mirror/upstream/ opens connections: every outbound connect of an index fetch, a crate
+download, a TUF refresh and a corpus update has the upstream client on its call stack.
+
+A Python audit hook (event `socket.connect`) sees every connect the process makes, whichever
+library makes it (aiohttp, urllib3 under python-tuf, a raw socket); connects to the local
+fixture servers are checked, connects to anything else (none here) are ignored.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestServer
+
+import mirror.upstream
+from mirror.config import Settings
+from mirror.index import index_path
+from mirror.request_ids import next_request_id
+from mirror.serving.core import Client
+from mirror.serving.open import open_mirror
+from mirror.sources.corpus import CorpusUpdateSettings, load_corpus, update_corpus
+from tests.fixtures.audit_hooks import Connects, watching
+from tests.fixtures.registry import Registry
+from tests.fixtures.tuf_repo import SignedUpstream, static_app
+from tests.fixtures.upstream import FakeUpstream
+
+UPSTREAM_DIR = str(Path(mirror.upstream.__file__).resolve().parent) + "/"
+
+
+async def test_index_download_tuf_and_corpus_all_go_through_the_upstream_client(
+    small_registry: Registry, mirror_settings: Any, tmp_path: Path
+) -> None:
+    names = ("itoa", "ryu")
+    signed = SignedUpstream(
+        tmp_path / "signed", {index_path(n): small_registry.read_index(n) for n in names}
+    )
+    root = tmp_path / "pinned-root.json"
+    root.write_bytes((signed.metadata_dir / "1.root.json").read_bytes())
+    connects = Connects()
+    async with (
+        FakeUpstream(small_registry) as upstream,
+        TestServer(static_app(signed.metadata_dir), host="127.0.0.1") as metadata,
+    ):
+        connects.ports |= {upstream.port, metadata.port}
+        tuf = {
+            "upstream": {
+                "metadata_url": str(metadata.make_url("/")),
+                "trusted_root": str(root),
+                "metadata_dir": str(tmp_path / "tuf-client"),
+            }
+        }
+        settings: Settings = mirror_settings(upstream, tuf=tuf)
+        with watching(connects):
+            core, close = open_mirror(settings)
+            try:
+                await core.start()  # upstream's config.json
+                for name in names:  # index files, each verified against upstream's TUF
+                    answer = await core.serve_index(name, Client(next_request_id(), "test"))
+                    assert answer.body == small_registry.read_index(name)
+                version = small_registry.versions("itoa")[0]
+                client = Client(next_request_id(), "test")
+                crate = await core.fetch_crate("itoa", version, client)
+                assert crate.crate.read() == small_registry.crate_bytes("itoa", version)
+            finally:
+                await close()
+            out = tmp_path / "popular-crates.txt"
+            corpus = CorpusUpdateSettings(api=upstream.url, count=3, min_interval=0)
+            await update_corpus(out, corpus)
+            assert len(load_corpus(out)) == 3
+
+            ports = {c.what.rsplit(":", 1)[1] for c in connects.seen}
+            assert ports == {str(upstream.port), str(metadata.port)}  # both really used
+            assert upstream.requests.count("download") == 1
+            assert upstream.requests.count("/api/v1/crates") >= 1  # the corpus pages
+            outside = [c for c in connects.seen if not c.through(UPSTREAM_DIR)]
+            assert not outside, "connects outside mirror/upstream/:\n" + "\n\n".join(
+                f"{c.what}\n  " + "\n  ".join(c.stack[:12]) for c in outside
+            )
+
+            # The check itself: a connect that bypasses the client is caught.
+            with socket.create_connection(("127.0.0.1", upstream.port), timeout=5):
+                pass
+            assert [c.through(UPSTREAM_DIR) for c in connects.seen][-1] is False

@@ -1,0 +1,192 @@
+"""`crate-mirror scan|approve|revoke|pending|diff` end to end, on temporary directories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mirror.audit import read_events
+from mirror.cli import main
+from mirror.scan.capabilities import Capability
+from mirror.sources.capability_lockfile import load_lock
+from mirror.store import CachedIndex, FilesystemStore
+from tests.fixtures.crates import debian_crate_dir, pack_crate
+from tests.unit.scan.test_capabilities import make_crate
+
+C = Capability
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> dict[str, str]:
+    """Command-line options pointing the cache, lock and audit log into tmp_path."""
+    return {
+        "cache": str(tmp_path / "cache"),
+        "lock": str(tmp_path / "capabilities.lock.yaml"),
+        "audit": str(tmp_path / "audit"),
+    }
+
+
+def store_crate(cache: Path, data: bytes, name: str, version: str) -> None:
+    """Put a crate where the mirror's store keeps it: index line -> cksum -> crates/."""
+    sha = hashlib.sha256(data).hexdigest()
+    store = FilesystemStore(cache)
+    store.put_crate_bytes(sha, data)
+    line = {"name": name, "vers": version, "deps": [], "cksum": sha, "features": {}}
+    old = store.read_index(name)
+    body = (old.body if old is not None else b"") + json.dumps(line).encode() + b"\n"
+    store.write_index(name, CachedIndex(body, None, None, 0.0))
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", ["scan", "approve", "revoke", "pending", "diff"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`crate-mirror COMMAND --help` prints usage and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: crate-mirror " + command in capsys.readouterr().out
+
+
+def test_scan_file_text_and_json(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scanning a .crate file prints capabilities with file:line evidence, or JSON."""
+    crate = tmp_path / "cc.crate"
+    crate.write_bytes(pack_crate(debian_crate_dir("cc")))
+    code, out, _ = run(["scan", str(crate), "--cache-dir", dirs["cache"]], capsys)
+    assert code == 0
+    assert "  process\n" in out and "src/lib.rs:" in out and "use std::process::Command" in out
+    code, out, _ = run(["scan", str(crate), "--json", "--cache-dir", dirs["cache"]], capsys)
+    report = json.loads(out)
+    assert report["name"] == "cc" and "process" in report["capabilities"]
+    first = report["capabilities"]["process"][0]
+    assert set(first) == {"file", "line", "item"}
+
+
+def test_scanning_a_file_without_a_cache_dir_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scan FILE.crate` needs no cache: it must not leave a mirror-data/ (or anything) behind
+    in the current directory; with --cache-dir the report is kept in that cache."""
+    crate = tmp_path / "in" / "cc.crate"
+    crate.parent.mkdir()
+    crate.write_bytes(pack_crate(debian_crate_dir("cc")))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for argv in (["scan", str(crate)], ["diff", str(crate), str(crate)]):
+        code, out, _ = run(argv, capsys)
+        assert (code == 0 and "process" in out) or "no capability change" in out
+    assert list(work.iterdir()) == [] and list(crate.parent.iterdir()) == [crate]
+    code, _, _ = run(["scan", str(crate), "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 0
+    assert len(list(FilesystemStore(tmp_path / "cache").iter_scans())) == 1
+    assert list(work.iterdir()) == []
+
+
+def test_scan_name_at_version_from_the_store(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """name@version is found through the cached index file and the content-addressed store."""
+    data = make_crate({"src/lib.rs": "use std::net::TcpStream;\n"}, name="netty", version="1.2.3")
+    store_crate(Path(dirs["cache"]), data, "netty", "1.2.3")
+    code, out, _ = run(["scan", "netty@1.2.3", "--cache-dir", dirs["cache"]], capsys)
+    assert code == 0
+    assert "src/lib.rs:1 use std::net::TcpStream" in out
+    code, _, err = run(["scan", "netty@9.9.9", "--cache-dir", dirs["cache"]], capsys)
+    assert code == 2 and "not in the cached index" in err
+
+
+def test_hostile_crate_is_a_clear_error(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt .crate gives exit status 2 and a one-line reason, not a traceback."""
+    bad = tmp_path / "bad.crate"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    code, _, err = run(["scan", str(bad), "--cache-dir", dirs["cache"]], capsys)
+    assert code == 2 and err.startswith("error: rejected crate:")
+
+
+def test_pending_approve_revoke_cycle(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scanned version adding `process` is pending; approving clears it; all is audited."""
+    lock_opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"]]
+    v1 = make_crate({"src/lib.rs": "use std::fs;\n"}, name="tool", version="1.0.0")
+    v2 = make_crate(
+        {"src/lib.rs": 'use std::fs;\nfn f() { std::process::Command::new("sh"); }\n'},
+        name="tool",
+        version="1.0.1",
+    )
+    store_crate(Path(dirs["cache"]), v1, "tool", "1.0.0")
+    store_crate(Path(dirs["cache"]), v2, "tool", "1.0.1")
+    audit = ["--audit-dir", dirs["audit"]]
+    approve = ["approve", "tool@1.0.0", "--reason", "reads its config", *lock_opts, *audit]
+    code, out, _ = run(approve, capsys)
+    assert code == 0 and "fs" in out
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.0") == frozenset({C.FS})
+
+    run(["scan", "tool@1.0.1", "--cache-dir", dirs["cache"]], capsys)
+    code, out, _ = run(["pending", *lock_opts], capsys)
+    assert code == 0
+    assert "tool 1.0.1" in out and "+ process" in out and "src/lib.rs:2" in out
+    assert 'crate-mirror approve tool@1.0.1 --caps process --reason "..."' in out
+    assert "tool 1.0.0" not in out
+
+    code, _, _ = run(
+        ["approve", "tool@1.0.1", "--caps", "process", "--reason", "runs sh", "--by", "carol",
+         *lock_opts, *audit],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    _, out, _ = run(["pending", *lock_opts], capsys)
+    assert out.strip() == "nothing pending"
+
+    code, out, _ = run(
+        ["revoke", "tool", "--caps", "process", "--reason", "no longer needed", *lock_opts, *audit],
+        capsys,
+    )
+    assert code == 0
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.1") == frozenset({C.FS})
+    events = list(read_events(Path(dirs["audit"])))
+    assert [e["action"] for e in events] == ["approve", "approve", "revoke"]
+    assert events[1]["details"]["by"] == "carol" and events[1]["crate"] == "tool"
+
+
+def test_approve_rejects_unknown_capability(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in --caps is refused before the lock is touched."""
+    code, _, err = run(
+        ["approve", "x@1.0.0", "--caps", "netwrok", "--reason", "r", "--lock", dirs["lock"],
+         "--audit-dir", dirs["audit"]],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and "unknown capability" in err
+    assert not Path(dirs["lock"]).exists()
+
+
+def test_diff_between_versions(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`diff` shows what the newer version adds, with evidence, and what it dropped."""
+    old = tmp_path / "old.crate"
+    new = tmp_path / "new.crate"
+    old.write_bytes(make_crate({"src/lib.rs": "use std::fs;\n"}, version="1.0.0"))
+    new.write_bytes(
+        make_crate({"build.rs": "fn main() {}\n", "src/lib.rs": "use std::net::UdpSocket;\n"},
+                   version="1.1.0")
+    )  # fmt: skip
+    code, out, _ = run(["diff", str(old), str(new), "--cache-dir", dirs["cache"]], capsys)
+    assert code == 0
+    assert "demo 1.0.0 -> demo 1.1.0" in out
+    assert "adds: build_script (build.rs:1), net (src/lib.rs:1 use std::net::UdpSocket)" in out
+    assert "  - fs" in out

@@ -1,0 +1,104 @@
+"""`crate-mirror prefetch`: lockfiles and explicit crates, through the verified path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+from mirror.store import FilesystemStore
+from tests.fixtures.registry import Registry
+from tests.fixtures.upstream import FakeUpstream
+
+LOCKFILE = """\
+version = 3
+
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["itoa", "ryu"]
+
+[[package]]
+name = "itoa"
+version = "{itoa}"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "0000000000000000000000000000000000000000000000000000000000000000"
+
+[[package]]
+name = "ryu"
+version = "{ryu}"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "local-thing"
+version = "0.1.0"
+"""
+
+
+def test_prefetch_lockfile_and_crates_then_rerun(
+    tmp_path: Path, small_registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = tmp_path / "Cargo.lock"
+    lock.write_text(
+        LOCKFILE.format(
+            itoa=small_registry.versions("itoa")[0], ryu=small_registry.versions("ryu")[0]
+        )
+    )
+    cache = tmp_path / "cache"
+    serde = f"serde@{small_registry.versions('serde')[0]}"
+    with FakeUpstream(small_registry).in_thread() as upstream:
+        args = [
+            "prefetch",
+            "--lockfile",
+            str(lock),
+            "--crate",
+            serde,
+            "--no-progress",
+            "--cache-dir",
+            str(cache),
+            "--upstream",
+            upstream.url + "/",
+        ]
+        assert main(args) == 0
+        assert "fetched 3, already cached 0, failed 0" in capsys.readouterr().out
+        assert len(list(FilesystemStore(cache).iter_crates())) == 3
+        before = upstream.requests.count("download")
+        assert main(args) == 0  # safe to re-run: nothing is downloaded twice
+        assert "fetched 0, already cached 3, failed 0" in capsys.readouterr().out
+        assert upstream.requests.count("download") == before
+
+
+def test_prefetch_reports_failures_and_exits_nonzero(
+    tmp_path: Path, small_registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    version = small_registry.versions("itoa")[0]
+    with FakeUpstream(small_registry).in_thread() as upstream:
+        upstream.faults.add("flip", match="/itoa/")
+        code = main(
+            [
+                "prefetch",
+                "--crate",
+                f"itoa@{version}",
+                "--crate",
+                "itoa@99.0.0",
+                "--no-progress",
+                "--cache-dir",
+                str(cache),
+                "--upstream",
+                upstream.url + "/",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failed 2" in out
+    assert f"FAILED itoa@{version}: checksum mismatch" in out
+    assert "FAILED itoa@99.0.0: itoa@99.0.0 is not in the upstream index" in out
+    assert list(FilesystemStore(cache).iter_crates()) == []
+
+
+def test_prefetch_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prefetch", "--crate", "not a crate", "--cache-dir", str(tmp_path)]) == 2
+    assert "expected name@version" in capsys.readouterr().err
+    assert main(["prefetch", "--cache-dir", str(tmp_path)]) == 2

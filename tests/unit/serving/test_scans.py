@@ -1,0 +1,78 @@
+"""Scan reports once per crate content: kept in the store by sha256, shared by concurrent asks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from mirror.errors import IntegrityError
+from mirror.scan.report import Capability as C
+from mirror.scan.report import CapabilityReport
+from mirror.serving import scans as scans_module
+from mirror.serving.scans import Scans
+from mirror.store import FilesystemStore
+from tests.unit.scan.test_capabilities import make_crate
+
+
+def test_reports_round_trip_through_the_store_and_damage_reads_as_absent(tmp_path: Path) -> None:
+    """Reports are stored by sha256; damaged or foreign entries read as absent and rescan."""
+    store = FilesystemStore(tmp_path)
+    data = make_crate({"src/lib.rs": "use std::fs;\n"})
+    first = Scans(store).scan_bytes(data)
+    assert Scans(store).known(first.sha256) == first  # a new process reads the stored one
+    assert [r.sha256 for r in Scans(store).stored()] == [first.sha256]
+    store.write_scan(first.sha256, b"{not json")
+    assert Scans(store).known(first.sha256) is None
+    other = make_crate({"src/lib.rs": "use std::net;\n"})
+    foreign = Scans(FilesystemStore(tmp_path / "other")).scan_bytes(other)
+    store.write_scan(first.sha256, json.dumps(foreign.to_json()).encode())
+    assert Scans(store).known(first.sha256) is None  # a report about another crate
+    assert Scans(store).scan_bytes(data) == first  # rescanned and rewritten
+    assert Scans(store).known(first.sha256) == first
+
+
+def test_an_older_report_format_is_scanned_again(tmp_path: Path) -> None:
+    """A report from an older scanner reads as absent, so the new scanner's findings count."""
+    store = FilesystemStore(tmp_path)
+    report = Scans(store).scan_bytes(make_crate({"src/lib.rs": "use std::fs;\n"}))
+    old = {**report.to_json(), "format": report.to_json()["format"] - 1}
+    store.write_scan(report.sha256, json.dumps(old).encode())
+    assert Scans(store).known(report.sha256) is None
+
+
+def test_scan_paths_only_from_hex_digests(tmp_path: Path) -> None:
+    """Path injection: a digest that is not 64 hex characters never becomes a file name."""
+    store = FilesystemStore(tmp_path)
+    with pytest.raises(IntegrityError, match="malformed"):
+        store.read_scan("../../etc/passwd")
+    with pytest.raises(IntegrityError, match="malformed"):
+        store.write_scan("../../etc/passwd", b"{}")
+
+
+async def test_known_report_skips_scanning_and_concurrent_asks_share_one_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty requests for one new crate make one scan; later asks are answered without one."""
+    store = FilesystemStore(tmp_path)
+    data = make_crate({"src/lib.rs": "use std::fs;\n"})
+    real_scan = scans_module.scan_crate
+    calls = []
+
+    def counting(body: bytes) -> CapabilityReport:
+        calls.append(len(body))
+        return real_scan(body)
+
+    monkeypatch.setattr(scans_module, "scan_crate", counting)
+    scans = Scans(store)
+    first = scans.scan_bytes(data)
+    reports = await asyncio.gather(*(Scans(store).report(first.sha256, lambda: data)
+                                     for _ in range(3)))  # fmt: skip
+    assert reports == [first] * 3 and len(calls) == 1
+    fresh = FilesystemStore(tmp_path / "fresh")
+    shared = Scans(fresh)
+    reports = await asyncio.gather(*(shared.report(first.sha256, lambda: data) for _ in range(50)))
+    assert all(r == first for r in reports) and len(calls) == 2
+    assert C.FS in reports[0].capabilities

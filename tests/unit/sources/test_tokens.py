@@ -1,0 +1,135 @@
+"""Client tokens: stored hashed, checked exactly, revocable live (mirror.sources.tokens)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from mirror.errors import BadRequest, ConfigError, NotFound
+from mirror.sources import tokens as token_file
+from mirror.sources.tokens import TOKEN_PREFIX, TokenStore, hash_token, token_from_header
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> TokenStore:
+    return TokenStore(tmp_path / "tokens.json")
+
+
+def test_token_file_holds_only_hashes(tokens: TokenStore) -> None:
+    """A stolen token file does not contain a usable token (stored hashed)."""
+    token = tokens.add("ci")
+    raw = tokens.path.read_text()
+    assert token.startswith(TOKEN_PREFIX)
+    assert token not in raw
+    assert token[len(TOKEN_PREFIX) :] not in raw
+    assert hash_token(token) in raw
+    assert stat.S_IMODE(os.stat(tokens.path).st_mode) == 0o600
+
+
+def test_valid_token_authenticates_with_name_and_scopes(tokens: TokenStore) -> None:
+    token = tokens.add("build-farm")
+    identity = tokens.authenticate(token)
+    assert identity is not None
+    assert identity.name == "build-farm"
+    assert identity.scopes == frozenset({"read"})
+    assert tokens.authenticate(f"Bearer {token}") == identity
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", " ", "Bearer", "Bearer ", "cmt_", "x" * 10_000, "Basic dXNlcjpwYXNz", "\x00"],
+)
+def test_missing_or_malformed_headers_are_refused(tokens: TokenStore, header: str | None) -> None:
+    tokens.add("ci")
+    assert tokens.authenticate(header) is None
+
+
+def test_near_miss_tokens_are_refused(tokens: TokenStore) -> None:
+    """Prefix, suffix, case and one-character changes of a real token are all refused."""
+    token = tokens.add("ci")
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for guess in (token[:-1], token + "x", token.upper(), flipped, " " + token + "x"):
+        assert tokens.authenticate(guess) is None, guess
+
+
+def test_a_token_of_another_store_is_refused(tmp_path: Path) -> None:
+    other = TokenStore(tmp_path / "other.json").add("ci")
+    assert TokenStore(tmp_path / "tokens.json").authenticate(other) is None
+
+
+def test_revoke_takes_effect_in_a_running_store_without_restart(
+    tokens: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's long-lived store notices the CLI's revoke (another process) on its own."""
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
+    token = tokens.add("laptop")
+    server_view = TokenStore(tokens.path)
+    assert server_view.authenticate(token) is not None
+    TokenStore(tokens.path).revoke("laptop")
+    assert server_view.authenticate(token) is None
+
+
+def test_revoking_an_unknown_name_says_so(tokens: TokenStore) -> None:
+    with pytest.raises(NotFound):
+        tokens.revoke("nobody")
+
+
+def test_names_and_scopes_are_validated(tokens: TokenStore) -> None:
+    tokens.add("ci")
+    with pytest.raises(BadRequest, match="exists"):
+        tokens.add("ci")
+    with pytest.raises(BadRequest):
+        tokens.add("../etc")
+    with pytest.raises(BadRequest, match="scope"):
+        tokens.add("adm", ["admin"])  # no admin scope exists: nothing admin is offered over HTTP
+
+
+def test_each_token_is_unique(tokens: TokenStore) -> None:
+    issued = {tokens.add(f"t{i}") for i in range(20)}
+    assert len(issued) == 20
+    assert {tokens.authenticate(t).name for t in issued} == {f"t{i}" for i in range(20)}  # type: ignore[union-attr]
+
+
+def test_missing_file_means_nobody_gets_in(tmp_path: Path) -> None:
+    assert TokenStore(tmp_path / "absent.json").authenticate(TOKEN_PREFIX + "x" * 43) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"[]",
+        b'{"version": 2, "tokens": []}',
+        b'{"version": 1, "tokens": [{"name": "a", "sha256": "plaintext-token"}]}',
+        b'{"version": 1, "tokens": [{"name": "a", "sha256": "'
+        + b"0" * 64
+        + b'", "scopes": ["admin"]}]}',
+    ],
+)
+def test_a_corrupt_token_file_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    """Refuse to start rather than guess who may read (fail closed)."""
+    path = tmp_path / "tokens.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError):
+        TokenStore(path)
+
+
+def test_header_parsing() -> None:
+    assert token_from_header("abc") == "abc"
+    assert token_from_header("  Bearer   abc ") == "abc"
+    assert token_from_header("bearer abc") == "abc"
+    assert token_from_header("Token abc") == "Token abc"  # only Bearer is a scheme we strip
+    assert token_from_header("a" * (token_file.MAX_HEADER_CHARS + 1)) is None
+
+
+def test_hashing_is_cheap_enough_for_every_request(tokens: TokenStore) -> None:
+    """1,000 checks well under a second: auth must not become the bottleneck under load."""
+    token = tokens.add("ci")
+    started = time.perf_counter()
+    for _ in range(1000):
+        assert tokens.authenticate(token) is not None
+    assert time.perf_counter() - started < 1.0
