@@ -315,7 +315,13 @@ class _Reader:
             if "protect_top" in body
             else None
         )
-        corpus = self.path(body["corpus"], f"{fld}.corpus") if "corpus" in body else None
+        # `corpus: null` runs without one: every decision then says name evidence is missing.
+        no_corpus = "corpus" in body and _tag(body["corpus"]) == "null"
+        corpus = (
+            self.path(body["corpus"], f"{fld}.corpus")
+            if "corpus" in body and not no_corpus
+            else None
+        )
         protect: list[str] = []
         for i, (item, name) in enumerate(
             self.strings(body.get("protect", _NULL), f"{fld}.protect")
@@ -340,6 +346,7 @@ class _Reader:
         return RiskRule(
             mode=d.mode,
             corpus=corpus or d.corpus,
+            use_corpus=not no_corpus,
             protect_top=d.protect_top if top is None else top,
             protect=tuple(protect),
             thresholds=self.thresholds(body.get("thresholds"), f"{fld}.thresholds", d.thresholds),

@@ -53,6 +53,7 @@ __all__ = [
     "assess_crate",
     "assess_version",
     "decision_for",
+    "is_new",
     "summary",
 ]
 
@@ -135,7 +136,7 @@ def assess_crate(
     now = _utc(now)
     reputation = [*_name_signals(name, rule), *_history_signals(history, rule, now)]
     evidence = _confusion(name, rule)
-    if newest is not None and _is_new(name, history, rule, now):
+    if newest is not None and is_new(name, history, rule, now):
         evidence += _version_evidence(newest, history, established=False, rule=rule, now=now)
     return _judge(name.name, None, name.meant, reputation, evidence, rule, now)
 
@@ -151,7 +152,7 @@ def assess_version(
     dependencies and age."""
     now = _utc(now)
     reputation = [*_name_signals(name, rule), *_history_signals(history, rule, now)]
-    established = not _is_new(name, history, rule, now)
+    established = not is_new(name, history, rule, now)
     evidence = _confusion(name, rule)
     evidence += _version_evidence(version, history, established=established, rule=rule, now=now)
     return _judge(name.name, version.line.vers, name.meant, reputation, evidence, rule, now)
@@ -216,7 +217,7 @@ def _verdict(score: float, rule: RiskRule) -> Verdict:
     return Verdict.ALLOW
 
 
-def _is_new(name: NameFacts, history: CrateHistory, rule: RiskRule, now: datetime) -> bool:
+def is_new(name: NameFacts, history: CrateHistory, rule: RiskRule, now: datetime) -> bool:
     """No past to judge by: every version is young, or there are hardly any and the name is
     not in the corpus."""
     if history.first_published is not None and now - history.first_published < rule.young:

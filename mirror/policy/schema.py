@@ -106,6 +106,7 @@ class RiskRule:
 
     mode: Mode = Mode.OFF
     corpus: Path | None = None  # popular-crates list; None = popular-crates.txt by the policy
+    use_corpus: bool = True  # `corpus: null`: no corpus; name evidence is reported missing
     protect_top: int = 5000  # names others may not imitate: the most downloaded N
     protect: tuple[str, ...] = ()  # internal crate names: imitations, and the names themselves
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)

@@ -1,10 +1,11 @@
 """The serving core: what a request for an index file or a crate goes through, without HTTP.
 
     index:     validate -> decide (name) -> index file: memory, store or upstream (+TUF)
-               -> scan ahead (locked crates) -> decide (versions) -> record
-    download:  validate -> decide (name) -> index file -> decide (version)
-               -> crate: memory, store or upstream (checksum) -> scan -> decide (capabilities)
-               -> record
+               -> weigh the evidence (malicious crates) -> scan ahead (locked crates)
+               -> decide (versions) -> record
+    download:  validate -> decide (name) -> index file -> weigh the evidence -> decide
+               (version) -> crate: memory, store or upstream (checksum) -> scan -> decide
+               (malicious version, capabilities) -> record
 
 The HTTP handlers (mirror.http), `prefetch` and `export` all call these two functions; each
 answer carries what its caller needs, including `reusable`: a check that stays true while the
@@ -21,6 +22,7 @@ from mirror.config import Settings
 from mirror.errors import ArchiveError, IntegrityError, MirrorError, NotFound, TrustError
 from mirror.index import IndexLine, validate_name, validate_version
 from mirror.serving.downloads import CrateFetcher, CrateFile
+from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate, Request
 from mirror.serving.index_cache import IndexCache, IndexEntry
 from mirror.serving.publisher import Publisher
@@ -78,6 +80,7 @@ class MirrorCore:
         crates: CrateFetcher,
         gate: Gate,
         config: RegistryConfig,
+        evidence: EvidenceGatherer,
         *,
         publisher: Publisher | None = None,
         reloader: PolicyReloader | None = None,
@@ -89,6 +92,7 @@ class MirrorCore:
         self.crates = crates
         self.gate = gate
         self.config = config
+        self.evidence = evidence  # what the malicious-crate rule weighs, gathered per content
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
 
@@ -109,6 +113,7 @@ class MirrorCore:
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        gate.check_crate(req, await gate.risk_view(entry, self.evidence.view))  # weigh
         if gate.capabilities is not None:
             await gate.capabilities.scan_ahead(entry, self.crates.get)
         offline = self.indexes.offline
@@ -128,11 +133,23 @@ class MirrorCore:
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        view = await gate.risk_view(entry, self.evidence.view)  # weigh the evidence
+        gate.check_crate(req, view)
         line = entry.index.find(version)
         if line is None:
             raise NotFound(f"{name}@{version} is not in the upstream index")
         served = gate.check_version(req, entry, line)  # decide (version)
         crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        if view is not None and gate.engine is not None:  # scan, decide (malicious version)
+            engine = gate.engine
+            await gate.check_risk_download(
+                req,
+                entry,
+                line,
+                lambda: self.evidence.judge_download(
+                    entry, view, line, crate, engine, gate.reviewer
+                ),
+            )
         quiet = await gate.check_capabilities(req, line, crate)  # scan, decide (capabilities)
         gate.allowed(req, {"cksum": line.cksum})  # record
         reusable = None
