@@ -18,6 +18,7 @@ from mirror.errors import BadRequest
 
 MAX_NAME_LENGTH = 64  # characters; crates.io's limit
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}\Z")
 # Names Windows cannot store as files; crates.io refuses them too.
 _RESERVED = frozenset(
     {"nul", "con", "prn", "aux", "com1", "com2", "com3", "com4", "lpt1", "lpt2", "lpt3"}
@@ -72,6 +73,22 @@ def parse_index_path(path: str) -> str:
     if path != index_path(name):
         raise BadRequest(f"index path for {name!r} is /index/{index_path(name)}")
     return name
+
+
+def parse_target_path(path: str) -> tuple[str, str | None]:
+    """Validate a request path below /index/ as a TUF target: (crate name, sha256 or None).
+
+    Besides the plain index path, TUF clients with consistent snapshots (python-tuf's default)
+    ask for `<dirs>/<sha256>.<name>` (TUF spec 5.7.3), e.g. `cf/g-/<64 hex>.cfg-if`. Crate
+    names never contain a dot, so the two shapes cannot be confused. Path traversal defence:
+    the digest must be exactly 64 lowercase hex digits and the rest must pass
+    `parse_index_path`, so nothing but the canonical shape can reach a file.
+    """
+    head, sep, last = path.rpartition("/")
+    digest, dot, name = last.partition(".")
+    if dot and _DIGEST_RE.match(digest):
+        return parse_index_path(f"{head}{sep}{name}"), digest
+    return parse_index_path(path), None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.token_cmd",
     "mirror.cli.capabilities",
     "mirror.cli.tuf_cmd",
+    "mirror.cli.tuf_client",
     "mirror.cli.bundle",
 ]
 

@@ -62,8 +62,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_import)
 
 
-def _tuf(settings: Settings, args: argparse.Namespace) -> TufSettings:
-    return TufSettings.from_mapping(settings.tuf, str(args.config or "settings"))
+def _tuf(settings: Settings, args: argparse.Namespace, offline: bool) -> TufSettings:
+    return TufSettings.from_mapping(settings.tuf, str(args.config or "settings"), offline=offline)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -71,7 +71,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args)
-        repo = _tuf(settings, args).repository
+        repo = _tuf(settings, args, settings.offline).repository
         if args.repo is not None:
             repo = (
                 TufRepositorySettings(args.repo)
@@ -144,10 +144,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args)
-        root = args.trusted_root
-        if root is None:
-            upstream = _tuf(settings, args).upstream
-            root = upstream.trusted_root if upstream is not None else None
+        # An import never contacts upstream: a pinned root alone is enough (air gap).
+        root = args.trusted_root or _tuf(settings, args, offline=True).pinned_root
         if root is None:
             raise BadRequest("give --trusted-root or configure tuf.upstream.trusted_root")
     except ConfigError as e:
@@ -164,7 +162,7 @@ def run_import(args: argparse.Namespace) -> int:
         )
     except MirrorError as e:
         _audit(settings, "block", f"bundle rejected: {e}", details)
-        print(f"crate-mirror import: {e}", file=sys.stderr)
+        print(f"crate-mirror import: bundle rejected: {e}", file=sys.stderr)
         return 1
     finally:
         bar.close()

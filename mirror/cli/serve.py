@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if settings.policy is not None:
             PolicyFiles(settings.policy).validate()  # refuse to start on an invalid policy
         if settings.tuf:
-            TufSettings.from_mapping(settings.tuf, str(getattr(args, "config", "settings")))
+            config = str(getattr(args, "config", "settings"))
+            TufSettings.from_mapping(settings.tuf, config, offline=settings.offline)
     except ConfigError as e:
         print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
         return 2

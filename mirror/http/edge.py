@@ -94,7 +94,8 @@ def edge(
                     request_id=rid,
                 )
             info = request.match_info
-            crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1]
+            # The last path segment, without the sha256 prefix of a TUF consistent-snapshot name.
+            crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1].rsplit(".", 1)[-1]
             client = Client(rid or next_request_id(), _who(request))
             core.record_failure(client, route, crate, info.get("version"), e)
             response = web.Response(status=status, text=text + "\n")

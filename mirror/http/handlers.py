@@ -8,13 +8,16 @@ core's `reusable` check holds.
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 
 from mirror import metrics
 from mirror.config import Settings
+from mirror.errors import NotFound
 from mirror.http.edge import client_of
 from mirror.http.prepared import HitTally, Prepared, PreparedTable, prepared_response
-from mirror.index import parse_index_path, validate_name, validate_version
+from mirror.index import parse_target_path, validate_name, validate_version
 from mirror.serving.core import CrateAnswer, MirrorCore
 from mirror.sources.tokens import TokenStore
 
@@ -37,8 +40,12 @@ class Handlers:
     # -- GET /index/{path} --------------------------------------------------------------------
 
     async def index_file(self, request: web.Request) -> web.StreamResponse:
-        name = parse_index_path(request.match_info["path"])
+        name, digest = parse_target_path(request.match_info["path"])
         answer = await self.core.serve_index(name, client_of(request))
+        if digest is not None and hashlib.sha256(answer.body).hexdigest() != digest:
+            # A TUF client names the bytes its signed metadata lists (consistent snapshots);
+            # newer bytes are served under their own name once the mirror has signed them.
+            raise NotFound(f"{name}: no served index file has sha256 {digest}; refresh TUF")
         headers = {"ETag": answer.etag, "Cache-Control": INDEX_CACHE_CONTROL}
         if answer.stale:
             headers["Warning"] = STALE_WARNING

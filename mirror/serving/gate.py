@@ -80,6 +80,9 @@ class Gate:
         # Called with (crate name, body) whenever a new served view exists (TUF publishing).
         self.on_served: Callable[[str, bytes], None] | None = None
         self.approve_command: ApproveCommand | None = None  # set by open_mirror
+        # Which view /index/ serves, so only that one is signed: offline, the view without
+        # versions we cannot serve (the download route's full view must not replace it).
+        self.serves_offline_view = False
         self._clock = clock
         self._engine = engine
         self._generation = 0
@@ -169,7 +172,7 @@ class Gate:
             views.offline = (self.generation, served)
         else:
             views.full = (self.generation, served)
-        if self.on_served is not None:
+        if self.on_served is not None and (is_cached is not None) == self.serves_offline_view:
             self.on_served(entry.name, served.body)
         return served
 

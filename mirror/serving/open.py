@@ -48,7 +48,11 @@ def open_mirror(
     it keeps the GIL free for serving), or to the writer at the other end of
     `audit_connection` (a worker's `AuditHub`); otherwise a writer thread does it.
     """
-    trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
+    trust = (
+        TufSettings.from_mapping(settings.tuf, "settings", offline=settings.offline)
+        if settings.tuf
+        else TufSettings()
+    )
     store: Store = FilesystemStore(settings.cache_dir)
     store.remove_stale_tmp()
     upstream: Upstream | None = None
@@ -99,6 +103,7 @@ def open_mirror(
     if trust.repository is not None:
         publisher = Publisher(MirrorRepository(trust.repository))
         gate.on_served = publisher.note
+        gate.serves_offline_view = settings.offline
     core = MirrorCore(
         settings,
         store,

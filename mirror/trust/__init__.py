@@ -2,7 +2,8 @@
 
 upstream    UpstreamVerifier: verify index files from a signed upstream (ngclient)
 repository  MirrorRepository: sign the index files this mirror serves (hashed bins)
-rootstage   multi-party root changes and key rotation
+staging     changes signed by several holders: stage, sign where they are, publish
+keys        key files, public key files, signer URIs; pkcs11: keys inside a token
 bundle      air-gap export/import, verified against a pinned root
 settings    the `tuf:` settings section
 """

@@ -6,11 +6,17 @@ Those packages re-export these names from private modules without `__all__`, whi
 
 from securesystemslib.signer import (  # type: ignore[attr-defined]
     CryptoSigner,
+    HSMSigner,
     Key,
     Signature,
     Signer,
 )
+
+# The keyid TUF tooling computes for a key (sha256 of its canonical JSON); securesystemslib
+# keeps it in a private module.
+from securesystemslib.signer._utils import compute_default_keyid
 from tuf.api.metadata import (  # type: ignore[attr-defined]
+    DelegatedRole,
     Delegations,
     Metadata,
     MetaFile,
@@ -29,8 +35,10 @@ from tuf.ngclient import (  # type: ignore[attr-defined]
 
 __all__ = [
     "CryptoSigner",
+    "DelegatedRole",
     "Delegations",
     "FetcherInterface",
+    "HSMSigner",
     "Key",
     "MetaFile",
     "Metadata",
@@ -44,4 +52,5 @@ __all__ = [
     "Timestamp",
     "Updater",
     "UpdaterConfig",
+    "compute_default_keyid",
 ]

@@ -172,7 +172,8 @@ def import_bundle(
     """Verify every file of `bundle`, then add its index files and crates to `store`.
 
     `metadata_dir` keeps the last imported metadata (default `<cache>/trust/import`), so an
-    older bundle after a newer one is refused as a rollback.
+    older bundle after a newer one is refused as a rollback. A rejected bundle raises
+    IntegrityError or TrustError whose message is the reason alone (callers say "rejected").
     """
     metadata_dir = metadata_dir or store.root / "trust" / "import"
     # Two imports at once would race on the rollback state; take turns.
@@ -197,21 +198,21 @@ def _stage(bundle: Path, stage: Path, progress: Progress | None) -> dict[str, Pa
     try:
         tar = tarfile.open(bundle, "r:")  # noqa: SIM115 - closed below
     except (OSError, tarfile.TarError) as e:
-        raise IntegrityError(f"bundle rejected: not a readable tar file ({e})") from e
+        raise IntegrityError(f"not a readable tar file ({e})") from e
     with tar:
         for count, member in enumerate(tar):
             if count >= MAX_MEMBERS:
-                raise IntegrityError(f"bundle rejected: more than {MAX_MEMBERS} files")
+                raise IntegrityError(f"more than {MAX_MEMBERS} files")
             if member.isdir():
                 continue
             if not member.isfile():
                 # Links and devices could point outside the staging area.
-                raise IntegrityError(f"bundle rejected: {member.name!r} is not a regular file")
+                raise IntegrityError(f"{member.name!r} is not a regular file")
             if member.name in members:
-                raise IntegrityError(f"bundle rejected: {member.name!r} appears twice")
+                raise IntegrityError(f"{member.name!r} appears twice")
             target, limit = _member_slot(member.name, stage)
             if member.size > limit:
-                raise IntegrityError(f"bundle rejected: {member.name!r} exceeds {limit} bytes")
+                raise IntegrityError(f"{member.name!r} exceeds {limit} bytes")
             target.parent.mkdir(parents=True, exist_ok=True)
             source = tar.extractfile(member)
             assert source is not None
@@ -221,7 +222,7 @@ def _stage(bundle: Path, stage: Path, progress: Progress | None) -> dict[str, Pa
             if progress:
                 progress(1)
     if "manifest.json" not in members:
-        raise IntegrityError("bundle rejected: no manifest.json")
+        raise IntegrityError("no manifest.json")
     return members
 
 
@@ -237,9 +238,9 @@ def _member_slot(name: str, stage: Path) -> tuple[Path, int]:
         try:
             crate = parse_index_path(rest)  # path traversal: only canonical index paths
         except BadRequest as e:
-            raise IntegrityError(f"bundle rejected: bad index path {name!r}: {e}") from e
+            raise IntegrityError(f"bad index path {name!r}: {e}") from e
         return stage / "index" / crate, MAX_INDEX_BYTES
-    raise IntegrityError(f"bundle rejected: unexpected file {name!r}")
+    raise IntegrityError(f"unexpected file {name!r}")
 
 
 def _verify(
@@ -260,21 +261,18 @@ def _verify(
         updater_config(MAX_METADATA_BYTES),
         DirectoryFetcher(stage / "tuf"),
     )
-    try:
-        refresh_updater(updater)
-        bodies: dict[str, bytes] = {}
-        for name, path in members.items():
-            if not name.startswith("index/"):
-                continue
-            target = name.removeprefix("index/")
-            body = path.read_bytes()
-            info = find_target(updater, target)
-            if info is None:
-                raise TrustError(f"{target} is not signed by the bundle's targets metadata")
-            check_target(info, body)  # tampered or swapped index file
-            bodies[parse_index_path(target)] = body
-    except TrustError as e:
-        raise TrustError(f"bundle rejected: {e}") from e
+    refresh_updater(updater)
+    bodies: dict[str, bytes] = {}
+    for name, path in members.items():
+        if not name.startswith("index/"):
+            continue
+        target = name.removeprefix("index/")
+        body = path.read_bytes()
+        info = find_target(updater, target)
+        if info is None:
+            raise TrustError(f"{target} is not signed by the bundle's targets metadata")
+        check_target(info, body)  # tampered or swapped index file
+        bodies[parse_index_path(target)] = body
     listed = {line.cksum for body in bodies.values() for line in IndexFile.parse(body).lines}
     sums: set[str] = set()
     for name, path in members.items():
@@ -283,9 +281,9 @@ def _verify(
         cksum = path.name.removesuffix(".crate")
         digest, _ = _digest(path)
         if digest != cksum:
-            raise IntegrityError(f"bundle rejected: {name} is tampered (sha256 {digest})")
+            raise IntegrityError(f"{name} is tampered (sha256 {digest})")
         if cksum not in listed:
-            raise IntegrityError(f"bundle rejected: {name} is in no verified index line")
+            raise IntegrityError(f"{name} is in no verified index line")
         sums.add(cksum)
     version = updater._trusted_set.timestamp.version
     return bodies, sums, version, work_md
@@ -299,15 +297,15 @@ def _check_manifest(stage: Path, members: dict[str, Path]) -> None:
         if manifest.get("format") != FORMAT or not isinstance(files, dict):
             raise ValueError("unknown format")
     except (ValueError, KeyError, TypeError) as e:
-        raise IntegrityError(f"bundle rejected: unreadable manifest ({e})") from e
+        raise IntegrityError(f"unreadable manifest ({e})") from e
     present = set(members) - {"manifest.json"}
     if set(files) != present:
         diff = sorted(set(files) ^ present)[:5]
-        raise IntegrityError(f"bundle rejected: manifest does not match contents: {diff}")
+        raise IntegrityError(f"manifest does not match contents: {diff}")
     for name, entry in files.items():
         digest, length = _digest(members[name])
         if entry.get("sha256") != digest or entry.get("length") != length:
-            raise IntegrityError(f"bundle rejected: {name} does not match the manifest")
+            raise IntegrityError(f"{name} does not match the manifest")
 
 
 def _commit(

@@ -30,6 +30,7 @@ from mirror.errors import TrustError
 from mirror.files import exclusive_lock, write_atomic
 from mirror.trust._tuf import (
     Delegations,
+    Key,
     Metadata,
     MetaFile,
     Root,
@@ -41,7 +42,7 @@ from mirror.trust._tuf import (
     Timestamp,
 )
 from mirror.trust.keys import generate_key_file, load_signer
-from mirror.trust.settings import TufRepositorySettings
+from mirror.trust.settings import STANDBY_ROLES, TufRepositorySettings
 
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 BINS_PREFIX = "bins"
@@ -66,12 +67,12 @@ class RepositoryStatus:
 
 
 def repository_lock(directory: Path, name: str = ".publish.lock") -> AbstractContextManager[None]:
-    """Exclusive flock on `directory/name`: one writer at a time, across processes."""
+    """Exclusive lock on `directory/name`: one writer at a time, across processes."""
     return exclusive_lock(directory / name)
 
 
 def write_metadata(path: Path, data: bytes) -> None:
-    """Metadata is served as static files under /tuf/: readable by everyone."""
+    """Metadata is read by the server and by anyone it is copied to: world-readable."""
     write_atomic(path, data, mode=0o644)
 
 
@@ -82,72 +83,145 @@ def init_repository(
     root_threshold: int = 2,
     clock: Clock = _utcnow,
 ) -> list[Path]:
-    """Create keys and version-1 metadata. Returns the offline key files written.
+    """Create every key here and publish version-1 metadata. Returns the offline key files.
 
     Root keys and the targets key go to `offline_dir` (move them off the server); the
-    timestamp, snapshot and bins keys go to `<dir>/keys/` for the running mirror.
+    timestamp, snapshot and bins keys go to `<dir>/keys/` for the running mirror. Keys held
+    apart from the start (each holder creates their own) go through mirror.trust.staging.
     """
     if not 1 <= root_threshold <= root_keys:
         raise TrustError("root threshold must be between 1 and the number of root keys")
-    if (settings.metadata_dir / "root.json").exists():
-        raise TrustError(f"{settings.metadata_dir} already holds a repository")
+    refuse_existing(settings)
+    root_signers = [
+        generate_key_file(offline_dir / f"root-{i}.pem") for i in range(1, root_keys + 1)
+    ]
+    targets_signer = generate_key_file(offline_dir / "targets.pem")
+    online = generate_online_keys(settings)
     now = clock()
-    exp = settings.expiry
-    offline: list[Path] = []
-    root = Root(expires=now + exp.root, consistent_snapshot=True)
-    root_signers = []
-    for i in range(1, root_keys + 1):
-        path = offline_dir / f"root-{i}.pem"
-        root_signers.append(generate_key_file(path))
-        offline.append(path)
-    targets_path = offline_dir / "targets.pem"
-    targets_signer = generate_key_file(targets_path)
-    offline.append(targets_path)
-    online = {
-        role: generate_key_file(settings.keys_dir / f"{role}.pem")
-        for role in ("timestamp", "snapshot", "bins")
-    }
-    for signer in root_signers:
-        root.add_key(signer.public_key, "root")
-    root.add_key(targets_signer.public_key, "targets")
-    root.add_key(online["snapshot"].public_key, "snapshot")
-    root.add_key(online["timestamp"].public_key, "timestamp")
-    root.roles["root"].threshold = root_threshold
-    root_md = Metadata(root)
+    root_md = initial_root(
+        settings,
+        [s.public_key for s in root_signers],
+        root_threshold,
+        [targets_signer.public_key],
+        online,
+        now,
+    )
     for signer in root_signers:
         root_md.sign(signer, append=True)
+    targets_md = initial_targets(settings, online["bins"][0], now)
+    targets_md.sign(targets_signer)
+    write_initial_metadata(settings, root_md, targets_md, clock)
+    return [
+        *(offline_dir / f"root-{i}.pem" for i in range(1, root_keys + 1)),
+        offline_dir / "targets.pem",
+    ]
 
-    bins_key = online["bins"].public_key
+
+def refuse_existing(settings: TufRepositorySettings) -> None:
+    if (settings.metadata_dir / "root.json").exists():
+        raise TrustError(f"{settings.metadata_dir} already holds a repository")
+
+
+def generate_online_keys(settings: TufRepositorySettings) -> dict[str, list[Key]]:
+    """The timestamp, snapshot and bins keys, created on the server that signs with them.
+
+    Timestamp and snapshot each get a standby key too (first in the list: the active one).
+    """
+    keys: dict[str, list[Key]] = {
+        role: [generate_key_file(settings.keys_dir / f"{role}.pem").public_key]
+        for role in ("timestamp", "snapshot", "bins")
+    }
+    for role in STANDBY_ROLES:
+        keys[role].append(generate_key_file(settings.standby_path(role)).public_key)
+    return keys
+
+
+def initial_root(
+    settings: TufRepositorySettings,
+    root_keys: list[Key],
+    root_threshold: int,
+    targets_keys: list[Key],
+    online: Mapping[str, list[Key]],
+    now: datetime,
+) -> Metadata[Root]:
+    """Version-1 root, unsigned: root and targets keys held offline, online keys here."""
+    if not 1 <= root_threshold <= len(root_keys):
+        raise TrustError("root threshold must be between 1 and the number of root keys")
+    root = Root(expires=now + settings.expiry.root, consistent_snapshot=True)
+    for key in root_keys:
+        root.add_key(key, "root")
+    for key in targets_keys:
+        root.add_key(key, "targets")
+    for role in ("snapshot", "timestamp"):
+        for key in online[role]:  # threshold 1: the active key, or its standby
+            root.add_key(key, role)
+    root.roles["root"].threshold = root_threshold
+    return Metadata(root)
+
+
+def initial_targets(
+    settings: TufRepositorySettings, bins_key: Key, now: datetime
+) -> Metadata[Targets]:
+    """Version-1 targets, unsigned: every index path delegated to the hashed bins."""
     bit_length = settings.bins.bit_length() - 1
     succinct = SuccinctRoles([bins_key.keyid], 1, bit_length, BINS_PREFIX)
     # targets is signed offline, so it gets the long root lifetime; `expiry.targets` applies
     # to the bins, which the online bins key re-signs.
-    targets_md = Metadata(
+    return Metadata(
         Targets(
-            expires=now + exp.root,
+            expires=now + settings.expiry.root,
             delegations=Delegations({bins_key.keyid: bins_key}, succinct_roles=succinct),
         )
     )
-    targets_md.sign(targets_signer)
+
+
+def write_initial_metadata(
+    settings: TufRepositorySettings,
+    root_md: Metadata[Root],
+    targets_md: Metadata[Targets],
+    clock: Clock = _utcnow,
+) -> None:
+    """Publish signed version-1 root and targets with empty bins, snapshot and timestamp."""
+    now = clock()
+    exp = settings.expiry
+    root = root_md.signed
+    delegations = targets_md.signed.delegations
+    if delegations is None or delegations.succinct_roles is None:
+        raise TrustError("targets metadata has no hashed-bin delegation")
+    succinct = delegations.succinct_roles
+    signers = {
+        "bins": load_signer(settings.signer_uri("bins"), dict(delegations.keys), "bins"),
+        **{
+            role: load_signer(
+                settings.signer_uri(role),
+                {k: root.keys[k] for k in root.roles[role].keyids},
+                role,
+            )
+            for role in ("snapshot", "timestamp")
+        },
+    }
     mdir = settings.metadata_dir
     with repository_lock(settings.dir):
+        refuse_existing(settings)
         write_metadata(mdir / "1.root.json", root_md.to_bytes(_SERIALIZER))
-        write_metadata(mdir / "root.json", root_md.to_bytes(_SERIALIZER))
-        write_metadata(mdir / "1.targets.json", targets_md.to_bytes(_SERIALIZER))
+        write_metadata(
+            mdir / f"{targets_md.signed.version}.targets.json", targets_md.to_bytes(_SERIALIZER)
+        )
         snapshot = Snapshot(expires=now + exp.snapshot)
-        snapshot.meta["targets.json"] = MetaFile(1)
+        snapshot.meta["targets.json"] = MetaFile(targets_md.signed.version)
         for name in succinct.get_roles():
             bin_md = Metadata(Targets(expires=now + exp.targets))
-            bin_md.sign(online["bins"])
+            bin_md.sign(signers["bins"])
             write_metadata(mdir / f"1.{name}.json", bin_md.to_bytes(_SERIALIZER))
             snapshot.meta[f"{name}.json"] = MetaFile(1)
         snap_md = Metadata(snapshot)
-        snap_md.sign(online["snapshot"])
+        snap_md.sign(signers["snapshot"])
         write_metadata(mdir / "1.snapshot.json", snap_md.to_bytes(_SERIALIZER))
         ts_md = Metadata(Timestamp(expires=now + exp.timestamp, snapshot_meta=MetaFile(1)))
-        ts_md.sign(online["timestamp"])
+        ts_md.sign(signers["timestamp"])
         write_metadata(mdir / "timestamp.json", ts_md.to_bytes(_SERIALIZER))
-    return offline
+        # root.json last: it marks the repository as initialised (MirrorRepository checks it).
+        write_metadata(mdir / "root.json", root_md.to_bytes(_SERIALIZER))
 
 
 class MirrorRepository:

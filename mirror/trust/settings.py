@@ -3,6 +3,7 @@
 ```yaml
 tuf:
   upstream:                      # verify a TUF-signed upstream (RFC 3724)
+    # an offline (air-gapped) mirror may give trusted_root alone: it verifies bundles only
     metadata_url: https://index.example/tuf/
     trusted_root: /etc/crate-mirror/upstream-root.json   # pinned bootstrap root
     metadata_dir: ./mirror-data/trust/upstream           # ngclient's local metadata cache
@@ -29,6 +30,9 @@ from urllib.parse import urlsplit
 from mirror.errors import ConfigError, Problem
 
 ONLINE_ROLES = ("timestamp", "snapshot", "bins")
+# Online roles that root names: root also trusts a standby key for each, so the server can
+# switch keys without the root holders (bins needs none: targets delegates it).
+STANDBY_ROLES = ("timestamp", "snapshot")
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*\Z")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -79,15 +83,28 @@ class TufRepositorySettings:
     def signer_uri(self, role: str) -> str:
         return self.signers.get(role) or f"file2:{self.keys_dir / f'{role}.pem'}"
 
+    def standby_path(self, role: str) -> Path:
+        """The second key root trusts for an online top-level role (see `tuf rotate --standby`)."""
+        return self.keys_dir / f"{role}.standby.pem"
+
 
 @dataclass(frozen=True)
 class TufSettings:
-    upstream: TufUpstreamSettings | None = None
+    upstream: TufUpstreamSettings | None = None  # set when upstream's metadata can be fetched
     repository: TufRepositorySettings | None = None
+    # tuf.upstream.trusted_root: the root bundles are verified against. An air-gapped mirror
+    # gives it alone (it has no metadata_url to fetch from, and imports bundles only).
+    pinned_root: Path | None = None
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], file: str) -> TufSettings:
-        """Build from the raw `tuf:` mapping, or raise ConfigError listing every problem."""
+    def from_mapping(
+        cls, data: Mapping[str, Any], file: str, *, offline: bool = False
+    ) -> TufSettings:
+        """Build from the raw `tuf:` mapping, or raise ConfigError listing every problem.
+
+        `offline`: the mirror never contacts upstream, so `tuf.upstream` may name the
+        trusted root alone. An online mirror must be able to verify what it fetches.
+        """
         problems: list[Problem] = []
 
         def bad(name: str, message: str) -> None:
@@ -96,11 +113,13 @@ class TufSettings:
         if not isinstance(data, Mapping):
             raise ConfigError([Problem(file, None, "tuf", "expected a mapping")])
         _unknown(data, {"upstream", "repository"}, "", bad)
-        upstream = _upstream(data["upstream"], bad) if data.get("upstream") is not None else None
+        upstream, pinned = None, None
+        if data.get("upstream") is not None:
+            upstream, pinned = _upstream(data["upstream"], bad, offline)
         repo = _repository(data["repository"], bad) if data.get("repository") is not None else None
         if problems:
             raise ConfigError(problems)
-        return cls(upstream=upstream, repository=repo)
+        return cls(upstream=upstream, repository=repo, pinned_root=pinned)
 
 
 def parse_duration(value: Any) -> float:
@@ -125,10 +144,10 @@ def _unknown(data: Mapping[str, Any], known: set[str], prefix: str, bad: Any) ->
             bad(f"{prefix}{key}", f"unknown setting (expected one of {', '.join(sorted(known))})")
 
 
-def _upstream(data: Any, bad: Any) -> TufUpstreamSettings | None:
+def _upstream(data: Any, bad: Any, offline: bool) -> tuple[TufUpstreamSettings | None, Path | None]:
     if not isinstance(data, Mapping):
         bad("upstream", "expected a mapping")
-        return None
+        return None, None
     known = {
         "metadata_url",
         "trusted_root",
@@ -138,18 +157,29 @@ def _upstream(data: Any, bad: Any) -> TufUpstreamSettings | None:
         "timestamp_max_bytes",
     }
     _unknown(data, known, "upstream.", bad)
-    url = data.get("metadata_url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-        bad("upstream.metadata_url", "required: the http(s) URL of the upstream's TUF metadata")
-        url = ""
     root = data.get("trusted_root")
     if not isinstance(root, str) or not root:
         bad("upstream.trusted_root", "required: path of the pinned root.json")
     elif not Path(root).is_file():
         bad("upstream.trusted_root", f"no such file: {root}")
-    mdir = data.get("metadata_dir")
+    pinned = Path(str(root))
+    url, mdir = data.get("metadata_url"), data.get("metadata_dir")
+    if offline and url is None and mdir is None:
+        return None, pinned  # air-gapped: bundles are verified against the pinned root alone
+    only_offline = " (only an offline mirror may give trusted_root alone)"
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        bad(
+            "upstream.metadata_url",
+            "required: the http(s) URL of the upstream's TUF metadata"
+            + (only_offline if url is None else ""),
+        )
+        url = ""
     if not isinstance(mdir, str) or not mdir:
-        bad("upstream.metadata_dir", "required: a writable directory for verified metadata")
+        bad(
+            "upstream.metadata_dir",
+            "required: a writable directory for verified metadata"
+            + (only_offline if mdir is None else ""),
+        )
     interval = 300.0
     if "refresh_interval" in data:
         try:
@@ -163,14 +193,15 @@ def _upstream(data: Any, bad: Any) -> TufUpstreamSettings | None:
             bad(f"upstream.{name}", "expected a number of bytes >= 1024")
             value = default
         sizes[name] = value
-    return TufUpstreamSettings(
+    settings = TufUpstreamSettings(
         metadata_url=url,
-        trusted_root=Path(str(root)),
+        trusted_root=pinned,
         metadata_dir=Path(str(mdir)),
         refresh_interval=interval,
         max_metadata_bytes=sizes["max_metadata_bytes"],
         timestamp_max_bytes=sizes["timestamp_max_bytes"],
     )
+    return settings, pinned
 
 
 def _repository(data: Any, bad: Any) -> TufRepositorySettings | None:

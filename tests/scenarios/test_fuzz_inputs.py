@@ -38,6 +38,7 @@ from mirror.index import (
     IndexLine,
     index_path,
     parse_index_path,
+    parse_target_path,
     validate_name,
     validate_version,
 )
@@ -162,6 +163,27 @@ def test_index_paths_never_name_anything_but_a_crate(path: str) -> None:
         return
     assert path == index_path(name)
     assert validate_name(name) == name
+
+
+@fuzz
+@given(
+    st.one_of(
+        st.text(max_size=140),
+        st.from_regex(
+            r"([a-z0-9_-]{1,2}/){1,2}[0-9a-fA-F]{62,66}\.[a-z0-9._/-]{1,12}", fullmatch=True
+        ),
+    )
+)
+def test_tuf_target_paths_never_name_anything_but_a_crate(path: str) -> None:
+    """Path traversal: a parsed TUF target path is the canonical one, or it with a sha256 prefix."""
+    try:
+        name, digest = parse_target_path(path)
+    except BadRequest:
+        return
+    head, _, tail = index_path(name).rpartition("/")
+    expected = index_path(name) if digest is None else f"{head}/{digest}.{tail}".lstrip("/")
+    assert path == expected
+    assert digest is None or (len(digest) == 64 and digest == digest.lower())
 
 
 @fuzz

@@ -184,7 +184,7 @@ def test_unlisted_and_unsafe_members_reject_bundle(air: Air, crates: Crates) -> 
     for evil in ("../../etc/passwd", "index/../../x", "crates/abc.crate", "tuf/../root.json"):
         bundle = air.export(crates)
         rewrite(bundle, {evil: b"x"})
-        with pytest.raises(IntegrityError, match="bundle rejected"):
+        with pytest.raises(IntegrityError, match=r"unexpected file|bad index path"):
             air.import_(bundle)
     air.assert_untouched()
 

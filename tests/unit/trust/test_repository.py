@@ -13,15 +13,15 @@ from mirror.index import index_path
 from mirror.trust.bundle import DirectoryFetcher
 from mirror.trust.keys import file_uri, load_signer
 from mirror.trust.repository import MirrorRepository, init_repository
-from mirror.trust.rootstage import (
-    promote_staged_root,
-    resign_targets,
+from mirror.trust.settings import Expiry, TufRepositorySettings
+from mirror.trust.staging import (
+    publish_staged,
     rotate_bins_key,
     rotate_key,
-    sign_staged_root,
+    sign_staged,
+    stage_targets_change,
     staged_status,
 )
-from mirror.trust.settings import Expiry, TufRepositorySettings
 from mirror.trust.upstream import (
     check_target,
     find_target,
@@ -115,7 +115,7 @@ def test_timestamp_is_resigned_before_it_expires(settings: TufRepositorySettings
 def test_keys_are_private_files(settings: TufRepositorySettings, tmp_path: Path) -> None:
     """Key files are created 0600 in 0700 directories; a readable key is refused."""
     keys = [*settings.keys_dir.glob("*.pem"), *(tmp_path / "offline").glob("*.pem")]
-    assert len(keys) == 6
+    assert len(keys) == 8  # 2 root, targets, timestamp, snapshot, their standbys, bins
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(settings.keys_dir.stat().st_mode) == 0o700
@@ -138,14 +138,15 @@ def test_root_rotation_needs_both_parties(
     """A new root key takes effect only once the old threshold (2) and the new one sign."""
     offline = tmp_path / "offline"
     new_key, _ = rotate_key(settings, "root", key_out=offline / "root-3.pem")
-    sign_staged_root(settings, file_uri(offline / "root-1.pem"))
+    assert new_key is not None
+    sign_staged(settings, "root", file_uri(offline / "root-1.pem"))
     with pytest.raises(TrustError, match="lacks signatures"):
-        promote_staged_root(settings)
-    sign_staged_root(settings, file_uri(new_key))
-    status = staged_status(settings)
+        publish_staged(settings)
+    sign_staged(settings, "root", file_uri(new_key))
+    status = staged_status(settings, "root")
     assert status is not None and not status.verified  # old root still needs 2 of 2
-    sign_staged_root(settings, file_uri(offline / "root-2.pem"))
-    assert promote_staged_root(settings) == 2
+    sign_staged(settings, "root", file_uri(offline / "root-2.pem"))
+    assert publish_staged(settings) == ["root v2"]
     repo = MirrorRepository(settings)
     repo.publish({index_path("serde"): index_body("serde")})
     downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde"))
@@ -157,7 +158,7 @@ def test_stranger_key_cannot_sign_staged_root(
     """Only old or new root keys may sign a staged root."""
     rotate_key(settings, "timestamp")
     with pytest.raises(TrustError, match="not a trusted root key"):
-        sign_staged_root(settings, file_uri(settings.keys_dir / "snapshot.pem"))
+        sign_staged(settings, "root", file_uri(settings.keys_dir / "snapshot.pem"))
 
 
 def test_timestamp_key_rotation_retires_the_old_key(
@@ -168,8 +169,8 @@ def test_timestamp_key_rotation_retires_the_old_key(
     old_key = (settings.keys_dir / "timestamp.pem").read_bytes()
     rotate_key(settings, "timestamp")
     for name in ("root-1.pem", "root-2.pem"):
-        sign_staged_root(settings, file_uri(offline / name))
-    promote_staged_root(settings)
+        sign_staged(settings, "root", file_uri(offline / name))
+    publish_staged(settings)
     assert (settings.keys_dir / "timestamp.pem").read_bytes() != old_key
     repo = MirrorRepository(settings)
     repo.publish({index_path("rand"): index_body("rand")})
@@ -186,9 +187,10 @@ def test_timestamp_key_rotation_retires_the_old_key(
 def test_targets_resigned_with_offline_key(
     settings: TufRepositorySettings, pinned: bytes, tmp_path: Path
 ) -> None:
-    """`tuf sign targets` bumps targets; clients follow it through the snapshot."""
-    version = resign_targets(settings, [file_uri(tmp_path / "offline" / "targets.pem")])
-    assert version == 2
+    """A re-signed targets is staged, signed offline, published; clients follow it."""
+    stage_targets_change(settings)
+    sign_staged(settings, "targets", file_uri(tmp_path / "offline" / "targets.pem"))
+    assert publish_staged(settings) == ["targets v2"]
     repo = MirrorRepository(settings)
     repo.publish({index_path("syn"): index_body("syn")})
     downstream_verify(settings, pinned, tmp_path / "c", index_path("syn"), index_body("syn"))
@@ -220,7 +222,10 @@ def test_bins_key_rotation_redelegates_and_resigns(
     repo = MirrorRepository(settings)
     repo.publish({index_path("serde"): index_body("serde")})
     old_bins = (settings.keys_dir / "bins.pem").read_bytes()
-    rotate_bins_key(settings, [file_uri(tmp_path / "offline" / "targets.pem")])
+    rotate_bins_key(settings)
+    assert (settings.keys_dir / "bins.pem").read_bytes() == old_bins  # until targets signs
+    sign_staged(settings, "targets", file_uri(tmp_path / "offline" / "targets.pem"))
+    assert publish_staged(settings) == ["targets v2"]
     assert (settings.keys_dir / "bins.pem").read_bytes() != old_bins
     downstream_verify(settings, pinned, tmp_path / "c", index_path("serde"), index_body("serde"))
     targets = repo.targets().signed
@@ -234,5 +239,8 @@ def test_bins_key_rotation_redelegates_and_resigns(
 
 def test_bins_rotation_needs_the_targets_key(settings: TufRepositorySettings) -> None:
     """An online key cannot re-delegate the bins (that would let it take over targets)."""
+    rotate_bins_key(settings)
     with pytest.raises(TrustError, match="not a trusted targets key"):
-        rotate_bins_key(settings, [file_uri(settings.keys_dir / "snapshot.pem")])
+        sign_staged(settings, "targets", file_uri(settings.keys_dir / "snapshot.pem"))
+    with pytest.raises(TrustError, match="lacks signatures"):
+        publish_staged(settings)

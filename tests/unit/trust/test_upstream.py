@@ -296,6 +296,26 @@ def test_settings_report_every_problem_with_its_field() -> None:
     }
 
 
+def test_trusted_root_alone_is_enough_offline_only(tmp_path: Path) -> None:
+    """An air-gapped mirror pins a root without metadata_url; an online one must verify."""
+    from mirror.errors import ConfigError
+    from mirror.trust.settings import TufSettings
+
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    section = {"upstream": {"trusted_root": str(root)}}
+    offline = TufSettings.from_mapping(section, "offline.yaml", offline=True)
+    assert offline.upstream is None and offline.pinned_root == root
+    with pytest.raises(ConfigError) as info:
+        TufSettings.from_mapping(section, "mirror.yaml")
+    fields = {p.field for p in info.value.problems}
+    assert fields == {"tuf.upstream.metadata_url", "tuf.upstream.metadata_dir"}
+    assert "only an offline mirror" in str(info.value)
+    half = {"upstream": {"trusted_root": str(root), "metadata_url": "https://x/tuf/"}}
+    with pytest.raises(ConfigError, match="metadata_dir"):
+        TufSettings.from_mapping(half, "offline.yaml", offline=True)
+
+
 async def test_index_file_updated_upstream_triggers_refresh(env: Env) -> None:
     """A newly published version (new bytes, newly signed) verifies after one refresh."""
     verifier = env.verifier()
