@@ -89,7 +89,20 @@ def scan_crate(
                 add(f.capability, Evidence(path, f.line, f.item))
     sha = hashlib.sha256(data).hexdigest()
     caps = {cap: tuple(evidence) for cap, evidence in found.items()}
-    return CapabilityReport(name, version, sha, ordered(caps))
+    build = next(
+        (_build_path(e) for c, e in manifest_evidence if c is Capability.BUILD_SCRIPT), None
+    )
+    proc_macro = any(c is Capability.PROC_MACRO for c, _ in manifest_evidence)
+    return CapabilityReport(
+        name, version, sha, ordered(caps), build_script=build, proc_macro=proc_macro
+    )
+
+
+def _build_path(evidence: Evidence) -> str:
+    """The build script's path from its manifest evidence (`package.build = 'x.rs'`)."""
+    if evidence.file != "Cargo.toml":
+        return evidence.file
+    return evidence.item.split("=", 1)[1].strip().strip("'\"")
 
 
 def _scan_order(path: str) -> tuple[int, str]:

@@ -339,9 +339,12 @@ class Gate:
         if decision.blocks:
             policy_path = self._engine.policy.path if self._engine is not None else None
             version = version or req.version
+            # An approval only counts where the capability lock is read (the rule is on).
             approve = (
                 self.approve_command(req.crate, version)
-                if self.approve_command is not None and version is not None
+                if self.approve_command is not None
+                and self.capabilities is not None
+                and version is not None
                 else None
             )
             text = explain(decision, policy_path, req.request_id, approve)
