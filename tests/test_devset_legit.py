@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bench.devset import make_typos
-from mirror.corpus import DEFAULT_CORPUS, load_corpus
+from mirror.sources.corpus import DEFAULT_CORPUS, load_corpus
 from mirror.index import validate_name
 from mirror.policy.semver import Version
 

@@ -248,7 +248,15 @@ def explain(
     verb = "quarantined" if decision.action is Action.QUARANTINE else "blocked"
     head = f"{verb} by crate-mirror policy: "
     room = MAX_EXPLAIN_CHARS - len(head) - len(how) - len(tail) - 2
-    reason = decision.reason.rstrip(".")
+    evidence = decision.details.get("risk")
+    headline = decision.details.get("headline")
+    if decision.rule == risk.RULE and isinstance(evidence, dict) and isinstance(headline, str):
+        # The strongest evidence that fits, whole: cargo users read this, not a log.
+        reason = (
+            f"{headline}: {risk.fit_signals(evidence.get('signals', ()), room - len(headline) - 2)}"
+        )
+    else:
+        reason = decision.reason.rstrip(".")
     if len(reason) > room:
         reason = reason[: max(0, room - 3)] + "..."
     text = f"{head}{reason}. {how}{tail}"

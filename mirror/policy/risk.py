@@ -53,6 +53,7 @@ __all__ = [
     "assess_crate",
     "assess_version",
     "decision_for",
+    "fit_signals",
     "is_new",
     "summary",
 ]
@@ -555,8 +556,15 @@ def _number(value: float) -> str:
 def summary(assessment: Assessment, limit: int) -> str:
     """The evidence as one line of at most `limit` characters, strongest first:
     "looks like `tracing` (plural 's' added) +3; first published 9 hours ago +2; ..."."""
+    return fit_signals(assessment.signals, limit)
+
+
+def fit_signals(signals: Iterable[Signal | Mapping[str, Any]], limit: int) -> str:
+    """Signals (or their JSON) as "text +points; ..." in at most `limit` characters; what
+    does not fit is counted ("and 2 more"), never cut mid-sentence."""
     parts: list[str] = []
-    shown = [s for s in assessment.signals if s.text]
+    shown = [_as_signal(s) for s in signals]
+    shown = [s for s in shown if s.text]
     for i, s in enumerate(shown):
         piece = f"{s.text} {_points(s.points)}"
         rest = len(shown) - i - 1
@@ -567,6 +575,12 @@ def summary(assessment: Assessment, limit: int) -> str:
             return "; ".join([*parts, f"and {more} more"])[:limit]
         parts.append(piece)
     return "; ".join(parts)[:limit]
+
+
+def _as_signal(s: Signal | Mapping[str, Any]) -> Signal:
+    if isinstance(s, Signal):
+        return s
+    return Signal(str(s.get("id", "")), float(s.get("points", 0)), str(s.get("text", "")))
 
 
 def _points(points: float) -> str:

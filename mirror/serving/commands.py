@@ -15,5 +15,6 @@ def approve_command(name: str, version: str, *, lock: Path | None, settings: Set
     if lock is not None:
         args += ["--lock", str(lock.resolve())]
     args += ["--cache-dir", str(settings.cache_dir.resolve())]
-    args += ["--audit-dir", str(settings.audit_directory.resolve())]
+    if settings.audit_directory.resolve() != (settings.cache_dir / "audit").resolve():
+        args += ["--audit-dir", str(settings.audit_directory.resolve())]
     return shlex.join(args) + ' --reason "<why it is safe>"'

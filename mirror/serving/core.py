@@ -14,13 +14,24 @@ same request would get the same answer (the front door repeats it until then).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from mirror.audit.feed import MAX_ENTRIES, newest_entries, render_atom, render_json
 from mirror.config import Settings
-from mirror.errors import ArchiveError, IntegrityError, MirrorError, NotFound, TrustError
+from mirror.errors import (
+    ArchiveError,
+    BadRequest,
+    IntegrityError,
+    MirrorError,
+    NotFound,
+    TrustError,
+)
 from mirror.index import IndexLine, validate_name, validate_version
+from mirror.policy.decision import Decision
 from mirror.serving.downloads import CrateFetcher, CrateFile
 from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate, Request
@@ -28,11 +39,12 @@ from mirror.serving.index_cache import IndexCache, IndexEntry
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader
-from mirror.serving.views import ServedIndex
+from mirror.serving.views import Judged, RiskView, ServedIndex
 from mirror.store import Store
 from mirror.upstream.client import Upstream
 
 Reusable = Callable[[], bool]
+FEED_MAX_LIMIT = MAX_ENTRIES  # entries one near-name feed request may ask for
 
 # Failures that mean "someone may be attacking us": each is an audited block, not just a log.
 _AUDITED_FAILURES: tuple[tuple[type[MirrorError], str], ...] = (
@@ -66,6 +78,17 @@ class CrateAnswer:
     crate: CrateFile
     served_index: ServedIndex  # the crate's index file as this mirror serves it
     reusable: Reusable | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The malicious-crate rule's view of a crate (and of one version), for people."""
+
+    crate: str
+    view: RiskView
+    version: Judged | None  # the version asked about
+    held_by: Decision | None  # another rule holding that version back (deny, min_age, ...)
+    approve: str | None  # the command that approves it, with this mirror's settings
 
 
 class MirrorCore:
@@ -169,8 +192,57 @@ class MirrorCore:
                 req = Request(client.request_id, client.who, route, crate, version)
                 self.gate.failed(req, rule, str(error))
 
+    async def explain(self, name: str, version: str | None = None) -> Explanation:
+        """The evidence the risk rule weighs for `name` (and `version`), judged as serving
+        would, without recording anything: `crate-mirror explain`."""
+        name = validate_name(name)
+        engine = self.gate.engine
+        if engine is None or not engine.judges_risk:
+            raise BadRequest("the policy has no `rules.risk` turned on: nothing to explain")
+        entry = await self.indexes.get(name)
+        view = await self.evidence.view(entry, engine, self.gate.reviewer)
+        assert view is not None
+        judged, held_by, approve_version = None, None, view.newest.vers if view.newest else None
+        if version is not None:
+            line = entry.index.find(validate_version(version))
+            if line is None:
+                raise NotFound(f"{name}@{version} is not in the upstream index")
+            judged = view.versions.get(version)
+            if judged is None or view.facts[version].content is None:
+                facts = await self.evidence.version_facts(
+                    entry, line, engine, scan=True, first_seen=entry.first_seen
+                )
+                now = datetime.now(UTC)
+                result = engine.decide_risk_version(
+                    view.name,
+                    view.history,
+                    facts,
+                    now,
+                    reviewed_by=self.gate.reviewer(name, version),
+                )
+                assert result is not None
+                judged = Judged(*result)
+            held_by = self.gate.served_index(entry).hidden.get(version)
+            approve_version = version
+        approve = None
+        if approve_version is not None and self.gate.approve_command is not None:
+            approve = self.gate.approve_command(name, approve_version)
+        return Explanation(name, view, judged, held_by, approve)
+
     def health(self) -> Mapping[str, Any]:
         return {"status": "ok", "offline": self.offline}
+
+    async def near_names(self, limit: int, fmt: str, self_url: str) -> tuple[bytes, str]:
+        """The near-name feed's newest `limit` entries as a document: `json` or `atom`.
+        Returns (body, content type)."""
+        directory = self.settings.audit_directory
+        entries = await asyncio.to_thread(newest_entries, directory, min(limit, FEED_MAX_LIMIT))
+        base = self.settings.base_url
+        title = f"crate-mirror near names at {base}"
+        if fmt == "atom":
+            body = render_atom(entries, title=title, self_url=self_url, feed_id=f"{base}/feed")
+            return body, "application/atom+xml"
+        return render_json(entries, title=title), "application/json"
 
     def _while_current(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> Reusable:
         gate, is_fresh = self.gate, self.indexes.is_fresh
