@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mirror.errors import ArchiveError
-from mirror.scan.archive import ArchiveLimits, read_crate
+from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.capabilities import scan_crate
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
@@ -48,6 +48,13 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
+def read_crate(data: bytes, limits: ArchiveLimits | None = None) -> CrateFiles:
+    """Walk a whole archive, keeping every file (each check runs as it streams past)."""
+    files = CrateFiles(data, limits or ArchiveLimits(), lambda _path, _size: True)
+    files.contents = {e.path: e.content for e in files}  # type: ignore[attr-defined]
+    return files
+
+
 @contextmanager
 def rejected(match: str) -> Iterator[None]:
     start = time.monotonic()
@@ -57,12 +64,17 @@ def rejected(match: str) -> Iterator[None]:
 
 
 def test_real_crate_reads_with_prefix_and_files() -> None:
-    """A packed Debian crate unpacks in memory with its NAME-VERSION prefix stripped."""
+    """A packed Debian crate streams past with its NAME-VERSION prefix stripped: kept files
+    whole, the others as their size and first bytes."""
     src = debian_crate_dir("itoa")
-    archive = read_crate(pack_crate(src))
-    assert archive.prefix == src.name
-    assert archive.files["src/lib.rs"] == (src / "src/lib.rs").read_bytes()
-    assert archive.unpacked_bytes == sum(len(v) for v in archive.files.values())
+    files = CrateFiles(pack_crate(src), ArchiveLimits(), lambda path, _: path.endswith(".rs"))
+    entries = {e.path: e for e in files}
+    assert files.prefix == src.name
+    assert entries["src/lib.rs"].content == (src / "src/lib.rs").read_bytes()
+    readme = (src / "README.md").read_bytes()
+    assert entries["README.md"].content is None
+    assert entries["README.md"].head == readme[:8192] and entries["README.md"].size == len(readme)
+    assert files.unpacked_bytes == sum(e.size for e in entries.values())
 
 
 @pytest.mark.parametrize(
@@ -151,17 +163,24 @@ def _bomb(total: int) -> bytes:
 
 
 def test_gzip_bomb_is_rejected_without_inflating_it() -> None:
-    """A 256 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
-    data = _bomb(256 << 20)
+    """A 60 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
+    data = _bomb(60 << 20)
     assert len(data) < 1 << 20
     tracemalloc.start()
     try:
         with rejected("ratio"):
-            read_crate(data)
+            for _ in CrateFiles(data, ArchiveLimits(), lambda _path, _size: False):
+                pass
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 64 << 20
+    assert peak < 16 << 20
+
+
+def test_oversized_member_is_refused_by_its_header() -> None:
+    """A member claiming 256 MiB is refused at its header, before its data is inflated."""
+    with rejected("larger than"):
+        read_crate(_bomb(256 << 20))
 
 
 def test_total_size_limit_is_enforced_while_streaming() -> None:

@@ -1,29 +1,26 @@
 """What a crate can do, read from its `.crate` alone: no compiling, no running its code.
 
-`scan_crate` unpacks the archive in memory (`archive.read_crate`), reads `Cargo.toml` for build
-scripts, proc-macros and `links`, looks for shipped binaries by name and magic bytes, and reads
-every `.rs` file with tree-sitter (`rust.scan_rust`). Each capability carries its evidence.
+`scan_crate` streams the archive (`archive.CrateFiles`), reads `Cargo.toml` for build scripts,
+proc-macros and `links`, looks for shipped binaries by name and magic bytes, and reads every
+`.rs` file with tree-sitter (`rust.scan_rust`) for capabilities and (`content.read_content`)
+for suspicious content (`findings`). Each capability and finding carries its evidence.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mirror.errors import ArchiveError, BadRequest
-from mirror.index import validate_name, validate_version
-from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
+from mirror.scan.archive import ArchiveLimits
+from mirror.scan.findings import Context, Finding, context_of
 
-MAX_EVIDENCE = 20  # evidence entries kept per capability per crate (first in scan order)
-MAX_MANIFEST_BYTES = 1024 * 1024  # bytes; real manifests are a few KiB
-REPORT_FORMAT = 3  # bump when scanning changes, so cached reports are redone
+MAX_EVIDENCE = 20  # evidence entries kept per capability or finding per crate (scan order)
+REPORT_FORMAT = 4  # bump when scanning changes, so cached reports are redone
 
 
 class Capability(StrEnum):
@@ -68,12 +65,22 @@ class Evidence:
         return f"{self.file}:{self.line} {self.item}"
 
 
+def _empty() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class CapabilityReport:
     name: str
     version: str
     sha256: str
     capabilities: Mapping[Capability, tuple[Evidence, ...]]
+    findings: Mapping[Finding, tuple[Evidence, ...]] = field(default_factory=_empty)
+    build_script: str | None = None  # by cargo's rules: `package.build` or an implicit build.rs
+    proc_macro: bool = False
+    # Files outside their directory's usual context that a built file pulls in (`mod`,
+    # `#[path]`, `include!`): path -> the context they run in. See `findings.context_of`.
+    pulled_in: Mapping[str, Context] = field(default_factory=_empty)
 
     @property
     def capability_set(self) -> CapabilitySet:
@@ -85,10 +92,11 @@ class CapabilityReport:
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
-            "capabilities": {
-                cap.value: [{"file": e.file, "line": e.line, "item": e.item} for e in evidence]
-                for cap, evidence in self.capabilities.items()
-            },
+            "capabilities": _evidence_json(self.capabilities),
+            "findings": _evidence_json(self.findings),
+            "build_script": self.build_script,
+            "proc_macro": self.proc_macro,
+            "pulled_in": {path: context.value for path, context in self.pulled_in.items()},
         }
 
     @classmethod
@@ -97,15 +105,44 @@ class CapabilityReport:
         try:
             if obj["format"] != REPORT_FORMAT:
                 raise ValueError(f"report format {obj['format']!r} is not {REPORT_FORMAT}")
-            caps = {
-                Capability(name): tuple(
-                    Evidence(str(e["file"]), int(e["line"]), str(e["item"])) for e in evidence
-                )
-                for name, evidence in obj["capabilities"].items()
-            }
-            return cls(str(obj["name"]), str(obj["version"]), str(obj["sha256"]), _ordered(caps))
+            build_script = obj["build_script"]
+            if build_script is not None and not isinstance(build_script, str):
+                raise ValueError(f"build_script {build_script!r} is not a path")
+            if not isinstance(obj["proc_macro"], bool):
+                raise ValueError(f"proc_macro {obj['proc_macro']!r} is not a boolean")
+            return cls(
+                str(obj["name"]),
+                str(obj["version"]),
+                str(obj["sha256"]),
+                ordered(_evidence_from_json(obj["capabilities"], Capability), Capability),
+                ordered(_evidence_from_json(obj["findings"], Finding), Finding),
+                build_script,
+                obj["proc_macro"],
+                MappingProxyType(
+                    {str(path): Context(context) for path, context in obj["pulled_in"].items()}
+                ),
+            )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed capability report: {e!r}") from e
+
+
+def _evidence_json(kinds: Mapping[Any, tuple[Evidence, ...]]) -> dict[str, Any]:
+    return {
+        kind.value: [{"file": e.file, "line": e.line, "item": e.item} for e in evidence]
+        for kind, evidence in kinds.items()
+    }
+
+
+def _evidence_from_json(obj: Mapping[str, Any], kind: Any) -> dict[Any, tuple[Evidence, ...]]:
+    return {
+        kind(name): tuple(Evidence(str(e["file"]), int(e["line"]), str(e["item"])) for e in items)
+        for name, items in obj.items()
+    }
+
+
+def ordered(found: Mapping[Any, tuple[Evidence, ...]], kinds: Any) -> Mapping[Any, Any]:
+    """`found` keyed in the enum's order (capabilities or findings), read-only."""
+    return MappingProxyType({k: found[k] for k in kinds if k in found})
 
 
 def scan_crate(
@@ -113,149 +150,26 @@ def scan_crate(
     limits: ArchiveLimits = ArchiveLimits(),  # noqa: B008 - frozen, immutable default
 ) -> CapabilityReport:
     """Scan one `.crate`; raises ArchiveError if it is hostile or malformed."""
-    # Imported here: rust.py needs `Capability` from this module.
-    from mirror.scan.rust import scan_rust
+    # Imported here: the reader's modules need `Capability` from this module.
+    from mirror.scan.crate_scan import CrateScan
 
-    archive = read_crate(data, limits)
-    name, version, manifest_evidence = _read_manifest(archive)
-    found: dict[Capability, list[Evidence]] = {}
-
-    def add(cap: Capability, evidence: Evidence) -> None:
-        kept = found.setdefault(cap, [])
-        if len(kept) < MAX_EVIDENCE:
-            kept.append(evidence)
-
-    for cap, evidence in manifest_evidence:
-        add(cap, evidence)
-    for path in sorted(archive.files, key=_scan_order):
-        content = archive.files[path]
-        kind = _binary_kind(path, content)
-        if kind is not None:
-            add(Capability.BINARY, Evidence(path, 1, kind))
-        elif path.endswith(".rs"):
-            # Once a capability has all the evidence we keep, its tokens stop costing parses.
-            budget = {c: MAX_EVIDENCE - len(found.get(c, ())) for c in _ALL}
-            wanted = frozenset(c for c, left in budget.items() if left > 0)
-            for f in scan_rust(content, path, wanted, budget):
-                add(f.capability, Evidence(path, f.line, f.item))
-    sha = hashlib.sha256(data).hexdigest()
-    caps = {cap: tuple(evidence) for cap, evidence in found.items()}
-    return CapabilityReport(name, version, sha, _ordered(caps))
-
-
-def _ordered(caps: Mapping[Capability, tuple[Evidence, ...]]) -> Mapping[Capability, Any]:
-    return MappingProxyType({c: caps[c] for c in Capability if c in caps})
-
-
-def _scan_order(path: str) -> tuple[int, str]:
-    """Build script first, then library code, then the rest (tests, examples)."""
-    if path == "build.rs":
-        return 0, path
-    if path.startswith("src/"):
-        return 1, path
-    return 2, path
-
-
-def _read_manifest(archive: CrateArchive) -> tuple[str, str, list[tuple[Capability, Evidence]]]:
-    raw = archive.files.get("Cargo.toml")
-    if raw is None:
-        raise ArchiveError(f"{archive.prefix}/Cargo.toml is missing")
-    # tomllib is pure Python: a giant manifest would be a slow-scan denial of service.
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ArchiveError(f"Cargo.toml is larger than {MAX_MANIFEST_BYTES} bytes")
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        manifest = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ArchiveError(f"Cargo.toml is not valid TOML: {e}") from e
-    package = manifest.get("package")
-    if not isinstance(package, dict):
-        raise ArchiveError("Cargo.toml has no [package] table")
-    name, version = package.get("name"), package.get("version")
-    if not isinstance(name, str) or not isinstance(version, str):
-        raise ArchiveError("Cargo.toml lacks a literal package name or version")
-    try:
-        validate_name(name)
-        validate_version(version)
-    except BadRequest as e:
-        raise ArchiveError(f"Cargo.toml: {e}") from e
-    # cargo refuses archives whose prefix is not NAME-VERSION; so do we, or a crate could
-    # be scanned under one identity and unpacked under another.
-    if archive.prefix != f"{name}-{version}":
-        raise ArchiveError(f"archive prefix {archive.prefix!r} is not {name}-{version}")
-    lines = text.splitlines()
-    evidence: list[tuple[Capability, Evidence]] = []
-    build = package.get("build")
-    if isinstance(build, str):
-        at = _line_of(lines, "build") or 1
-        evidence.append(
-            (Capability.BUILD_SCRIPT, Evidence("Cargo.toml", at, f"package.build = {build!r}"))
-        )
-    elif build is not False and "build.rs" in archive.files:  # cargo's implicit build script
-        evidence.append((Capability.BUILD_SCRIPT, Evidence("build.rs", 1, "build.rs")))
-    lib = manifest.get("lib")
-    if isinstance(lib, dict) and (lib.get("proc-macro") is True or lib.get("proc_macro") is True):
-        at = _line_of(lines, "proc-macro") or _line_of(lines, "proc_macro") or 1
-        evidence.append(
-            (Capability.PROC_MACRO, Evidence("Cargo.toml", at, "lib.proc-macro = true"))
-        )
-    links = package.get("links")
-    if isinstance(links, str):
-        at = _line_of(lines, "links") or 1
-        evidence.append(
-            (Capability.LINKS, Evidence("Cargo.toml", at, f"package.links = {links!r}"))
-        )
-    return name, version, evidence
-
-
-def _line_of(lines: list[str], key: str) -> int | None:
-    pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
-    for number, line in enumerate(lines, start=1):
-        if pattern.match(line):
-            return number
-    return None
-
-
-_BINARY_SUFFIXES = (".so", ".dll", ".dylib", ".a", ".lib", ".exe", ".o", ".obj", ".node", ".wasm")
-_MACHO_MAGIC = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
-
-
-def _binary_kind(path: str, content: bytes) -> str | None:
-    """What pre-built code a file is, by magic bytes first and then by name; None if none."""
-    head = content[:64]
-    if head.startswith(b"\x7fELF"):
-        return "ELF binary"
-    if head.startswith(b"MZ") and _is_pe(content):
-        return "PE (Windows) binary"
-    if head[:4] in _MACHO_MAGIC:
-        return "Mach-O binary"
-    if head.startswith(b"\xca\xfe\xba\xbe") and len(content) > 8 and content[7] < 20:
-        return "Mach-O universal binary"  # (a Java class shares the magic; its byte 7 is >= 45)
-    if head.startswith(b"!<arch>\n"):
-        return "static library (ar archive)"
-    if head.startswith(b"\0asm"):
-        return "WebAssembly module"
-    name = path.rsplit("/", 1)[-1].lower()
-    if name.endswith(_BINARY_SUFFIXES) or ".so." in name:
-        return f"binary by name ({name.rsplit('.', 1)[-1]})"
-    return None
-
-
-def _is_pe(content: bytes) -> bool:
-    if len(content) < 0x40:
-        return False
-    offset = int.from_bytes(content[0x3C:0x40], "little")
-    return content[offset : offset + 4] == b"PE\0\0"
+    return CrateScan(data, limits).report()
 
 
 def report_lines(report: CapabilityReport) -> list[str]:
-    """A human rendering: one line per capability, then its evidence indented."""
+    """A human rendering: each capability, then each finding (with the context its file runs
+    in), each with its evidence indented."""
     out = [f"{report.name} {report.version} (sha256 {report.sha256[:16]}...)"]
     if not report.capabilities:
         out.append("  no capabilities found")
     for cap, evidence in report.capabilities.items():
         out.append(f"  {cap.value}")
         out.extend(f"      {e}" for e in evidence)
+    if report.findings:
+        out.append("  findings:")
+    for finding, evidence in report.findings.items():
+        out.append(f"    {finding.value}")
+        out.extend(f"      [{context_of(report, e.file).value}] {e}" for e in evidence)
     return out
 
 

@@ -22,8 +22,24 @@ OnMatch = Callable[[int, int, int, int, object], bool | None]
 class Patterns:
     """Byte regexes (hyperscan syntax) reported by index and start offset."""
 
-    def __init__(self, expressions: Sequence[bytes]) -> None:
+    def __init__(
+        self,
+        expressions: Sequence[bytes],
+        caseless: Sequence[int] = (),
+        once: Sequence[int] = (),
+        start_of_match: bool = True,
+    ) -> None:
+        """`caseless`: indices of expressions matched ignoring case; `once`: of expressions
+        reported at their first match only. `start_of_match`: report where matches start
+        (`starts`); costly for some expressions, so optional (`ends`)."""
         self._expressions = list(expressions)
+        base = hyperscan.HS_FLAG_SOM_LEFTMOST if start_of_match else 0
+        self._flags = [
+            base
+            | (hyperscan.HS_FLAG_CASELESS if i in caseless else 0)
+            | (hyperscan.HS_FLAG_SINGLEMATCH if i in once else 0)
+            for i in range(len(self._expressions))
+        ]
         self._thread = threading.local()
 
     @functools.cached_property
@@ -33,7 +49,7 @@ class Patterns:
             expressions=self._expressions,
             ids=list(range(len(self._expressions))),
             elements=len(self._expressions),
-            flags=hyperscan.HS_FLAG_SOM_LEFTMOST,  # report where a match starts, too
+            flags=self._flags,
         )
         return db
 
@@ -57,4 +73,14 @@ class Patterns:
 
         self.scan(data, on_match)
         found.sort()  # hyperscan reports in order of the match's end
+        return found
+
+    def ends(self, data: bytes) -> list[tuple[int, int]]:
+        """Every (end, pattern index) in `data`, in order of end."""
+        found: list[tuple[int, int]] = []
+
+        def on_match(index: int, start: int, end: int, flags: int, context: object) -> None:
+            found.append((end, index))
+
+        self.scan(data, on_match)
         return found

@@ -73,16 +73,18 @@ def scan_rust(
     file: str,
     wanted: frozenset[Capability] = frozenset(Capability),
     budget: Mapping[Capability, int] | None = None,
+    regions: Regions | None = None,
 ) -> list[Finding]:
     """Capabilities used by one Rust file (`file` is its path inside the crate).
 
     `budget` (evidence still wanted per capability, default unlimited) lets the reader stop
     parsing items for `unsafe`, `extern` and `#[link]` once enough of them are confirmed:
-    the findings returned for those then still include the first `budget` lines."""
+    the findings returned for those then still include the first `budget` lines.
+    `regions` shares parsed items with other readers of the same file."""
     hits = find_tokens(source, wanted)
     if not hits:
         return []
-    reader = _FileReader(source, file, wanted, budget)
+    reader = _FileReader(source, file, wanted, budget, regions or Regions(source, file))
     reader.parse_regions(hits)
     # Second pass: after `use std::env as e`, lines saying `e::var(..)` matter too.
     extra = frozenset(a for a in reader.names.aliases if not is_token(a, wanted))
@@ -99,12 +101,13 @@ class _FileReader:
         file: str,
         wanted: frozenset[Capability],
         budget: Mapping[Capability, int] | None,
+        regions: Regions,
     ) -> None:
         self.source = source
         self.file = file
         self.wanted = wanted
         self.aliases: re.Pattern[bytes] | None = None  # names bound by `use`, once collected
-        self.regions = Regions(source)
+        self.regions = regions
         self.names = AliasTable(file)
         # Lines confirmed to hold a finding of a capability an item-local token grants.
         self._budget = budget
