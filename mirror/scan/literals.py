@@ -116,7 +116,10 @@ def urls(
                 yield Finding.URL, f"IP address {address}: {shown(text)}"
     for match in _IPV6.finditer(text):
         candidate = match.group(1)
-        if candidate.count(":") >= 2 and candidate not in hosts and _is_remote(candidate):
+        groups = [g for g in candidate.split(":") if g]
+        # `::6` in `.::6;` is an address only by accident: ask for two groups, or one long one.
+        deliberate = len(groups) >= 2 or any(len(g) >= 3 for g in groups)
+        if deliberate and candidate not in hosts and _is_remote(candidate):
             yield Finding.URL, f"IP address {candidate}: {shown(text)}"
 
 
@@ -255,7 +258,8 @@ def decoded_bytes(data: bytes) -> tuple[str, str] | None:
     if MIN_KEYED_BYTES <= len(data) <= MAX_KEYED_BYTES:
         for key, table in _KEY_TABLES:
             candidate = printable_text(data.translate(table))
-            if candidate is not None and suspicious(candidate):
+            # Strict: 510 keys over arbitrary bytes would spell a bare address by chance.
+            if candidate is not None and suspicious(candidate, addresses=False):
                 return key, candidate
     if text is not None and len(text) >= MIN_DECODED_TEXT:
         return "text", text
@@ -433,16 +437,19 @@ def classify(
     return found
 
 
-def suspicious(text: str) -> bool:
-    """Is `text` something worth hiding: a URL, address, secret's path or command?"""
-    return bool(findings_keys(text))
+def suspicious(text: str, addresses: bool = True) -> bool:
+    """Is `text` something worth hiding: a URL, (an address), a secret's path, a command?"""
+    return bool(findings_keys(text, addresses))
 
 
-def findings_keys(text: str) -> set[tuple[Finding, str]]:
+def findings_keys(text: str, addresses: bool = True) -> set[tuple[Finding, str]]:
     """What `text` shows, without the text itself (`(URL, host)`, `(SENSITIVE_PATH, label)`):
     to tell whether pieces joined show something none of them shows alone."""
     found = classify(text.replace("\0", " "), 0)
-    return {(kind, item.split(": ", 1)[0]) for kind, item in found if kind in _HIDDEN_KINDS}
+    keys = {(kind, item.split(": ", 1)[0]) for kind, item in found if kind in _HIDDEN_KINDS}
+    if not addresses:
+        keys = {(kind, key) for kind, key in keys if not key.startswith("IP address")}
+    return keys
 
 
 _HIDDEN_KINDS = frozenset(

@@ -13,7 +13,7 @@ import re
 
 from mirror.scan.capabilities import Capability
 from mirror.scan.multimatch import Patterns
-from mirror.scan.rules import BARE, RULE_PATHS
+from mirror.scan.rules import BARE, CALL_RULES, METHODS, RULE_PATHS
 
 _STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})
 # A path to a rule must spell the rule's first distinctive segment (`process` in
@@ -24,8 +24,14 @@ _TOKEN_CAPS: dict[str, frozenset[Capability]] = {}
 for _path, _cap in RULE_PATHS:
     _seg = next(s for s in _path if s not in _STOP_SEGMENTS)
     _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
-for _name, _cap in BARE.items():
+for _name, _cap in (*BARE.items(), *METHODS.items()):
     _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
+# Calls into libc: `libc` for any of them (FFI), `libc::open` and its kind for file access;
+# `use libc::{open}` is read for the alias, after which `open` is a token of the second pass.
+_TOKEN_CAPS["libc"] = frozenset({Capability.FFI})
+for _rule in CALL_RULES[Capability.FS]:
+    _TOKEN_CAPS[_rule] = frozenset({Capability.FS})
+_TOKEN_CAPS["use libc"] = frozenset({Capability.FS})
 _TOKEN_CAPS.update(
     {
         "File": frozenset({Capability.FS}),

@@ -12,7 +12,15 @@ from tree_sitter import Node
 
 from mirror.errors import ArchiveError
 from mirror.scan.capabilities import Capability
-from mirror.scan.rules import BARE, BARE_CALLS, Path_, absolute, match_path, relevant
+from mirror.scan.rules import (
+    BARE,
+    BARE_CALLS,
+    Path_,
+    absolute,
+    match_call,
+    match_path,
+    relevant,
+)
 from mirror.scan.syntax import MAX_PATH_SEGMENTS, NAME_NODES, PATH_NODES, segments, text
 
 Found = tuple[Capability, Node, str]
@@ -125,4 +133,14 @@ class AliasTable:
         if cap is None and path[:2] in BARE_CALLS and path[0] not in self.aliases:
             cap = BARE_CALLS[path[:2]]
         if cap is not None:
+            yield cap, node, "::".join(resolved)
+
+    def call_findings(self, node: Node, path: Path_ | None) -> Iterator[Found]:
+        """What calling `path` grants beyond naming it (`libc::open(..)`: FFI and FS)."""
+        if path is None:
+            return
+        resolved = self.resolve(path)
+        if resolved is None:
+            return
+        for cap in match_call(resolved):
             yield cap, node, "::".join(resolved)

@@ -36,7 +36,7 @@ from mirror.scan.prefilter import (
 )
 from mirror.scan.regions import Captures, Region, Regions
 from mirror.scan.resolve import AliasTable, Found
-from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS
+from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS, METHODS
 from mirror.scan.syntax import (
     QUERY,
     USE_QUERY,
@@ -244,7 +244,16 @@ class _FileReader:
                 body = read_macro_body(node)
                 for start, path in body.paths:
                     yield from names.path_findings(start, path)
+                for start, path in body.calls:
+                    yield from names.call_findings(start, path)
                 yield from body.local
+        for node in c.get("call", ()):
+            if not uses.holds(node):
+                yield from names.call_findings(node, segments(node))
+        for node in c.get("method", ()):
+            cap = METHODS.get(text(node))
+            if cap is not None:
+                yield cap, node, f".{text(node)}()"
         for node in c.get("macro", ()):
             # The query matched only invocations with both: `m!(..)`, `a::m![..]`, `m! {..}`.
             name_node = node.child_by_field_name("macro")
