@@ -13,8 +13,6 @@ bounded by what the caller keeps, whatever the archive unpacks to (an accepted a
 
 from __future__ import annotations
 
-import io
-import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import cast
 from isal import isal_zlib
 
 from mirror.errors import ArchiveError
+from mirror.scan.tar_headers import Header, headers
 
 _INFLATE_SLICE = 1024 * 1024  # bytes inflated per step, so a bomb is caught within one slice
 _INPUT_CHUNK = 64 * 1024  # compressed bytes handed to the inflater per step
@@ -75,34 +74,25 @@ class CrateFiles:
         stream = _Inflated(self._data, self._limits)
         seen: set[str] = set()
         entries = 0
-        try:
-            stream.mark(0)
-            with tarfile.open(fileobj=stream, mode="r:") as tar:
-                while (member := tar.next()) is not None:
-                    # tarfile keeps every header (20 000 of them: megabytes); none is needed.
-                    tar.members.clear()  # type: ignore[attr-defined]
-                    entries += 1
-                    if entries > self._limits.max_files:
-                        raise ArchiveError(f"crate has more than {self._limits.max_files} entries")
-                    top, rel = _check_name(member.name)
-                    if self.prefix is None:
-                        self.prefix = top
-                    elif top != self.prefix:
-                        raise ArchiveError(f"entry {member.name[:200]!r} is outside {self.prefix}/")
-                    if not member.isdir():
-                        _check_type(member)
-                        self._check_size(rel, member.size)
-                        # Duplicate entries: a scanner reading the first copy and an unpacker
-                        # keeping the last would see different code.
-                        if rel in seen:
-                            raise ArchiveError(f"crate contains {rel[:200]!r} twice")
-                        seen.add(rel)
-                        yield self._entry(stream, member, rel)
-                    stream.mark(tar.offset)  # where the next header (or the end) starts
-        except ArchiveError:
-            raise
-        except (tarfile.TarError, EOFError, ValueError, OSError, UnicodeError) as e:
-            raise ArchiveError(f"crate is not a valid tar archive: {e}") from e
+        for header in headers(stream):
+            entries += 1
+            if entries > self._limits.max_files:
+                raise ArchiveError(f"crate has more than {self._limits.max_files} entries")
+            top, rel = _check_name(header.name)
+            if self.prefix is None:
+                self.prefix = top
+            elif top != self.prefix:
+                raise ArchiveError(f"entry {header.name[:200]!r} is outside {self.prefix}/")
+            if header.kind == "dir":
+                continue
+            _check_type(header)
+            self._check_size(rel, header.size)
+            # Duplicate entries: a scanner reading the first copy and an unpacker keeping
+            # the last would see different code.
+            if rel in seen:
+                raise ArchiveError(f"crate contains {rel[:200]!r} twice")
+            seen.add(rel)
+            yield self._entry(stream, header, rel)
         stream.check_end()
         if self.prefix is None:
             raise ArchiveError("crate archive is empty")
@@ -116,30 +106,26 @@ class CrateFiles:
         if self.unpacked_bytes > self._limits.max_total_bytes:
             raise ArchiveError(f"crate unpacks to more than {self._limits.max_total_bytes} bytes")
 
-    def _entry(self, stream: _Inflated, member: tarfile.TarInfo, rel: str) -> Entry:
-        keep = self._keep(rel, member.size)
-        if keep and member.size > self._limits.max_read_bytes:
+    def _entry(self, stream: _Inflated, header: Header, rel: str) -> Entry:
+        keep = self._keep(rel, header.size)
+        if keep and header.size > self._limits.max_read_bytes:
             raise ArchiveError(
                 f"{rel[:200]!r} is larger than {self._limits.max_read_bytes} bytes (read whole)"
             )
-        # Read straight from the stream (a regular, non-sparse member's data is contiguous):
-        # tarfile's file object costs more than the header parse.
-        stream.seek(member.offset_data)
-        want = member.size if keep else min(member.size, HEAD_BYTES)
+        want = header.size if keep else min(header.size, HEAD_BYTES)
         data = stream.read(want)
         if len(data) != want:
             raise ArchiveError(f"{rel[:200]!r} is cut short: the tar is truncated")
-        return Entry(rel, member.size, data[:HEAD_BYTES], data if keep else None)
+        return Entry(rel, header.size, data[:HEAD_BYTES], data if keep else None)
 
 
-class _Inflated(io.RawIOBase):
+class _Inflated:
     """The tar inside the gzip stream, inflated only as far as it is read: forward only.
 
-    tarfile's random-access mode (`r:`) asks for headers and member data in order; skipping
-    a member seeks forward, which inflates and discards. Seeking back is never needed."""
+    Headers and member data are read in order; skipping a member seeks forward, which
+    inflates and discards. Seeking back is never needed."""
 
     def __init__(self, data: bytes, limits: ArchiveLimits) -> None:
-        super().__init__()
         self._data = memoryview(data)
         self._limits = limits
         # ISA-L inflates 2.5x faster than zlib, with zlib's API (and its bounded `max_length`).
@@ -150,53 +136,33 @@ class _Inflated(io.RawIOBase):
         self._offset = 0  # tar offset of the start of `_slice`
         self._at = 0  # read position within `_slice`
         self._inflated = 0  # bytes inflated in total
-        self._mark: int | None = None  # see `mark`
-        self._marked: list[bytes] = []
         self._max_read = limits.max_read_bytes + HEAD_BYTES
         self._cap = (
             limits.max_total_bytes + limits.max_files * _TAR_OVERHEAD_PER_ENTRY + _RATIO_FLOOR
         )
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
     def tell(self) -> int:
         return self._offset + self._at
 
-    def mark(self, offset: int) -> None:
-        """Keep a copy of what is read from `offset` on (until the next mark): the bytes a
-        failed header read consumed, which `rest_is_zeros` must also see."""
-        self._mark = offset
-        self._marked = []
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self.tell() + offset
-        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self.tell():
-            raise ArchiveError("crate archive asked to be read backwards")  # (never by tarfile)
+    def seek(self, target: int) -> int:
+        if target < self.tell():
+            raise ArchiveError("crate archive asked to be read backwards")  # (never: a bug)
         while target > self._offset + len(self._slice):
             if not self._next_slice():
                 raise ArchiveError("crate gzip stream is truncated")
         self._at = target - self._offset
         return target
 
-    def read(self, size: int | None = -1) -> bytes:
-        # A hostile PAX or GNU long-name header can claim gigabytes: tarfile would ask for
-        # them in one read. No real header or kept file comes near this bound.
-        if size is None or size < 0 or size > self._max_read:
+    def read(self, size: int) -> bytes:
+        # Bounded whatever a header claims: no real header or kept file comes near this.
+        if size < 0 or size > self._max_read:
             raise ArchiveError(f"crate asks for a read of {size} bytes at once")
-        start = self._offset + self._at
         end = self._at + size
         if end <= len(self._slice):  # the common case: within the slice at hand
             data = self._slice[self._at : end]
             self._at = end
-        else:
-            data = self._gather(size)
-        if self._mark is not None and start + len(data) > self._mark:
-            self._marked.append(data[max(0, self._mark - start) :])
-        return data
+            return data
+        return self._gather(size)
 
     def _gather(self, size: int) -> bytes:
         pieces: list[bytes] = []
@@ -210,19 +176,11 @@ class _Inflated(io.RawIOBase):
             pieces.append(piece)
         return b"".join(pieces)
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def check_end(self) -> None:
-        """Refuse anything but zeros from the last mark on (tar padding, the end-of-archive
-        blocks) to the end of the gzip stream, and anything but zeros after that stream.
-        tarfile stops quietly at a corrupt header after the first, and bytes after the gzip
-        member are invisible to cargo's reader but not to every tool: a reader more lenient
-        than ours could see hidden entries."""
-        if any(piece.strip(b"\0") for piece in self._marked):
-            raise ArchiveError("crate has data after the end of its tar archive")
+        """Refuse anything but zeros from here (after the end-of-archive block) to the end
+        of the gzip stream, and anything but zeros after that stream. Bytes after the tar's
+        end or after the gzip member are invisible to cargo's reader but not to every tool:
+        a reader more lenient than ours could see hidden entries."""
         while True:
             if self._slice[self._at :].strip(b"\0"):
                 raise ArchiveError("crate has data after the end of its tar archive")
@@ -279,14 +237,14 @@ def _check_name(name: str) -> tuple[str, str]:
     return parts[0], "/".join(parts[1:])
 
 
-def _check_type(member: tarfile.TarInfo) -> None:
+def _check_type(header: Header) -> None:
     # Symlinks and hard links point an unpacker at files outside the crate (or at another
     # entry, hiding content from a scan); devices and FIFOs have no place in source.
-    if member.issym() or member.islnk():
-        raise ArchiveError(f"crate contains a link: {member.name[:200]!r}")
-    if not member.isreg():
-        raise ArchiveError(f"crate contains a special file: {member.name[:200]!r}")
+    if header.kind == "link":
+        raise ArchiveError(f"crate contains a link: {header.name[:200]!r}")
     # A sparse file's bytes in the tar are not its content (holes are left out): an unpacker
     # would write what the scan never saw. `cargo package` writes none.
-    if member.issparse():
-        raise ArchiveError(f"crate contains a sparse file: {member.name[:200]!r}")
+    if header.kind == "sparse":
+        raise ArchiveError(f"crate contains a sparse file: {header.name[:200]!r}")
+    if header.kind != "file":
+        raise ArchiveError(f"crate contains a special file: {header.name[:200]!r}")

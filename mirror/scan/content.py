@@ -26,21 +26,23 @@ from mirror.scan.content_tokens import Hit, Token, content_hits
 from mirror.scan.findings import Finding
 from mirror.scan.literals import (
     HOME_VARIABLES,
+    MIN_ESCAPES,
     SHELLS,
     Found,
     classify,
     decoded_bytes,
     findings_keys,
-    is_doc_host,
     is_secret_variable,
     literal_text,
     shown,
     text_array,
+    urls,
 )
 from mirror.scan.prefilter import code_start, comment_only
 from mirror.scan.regions import Region, Regions
 from mirror.scan.syntax import LANGUAGE, first_string, segments, text
 
+Spot = tuple[int, Token]  # a hit that needs parsing: (offset, token)
 MAX_PER_KIND = 20  # findings kept per kind per file (the report keeps 20 per crate)
 MAX_REFERENCED = 16  # constants a decoding region names whose bytes are decoded too
 _STRING_TOKENS = frozenset({Token.STRING, Token.URL, Token.ADDRESS})
@@ -53,7 +55,9 @@ _LITERAL_NODES = frozenset(
      "boolean_literal"}
 )  # fmt: skip
 _PLACEHOLDER = "\0"  # a value only known at run time, inside an assembled string
-_URL_HOST = re.compile(rb"/?/?(?:[^@/\s\"]*@)?([A-Za-z0-9.-]+)")
+_QUOTES = re.compile(rb'(?<!\\)(?:\\\\)*"')  # a quote not escaped by a backslash
+_RAW_STRING = re.compile(rb"\br#*\"")
+_DASH_C = re.compile(rb'"(?:-c|/[cC])"')
 _CONSTANT_NAME = re.compile(rb"\b[A-Z][A-Z0-9_]{2,}\b")
 _TEST_ATTRIBUTE = re.compile(rb"#\[\s*(?:cfg\s*\(\s*test\s*\)|test)\s*\]")
 _TEST_ITEMS = frozenset({"mod_item", "function_item", "impl_item", "const_item", "static_item"})
@@ -84,12 +88,18 @@ class CrateFacts:
 
 
 def read_content(
-    source: bytes, file: str, regions: Regions, facts: CrateFacts, build: bool
+    source: bytes,
+    file: str,
+    regions: Regions,
+    facts: CrateFacts,
+    build: bool,
+    hits: list[Hit] | None = None,
 ) -> list[tuple[Finding, int, str]]:
     """Findings in one Rust file (`file`: its path in the crate; `build`: it runs at build
-    time), as (finding, 1-based line, item), at most MAX_PER_KIND per kind, first lines first."""
-    hits = content_hits(source)
-    if not hits:
+    time), as (finding, 1-based line, item), at most MAX_PER_KIND per kind, first lines first.
+    `hits`: the file's `content_hits`, if the caller has them already."""
+    hits = content_hits(source) if hits is None else hits
+    if not any(token is not Token.PULL for _, token, _ in hits):
         return []
     return _ContentReader(source, file, regions, facts, build).read(hits)
 
@@ -107,21 +117,25 @@ class _ContentReader:
         self.own = () if build else facts.own_urls
         self.found: dict[tuple[Finding, int, str], None] = {}
         self._seen: set[tuple[str, int, int]] = set()  # nodes judged (purpose, byte range)
+        self._code_start = code_start(source)
+        self._attributes_end: int | None = None  # see `_leading_attributes`, once needed
 
     def read(self, hits: list[Hit]) -> list[tuple[Finding, int, str]]:
-        by_region: dict[int, tuple[Region, list[Hit]]] = {}
-        start = code_start(self.source)
+        by_region: dict[int, tuple[Region, list[Spot]]] = {}
+        start = self._code_start
         lines: dict[int, bool] = {}  # line start -> comment only?
-        for offset, token in hits:
-            if offset < start:
+        last: tuple[int, Token] | None = None
+        for offset, token, match_start in hits:
+            if offset < start or (offset, token) == last or token is Token.PULL:
                 continue
+            last = (offset, token)
             line_start = self.source.rfind(b"\n", 0, offset) + 1
+            line_end = self.source.find(b"\n", offset)
+            line_end = len(self.source) if line_end < 0 else line_end
             comment = lines.get(line_start)
             if comment is None:
-                line_end = self.source.find(b"\n", offset)
-                line_end = len(self.source) if line_end < 0 else line_end
                 comment = lines[line_start] = comment_only(self.source, line_start, line_end)
-            if comment or self._certainly_inert(token, line_start, offset):
+            if comment or self._certainly_inert(token, line_start, line_end, offset, match_start):
                 continue
             region, _ = self.regions.region_of(offset)
             by_region.setdefault(id(region), (region, []))[1].append((offset, token))
@@ -138,17 +152,68 @@ class _ContentReader:
                 out.append((finding, line, item))
         return out
 
-    def _certainly_inert(self, token: Token, line_start: int, offset: int) -> bool:
-        """Hits that cannot give a finding, told without parsing: a dotted quad on a line
-        naming an OID, and a documentation host's URL after `//` or an attribute's `#[` on
-        its line (a comment, an attribute, or prose in a string: none counts)."""
-        before = self.source[line_start:offset]
-        if token is Token.ADDRESS:
-            return b"OID" in before.upper()
-        if token is Token.URL and (b"//" in before[:-2] or before.lstrip().startswith(b"#")):
-            host = _URL_HOST.match(self.source, offset + 1)
-            return host is not None and is_doc_host(host.group(1).decode("ascii").lower())
-        return False
+    def _certainly_inert(
+        self, token: Token, line_start: int, line_end: int, offset: int, match_start: int
+    ) -> bool:
+        """Hits that cannot give a finding, told without parsing (most hits: parsing is the
+        costly step). A literal's findings are those of its text; a hit between two quotes
+        on its line whose text (as written, and unescaped) shows nothing cannot be in a
+        literal that shows something: the literal's text is that text (or the hit is not in
+        a literal at all). Raw strings, which may hold quotes, are always parsed. Also: a
+        dotted quad on a line naming an OID, and an array of codes that spells no text."""
+        if token is Token.TEXT_ARRAY:
+            values = re.findall(rb"[0-9a-fA-FxX]+", self.source[match_start : offset + 1])
+            numbers = [_integer(v.decode("ascii")) for v in values]
+            return text_array([n for n in numbers if n is not None]) is None
+        if token not in _STRING_TOKENS:
+            return False
+        line = self.source[line_start:line_end]
+        at = offset - line_start
+        if token is Token.ADDRESS and b"OID" in line[:at].upper():
+            return True
+        if line[at : at + 1] == b'"':
+            at -= 1  # a match ending on the literal's closing quote
+        if _RAW_STRING.search(line, 0, at):
+            return False
+        segment = _quoted_segment(line, at)
+        if segment is None:
+            return token is not Token.STRING and self._url_fragment_inert(line, at)
+        # The crate's leading attributes (`#![doc(html_root_url = "..")]`) are read exactly:
+        # from the first code on, whole lines of attributes and comments only.
+        in_attribute = line.lstrip().startswith(b"#") and line_start < self._attributes()
+        return not self._may_find(segment, line_start + at, in_attribute)
+
+    @staticmethod
+    def _url_fragment_inert(line: bytes, at: int) -> bool:
+        """A URL or address on a line of a literal spanning lines: its fragment on this line
+        is part of the literal's text, and URLs neither span lines nor lose prose by being
+        part of more text; so a fragment showing none shows none in the literal. (Unless a
+        `\\` continues the line into the next: the URL could go on there.)"""
+        quotes = [match.end() - 1 for match in _QUOTES.finditer(line)]
+        before = [q for q in quotes if q < at]
+        after = [q for q in quotes if q > at]
+        fragment = line[before[-1] + 1 :] if before else line[: after[0] if after else len(line)]
+        if fragment.rstrip().endswith(b"\\"):
+            return False
+        return not list(urls(fragment.decode("utf-8", errors="replace")))
+
+    def _attributes(self) -> int:
+        if self._attributes_end is None:
+            self._attributes_end = _leading_attributes(self.source, self._code_start)
+        return self._attributes_end
+
+    def _may_find(self, segment: bytes, offset: int, in_attribute: bool) -> bool:
+        """Could a literal with this text (as written) give a finding?"""
+        raw = segment.decode("utf-8", errors="replace")
+        value = literal_text(f'"{raw}"') if "\\" in raw else (raw, 0)
+        texts = {raw} if value is None else {raw, value[0]}
+        for text_value in texts:
+            name = text_value.strip()
+            if classify(text_value, 0, in_attribute=in_attribute) or name in HOME_VARIABLES:
+                return True
+            if name in SHELLS and _DASH_C.search(self.source, offset, offset + 400):
+                return True
+        return value is not None and value[1] >= MIN_ESCAPES
 
     def _test_items(self) -> list[tuple[int, int]]:
         """The lines of `#[cfg(test)]` and `#[test]` items: compiled only for the crate's own
@@ -175,7 +240,7 @@ class _ContentReader:
 
     # -- one region ------------------------------------------------------------------------------
 
-    def _read_region(self, region: Region, hits: list[Hit]) -> None:
+    def _read_region(self, region: Region, hits: list[Spot]) -> None:
         local = [(offset - region.start, token) for offset, token in hits]
         tokens = {token for _, token in local}
         whole = Token.DECODE in tokens or Token.ASSEMBLY in tokens
@@ -255,8 +320,7 @@ class _ContentReader:
         literal `-c` or `/C` (the command line a shell runs)?"""
         start = region.start + node.end_byte
         end = self.source.find(b";", start, start + 400)
-        tail = self.source[start : end if end >= 0 else start + 400]
-        return re.search(rb'"(?:-c|/[cC])"', tail) is not None
+        return _DASH_C.search(self.source, start, end if end >= 0 else start + 400) is not None
 
     def _text_array(self, region: Region, array: Node) -> None:
         if not self._first_time(region, array):
@@ -374,7 +438,7 @@ class _ContentReader:
 Captures = Mapping[str, list[Node]]
 
 
-def _spans(source: bytes, region: Region, hits: list[Hit]) -> list[tuple[int, int]]:
+def _spans(source: bytes, region: Region, hits: list[Spot]) -> list[tuple[int, int]]:
     """The lines (byte spans within the region) holding hits, merged when close."""
     spans: list[tuple[int, int]] = []
     base = region.start
@@ -539,6 +603,35 @@ class _Nodes:
                 value = literal_text(text(node))
                 if value is not None and len(value[0]) >= 4:
                     yield node, value[0].encode("latin-1", errors="replace")
+
+
+_ATTRIBUTE_LINE = re.compile(rb'[ \t]*#!?\[(?:[^"\n\\]|"(?:[^"\\\n]|\\.)*")*\][ \t]*(?:\r?\n|\Z)')
+_BLANK_OR_COMMENT_LINE = re.compile(rb"[ \t]*(?://[^\n]*)?(?:\r?\n|\Z)")
+
+
+def _leading_attributes(source: bytes, start: int) -> int:
+    """Where the run of whole attribute lines (each closing on its line, its strings too),
+    blank lines and `//` comments that follows the first code of a file ends. The lexer is
+    in code at `start` (`code_start`), so the strings in these lines are exactly those of
+    the attributes; a `/*` anywhere ends the run (a comment could open there)."""
+    at = start
+    while at < len(source):
+        line = _ATTRIBUTE_LINE.match(source, at) or _BLANK_OR_COMMENT_LINE.match(source, at)
+        if line is None or line.end() == at or b"/*" in line.group(0):
+            break
+        at = line.end()
+    return at
+
+
+def _quoted_segment(line: bytes, at: int) -> bytes | None:
+    """The bytes between the unescaped quotes around position `at` of `line`; None if there
+    is no quote before or none after it on the line."""
+    quotes = [match.end() - 1 for match in _QUOTES.finditer(line)]
+    before = [q for q in quotes if q < at]
+    after = [q for q in quotes if q > at]
+    if not before or not after:
+        return None
+    return line[before[-1] + 1 : after[0]]
 
 
 def _from_env(path: tuple[str, ...]) -> bool:

@@ -11,6 +11,7 @@ import re
 from enum import Enum
 
 from mirror.scan.multimatch import Patterns
+from mirror.scan.prefilter import EXPRESSIONS as CAPABILITY_EXPRESSIONS
 
 
 class Token(Enum):
@@ -23,6 +24,7 @@ class Token(Enum):
     ASSEMBLY = 6  # `concat!`/`format!` of literals, `push_str("..")` twice, `".." + ".."`
     DECODE = 7  # literal bytes to text: `from_utf8(&[..])`, `(b ^ K) as char`, `x ^= K`
     INCLUDE_BYTES = 8  # `include_bytes!`
+    PULL = 10  # `#[path = ..]` or `include!(..)`: the file pulls in another (for contexts)
 
 
 _B64 = rb"[A-Za-z0-9+/_-]"
@@ -87,12 +89,16 @@ _EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
     (rb"\|[ \t]*[&*]?\w+[ \t]*\|[ \t]*\(?[ \t]*\*?\w+[ \t]*\^", Token.DECODE, 0),
     (rb"\^=[ \t]*" + _KEY + rb"[ \t]*;", Token.DECODE, 0),
     (rb"\binclude_bytes![ \t]*\(", Token.INCLUDE_BYTES, 0),
+    (rb"#\[[ \t]*path[ \t]*=|\binclude![ \t]*\(", Token.PULL, _ONCE),
 )  # fmt: skip
+# The capability reader's tokens first (reported by their start), then these (by their
+# end): one hyperscan scan per file for both readers.
+_SPLIT = len(CAPABILITY_EXPRESSIONS)
 _PATTERNS = Patterns(
-    [expression for expression, _, _ in _EXPRESSIONS],
-    caseless=[i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _CASELESS],
-    once=[i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _ONCE],
-    start_of_match=False,
+    [*CAPABILITY_EXPRESSIONS, *(expression for expression, _, _ in _EXPRESSIONS)],
+    caseless=[_SPLIT + i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _CASELESS],
+    once=[_SPLIT + i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _ONCE],
+    start_of_match=range(_SPLIT),
 )
 _TOKENS = tuple(token for _, token, _ in _EXPRESSIONS)
 # Where a trigger's matches really are: a long run of a base64 alphabet, an array of
@@ -105,20 +111,38 @@ _EXACT = {
         else rb"(?:" + _PRINTABLE_CODE + _SEP + rb"){11,}" + _PRINTABLE_CODE + rb"[ \t\r\n,]*\]"
     )
     for index, (_, token, flags) in enumerate(_EXPRESSIONS)
-    if flags & _ONCE
+    if flags & _ONCE and token is not Token.PULL
 }
+# How far before the first trigger match its exact match can start (a longer run starts
+# earlier only if the trigger would have matched earlier: it reports its first match).
+_EXACT_BACK = 64 * 1024
 
-Hit = tuple[int, Token]  # (offset of the match's last byte, what it may be)
+Hit = tuple[int, Token, int]  # (offset of the match's last byte, its token, its start or -1)
+
+
+def scan_tokens(source: bytes) -> tuple[list[tuple[int, int]], list[Hit]]:
+    """One scan for both readers: where the capability tokens start (`prefilter`'s
+    (start, index)), and the content hits."""
+    starts, ends = _PATTERNS.starts_and_ends(source, _SPLIT)
+    return starts, _content_hits(source, ends)
 
 
 def content_hits(source: bytes) -> list[Hit]:
-    """Every place a content token ends, in order (one per offset and token)."""
-    found: dict[tuple[int, Token], None] = {}
-    for end, index in _PATTERNS.ends(source):
+    """Every place a content token ends, in order."""
+    return scan_tokens(source)[1]
+
+
+def _content_hits(source: bytes, ends: list[tuple[int, int]]) -> list[Hit]:
+    """Every place a content token ends, in order (one per offset and token). Only the
+    triggers' exact matches know where they start (hyperscan is asked for ends only);
+    `PULL` is reported once, wherever it first is."""
+    found: list[Hit] = []
+    for end, index in ends:
         exact = _EXACT.get(index)
         if exact is None:
-            found[(end - 1, _TOKENS[index])] = None
+            found.append((end - 1, _TOKENS[index], -1))
             continue
-        for match in exact.finditer(source):
-            found[(match.end() - 1, _TOKENS[index])] = None
-    return sorted(found, key=lambda hit: hit[0])
+        matches = exact.finditer(source, max(0, end - _EXACT_BACK))
+        found.extend((m.end() - 1, _TOKENS[index], m.start()) for m in matches)
+    found.sort(key=lambda hit: hit[0])  # (hyperscan reports ends in order; the triggers not)
+    return found

@@ -28,6 +28,7 @@ from mirror.scan.capabilities import (
     ordered,
 )
 from mirror.scan.content import CrateFacts, read_content
+from mirror.scan.content_tokens import Token, scan_tokens
 from mirror.scan.findings import Context, Finding, context_from
 from mirror.scan.magic import binary_kind, embedded_kind
 from mirror.scan.manifest import Manifest, read_manifest
@@ -156,11 +157,13 @@ class CrateScan:
         result = _FileResult()
         wanted = frozenset(c for c, left in budget.items() if left > 0)
         regions = Regions(source, path)
-        for f in scan_rust(source, path, wanted, budget, regions):
+        starts, hits = scan_tokens(source)
+        for f in scan_rust(source, path, wanted, budget, regions, starts):
             result.capabilities.append((f.capability, Evidence(path, f.line, f.item)))
-        for finding, line, item in read_content(source, path, regions, facts, build):
+        for finding, line, item in read_content(source, path, regions, facts, build, hits):
             result.findings.append((finding, Evidence(path, line, item)))
-        self._pulls[path] = list(pulled_files(path, source, is_root=False, mods=False))
+        if any(token is Token.PULL for _, token, _ in hits):
+            self._pulls[path] = list(pulled_files(path, source, is_root=False, mods=False))
         return result
 
     # -- build script and contexts ---------------------------------------------------------------

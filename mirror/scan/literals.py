@@ -97,7 +97,7 @@ def urls(
     object identifiers such as 2.5.4.3)."""
     hosts: set[str] = set()
     prose = prose or len(text.split()) > 1
-    for match in _URL.finditer(text):
+    for match in _URL.finditer(text) if "://" in text else ():
         url = match.group(0)
         host = _host(match.group(1))
         hosts.add(host)
@@ -108,13 +108,13 @@ def urls(
         if own and own_url(url).startswith(tuple(own)):
             continue
         yield Finding.URL, f"{host or '(computed host)'}: {shown(url)}"
-    if not oid_line:
+    if not oid_line and "." in text:
         for match in _IPV4.finditer(text):
             address = match.group(0)
             valid = all(int(part) <= 255 for part in match.groups())
             if valid and address not in hosts and _is_remote(address):
                 yield Finding.URL, f"IP address {address}: {shown(text)}"
-    for match in _IPV6.finditer(text):
+    for match in _IPV6.finditer(text) if "::" in text or text.count(":") >= 3 else ():
         candidate = match.group(1)
         groups = [g for g in candidate.split(":") if g]
         # `::6` in `.::6;` is an address only by accident: ask for two groups, or one long one.
@@ -164,7 +164,7 @@ def blobs(text: str, escapes: int) -> Iterator[Found]:
     A base64 run must look like one: hold `+`/`/` (or `=` padding, or `-` in the URL-safe
     alphabet) and decode. Long mangled symbols and identifiers (`_RNCNvCs...`), made of
     letters, digits and `_` alone, are not blobs."""
-    for match in _BLOB.finditer(text):
+    for match in _BLOB.finditer(text) if len(text) >= MIN_BLOB_CHARS else ():
         run = match.group(0)
         if not (any(c.isdigit() for c in run) and any(c.isalpha() for c in run)):
             continue  # `aaaa...` or `----...`: a ruler, not an encoding
@@ -280,31 +280,34 @@ _KEY_TABLES = _key_tables()
 _SEP = r"[/\\]"
 _START = r"(?:^|[/\\~])"
 _END = r"(?:[/\\]|$)"
-_SENSITIVE_PATHS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), label)
-    for pattern, label in (
-        (rf"{_START}\.ssh{_END}", "SSH directory"),
-        (r"\bid_(?:rsa|dsa|ecdsa|ed25519)\b", "SSH private key"),
-        (r"\bauthorized_keys\b", "SSH authorized_keys"),
-        (rf"{_START}\.aws{_END}", "AWS credentials directory"),
-        (rf"\.cargo{_SEP}credentials", "cargo registry credentials"),
-        (r"^credentials\.toml$", "cargo registry credentials"),
-        (r"\.git-credentials\b", "git credentials"),
-        (rf"{_START}\.(?:npmrc|pypirc|netrc)$", "package registry credentials"),
-        (rf"\.docker{_SEP}config\.json", "Docker credentials"),
-        (rf"\.kube{_SEP}config", "Kubernetes credentials"),
-        (rf"{_START}\.env(?:\.[\w.-]+)?$", ".env secrets file"),
-        (rf"solana{_SEP}id\.json|^id\.json$", "Solana wallet key"),
-        (rf"{_START}keystore{_END}", "wallet keystore"),
-        (rf"{_START}\.(?:bitcoin|ethereum|electrum|monero){_END}", "wallet directory"),
-        (r"\bwallet\.dat\b", "wallet file"),
-        (rf"{_START}(?:Login Data|Cookies|Local State|Web Data){_END}", "browser profile data"),
-        (rf"{_START}(?:logins\.json|key4\.db|cookies\.sqlite){_END}", "browser profile data"),
-        (rf"Local Storage{_SEP}leveldb", "browser profile data"),
-        (rf"{_START}tdata{_END}", "Telegram session data"),
-        (rf"{_START}\.gnupg{_END}", "GnuPG keys"),
-        (rf"{_START}\.(?:bash|zsh)_history$", "shell history"),
-        (r"^/etc/(?:passwd|shadow)$", "system accounts file"),
+# (a substring every match holds, its exact pattern, what it is): the substring is looked for
+# first, in C; only then the pattern (a regex per literal per pattern costs more than all).
+_SENSITIVE_PATHS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (marker, re.compile(pattern), label)
+    for marker, pattern, label in (
+        (".ssh", rf"{_START}\.ssh{_END}", "SSH directory"),
+        ("id_", r"\bid_(?:rsa|dsa|ecdsa|ed25519)\b", "SSH private key"),
+        ("authorized_keys", r"\bauthorized_keys\b", "SSH authorized_keys"),
+        (".aws", rf"{_START}\.aws{_END}", "AWS credentials directory"),
+        ("credentials", rf"\.cargo{_SEP}credentials", "cargo registry credentials"),
+        ("credentials", r"^credentials\.toml$", "cargo registry credentials"),
+        ("credentials", r"\.git-credentials\b", "git credentials"),
+        ("rc", rf"{_START}\.(?:npmrc|pypirc|netrc)$", "package registry credentials"),
+        (".docker", rf"\.docker{_SEP}config\.json", "Docker credentials"),
+        (".kube", rf"\.kube{_SEP}config", "Kubernetes credentials"),
+        (".env", rf"{_START}\.env(?:\.[\w.-]+)?$", ".env secrets file"),
+        ("id.json", rf"solana{_SEP}id\.json|^id\.json$", "Solana wallet key"),
+        ("keystore", rf"{_START}keystore{_END}", "wallet keystore"),
+        (".", rf"{_START}\.(?:bitcoin|ethereum|electrum|monero){_END}", "wallet directory"),
+        ("wallet.dat", r"\bwallet\.dat\b", "wallet file"),
+        (" ", rf"{_START}(?:Login Data|Local State|Web Data){_END}", "browser profile data"),
+        ("Cookies", rf"{_START}Cookies{_END}", "browser profile data"),
+        (".", rf"{_START}(?:logins\.json|key4\.db|cookies\.sqlite){_END}", "browser profile data"),
+        ("Local Storage", rf"Local Storage{_SEP}leveldb", "browser profile data"),
+        ("tdata", rf"{_START}tdata{_END}", "Telegram session data"),
+        (".gnupg", rf"{_START}\.gnupg{_END}", "GnuPG keys"),
+        ("_history", rf"{_START}\.(?:bash|zsh)_history$", "shell history"),
+        ("/etc/", r"^/etc/(?:passwd|shadow)$", "system accounts file"),
     )
 )
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{2,63}\Z")
@@ -329,8 +332,8 @@ HOME_VARIABLES = frozenset({"HOME", "USERPROFILE"})
 
 
 def sensitive_paths(text: str) -> Iterator[Found]:
-    for pattern, label in _SENSITIVE_PATHS:
-        if pattern.search(text):
+    for marker, pattern, label in _SENSITIVE_PATHS:
+        if marker in text and pattern.search(text):
             yield Finding.SENSITIVE_PATH, f"{label}: {shown(text)!r}"
             return  # one item per literal
 
@@ -390,8 +393,8 @@ def shell_commands(text: str) -> Iterator[Found]:
         yield Finding.SHELL_COMMAND, f"script host {program}: {shown(text)!r}"
     elif (
         (program in SHELLS and _DASH_C.search(text))
-        or _PIPE_TO_SHELL.search(text)
-        or _POWERSHELL_TELLS.search(text)
+        or ("|" in text and _PIPE_TO_SHELL.search(text))
+        or (("-" in text or "String" in text or "File" in text) and _POWERSHELL_TELLS.search(text))
     ):
         yield Finding.SHELL_COMMAND, f"shell command: {shown(text)!r}"
 
@@ -406,7 +409,8 @@ _SECRET_REGEXES = re.compile(
 
 def secret_patterns(text: str) -> Iterator[Found]:
     """Regexes that find private keys or tokens in files (how `faster_log` stole keys)."""
-    if _SECRET_REGEXES.search(text):
+    regex_like = "[" in text or "\\" in text or "(?" in text  # every pattern holds one
+    if regex_like and _SECRET_REGEXES.search(text):
         yield Finding.SECRET_PATTERN, f"key/token pattern: {shown(text)!r}"
 
 

@@ -27,15 +27,16 @@ class Patterns:
         expressions: Sequence[bytes],
         caseless: Sequence[int] = (),
         once: Sequence[int] = (),
-        start_of_match: bool = True,
+        start_of_match: Sequence[int] | None = None,
     ) -> None:
         """`caseless`: indices of expressions matched ignoring case; `once`: of expressions
-        reported at their first match only. `start_of_match`: report where matches start
-        (`starts`); costly for some expressions, so optional (`ends`)."""
+        reported at their first match only; `start_of_match`: of expressions whose matches
+        report where they start (default: all). Start of match is costly for some
+        expressions: the others are reported by where they end."""
         self._expressions = list(expressions)
-        base = hyperscan.HS_FLAG_SOM_LEFTMOST if start_of_match else 0
+        som = range(len(self._expressions)) if start_of_match is None else start_of_match
         self._flags = [
-            base
+            (hyperscan.HS_FLAG_SOM_LEFTMOST if i in som else 0)
             | (hyperscan.HS_FLAG_CASELESS if i in caseless else 0)
             | (hyperscan.HS_FLAG_SINGLEMATCH if i in once else 0)
             for i in range(len(self._expressions))
@@ -75,12 +76,20 @@ class Patterns:
         found.sort()  # hyperscan reports in order of the match's end
         return found
 
-    def ends(self, data: bytes) -> list[tuple[int, int]]:
-        """Every (end, pattern index) in `data`, in order of end."""
-        found: list[tuple[int, int]] = []
+    def starts_and_ends(
+        self, data: bytes, split: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """One scan: every (start, index) of the expressions before `split`, in order of
+        start; every (end, index - split) of the others, in order of end."""
+        starts: list[tuple[int, int]] = []
+        ends: list[tuple[int, int]] = []
 
         def on_match(index: int, start: int, end: int, flags: int, context: object) -> None:
-            found.append((end, index))
+            if index < split:
+                starts.append((start, index))
+            else:
+                ends.append((end, index - split))
 
         self.scan(data, on_match)
-        return found
+        starts.sort()  # hyperscan reports in order of the match's end
+        return starts, ends

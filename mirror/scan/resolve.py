@@ -134,9 +134,13 @@ class AliasTable:
             cap = BARE_CALLS[path[:2]]
         if cap is not None:
             yield cap, node, "::".join(resolved)
+        if resolved[0] == "libc" and _called(node):
+            for called_cap in match_call(resolved):
+                yield called_cap, node, "::".join(resolved)
 
     def call_findings(self, node: Node, path: Path_ | None) -> Iterator[Found]:
-        """What calling `path` grants beyond naming it (`libc::open(..)`: FFI and FS)."""
+        """What calling `path` grants beyond naming it (`libc::open(..)`: FFI and FS), for a
+        call the caller has seen (`libc::$fn(..)` in a macro body)."""
         if path is None:
             return
         resolved = self.resolve(path)
@@ -144,3 +148,10 @@ class AliasTable:
             return
         for cap in match_call(resolved):
             yield cap, node, "::".join(resolved)
+
+
+def _called(node: Node) -> bool:
+    """Is the path `node` the function of a call (`libc::memchr(..)`, not `libc::c_int`)?
+    (One sibling step: asked only of paths into libc.)"""
+    after = node.next_sibling
+    return after is not None and after.type == "arguments"

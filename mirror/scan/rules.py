@@ -147,10 +147,15 @@ def match_call(path: Path_) -> list[Capability]:
     return [cap for rule, cap in CALL_RULE_PATHS if path[: len(rule)] == rule]
 
 
+_ALL_BY_HEAD: dict[str, list[Path_]] = {}
+for _path, _ in RULE_PATHS + CALL_RULE_PATHS:
+    _ALL_BY_HEAD.setdefault(_path[0], []).append(_path)
+
+
 @functools.lru_cache(maxsize=4096)
 def relevant(path: Path_) -> bool:
     """Does `path` grant a capability, or lead to one (`std::env` leads to `std::env::var`)?"""
     return bool(path) and any(
         path[: len(rule)] == rule or rule[: len(path)] == path
-        for rule, _ in RULE_PATHS + CALL_RULE_PATHS
+        for rule in _ALL_BY_HEAD.get(path[0], ())
     )

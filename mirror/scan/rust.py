@@ -74,14 +74,16 @@ def scan_rust(
     wanted: frozenset[Capability] = frozenset(Capability),
     budget: Mapping[Capability, int] | None = None,
     regions: Regions | None = None,
+    starts: list[tuple[int, int]] | None = None,
 ) -> list[Finding]:
     """Capabilities used by one Rust file (`file` is its path inside the crate).
 
     `budget` (evidence still wanted per capability, default unlimited) lets the reader stop
     parsing items for `unsafe`, `extern` and `#[link]` once enough of them are confirmed:
     the findings returned for those then still include the first `budget` lines.
-    `regions` shares parsed items with other readers of the same file."""
-    hits = find_tokens(source, wanted)
+    `regions` shares parsed items with other readers of the same file; `starts`, the
+    pre-filter's scan (`prefilter.find_tokens`), if the caller made it already."""
+    hits = find_tokens(source, wanted, starts)
     if not hits:
         return []
     reader = _FileReader(source, file, wanted, budget, regions or Regions(source, file))
@@ -247,9 +249,6 @@ class _FileReader:
                 for start, path in body.calls:
                     yield from names.call_findings(start, path)
                 yield from body.local
-        for node in c.get("call", ()):
-            if not uses.holds(node):
-                yield from names.call_findings(node, segments(node))
         for node in c.get("method", ()):
             cap = METHODS.get(text(node))
             if cap is not None:
