@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from bench.devset import make_typos
-from mirror.sources.corpus import DEFAULT_CORPUS, load_corpus
 from mirror.index import validate_name
 from mirror.policy.semver import Version
+from mirror.sources.corpus import DEFAULT_CORPUS, load_corpus
 
 DEVSET = Path(__file__).resolve().parent.parent / "bench" / "devset"
 TYPO_KINDS = {

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 REPORT_FORMAT = 4  # bump when scanning changes, so stored reports are redone
+MAX_EVIDENCE = 20  # evidence entries kept per capability or finding per crate (scan order)
 
 
 class Capability(StrEnum):
