@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from mirror.index import canonical_name
 from mirror.policy.combosquat import ComboIndex
 from mirror.policy.evidence import NameFacts
-from mirror.policy.typosquat import TyposquatIndex
+from mirror.policy.typosquat import SquatThresholds, TyposquatIndex
+
+# Looser than a name check alone can afford: a match here is one signal among many, weighed
+# with the crate's age, history and content, so short names and numbers can be looked at.
+EVIDENCE_THRESHOLDS = SquatThresholds(
+    distance1_min_length=4,
+    typo_min_length=4,
+    swap_min_length=3,
+    plural_min_length=3,
+    repeated_min_length=3,
+    number_step=True,
+)
 
 __all__ = ["NameIndex"]
 
@@ -35,7 +46,7 @@ class NameIndex:
             self._rank.setdefault(canonical_name(name), rank)
         self._internal = frozenset(canonical_name(n) for n in internal)
         protected = names[:protect_top]
-        self.typos = TyposquatIndex(protected, extra=internal)
+        self.typos = TyposquatIndex(protected, extra=internal, thresholds=EVIDENCE_THRESHOLDS)
         self.combos = ComboIndex(protected, extra=internal)
 
     def __len__(self) -> int:

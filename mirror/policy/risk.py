@@ -375,7 +375,11 @@ def _content_signals(
         if not found:
             return
         signal = _signal(rule, sid, f"{what} ({_cite(found)})")
-        if earlier is not None and any(earlier.has(k, where) for k in kinds):
+        # History only reassures about an established crate: a new crate's earlier versions
+        # are as new as this one (every version of a malicious crate carries its payload).
+        if not established:
+            factor, note = 1.0, ""
+        elif earlier is not None and any(earlier.has(k, where) for k in kinds):
             factor, note = HISTORY_DISCOUNT, "; earlier versions did too"
         elif earlier is None and established:
             factor, note = UNKNOWN_HISTORY_DISCOUNT, "; earlier versions not scanned"
@@ -438,9 +442,8 @@ def _content_signals(
     if fetches and content.has("process", BUILD_TIME):
         add("download_execute", "process", BUILD_TIME, "build-time code fetches and runs")
     runtime = (RunsAt.RUNTIME,)
-    if (content.has("net", runtime) or content.has("url", runtime)) and content.has(
-        "process", runtime
-    ):
+    fetches_at_runtime = any(content.has(k, runtime) for k in ("net", "url", "shell_command"))
+    if fetches_at_runtime and content.has("process", runtime):
         add("runtime_download_execute", "process", runtime, "library code fetches and runs")
     for where, label in ((BUILD_TIME, "build-time"), (runtime, "library")):
         secrets = any(content.has(k, where) for k in SECRETS)
@@ -562,19 +565,15 @@ def summary(assessment: Assessment, limit: int) -> str:
 def fit_signals(signals: Iterable[Signal | Mapping[str, Any]], limit: int) -> str:
     """Signals (or their JSON) as "text +points; ..." in at most `limit` characters; what
     does not fit is counted ("and 2 more"), never cut mid-sentence."""
-    parts: list[str] = []
-    shown = [_as_signal(s) for s in signals]
-    shown = [s for s in shown if s.text]
-    for i, s in enumerate(shown):
-        piece = f"{s.text} {_points(s.points)}"
-        rest = len(shown) - i - 1
-        tail = f"; and {rest} more" if rest else ""
-        candidate = "; ".join([*parts, piece])
-        if len(candidate) + len(tail) > limit:
-            more = len(shown) - len(parts)
-            return "; ".join([*parts, f"and {more} more"])[:limit]
-        parts.append(piece)
-    return "; ".join(parts)[:limit]
+    shown = [s for s in (_as_signal(x) for x in signals) if s.text]
+    pieces = [f"{s.text} {_points(s.points)}" for s in shown]
+    for kept in range(len(pieces), -1, -1):
+        left = len(pieces) - kept
+        closing = [f"and {left} more"] if left else []
+        text = "; ".join([*pieces[:kept], *closing])
+        if len(text) <= limit:
+            return text
+    return ""
 
 
 def _as_signal(s: Signal | Mapping[str, Any]) -> Signal:

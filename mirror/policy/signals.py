@@ -63,7 +63,7 @@ _SPECS = (
     SignalSpec("shipped_binary", "content", 1.0, "ships pre-built executable code"),
     SignalSpec("download_execute", "content", 2.0, "build-time code fetches and runs something"),
     SignalSpec("exfiltration", "content", 3.0, "reads secrets and has a way to send them"),
-    SignalSpec("runtime_download_execute", "content", 2.5, "library code fetches and runs"),
+    SignalSpec("runtime_download_execute", "content", 3.5, "library code fetches and runs"),
     # -- dependencies the version adds ----------------------------------------------------
     SignalSpec("dependency_typo", "dependency", 3.0, "adds a dependency on a fresh look-alike"),
     SignalSpec("dependency_young", "dependency", 1.5, "adds a dependency on a young crate"),
