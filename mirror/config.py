@@ -54,6 +54,9 @@ class Settings:
     # seconds a connection may stay idle or keep trickling request headers (slowloris)
     keepalive_timeout: float = 10.0
     tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
+    # The near-name feed (/feed/near-names.json and .atom): `public` (no token needed, for a
+    # community to watch), `clients` (like the index: a client token when tokens are on), `off`.
+    near_name_feed: str = "clients"
 
     @property
     def base_url(self) -> str:
@@ -229,6 +232,8 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
             bad(name, "must not be negative")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
+    if s.near_name_feed not in ("public", "clients", "off"):
+        bad("near_name_feed", "expected public, clients or off")
     if s.log_level not in _LOG_LEVELS:
         bad("log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
     return problems

@@ -102,6 +102,10 @@ class IndexLine:
     yanked: bool
     pubtime: str | None
     links: str | None
+    # Crates this version depends on when built by others (normal and build dependencies,
+    # by their real name: `package` when renamed). Dev-dependencies are left out: dependents
+    # never build them. Evidence for decisions ("adds a dependency on a look-alike").
+    deps: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, raw: bytes) -> IndexLine:
@@ -118,6 +122,7 @@ class IndexLine:
             raise ValueError(f"index line for {name} {vers} has a malformed cksum")
         pubtime = obj.get("pubtime")
         links = obj.get("links")
+        deps = obj.get("deps")
         return cls(
             raw=raw,
             name=name,
@@ -126,7 +131,19 @@ class IndexLine:
             yanked=bool(obj.get("yanked", False)),
             pubtime=pubtime if isinstance(pubtime, str) else None,
             links=links if isinstance(links, str) else None,
+            deps=_dependency_names(deps) if isinstance(deps, list) else (),
         )
+
+
+def _dependency_names(deps: list[object]) -> tuple[str, ...]:
+    names: list[str] = []
+    for dep in deps:
+        if not isinstance(dep, dict) or dep.get("kind") == "dev":
+            continue
+        name = dep.get("package") or dep.get("name")
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 @dataclass(frozen=True)

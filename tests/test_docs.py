@@ -312,7 +312,8 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
     """The three commands run as the README gives them (only the scratch directory, the two
     ports and the venv's bin directory are this test's own): cargo builds a project through the
-    mirror, a typosquat is refused with its explanation, and the audit log has the decisions."""
+    mirror, a malicious crate is refused with its evidence, and the audit log has the
+    decisions."""
     commands = try_it_commands()
     assert len(commands) == 3, commands
     upstream_port, mirror_port = free_port(), free_port()
@@ -364,7 +365,7 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
             assert f"Compiling {name} v" in built.stderr
 
         squat = subprocess.run(
-            ["cargo", "add", "serde_jsno"],
+            ["cargo", "add", "tracing-check"],
             cwd=tmp_path / "demo",
             env=cargo_env,
             capture_output=True,
@@ -372,7 +373,9 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
             timeout=120,
         )
         assert squat.returncode != 0
-        assert "`serde_jsno` looks like a typo of the popular crate `serde_json`" in squat.stderr
+        assert "`tracing-check` looks malicious" in squat.stderr
+        assert "library code reads secrets and can send them out" in squat.stderr
+        assert "approve it: crate-mirror approve tracing-check@0.1.0 --lock " in squat.stderr
 
         audit = subprocess.run(
             [bin_dir + "crate-mirror", "audit", "query", "--dir", str(tmp_path / "cache/audit")],
@@ -382,7 +385,7 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
             timeout=60,
         )
         assert audit.returncode == 0, audit.stderr
-        assert re.search(r"block\s+typosquat\s+serde_jsno", audit.stdout), audit.stdout
+        assert re.search(r"block\s+risk\s+tracing-check", audit.stdout), audit.stdout
         assert re.search(r"allow\s+default\s+ryu@", audit.stdout), audit.stdout
         lock = (clone / "policies" / "capabilities.lock.yaml").read_text()
         assert "trust-on-first-use" in lock

@@ -187,14 +187,16 @@ def expected_hash(parsed: Mapping[str, Any]) -> str:
 def near_name_entry(event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
     """The public near-name feed entry for a prepared event, or None if it is not one.
 
-    Only public facts: which crate was asked for, how close it is to which protected name,
-    and what the mirror did. No client address and no request id, so the feed can be
-    published without revealing who asked.
+    Only public facts: which crate was asked for, which protected crate it resembles and how,
+    what the mirror did and the evidence it weighed (facts about the crate, not the client).
+    No client address and no request id, so the feed can be published without revealing who
+    asked.
     """
     details = event_dict.get("details")
     near = details.get("near_name") if isinstance(details, Mapping) else None
     if not isinstance(near, Mapping):
         return None
+    risk = details.get("risk") if isinstance(details, Mapping) else None
     entry = {
         "time": event_dict.get("time"),
         "crate": event_dict.get("crate"),
@@ -205,6 +207,14 @@ def near_name_entry(event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
         "check": near.get("check"),
         "distance": near.get("distance"),
     }
+    if isinstance(risk, Mapping):
+        entry.update(
+            meant=risk.get("meant"),
+            verdict=risk.get("verdict"),
+            score=risk.get("score"),
+            evidence=risk.get("signals"),
+            until=risk.get("until"),
+        )
     return {k: v for k, v in entry.items() if v is not None}
 
 

@@ -13,6 +13,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.serve",
     "mirror.cli.prefetch",
     "mirror.cli.policy_cmd",
+    "mirror.cli.explain",
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
     "mirror.cli.token_cmd",

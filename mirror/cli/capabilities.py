@@ -35,7 +35,6 @@ from mirror.store import FilesystemStore
 
 DEFAULT_LOCK = Path("policies/capabilities.lock.yaml")
 DEFAULT_CACHE = Path("./mirror-data")
-DEFAULT_AUDIT = Path("./mirror-data/audit")
 
 
 def register(subparsers: Any) -> None:
@@ -124,7 +123,9 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
 
 def _lock_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="capability lock file")
-    parser.add_argument("--audit-dir", type=Path, default=DEFAULT_AUDIT, help="audit log directory")
+    parser.add_argument(
+        "--audit-dir", type=Path, help="audit log directory (default <cache-dir>/audit)"
+    )
     _cache_arg(parser)
 
 
@@ -214,7 +215,7 @@ def _approve(args: argparse.Namespace) -> int:
     )
     listed = ", ".join(c.value for c in Capability if c in caps) or "no capabilities"
     _audit(
-        args.audit_dir,
+        args.audit_dir or args.cache_dir / "audit",
         "approve",
         f"{by} approved {listed} for {ref.name}" + (f" {args.versions}" if args.versions else ""),
         ref.name,
@@ -247,7 +248,7 @@ def _revoke(args: argparse.Namespace) -> int:
     by = args.by or getpass.getuser()
     what = ", ".join(sorted(c.value for c in caps)) if caps else "all approvals"
     _audit(
-        args.audit_dir,
+        args.audit_dir or args.cache_dir / "audit",
         "revoke",
         f"{by} revoked {what} for {name}" + (f" {args.versions}" if args.versions else ""),
         name,

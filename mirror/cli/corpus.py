@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mirror.errors import MirrorError
-from mirror.policy.typosquat import TyposquatIndex
+from mirror.policy.names import NameIndex
 from mirror.sources.corpus import DEFAULT_CORPUS, CorpusUpdateSettings, load_corpus, update_corpus
 
 
@@ -86,22 +86,26 @@ def run_update(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     try:
-        index = TyposquatIndex(load_corpus(args.corpus, args.top))
+        names = load_corpus(args.corpus)
     except MirrorError as e:
         print(f"crate-mirror corpus check: {e}", file=sys.stderr)
         return 2
+    index = NameIndex(names, protect_top=args.top if args.top is not None else len(names))
     suspected = 0
     for name in args.names:
-        if index.is_protected(name):
-            print(f"{name}: protected (rank {index.rank(name)})")
-            continue
-        match = index.check(name)
-        if match is None:
-            print(f"{name}: ok")
-            continue
-        suspected += 1
-        print(
-            f"{name}: suspected squat of {match.protected} (rank {match.protected_rank}): "
-            f"{match.description} [{match.check}, distance {match.distance}]"
-        )
+        facts = index.facts(name)
+        rank = f"ranks #{facts.rank}" if facts.rank is not None else "not in the corpus"
+        if facts.typo is not None:
+            suspected += 1
+            m = facts.typo
+            print(
+                f"{name}: looks like {m.protected} (rank {m.protected_rank}): {m.description}"
+                f" [{m.check}, distance {m.distance}]; {rank}"
+            )
+        elif facts.combo is not None:
+            suspected += 1
+            c = facts.combo
+            print(f"{name}: {c.protected} (rank {c.protected_rank}) with {c.description}; {rank}")
+        else:
+            print(f"{name}: no look-alike; {rank}")
     return 1 if suspected else 0

@@ -95,7 +95,7 @@ def _warnings(policy: Policy, today: dt.date) -> list[str]:
     rules = policy.rules
     needed = " (the server will refuse to start without it)"
     referenced = [
-        ("rules.typosquat.corpus", rules.typosquat.mode, rules.typosquat.corpus, needed),
+        ("rules.risk.corpus", rules.risk.mode, rules.risk.corpus, needed),
         ("rules.advisories.db", rules.advisories.mode, rules.advisories.db, needed),
         ("rules.capabilities.lock", rules.capabilities.mode, rules.capabilities.lock, " yet"),
     ]

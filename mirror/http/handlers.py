@@ -14,11 +14,11 @@ from aiohttp import web
 
 from mirror import metrics
 from mirror.config import Settings
-from mirror.errors import NotFound
+from mirror.errors import BadRequest, NotFound
 from mirror.http.edge import client_of
 from mirror.http.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.index import parse_target_path, validate_name, validate_version
-from mirror.serving.core import CrateAnswer, MirrorCore
+from mirror.serving.core import FEED_MAX_LIMIT, CrateAnswer, MirrorCore
 from mirror.sources.tokens import TokenStore
 
 CRATE_TYPE = "application/x-tar"
@@ -114,6 +114,16 @@ class Handlers:
         )
         return web.Response(body=body, content_type="application/json")
 
+    # -- GET /feed/near-names.{json,atom} -----------------------------------------------------
+
+    async def near_name_feed(self, request: web.Request) -> web.StreamResponse:
+        """Every look-alike the mirror judged, newest first, with the evidence it weighed."""
+        limit = _limit(request.query.get("limit"))
+        body, content_type = await self.core.near_names(
+            limit, request.match_info["format"], str(request.url.with_query(None))
+        )
+        return web.Response(body=body, content_type=content_type)
+
     # -- health and metrics -------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
@@ -130,6 +140,17 @@ class Handlers:
         target = request.raw_path
         if target.isascii() and "?" not in target and "%" not in target:
             self.prepared.put(target.encode("ascii"), prepared)
+
+
+FEED_DEFAULT_LIMIT = 100  # entries when the request does not say
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return FEED_DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= FEED_MAX_LIMIT:
+        raise BadRequest(f"limit must be a number from 1 to {FEED_MAX_LIMIT}")
+    return int(text)
 
 
 def etags(header: str | None) -> list[str]:

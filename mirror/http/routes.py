@@ -25,6 +25,12 @@ def build_app(handlers: Handlers) -> web.Application:
     app.router.add_get(
         "/api/v1/crates/{name}/{version}/download", route("download", handlers.download)
     )
+    feed = handlers.settings.near_name_feed
+    if feed != "off":
+        app.router.add_get(
+            "/feed/near-names.{format:json|atom}",
+            route("feed", handlers.near_name_feed, public=feed == "public"),
+        )
     app.router.add_get("/healthz", route("healthz", handlers.healthz, public=True))
     app.router.add_get("/metrics", route("metrics", handlers.metrics))
     app[HANDLERS] = handlers

@@ -91,6 +91,18 @@ class CapabilityLock:
                 caps |= approval.capabilities
         return frozenset(caps)
 
+    def reviewer(self, name: str, version: str | None = None) -> str | None:
+        """Who approved this crate after looking at it: a person, never trust-on-first-use.
+        With `version`, only an approval made for that very version (`reviewed`) counts: a
+        reviewed crate's next release has not been looked at yet."""
+        key = self._key(name)
+        for approval in self.crates.get(key, ()) if key is not None else ():
+            if approval.approved_by == TOFU_APPROVER:
+                continue
+            if version is None or approval.reviewed == version:
+                return approval.approved_by
+        return None
+
     # -- changes (pure: each returns a new lock) -----------------------------------------------
 
     def with_approval(

@@ -18,8 +18,9 @@ class Mode(StrEnum):
 
 class Action(StrEnum):
     ALLOW = "allow"
-    WARN = "warn"
-    BLOCK = "block"
+    WARN = "warn"  # served; recorded as would-block
+    QUARANTINE = "quarantine"  # refused (and hidden) until old enough or approved
+    BLOCK = "block"  # refused until approved
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Decision:
 
     @property
     def blocks(self) -> bool:
-        return self.action is Action.BLOCK
+        """Whether the request is refused (a quarantine refuses too, for a time)."""
+        return self.action is Action.BLOCK or self.action is Action.QUARANTINE
 
     @classmethod
     def allow(cls, rule: str = "default", reason: str = "no rule matched") -> Decision:

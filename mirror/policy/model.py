@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import TypeVar
 
 import yaml
@@ -38,12 +40,15 @@ from mirror.policy.schema import (
     MinAgeRule,
     MissingPubtime,
     Policy,
+    RiskRule,
+    RiskThresholds,
     Rules,
-    TyposquatRule,
+    ScanBeforeServing,
     YankedRule,
     parse_duration,
 )
 from mirror.policy.semver import VersionReq
+from mirror.policy.signals import MISSING, SIGNALS
 
 __all__ = [
     "RULE_NAMES",
@@ -58,18 +63,19 @@ __all__ = [
     "MinAgeRule",
     "MissingPubtime",
     "Policy",
+    "RiskRule",
+    "RiskThresholds",
     "Rules",
-    "TyposquatRule",
     "YankedRule",
     "parse_duration",
     "parse_policy",
 ]
 
 _T = TypeVar("_T")
-_R = TypeVar(
-    "_R", TyposquatRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, CapabilitiesRule
-)
+_R = TypeVar("_R", RiskRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, CapabilitiesRule)
 _TAG = "tag:yaml.org,2002:"
+# Keys of older policy versions, and what replaced them (named in the error).
+_RENAMED = {"typosquat": "risk"}
 
 
 def parse_policy(data: bytes, path: Path) -> Policy:
@@ -126,7 +132,8 @@ class _Reader:
                 first = out[key].start_mark.line + 1
                 self.problem(key_node, sub, f"duplicate key (first set on line {first})")
             elif key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
+                hint = [_RENAMED[key]] if key in _RENAMED else []
+                hint = hint or difflib.get_close_matches(key, allowed, n=1)
                 did = f"; did you mean {hint[0]!r}?" if hint else ""
                 known = ", ".join(allowed)
                 self.problem(key_node, sub, f"unknown {what} {key!r}{did} (known: {known})")
@@ -227,7 +234,16 @@ class _Reader:
             self.problem(root, "version", f"missing; write `version: {SCHEMA_VERSION}`")
         else:
             version = self.integer(top["version"], "version")
-            if version is not None and version != SCHEMA_VERSION:
+            if version == 1:
+                self.problem(
+                    top["version"],
+                    "version",
+                    "version 1 policies judged names by distance alone (`rules.typosquat`); "
+                    "version 2 weighs evidence in `rules.risk`: write `version: 2` and move "
+                    "mode, corpus, protect_top and protect from rules.typosquat to rules.risk "
+                    "(docs/detection.md)",
+                )
+            elif version is not None and version != SCHEMA_VERSION:
                 self.problem(top["version"], "version", f"unsupported version {version}")
         rules = self.rules(top["rules"]) if "rules" in top else Rules()
         allow = self.entries(top.get("allow"), "allow")
@@ -242,7 +258,7 @@ class _Reader:
             return Rules()
         r = Rules()
         return Rules(
-            typosquat=self.rule(given, "typosquat", r.typosquat, self.typosquat),
+            risk=self.rule(given, "risk", r.risk, self.risk),
             deny=self.rule(given, "deny", r.deny, lambda m, f, d: d),
             yanked=self.rule(given, "yanked", r.yanked, lambda m, f, d: d),
             min_age=self.rule(given, "min_age", r.min_age, self.min_age),
@@ -251,7 +267,20 @@ class _Reader:
         )
 
     _KEYS: dict[str, tuple[str, ...]] = {  # noqa: RUF012  (read-only class table)
-        "typosquat": ("mode", "protect_top", "corpus", "protect"),
+        "risk": (
+            "mode",
+            "corpus",
+            "protect_top",
+            "protect",
+            "thresholds",
+            "new",
+            "young",
+            "old",
+            "new_version",
+            "scan",
+            "weights",
+            "missing",
+        ),
         "deny": ("mode",),
         "yanked": ("mode",),
         "min_age": ("mode", "age", "missing_pubtime"),
@@ -280,22 +309,111 @@ class _Reader:
         result = settings(body, fld, default)
         return dataclasses.replace(result, mode=mode) if mode is not None else result
 
-    def typosquat(self, body: dict[str, yaml.Node], fld: str, d: TyposquatRule) -> TyposquatRule:
+    def risk(self, body: dict[str, yaml.Node], fld: str, d: RiskRule) -> RiskRule:
         top = (
             self.integer(body["protect_top"], f"{fld}.protect_top")
             if "protect_top" in body
             else None
         )
-        corpus = self.path(body["corpus"], f"{fld}.corpus") if "corpus" in body else None
+        # `corpus: null` runs without one: every decision then says name evidence is missing.
+        no_corpus = "corpus" in body and _tag(body["corpus"]) == "null"
+        corpus = (
+            self.path(body["corpus"], f"{fld}.corpus")
+            if "corpus" in body and not no_corpus
+            else None
+        )
         protect: list[str] = []
         for i, (item, name) in enumerate(
             self.strings(body.get("protect", _NULL), f"{fld}.protect")
         ):
             if self.crate_name(item, f"{fld}.protect[{i}]", name):
                 protect.append(name)
-        return TyposquatRule(
-            d.mode, d.protect_top if top is None else top, corpus or d.corpus, tuple(protect)
+        ages = {
+            key: self.duration(body[key], f"{fld}.{key}") if key in body else None
+            for key in ("new", "young", "old", "new_version")
+        }
+        new = ages["new"] or d.new
+        young = ages["young"] or d.young
+        old = ages["old"] or d.old
+        if not new <= young <= old:
+            where = body.get("young") or body.get("new") or body.get("old")
+            self.problem(where, fld, "ages must grow: new <= young <= old")
+        scan = (
+            self.choice(body["scan"], f"{fld}.scan", ScanBeforeServing, "new, never")
+            if "scan" in body
+            else None
         )
+        return RiskRule(
+            mode=d.mode,
+            corpus=corpus or d.corpus,
+            use_corpus=not no_corpus,
+            protect_top=d.protect_top if top is None else top,
+            protect=tuple(protect),
+            thresholds=self.thresholds(body.get("thresholds"), f"{fld}.thresholds", d.thresholds),
+            new=new,
+            young=young,
+            old=old,
+            new_version=ages["new_version"] or d.new_version,
+            scan=scan or d.scan,
+            weights=self.points(body.get("weights"), f"{fld}.weights", d.weights, "signal"),
+            missing=self.points(body.get("missing"), f"{fld}.missing", d.missing, "evidence"),
+        )
+
+    def thresholds(
+        self, node: yaml.Node | None, fld: str, default: RiskThresholds
+    ) -> RiskThresholds:
+        if node is None:
+            return default
+        given = self.mapping(node, fld, ("warn", "quarantine", "block"), what="threshold")
+        if given is None:
+            return default
+        values = {
+            key: self.number(given[key], f"{fld}.{key}") if key in given else None
+            for key in ("warn", "quarantine", "block")
+        }
+        result = RiskThresholds(
+            warn=values["warn"] if values["warn"] is not None else default.warn,
+            quarantine=values["quarantine"]
+            if values["quarantine"] is not None
+            else default.quarantine,
+            block=values["block"] if values["block"] is not None else default.block,
+        )
+        if not 0 < result.warn <= result.quarantine <= result.block:
+            self.problem(node, fld, "thresholds must grow: 0 < warn <= quarantine <= block")
+        return result
+
+    def points(
+        self, node: yaml.Node | None, fld: str, default: Mapping[str, float], what: str
+    ) -> Mapping[str, float]:
+        """A mapping of known ids to numbers, over the defaults (signal weights, missing)."""
+        if node is None:
+            return default
+        known = tuple(SIGNALS) if what == "signal" else tuple(MISSING)
+        given = self.mapping(node, fld, known, what=what)
+        if given is None:
+            return default
+        out = dict(default)
+        for key, value in given.items():
+            number = self.number(value, f"{fld}.{key}", allow_negative=True)
+            if number is not None:
+                out[key] = number
+        return MappingProxyType(out)
+
+    def number(self, node: yaml.Node, fld: str, *, allow_negative: bool = False) -> float | None:
+        if not isinstance(node, yaml.ScalarNode) or _tag(node) not in ("int", "float"):
+            self.problem(node, fld, f"expected a number, found {_kind(node)}")
+            return None
+        text = str(node.value).replace("_", "").lower()
+        try:
+            # YAML spells infinity and NaN `.inf` and `.nan`; Python does not.
+            value = float(text.replace(".inf", "inf").replace(".nan", "nan"))
+        except ValueError:
+            self.problem(node, fld, f"{node.value!r} is not a number")
+            return None
+        if not math.isfinite(value) or (value < 0 and not allow_negative):
+            self.problem(node, fld, "must be a finite number" + ("" if allow_negative else " >= 0"))
+            return None
+        return value
 
     def min_age(self, body: dict[str, yaml.Node], fld: str, d: MinAgeRule) -> MinAgeRule:
         age = self.duration(body["age"], f"{fld}.age") if "age" in body else None

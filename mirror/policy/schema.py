@@ -8,16 +8,20 @@ docs/policy.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 
 from mirror.index import canonical_name
 from mirror.policy.decision import Mode
 from mirror.policy.semver import VersionReq
+from mirror.policy.signals import MISSING, default_weights
 
-SCHEMA_VERSION = 1
+# 2: `rules.typosquat` (name distance alone) became `rules.risk` (weighed evidence).
+SCHEMA_VERSION = 2
 
 
 class MissingPubtime(StrEnum):
@@ -76,12 +80,45 @@ class ListEntry:
         return self.expires is None or today <= self.expires
 
 
+class ScanBeforeServing(StrEnum):
+    """Which versions `risk` scans before an index file that lists them is served."""
+
+    NEW = "new"  # versions younger than `young` (a new crate's, or an established one's)
+    NEVER = "never"  # only what a download scans anyway: content counts from then on
+
+
 @dataclass(frozen=True)
-class TyposquatRule:
+class RiskThresholds:
+    """Points at which a crate's summed evidence warns, is quarantined, or is blocked."""
+
+    warn: float = 4.5
+    quarantine: float = 5.0  # hidden and refused until old enough or approved
+    block: float = 8.0  # refused until approved
+
+
+def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class RiskRule:
+    """Malicious-crate detection: name, history, content and dependency evidence, weighed."""
+
     mode: Mode = Mode.OFF
-    protect_top: int = 5000  # how many of the most downloaded crates to protect
     corpus: Path | None = None  # popular-crates list; None = popular-crates.txt by the policy
-    protect: tuple[str, ...] = ()  # extra names to protect (internal crate names, say)
+    use_corpus: bool = True  # `corpus: null`: no corpus; name evidence is reported missing
+    protect_top: int = 5000  # names others may not imitate: the most downloaded N
+    protect: tuple[str, ...] = ()  # internal crate names: imitations, and the names themselves
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    new: timedelta = timedelta(days=7)  # a crate first published less than this ago is new
+    young: timedelta = timedelta(days=30)  # ... and less than this ago is young
+    old: timedelta = timedelta(days=365)  # ... and more than this ago is old
+    new_version: timedelta = timedelta(hours=72)  # a release this fresh may be a takeover
+    scan: ScanBeforeServing = ScanBeforeServing.NEW
+    weights: Mapping[str, float] = field(default_factory=lambda: _frozen(default_weights()))
+    missing: Mapping[str, float] = field(
+        default_factory=lambda: _frozen({k: v[0] for k, v in MISSING.items()})
+    )
 
 
 @dataclass(frozen=True)
@@ -118,7 +155,7 @@ class CapabilitiesRule:
 
 @dataclass(frozen=True)
 class Rules:
-    typosquat: TyposquatRule = field(default_factory=TyposquatRule)
+    risk: RiskRule = field(default_factory=RiskRule)
     deny: DenyRule = field(default_factory=DenyRule)
     yanked: YankedRule = field(default_factory=YankedRule)
     min_age: MinAgeRule = field(default_factory=MinAgeRule)
@@ -126,7 +163,7 @@ class Rules:
     capabilities: CapabilitiesRule = field(default_factory=CapabilitiesRule)
 
 
-RULE_NAMES = ("typosquat", "deny", "yanked", "min_age", "advisories", "capabilities")
+RULE_NAMES = ("risk", "deny", "yanked", "min_age", "advisories", "capabilities")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ _LOOKALIKE_PAIRS = frozenset(
 # Skeleton: every look-alike (including multi-character `rn`/`m`, `vv`/`w`) folded to one form.
 _SKELETON_TABLE = str.maketrans({"0": "o", "1": "l", "3": "e", "5": "s"})
 _TRAILING_DIGITS = re.compile(r"(.*?[a-z])(_?v?)(\d{1,3})\Z")
+_TRAILING_NUMBER = re.compile(r"(.*?[a-z])(_?v?)(\d{1,6})\Z")
 
 # How specific a check is: lower wins when one protected name matches several ways.
 _CHECKS: dict[str, tuple[int, str]] = {
@@ -68,6 +69,8 @@ _CHECKS: dict[str, tuple[int, str]] = {
     "separator-moved": (2, "separators moved"),
     "version-suffix": (3, "version suffix added"),
     "version-digits": (3, "version digits changed"),
+    "number-changed": (3, "trailing number off by one"),
+    "number-dropped": (3, "trailing number dropped"),
     "affix": (4, "affix added, removed or changed"),
     "plural": (5, "plural 's' added or removed"),
     "repeated-character": (6, "character repeated"),
@@ -108,6 +111,11 @@ class SquatThresholds:
     separator_min_length: int = 4  # chars without separators; `bit-flags`, `rustdecimal`
     affix_min_base_length: int = 3  # chars; the name left after removing `rs`, `sys`, ...
     version_min_base_length: int = 3  # chars; `serde2`, `proc-macro1`
+    # A trailing number off by one (`base65`, `ed25520`, `pyo4`) or dropped (`proc-macro`).
+    # Off on names alone: `base32`/`base64`-like pairs are common among real crates; the risk
+    # rule turns it on, because it weighs a match together with the crate's age and history.
+    number_step: bool = False
+    number_min_base_length: int = 2  # chars before the number (`fs2`, `lz4`)
 
 
 def _deletions(s: str) -> Iterator[str]:
@@ -231,6 +239,8 @@ class TyposquatIndex:
         self._skeletons: dict[str, list[str]] = {}  # look-alikes folded
         self._affixed: dict[str, list[str]] = {}  # the name and its affix-stripped bases
         self._digits: dict[str, list[str]] = {}  # the name minus one trailing digit
+        self._numbers: dict[str, list[tuple[int, str]]] = {}  # the name minus its number
+        self._unnumbered: dict[str, list[str]] = {}  # the name without its trailing number
         for canon in self._protected:
             self._index_one(canon, t)
 
@@ -259,6 +269,13 @@ class TyposquatIndex:
         m = _TRAILING_DIGITS.match(canon)
         if m and len(m[3]) == 1 and len(m[1]) >= t.version_min_base_length + 1:
             _add(self._digits, m[1] + m[2], canon)
+        numbered = _TRAILING_NUMBER.match(canon) if t.number_step else None
+        if numbered and len(numbered[1]) >= t.number_min_base_length:
+            self._numbers.setdefault(numbered[1] + numbered[2], []).append(
+                (int(numbered[3]), canon)
+            )
+            if len(numbered[1]) >= t.version_min_base_length:
+                _add(self._unnumbered, numbered[1], canon)
 
     def __len__(self) -> int:
         return len(self._protected)
@@ -324,6 +341,15 @@ class TyposquatIndex:
                 found.append((m[1], "version-suffix"))  # `serde2`, `serde_v2`
             if len(m[3]) == 1:  # `proc-macro1`; multi-digit numbers (base64) mean something
                 found.extend((p, "version-digits") for p in self._digits.get(m[1] + m[2], ()))
+        if t.number_step:
+            numbered = _TRAILING_NUMBER.match(r)
+            if numbered:
+                n = int(numbered[3])
+                for number, p in self._numbers.get(numbered[1] + numbered[2], ()):
+                    if abs(number - n) == 1:
+                        found.append((p, "number-changed"))
+            else:
+                found.extend((p, "number-dropped") for p in self._unnumbered.get(r, ()))
 
     def _edits(self, r: str, found: list[tuple[str, str]]) -> None:
         """Neighbours within one edit (named by `_single_edit`, gated by length) and, for

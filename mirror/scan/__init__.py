@@ -1,6 +1,6 @@
 """Capability scanning of `.crate` files: safe unpacking, Rust reading, cached reports."""
 
-from mirror.scan.archive import ArchiveLimits, CrateArchive, read_crate
+from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.capabilities import (
     Capability,
     CapabilityReport,
@@ -15,9 +15,8 @@ __all__ = [
     "Capability",
     "CapabilityReport",
     "CapabilitySet",
-    "CrateArchive",
+    "CrateFiles",
     "Evidence",
     "parse_capabilities",
-    "read_crate",
     "scan_crate",
 ]

@@ -20,6 +20,7 @@ from mirror.scan.rules import Path_
 from mirror.scan.syntax import NAME_NODES, text, tokens
 
 _FN_NAMES = frozenset({"identifier", "metavariable"})
+_PATH_TOKENS = NAME_NODES | {"metavariable"}  # `libc::$fn`: a path whatever `$fn` becomes
 _BEFORE_TREE = frozenset({"identifier", "string_literal", "#"})  # `extern {`, `"C" {`, `#[`
 # Tokens that can start `extern "C" fn`, `extern {` or `#[link`, and whatever follows them
 # (kept in a three-token window; nothing else can matter to `_local_finding`).
@@ -29,14 +30,17 @@ IN_MACRO = " (in macro body)"
 
 @dataclass(frozen=True)
 class MacroBody:
-    """What one macro body holds: path runs to resolve, and findings that need no resolving."""
+    """What one macro body holds: path runs to resolve (and which of them are called), and
+    findings that need no resolving."""
 
     paths: list[tuple[Node, Path_]]
+    calls: list[tuple[Node, Path_]]  # runs followed by `(..)`: `libc::$fn(..)`
     local: list[tuple[Capability, Node, str]]
 
 
 def read_macro_body(tree: Node) -> MacroBody:
     paths: list[tuple[Node, Path_]] = []
+    calls: list[tuple[Node, Path_]] = []
     local: list[tuple[Capability, Node, str]] = []
     run: list[Node] = []
     expect_name = True
@@ -56,17 +60,21 @@ def read_macro_body(tree: Node) -> MacroBody:
         if kind == "::":
             expect_name = True
             continue
-        if kind in NAME_NODES and expect_name:
+        if kind in _PATH_TOKENS and expect_name:
             run.append(tok)
             expect_name = False
             continue
         if run:
-            paths.append((run[0], tuple(text(t) for t in run)))
+            path = tuple(text(t) for t in run)
+            paths.append((run[0], path))
+            opener = tok.child(0) if kind == "token_tree" else None
+            if opener is not None and opener.type == "(":
+                calls.append((run[0], path))
         run = [tok] if kind in NAME_NODES else []
         expect_name = False
     if run:
         paths.append((run[0], tuple(text(t) for t in run)))
-    return MacroBody(paths, local)
+    return MacroBody(paths, calls, local)
 
 
 def _local_finding(tok: Node, kind: str, back: list[Node]) -> tuple[Capability, Node, str] | None:

@@ -22,8 +22,25 @@ OnMatch = Callable[[int, int, int, int, object], bool | None]
 class Patterns:
     """Byte regexes (hyperscan syntax) reported by index and start offset."""
 
-    def __init__(self, expressions: Sequence[bytes]) -> None:
+    def __init__(
+        self,
+        expressions: Sequence[bytes],
+        caseless: Sequence[int] = (),
+        once: Sequence[int] = (),
+        start_of_match: Sequence[int] | None = None,
+    ) -> None:
+        """`caseless`: indices of expressions matched ignoring case; `once`: of expressions
+        reported at their first match only; `start_of_match`: of expressions whose matches
+        report where they start (default: all). Start of match is costly for some
+        expressions: the others are reported by where they end."""
         self._expressions = list(expressions)
+        som = range(len(self._expressions)) if start_of_match is None else start_of_match
+        self._flags = [
+            (hyperscan.HS_FLAG_SOM_LEFTMOST if i in som else 0)
+            | (hyperscan.HS_FLAG_CASELESS if i in caseless else 0)
+            | (hyperscan.HS_FLAG_SINGLEMATCH if i in once else 0)
+            for i in range(len(self._expressions))
+        ]
         self._thread = threading.local()
 
     @functools.cached_property
@@ -33,7 +50,7 @@ class Patterns:
             expressions=self._expressions,
             ids=list(range(len(self._expressions))),
             elements=len(self._expressions),
-            flags=hyperscan.HS_FLAG_SOM_LEFTMOST,  # report where a match starts, too
+            flags=self._flags,
         )
         return db
 
@@ -58,3 +75,21 @@ class Patterns:
         self.scan(data, on_match)
         found.sort()  # hyperscan reports in order of the match's end
         return found
+
+    def starts_and_ends(
+        self, data: bytes, split: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """One scan: every (start, index) of the expressions before `split`, in order of
+        start; every (end, index - split) of the others, in order of end."""
+        starts: list[tuple[int, int]] = []
+        ends: list[tuple[int, int]] = []
+
+        def on_match(index: int, start: int, end: int, flags: int, context: object) -> None:
+            if index < split:
+                starts.append((start, index))
+            else:
+                ends.append((end, index - split))
+
+        self.scan(data, on_match)
+        starts.sort()  # hyperscan reports in order of the match's end
+        return starts, ends

@@ -13,7 +13,7 @@ import re
 
 from mirror.scan.multimatch import Patterns
 from mirror.scan.report import Capability
-from mirror.scan.rules import BARE, RULE_PATHS
+from mirror.scan.rules import BARE, CALL_RULES, METHODS, RULE_PATHS
 
 _STOP_SEGMENTS = frozenset({"std", "os", "unix", "windows", "nix", "unistd", "libc"})
 # A path to a rule must spell the rule's first distinctive segment (`process` in
@@ -24,8 +24,11 @@ _TOKEN_CAPS: dict[str, frozenset[Capability]] = {}
 for _path, _cap in RULE_PATHS:
     _seg = next(s for s in _path if s not in _STOP_SEGMENTS)
     _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
-for _name, _cap in BARE.items():
+for _name, _cap in (*BARE.items(), *METHODS.items()):
     _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
+# Calls into libc (FFI, and FS for its file functions): `libc::open(..)` names `libc`, and so
+# does `use libc::{open}`, read for the alias, after which `open` is a second-pass token.
+_TOKEN_CAPS["libc"] = frozenset(CALL_RULES)
 _TOKEN_CAPS.update(
     {
         "File": frozenset({Capability.FS}),
@@ -73,15 +76,20 @@ def _expression(token: str) -> bytes:
     return rb"\b" + body + end
 
 
-# Every token in one database, whatever is wanted: each scan filters by capability.
-_TOKEN_PATTERNS = Patterns([_expression(t) for t in _TOKENS])
+# Every token in one database, whatever is wanted: each scan filters by capability. (A
+# file's scan also looks for the content reader's tokens: `content_tokens.scan_tokens`.)
+EXPRESSIONS = tuple(_expression(t) for t in _TOKENS)
+_TOKEN_PATTERNS = Patterns(EXPRESSIONS)
 _USE_WORDS = Patterns([rb"\buse\b", rb"\bcrate\b"])  # what `use` and `extern crate` hold
 
 
-def find_tokens(source: bytes, wanted: frozenset[Capability]) -> list[Hit]:
-    """Where the tokens that can reveal a `wanted` capability start, in order."""
+def find_tokens(
+    source: bytes, wanted: frozenset[Capability], starts: list[tuple[int, int]] | None = None
+) -> list[Hit]:
+    """Where the tokens that can reveal a `wanted` capability start, in order. `starts`:
+    every token's (start, index in EXPRESSIONS), if the caller scanned for them already."""
     hits: dict[int, Capability | None] = {}
-    for start, token in _TOKEN_PATTERNS.starts(source):
+    for start, token in _TOKEN_PATTERNS.starts(source) if starts is None else starts:
         if not _CAPS[token] & wanted:
             continue
         local = _LOCAL[token]

@@ -18,9 +18,13 @@ from collections import defaultdict
 
 from tree_sitter import Node
 
+from mirror.errors import ArchiveError
 from mirror.scan.syntax import thread_parser
 
 WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
+# bytes parsed at once: a tree costs 25-40 bytes of memory per byte of source, and a scan
+# must stay within 128 MB whatever the crate holds (a 7 MB file parsed whole took 240 MB).
+MAX_PARSE_BYTES = 1024 * 1024
 # Where an item may start: a line at column 0 or 4 (a top-level item, or one inside an
 # `impl`, `trait` or `mod`) right after a line that closed the previous item with `}` or `;`.
 # Cutting only there keeps a slice from starting inside a block comment or a multi-line
@@ -73,8 +77,9 @@ class Region:
 class Regions:
     """The regions of one file, each parsed once, found for hits that come mostly in order."""
 
-    def __init__(self, source: bytes) -> None:
+    def __init__(self, source: bytes, file: str = "") -> None:
         self.source = source
+        self.file = file
         self.parsed: dict[tuple[int, int], Region | None] = {}  # None: did not parse cleanly
         self._parser = thread_parser()
         self._last: Region | None = None  # hits come in order: the last answer is likely
@@ -99,15 +104,32 @@ class Regions:
             if region is not None:
                 self._last = region
                 return region, fresh
-        whole = (0, size)
-        fresh = whole not in self.parsed
-        region = self._parse(whole, whole=True) if fresh else self.parsed[whole]
-        assert region is not None  # the whole file is always accepted
+        region, fresh = self.whole()
         self._last = region
         return region, fresh
 
+    def whole(self) -> tuple[Region, bool]:
+        """The whole file as one region, and whether it was parsed just now."""
+        if len(self.source) > MAX_PARSE_BYTES:
+            # Fail closed: a file that cannot be read in items is not read in pieces that
+            # could misplace strings and comments, and not parsed whole beyond the bound.
+            raise ArchiveError(
+                f"{self.file}: {len(self.source)} bytes of Rust that do not split into items "
+                f"parse as one piece, over the {MAX_PARSE_BYTES}-byte bound"
+            )
+        whole = (0, len(self.source))
+        region = self.parsed.get(whole)
+        if region is not None:
+            return region, False
+        region = self._parse(whole, whole=True)
+        assert region is not None  # the whole file is always accepted
+        return region, True
+
     def _parse(self, span: tuple[int, int], whole: bool) -> Region | None:
         start, end = span
+        if not whole and end - start > MAX_PARSE_BYTES:
+            self.parsed[span] = None  # too big to parse as a piece: try the next level
+            return None
         root = self._parser.parse(self.source[start:end]).root_node
         clean = whole or not (
             root.has_error

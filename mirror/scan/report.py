@@ -8,12 +8,13 @@ scanner (and the scanner's modules can share them without importing each other i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-REPORT_FORMAT = 3  # bump when scanning changes, so stored reports are redone
+REPORT_FORMAT = 4  # bump when scanning changes, so stored reports are redone
+MAX_EVIDENCE = 20  # evidence entries kept per capability or finding per crate (scan order)
 
 
 class Capability(StrEnum):
@@ -30,6 +31,29 @@ class Capability(StrEnum):
     BINARY = "binary"  # ships pre-built code (.so, .dll, .a, .exe, ELF/PE/Mach-O/wasm)
 
 
+class Finding(StrEnum):
+    """Suspicious content (not a permission): what malicious crates on crates.io used."""
+
+    URL = "url"  # a hard-coded http(s)/ws(s)/ftp URL or a raw IP address in code
+    ENCODED_BLOB = "encoded_blob"  # a long base64/hex/escaped literal, a byte array of text
+    ASSEMBLED_STRING = "assembled_string"  # a URL, command or path built from pieces or decoded
+    SENSITIVE_PATH = "sensitive_path"  # credentials' and wallets' paths, home-directory lookups
+    SENSITIVE_ENV = "sensitive_env"  # secret-looking environment variables, or all of them
+    WRITE_OUTSIDE_OUT_DIR = "write_outside_out_dir"  # a build script writing elsewhere
+    EMBEDDED_BINARY = "embedded_binary"  # include_bytes! of an executable, archive or blob
+    SHELL_COMMAND = "shell_command"  # a downloader, script host or `sh -c` named in a literal
+    SECRET_PATTERN = "secret_pattern"  # a regex or marker that finds private keys and tokens
+
+
+class Context(StrEnum):
+    """Where a file's code runs (mirror.scan.findings.context_of decides)."""
+
+    BUILD = "build"  # the build script and what it pulls in: runs on every building machine
+    MACRO = "macro"  # a proc-macro crate's code: runs inside the compiler
+    RUNTIME = "runtime"  # library code: runs in the programs that use the crate
+    OTHER = "other"  # tests/, examples/, benches/: never built for a dependent
+
+
 CapabilitySet = frozenset[Capability]
 
 
@@ -43,12 +67,22 @@ class Evidence:
         return f"{self.file}:{self.line} {self.item}"
 
 
+def _empty() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class CapabilityReport:
     name: str
     version: str
     sha256: str
     capabilities: Mapping[Capability, tuple[Evidence, ...]]
+    findings: Mapping[Finding, tuple[Evidence, ...]] = field(default_factory=_empty)
+    build_script: str | None = None  # by cargo's rules: `package.build` or an implicit build.rs
+    proc_macro: bool = False
+    # Files outside their directory's usual context that a built file pulls in (`mod`,
+    # `#[path]`, `include!`): path -> the context they run in. See `findings.context_of`.
+    pulled_in: Mapping[str, Context] = field(default_factory=_empty)
 
     @property
     def capability_set(self) -> CapabilitySet:
@@ -60,10 +94,11 @@ class CapabilityReport:
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
-            "capabilities": {
-                cap.value: [{"file": e.file, "line": e.line, "item": e.item} for e in evidence]
-                for cap, evidence in self.capabilities.items()
-            },
+            "capabilities": _evidence_json(self.capabilities),
+            "findings": _evidence_json(self.findings),
+            "build_script": self.build_script,
+            "proc_macro": self.proc_macro,
+            "pulled_in": {path: context.value for path, context in self.pulled_in.items()},
         }
 
     @classmethod
@@ -72,16 +107,43 @@ class CapabilityReport:
         try:
             if obj["format"] != REPORT_FORMAT:
                 raise ValueError(f"report format {obj['format']!r} is not {REPORT_FORMAT}")
-            caps = {
-                Capability(name): tuple(
-                    Evidence(str(e["file"]), int(e["line"]), str(e["item"])) for e in evidence
-                )
-                for name, evidence in obj["capabilities"].items()
-            }
-            return cls(str(obj["name"]), str(obj["version"]), str(obj["sha256"]), ordered(caps))
+            build_script = obj["build_script"]
+            if build_script is not None and not isinstance(build_script, str):
+                raise ValueError(f"build_script {build_script!r} is not a path")
+            if not isinstance(obj["proc_macro"], bool):
+                raise ValueError(f"proc_macro {obj['proc_macro']!r} is not a boolean")
+            return cls(
+                str(obj["name"]),
+                str(obj["version"]),
+                str(obj["sha256"]),
+                ordered(_evidence_from_json(obj["capabilities"], Capability), Capability),
+                ordered(_evidence_from_json(obj["findings"], Finding), Finding),
+                build_script,
+                obj["proc_macro"],
+                MappingProxyType(
+                    {str(path): Context(context) for path, context in obj["pulled_in"].items()}
+                ),
+            )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed capability report: {e!r}") from e
 
 
-def ordered(caps: Mapping[Capability, tuple[Evidence, ...]]) -> Mapping[Capability, Any]:
-    return MappingProxyType({c: caps[c] for c in Capability if c in caps})
+def _evidence_json(kinds: Mapping[Any, tuple[Evidence, ...]]) -> dict[str, Any]:
+    return {
+        kind.value: [{"file": e.file, "line": e.line, "item": e.item} for e in evidence]
+        for kind, evidence in kinds.items()
+    }
+
+
+def _evidence_from_json(obj: Mapping[str, Any], kind: Any) -> dict[Any, tuple[Evidence, ...]]:
+    return {
+        kind(name): tuple(Evidence(str(e["file"]), int(e["line"]), str(e["item"])) for e in items)
+        for name, items in obj.items()
+    }
+
+
+def ordered(
+    found: Mapping[Any, tuple[Evidence, ...]], kinds: Any = Capability
+) -> Mapping[Any, Any]:
+    """`found` keyed in the enum's order (capabilities or findings), read-only."""
+    return MappingProxyType({k: found[k] for k in kinds if k in found})

@@ -12,7 +12,15 @@ from tree_sitter import Node
 
 from mirror.errors import ArchiveError
 from mirror.scan.report import Capability
-from mirror.scan.rules import BARE, BARE_CALLS, Path_, absolute, match_path, relevant
+from mirror.scan.rules import (
+    BARE,
+    BARE_CALLS,
+    Path_,
+    absolute,
+    match_call,
+    match_path,
+    relevant,
+)
 from mirror.scan.syntax import MAX_PATH_SEGMENTS, NAME_NODES, PATH_NODES, segments, text
 
 Found = tuple[Capability, Node, str]
@@ -126,3 +134,24 @@ class AliasTable:
             cap = BARE_CALLS[path[:2]]
         if cap is not None:
             yield cap, node, "::".join(resolved)
+        if resolved[0] == "libc" and _called(node):
+            for called_cap in match_call(resolved):
+                yield called_cap, node, "::".join(resolved)
+
+    def call_findings(self, node: Node, path: Path_ | None) -> Iterator[Found]:
+        """What calling `path` grants beyond naming it (`libc::open(..)`: FFI and FS), for a
+        call the caller has seen (`libc::$fn(..)` in a macro body)."""
+        if path is None:
+            return
+        resolved = self.resolve(path)
+        if resolved is None:
+            return
+        for cap in match_call(resolved):
+            yield cap, node, "::".join(resolved)
+
+
+def _called(node: Node) -> bool:
+    """Is the path `node` the function of a call (`libc::memchr(..)`, not `libc::c_int`)?
+    (One sibling step: asked only of paths into libc.)"""
+    after = node.next_sibling
+    return after is not None and after.type == "arguments"

@@ -21,6 +21,9 @@ RULES: dict[Capability, tuple[str, ...]] = {
     Capability.FS: (
         "std::fs", "tokio::fs", "async_std::fs", "fs_err", "std::os::unix::fs",
         "std::os::windows::fs",
+        # Where this process and its files are on the machine (and moving there).
+        "std::env::temp_dir", "std::env::current_dir", "std::env::set_current_dir",
+        "std::env::current_exe",
     ),
     Capability.PROCESS: (
         "std::process::Command", "std::process::Child", "std::os::unix::process::CommandExt",
@@ -43,6 +46,69 @@ BARE: dict[str, Capability] = {
 BARE_CALLS: dict[Path_, Capability] = {
     ("File", "open"): Capability.FS,
     ("File", "create"): Capability.FS,
+    ("Path", "read_dir"): Capability.FS,
+    ("PathBuf", "read_dir"): Capability.FS,
+}
+# Methods only the file system has (`path.read_dir()`), whatever the receiver's type.
+METHODS: dict[str, Capability] = {
+    "read_dir": Capability.FS,
+    "read_link": Capability.FS,
+    "symlink_metadata": Capability.FS,
+}
+# Paths that grant a capability when called (`libc::memchr(..)`), not when merely named
+# (`libc::c_int`, `libc::EINVAL` are data). Every call into libc is foreign code; these also
+# reach the file system.
+CALL_RULES: dict[Capability, tuple[str, ...]] = {
+    Capability.FFI: ("libc",),
+    Capability.FS: tuple(
+        f"libc::{name}"
+        for name in (
+            "open",
+            "open64",
+            "openat",
+            "openat64",
+            "creat",
+            "creat64",
+            "fopen",
+            "fopen64",
+            "freopen",
+            "rename",
+            "renameat",
+            "renameat2",
+            "unlink",
+            "unlinkat",
+            "mkdir",
+            "mkdirat",
+            "rmdir",
+            "link",
+            "linkat",
+            "symlink",
+            "symlinkat",
+            "chmod",
+            "fchmodat",
+            "chown",
+            "lchown",
+            "fchownat",
+            "truncate",
+            "truncate64",
+            "opendir",
+            "readlink",
+            "readlinkat",
+            "realpath",
+            "stat",
+            "stat64",
+            "lstat",
+            "lstat64",
+            "fstatat",
+            "statx",
+            "access",
+            "faccessat",
+            "mknod",
+            "mknodat",
+            "mkfifo",
+            "utimensat",
+        )
+    ),
 }
 ENV_MACROS = frozenset({"env", "option_env"})
 INCLUDE_MACROS = frozenset({"include_bytes", "include_str", "include"})
@@ -51,6 +117,9 @@ CARGO_ENV = re.compile(r"CARGO(_|\Z)|OUT_DIR\Z")
 
 RULE_PATHS: tuple[tuple[Path_, Capability], ...] = tuple(
     (tuple(rule.split("::")), cap) for cap, rules in RULES.items() for rule in rules
+)
+CALL_RULE_PATHS: tuple[tuple[Path_, Capability], ...] = tuple(
+    (tuple(rule.split("::")), cap) for cap, rules in CALL_RULES.items() for rule in rules
 )
 _RULES_BY_HEAD: dict[str, list[tuple[Path_, Capability]]] = {}
 for _path, _cap in RULE_PATHS:
@@ -70,9 +139,23 @@ def match_path(path: Path_) -> Capability | None:
     return None
 
 
+def match_call(path: Path_) -> list[Capability]:
+    """The capabilities calling a resolved path grants (`libc::open` -> FFI and FS). libc's
+    functions sit at its top: `libc::c_int::max_value()` calls a method of `i32`."""
+    if len(path) != 2:
+        return []
+    return [cap for rule, cap in CALL_RULE_PATHS if path[: len(rule)] == rule]
+
+
+_ALL_BY_HEAD: dict[str, list[Path_]] = {}
+for _path, _ in RULE_PATHS + CALL_RULE_PATHS:
+    _ALL_BY_HEAD.setdefault(_path[0], []).append(_path)
+
+
 @functools.lru_cache(maxsize=4096)
 def relevant(path: Path_) -> bool:
     """Does `path` grant a capability, or lead to one (`std::env` leads to `std::env::var`)?"""
     return bool(path) and any(
-        path[: len(rule)] == rule or rule[: len(path)] == path for rule, _ in RULE_PATHS
+        path[: len(rule)] == rule or rule[: len(path)] == path
+        for rule in _ALL_BY_HEAD.get(path[0], ())
     )

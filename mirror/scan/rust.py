@@ -36,7 +36,7 @@ from mirror.scan.prefilter import (
 from mirror.scan.regions import Captures, Region, Regions
 from mirror.scan.report import Capability
 from mirror.scan.resolve import AliasTable, Found
-from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS
+from mirror.scan.rules import BARE, CARGO_ENV, ENV_MACROS, INCLUDE_MACROS, METHODS
 from mirror.scan.syntax import (
     QUERY,
     USE_QUERY,
@@ -73,16 +73,20 @@ def scan_rust(
     file: str,
     wanted: frozenset[Capability] = frozenset(Capability),
     budget: Mapping[Capability, int] | None = None,
+    regions: Regions | None = None,
+    starts: list[tuple[int, int]] | None = None,
 ) -> list[Finding]:
     """Capabilities used by one Rust file (`file` is its path inside the crate).
 
     `budget` (evidence still wanted per capability, default unlimited) lets the reader stop
     parsing items for `unsafe`, `extern` and `#[link]` once enough of them are confirmed:
-    the findings returned for those then still include the first `budget` lines."""
-    hits = find_tokens(source, wanted)
+    the findings returned for those then still include the first `budget` lines.
+    `regions` shares parsed items with other readers of the same file; `starts`, the
+    pre-filter's scan (`prefilter.find_tokens`), if the caller made it already."""
+    hits = find_tokens(source, wanted, starts)
     if not hits:
         return []
-    reader = _FileReader(source, file, wanted, budget)
+    reader = _FileReader(source, file, wanted, budget, regions or Regions(source, file))
     reader.parse_regions(hits)
     # Second pass: after `use std::env as e`, lines saying `e::var(..)` matter too.
     extra = frozenset(a for a in reader.names.aliases if not is_token(a, wanted))
@@ -99,12 +103,13 @@ class _FileReader:
         file: str,
         wanted: frozenset[Capability],
         budget: Mapping[Capability, int] | None,
+        regions: Regions,
     ) -> None:
         self.source = source
         self.file = file
         self.wanted = wanted
         self.aliases: re.Pattern[bytes] | None = None  # names bound by `use`, once collected
-        self.regions = Regions(source)
+        self.regions = regions
         self.names = AliasTable(file)
         # Lines confirmed to hold a finding of a capability an item-local token grants.
         self._budget = budget
@@ -241,7 +246,13 @@ class _FileReader:
                 body = read_macro_body(node)
                 for start, path in body.paths:
                     yield from names.path_findings(start, path)
+                for start, path in body.calls:
+                    yield from names.call_findings(start, path)
                 yield from body.local
+        for node in c.get("method", ()):
+            cap = METHODS.get(text(node))
+            if cap is not None:
+                yield cap, node, f".{text(node)}()"
         for node in c.get("macro", ()):
             # The query matched only invocations with both: `m!(..)`, `a::m![..]`, `m! {..}`.
             name_node = node.child_by_field_name("macro")

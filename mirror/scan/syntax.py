@@ -42,6 +42,8 @@ QUERY = Query(
     (foreign_mod_item) @foreign
     (function_item (function_modifiers (extern_modifier)) name: (identifier) @externfn)
     (attribute_item (attribute (identifier) @attr (#eq? @attr "link"))) @link
+    (call_expression function: (field_expression field: (field_identifier) @method
+        (#any-of? @method "read_dir" "read_link" "symlink_metadata")))
     """,
 )
 _THREAD = threading.local()  # a Parser per thread: scans run in worker threads, in parallel

@@ -73,6 +73,14 @@ class CapabilityGuard:
 
     # -- verdicts -----------------------------------------------------------------------------
 
+    def reviewer(self, name: str, version: str | None = None) -> str | None:
+        """Who approved this crate (any version), or this very version, after looking at it."""
+        return self._lock.reviewer(name, version)
+
+    @property
+    def lock_path(self) -> Path:
+        return self._lock_path
+
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]:
         """Versions of this index file that a known scan says must be held back."""
         out = {}

@@ -1,10 +1,11 @@
 """The serving core: what a request for an index file or a crate goes through, without HTTP.
 
     index:     validate -> decide (name) -> index file: memory, store or upstream (+TUF)
-               -> scan ahead (locked crates) -> decide (versions) -> record
-    download:  validate -> decide (name) -> index file -> decide (version)
-               -> crate: memory, store or upstream (checksum) -> scan -> decide (capabilities)
-               -> record
+               -> weigh the evidence (malicious crates) -> scan ahead (locked crates)
+               -> decide (versions) -> record
+    download:  validate -> decide (name) -> index file -> weigh the evidence -> decide
+               (version) -> crate: memory, store or upstream (checksum) -> scan -> decide
+               (malicious version, capabilities) -> record
 
 The HTTP handlers (mirror.http), `prefetch` and `export` all call these two functions; each
 answer carries what its caller needs, including `reusable`: a check that stays true while the
@@ -13,24 +14,37 @@ same request would get the same answer (the front door repeats it until then).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from mirror.audit.feed import MAX_ENTRIES, newest_entries, render_atom, render_json
 from mirror.config import Settings
-from mirror.errors import ArchiveError, IntegrityError, MirrorError, NotFound, TrustError
+from mirror.errors import (
+    ArchiveError,
+    BadRequest,
+    IntegrityError,
+    MirrorError,
+    NotFound,
+    TrustError,
+)
 from mirror.index import IndexLine, validate_name, validate_version
+from mirror.policy.decision import Decision
 from mirror.serving.downloads import CrateFetcher, CrateFile
+from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate, Request
 from mirror.serving.index_cache import IndexCache, IndexEntry
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader
-from mirror.serving.views import ServedIndex
+from mirror.serving.views import Judged, RiskView, ServedIndex
 from mirror.store import Store
 from mirror.upstream.client import Upstream
 
 Reusable = Callable[[], bool]
+FEED_MAX_LIMIT = MAX_ENTRIES  # entries one near-name feed request may ask for
 
 # Failures that mean "someone may be attacking us": each is an audited block, not just a log.
 _AUDITED_FAILURES: tuple[tuple[type[MirrorError], str], ...] = (
@@ -66,6 +80,17 @@ class CrateAnswer:
     reusable: Reusable | None
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """The malicious-crate rule's view of a crate (and of one version), for people."""
+
+    crate: str
+    view: RiskView
+    version: Judged | None  # the version asked about
+    held_by: Decision | None  # another rule holding that version back (deny, min_age, ...)
+    approve: str | None  # the command that approves it, with this mirror's settings
+
+
 class MirrorCore:
     """Every part a request needs, built once (mirror.serving.open.open_mirror)."""
 
@@ -78,6 +103,7 @@ class MirrorCore:
         crates: CrateFetcher,
         gate: Gate,
         config: RegistryConfig,
+        evidence: EvidenceGatherer,
         *,
         publisher: Publisher | None = None,
         reloader: PolicyReloader | None = None,
@@ -89,6 +115,7 @@ class MirrorCore:
         self.crates = crates
         self.gate = gate
         self.config = config
+        self.evidence = evidence  # what the malicious-crate rule weighs, gathered per content
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
 
@@ -109,6 +136,7 @@ class MirrorCore:
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        gate.check_crate(req, await gate.risk_view(entry, self.evidence.view))  # weigh
         if gate.capabilities is not None:
             await gate.capabilities.scan_ahead(entry, self.crates.get)
         offline = self.indexes.offline
@@ -128,11 +156,23 @@ class MirrorCore:
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        view = await gate.risk_view(entry, self.evidence.view)  # weigh the evidence
+        gate.check_crate(req, view)
         line = entry.index.find(version)
         if line is None:
             raise NotFound(f"{name}@{version} is not in the upstream index")
         served = gate.check_version(req, entry, line)  # decide (version)
         crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        if view is not None and gate.engine is not None:  # scan, decide (malicious version)
+            engine = gate.engine
+            await gate.check_risk_download(
+                req,
+                entry,
+                line,
+                lambda: self.evidence.judge_download(
+                    entry, view, line, crate, engine, gate.reviewer
+                ),
+            )
         quiet = await gate.check_capabilities(req, line, crate)  # scan, decide (capabilities)
         gate.allowed(req, {"cksum": line.cksum})  # record
         reusable = None
@@ -152,8 +192,57 @@ class MirrorCore:
                 req = Request(client.request_id, client.who, route, crate, version)
                 self.gate.failed(req, rule, str(error))
 
+    async def explain(self, name: str, version: str | None = None) -> Explanation:
+        """The evidence the risk rule weighs for `name` (and `version`), judged as serving
+        would, without recording anything: `crate-mirror explain`."""
+        name = validate_name(name)
+        engine = self.gate.engine
+        if engine is None or not engine.judges_risk:
+            raise BadRequest("the policy has no `rules.risk` turned on: nothing to explain")
+        entry = await self.indexes.get(name)
+        view = await self.evidence.view(entry, engine, self.gate.reviewer)
+        assert view is not None
+        judged, held_by, approve_version = None, None, view.newest.vers if view.newest else None
+        if version is not None:
+            line = entry.index.find(validate_version(version))
+            if line is None:
+                raise NotFound(f"{name}@{version} is not in the upstream index")
+            judged = view.versions.get(version)
+            if judged is None or view.facts[version].content is None:
+                facts = await self.evidence.version_facts(
+                    entry, line, engine, scan=True, first_seen=entry.first_seen
+                )
+                now = datetime.now(UTC)
+                result = engine.decide_risk_version(
+                    view.name,
+                    view.history,
+                    facts,
+                    now,
+                    reviewed_by=self.gate.reviewer(name, version),
+                )
+                assert result is not None
+                judged = Judged(*result)
+            held_by = self.gate.served_index(entry).hidden.get(version)
+            approve_version = version
+        approve = None
+        if approve_version is not None and self.gate.approve_command is not None:
+            approve = self.gate.approve_command(name, approve_version)
+        return Explanation(name, view, judged, held_by, approve)
+
     def health(self) -> Mapping[str, Any]:
         return {"status": "ok", "offline": self.offline}
+
+    async def near_names(self, limit: int, fmt: str, self_url: str) -> tuple[bytes, str]:
+        """The near-name feed's newest `limit` entries as a document: `json` or `atom`.
+        Returns (body, content type)."""
+        directory = self.settings.audit_directory
+        entries = await asyncio.to_thread(newest_entries, directory, min(limit, FEED_MAX_LIMIT))
+        base = self.settings.base_url
+        title = f"crate-mirror near names at {base}"
+        if fmt == "atom":
+            body = render_atom(entries, title=title, self_url=self_url, feed_id=f"{base}/feed")
+            return body, "application/atom+xml"
+        return render_json(entries, title=title), "application/json"
 
     def _while_current(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> Reusable:
         gate, is_fresh = self.gate, self.indexes.is_fresh

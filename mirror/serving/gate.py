@@ -8,6 +8,7 @@ It never fetches anything: the core (mirror.serving.core) runs the steps and ask
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,10 +22,11 @@ from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
 from mirror.policy.decision import Action, Decision
-from mirror.policy.engine import PolicyEngine, explain
+from mirror.policy.engine import PolicyEngine, explain, strongest
+from mirror.request_ids import next_request_id
 from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
-from mirror.serving.views import Generation, ServedIndex
+from mirror.serving.views import Generation, RiskView, ServedIndex
 
 log = structlog.get_logger("mirror.gate")
 MAX_MEMO = 100_000  # name decisions remembered before the memo is reset
@@ -52,6 +54,18 @@ class CapabilityCheck(Protocol):
         self, entry: IndexEntry, fetch: Callable[[IndexLine], Awaitable[CrateFile]]
     ) -> None: ...
 
+    def reviewer(self, name: str, version: str | None = None) -> str | None: ...
+
+
+# Gathers the malicious-crate rule's evidence for an index entry and judges it
+# (mirror.serving.evidence.EvidenceGatherer.view): (entry, engine, reviewer) -> view.
+GatherRisk = Callable[
+    [IndexEntry, PolicyEngine, Callable[[str, str | None], str | None]],
+    Awaitable[RiskView | None],
+]
+# The exact command that approves a crate version, with the settings the server runs with.
+ApproveCommand = Callable[[str, str], str]
+
 
 class Gate:
     def __init__(
@@ -65,6 +79,7 @@ class Gate:
         self.capabilities = capabilities
         # Called with (crate name, body) whenever a new served view exists (TUF publishing).
         self.on_served: Callable[[str, bytes], None] | None = None
+        self.approve_command: ApproveCommand | None = None  # set by open_mirror
         # Which view /index/ serves, so only that one is signed: offline, the view without
         # versions we cannot serve (the download route's full view must not replace it).
         self.serves_offline_view = False
@@ -133,6 +148,7 @@ class Gate:
             and memo[1] is served
             and memo[0] == self.generation
             and (self._engine is None or self._clock() < self._day_ends)
+            and self._risk_current(entry)
         )
 
     def _new_day(self, now: float) -> None:
@@ -151,7 +167,7 @@ class Gate:
         memo = views.offline if is_cached is not None else views.full
         if memo is not None and memo[0] == self.generation:
             return memo[1]
-        served = self._filter(entry.index, is_cached)
+        served = self._filter(entry, is_cached)
         if is_cached is not None:
             views.offline = (self.generation, served)
         else:
@@ -160,14 +176,20 @@ class Gate:
             self.on_served(entry.name, served.body)
         return served
 
-    def _filter(self, index: IndexFile, is_cached: Callable[[str], bool] | None) -> ServedIndex:
+    def _filter(self, entry: IndexEntry, is_cached: Callable[[str], bool] | None) -> ServedIndex:
+        index = entry.index
         hidden: dict[str, Decision] = {}
         kept = index
         if self._engine is not None:
-            extra = self.capabilities.known_verdicts(index) if self.capabilities else {}
+            extra = dict(self.capabilities.known_verdicts(index)) if self.capabilities else {}
+            for vers, decision in self._risk_versions(entry).items():
+                extra[vers] = strongest([extra.get(vers), decision]) or decision
             now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             filtered = self._engine.filter_index(index, now, extra)
             kept, hidden = filtered.index, dict(filtered.hidden)
+            # Dry runs are on the record: once per view, not per request.
+            for vers, decision in filtered.warned.items():
+                self._record(self._view_request(entry.name, vers), decision)
         if is_cached is not None:
             # Offline: cargo must only resolve to versions it can actually download.
             missing = {line.vers for line in kept.lines if not is_cached(line.cksum)}
@@ -185,6 +207,109 @@ class Gate:
         if decision is not None:
             self._enforce(req, decision)
         return served
+
+    # -- malicious crates (rules.risk) --------------------------------------------------------
+
+    async def risk_view(self, entry: IndexEntry, gather: GatherRisk) -> RiskView | None:
+        """The rule's judgement of this content, gathered once (requests arriving meanwhile
+        wait for it) and kept until the content, the policy or the lock changes, or one of
+        its age signals expires."""
+        engine = self._engine
+        if engine is None or not engine.judges_risk:
+            return None
+        views = entry.views
+        if views.risk is not None and views.risk[0] == self.generation:
+            view = views.risk[1]
+            if view is None or view.current(self._clock()):
+                return view
+        if views.risk_pending is None:
+            generation = self.generation
+            task = asyncio.ensure_future(gather(entry, engine, self.reviewer))
+            views.risk_pending = task
+
+            def settle(done: asyncio.Future[RiskView | None]) -> None:
+                if views.risk_pending is not done:
+                    return
+                views.risk_pending = None
+                if done.cancelled() or done.exception() is not None:
+                    return  # a bug must not stick to this index: the next request retries
+                view = done.result()
+                views.risk = (generation, view)
+                views.full = views.offline = None  # the served views depend on it
+                if view is not None:
+                    self._record_view(entry.name, view)
+
+            task.add_done_callback(settle)
+        return await asyncio.shield(views.risk_pending)
+
+    def check_crate(self, req: Request, view: RiskView | None) -> None:
+        """Enforce the crate-level judgement: a stop is refused (and audited) per request;
+        warnings and near-names were recorded once, when the view was made."""
+        if view is None:
+            return
+        decision = view.crate.decision
+        if decision.blocks:
+            self._enforce(req, decision, view.newest.vers if view.newest else None)
+
+    async def check_risk_download(
+        self,
+        req: Request,
+        entry: IndexEntry,
+        line: IndexLine,
+        facts: Callable[[], Awaitable[Decision | None]],
+    ) -> None:
+        """A version the view had no evidence about, judged now that its crate is scanned
+        (`facts` gathers and decides). A stop refuses this download and drops the entry's
+        judgement, so the next index view hides the version too."""
+        view = entry.views.risk[1] if entry.views.risk is not None else None
+        if view is None or line.vers in view.versions:
+            return
+        decision = await facts()
+        if decision is None or decision.action is Action.ALLOW:
+            return
+        if decision.blocks:
+            entry.views.risk = None
+            entry.views.full = entry.views.offline = None
+        self._enforce(req, decision, line.vers)
+
+    def reviewer(self, name: str, version: str | None) -> str | None:
+        """Who approved this crate (or version) after review, from the capability lock."""
+        return self.capabilities.reviewer(name, version) if self.capabilities else None
+
+    def _risk_current(self, entry: IndexEntry) -> bool:
+        memo = entry.views.risk
+        if memo is None or memo[1] is None:
+            return True
+        return memo[0] == self.generation and memo[1].current(self._clock())
+
+    def _risk_versions(self, entry: IndexEntry) -> Mapping[str, Decision]:
+        memo = entry.views.risk
+        if memo is None or memo[1] is None or memo[0] != self.generation:
+            return {}
+        return memo[1].holds_back()
+
+    def _record_view(self, name: str, view: RiskView) -> None:
+        """What a new judgement says that is worth keeping, once: a look-alike let through or
+        held (the near-name feed), a warning, a version held back."""
+        crate = view.crate.decision
+        if (
+            crate.action is not Action.ALLOW
+            or "near_name" in crate.details
+            or crate.rule
+            in (
+                "allow",
+                "approved",
+            )
+        ):
+            self._record(self._view_request(name, None), crate)
+        for vers, judged in view.versions.items():
+            if judged.decision.action is not Action.ALLOW:
+                self._record(self._view_request(name, vers), judged.decision)
+
+    @staticmethod
+    def _view_request(name: str, version: str | None) -> Request:
+        # Judged for the index file's content, not for one client's request.
+        return Request(next_request_id(), None, "index", name, version)
 
     # -- capabilities -------------------------------------------------------------------------
 
@@ -205,15 +330,34 @@ class Gate:
         """A verification failure (TUF, checksum, hostile archive): audited as a block."""
         self._record(req, Decision(Action.BLOCK, rule, reason))
 
-    def _enforce(self, req: Request, decision: Decision) -> None:
+    def _enforce(self, req: Request, decision: Decision, version: str | None = None) -> None:
         if decision.action is Action.ALLOW:
             if "near_name" in decision.details:
                 self._record(req, decision)  # allowed by an allow entry: still goes to the feed
             return
         self._record(req, decision)
-        if decision.action is Action.BLOCK:
+        if decision.blocks:
             policy_path = self._engine.policy.path if self._engine is not None else None
-            raise Blocked(decision.rule, explain(decision, policy_path, req.request_id))
+            version = version or req.version
+            # An approval only counts where the capability lock is read (the rule is on).
+            approve = (
+                self.approve_command(req.crate, version)
+                if self.approve_command is not None
+                and self.capabilities is not None
+                and version is not None
+                else None
+            )
+            text = explain(decision, policy_path, req.request_id, approve)
+            log.warning(
+                "request.stopped",
+                action=decision.action.value,
+                rule=decision.rule,
+                crate=req.crate,
+                version=req.version,
+                client=req.client,
+                request_id=req.request_id,
+            )
+            raise Blocked(decision.rule, text)
 
     def _record(self, req: Request, decision: Decision) -> None:
         if decision.rule != "default":  # plain allows are already counted per request

@@ -39,6 +39,7 @@ class IndexEntry:
     fresh_until: float  # monotonic deadline; after it we ask upstream again
     verified_until: float | None = None  # unix time; None when no TUF is configured
     stale_reason: str | None = None  # set when served after an upstream failure
+    first_seen: float | None = None  # unix time this mirror first fetched this crate's index
     views: DerivedViews = field(default_factory=DerivedViews)  # derived from this content
 
 
@@ -131,7 +132,9 @@ class IndexCache:
             metrics.cache_counter("index", "revalidated").inc()
             known.fresh_until = time.monotonic() + self._ttl
             known.stale_reason = None
-            known.views.clear()  # time-dependent rules (release age) are re-evaluated per TTL
+            # Time-dependent rules (release age) are re-judged per TTL; the risk judgement
+            # expires by itself when one of its age signals does.
+            known.views.clear(keep_risk=True)
             if self._verifier is not None:
                 # The copy is unchanged, but it is only trusted under current metadata.
                 known.verified_until = await self._verifier(name, known.index.raw)
@@ -150,6 +153,7 @@ class IndexCache:
             last_modified=fetch.last_modified,
             fresh_until=time.monotonic() + self._ttl,
             verified_until=verified_until,
+            first_seen=(known.first_seen if known is not None else None) or time.time(),
         )
         await self._persist(name, fresh, fetch.body)
         self._entries.put(name, fresh)
@@ -184,6 +188,7 @@ class IndexCache:
             last_modified=entry.last_modified,
             fetched_at=time.time(),
             verified_until=entry.verified_until,
+            first_seen=entry.first_seen,
         )
         try:
             await asyncio.to_thread(self._store.write_index, name, record)
@@ -210,6 +215,7 @@ class IndexCache:
             last_modified=disk.last_modified,
             fresh_until=0.0,
             verified_until=disk.verified_until,
+            first_seen=disk.first_seen,
         )
 
 

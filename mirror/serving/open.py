@@ -17,8 +17,10 @@ from mirror.audit import AuditLog, AuditSink, ProcessAuditLog
 from mirror.config import Settings
 from mirror.errors import StorageError
 from mirror.serving.capability_guard import CapabilityGuard
+from mirror.serving.commands import approve_command
 from mirror.serving.core import MirrorCore
 from mirror.serving.downloads import CrateFetcher, HotCrates
+from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate
 from mirror.serving.index_cache import IndexCache
 from mirror.serving.publisher import Publisher
@@ -76,6 +78,12 @@ def open_mirror(
         warn_expired(engine)
         gate.replace_policy(engine, CapabilityGuard.for_policy(files, scans, audit.record))
         reloader = PolicyReloader(files, gate, scans, audit)
+
+        def approve(name: str, version: str) -> str:
+            lock = files.lock_path(files.policy) if files.policy is not None else None
+            return approve_command(name, version, lock=lock, settings=settings)
+
+        gate.approve_command = approve
     indexes = IndexCache(
         store,
         upstream,
@@ -104,6 +112,7 @@ def open_mirror(
         crates,
         gate,
         config,
+        EvidenceGatherer(indexes, crates, scans),
         publisher=publisher,
         reloader=reloader,
     )

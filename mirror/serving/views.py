@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.policy.decision import Decision
+from mirror.index import IndexLine
+from mirror.policy.decision import Action, Decision
+from mirror.policy.evidence import CrateHistory, NameFacts, VersionFacts
+from mirror.policy.risk import Assessment
 
 # (policy generation, capability generation): a view is current while both are unchanged.
 Generation = tuple[int, int]
@@ -28,6 +31,34 @@ class ServedIndex:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Judged:
+    assessment: Assessment
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class RiskView:
+    """What the malicious-crate rule made of one index file's content."""
+
+    name: NameFacts
+    history: CrateHistory
+    newest: IndexLine | None  # the release cargo resolves `*` to
+    crate: Judged  # the crate as a whole
+    versions: Mapping[str, Judged]  # each version there was evidence about
+    facts: Mapping[str, VersionFacts] = field(default_factory=dict)
+    recheck_at: float | None = None  # unix time: an age signal changes, judge again
+
+    def current(self, now: float) -> bool:
+        return self.recheck_at is None or now < self.recheck_at
+
+    def holds_back(self) -> dict[str, Decision]:
+        """Versions to hide (quarantine, block) or to record as would-block (warn)."""
+        return {
+            v: j.decision for v, j in self.versions.items() if j.decision.action is not Action.ALLOW
+        }
+
+
 @dataclass(slots=True)
 class DerivedViews:
     # The full view (downloads, connected mirrors) and the offline one (only crates we hold)
@@ -37,6 +68,14 @@ class DerivedViews:
     # Scanning the newest versions of a locked crate before anyone sees them (once per
     # content); requests arriving meanwhile wait for it.
     scan_ahead: asyncio.Future[None] | None = None
+    # The malicious-crate rule's judgement of this content (mirror.serving.evidence), and the
+    # gathering of its evidence while it runs (requests arriving meanwhile wait for it).
+    risk: tuple[Generation, RiskView | None] | None = None
+    risk_pending: asyncio.Future[RiskView | None] | None = None
 
-    def clear(self) -> None:
+    def clear(self, *, keep_risk: bool = False) -> None:
+        """Forget what was derived. `keep_risk`: the content is unchanged (a revalidation):
+        the risk judgement stays, it expires by itself when an age signal does."""
         self.full = self.offline = self.scan_ahead = None
+        if not keep_risk:
+            self.risk = self.risk_pending = None

@@ -1,8 +1,9 @@
 """Loading a policy and the files it points at (corpus, advisories, capability lock).
 
 The I/O half of the policy: `mirror.policy` stays pure, this module reads files and builds
-the engine. The typosquat index is expensive to build, so it is reused across reloads while
-its inputs are unchanged.
+the engine. The name index (the popularity corpus and the internal names, for the `risk`
+rule) takes about a second to build at 20,000 names, so it is reused across reloads while its
+inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from mirror.errors import ConfigError, Problem
 from mirror.policy.decision import Mode
 from mirror.policy.engine import PolicyEngine
 from mirror.policy.model import Policy, parse_policy
-from mirror.policy.typosquat import TyposquatIndex
+from mirror.policy.names import NameIndex
 from mirror.sources.advisories import load_advisories
 from mirror.sources.capability_lockfile import load_lock
 from mirror.sources.corpus import load_corpus
@@ -34,29 +35,30 @@ class PolicyFiles:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.policy: Policy | None = None
-        self._typosquat_key: tuple[object, ...] | None = None
-        self._typosquat: TyposquatIndex | None = None
+        self._names_key: tuple[object, ...] | None = None
+        self._names: NameIndex | None = None
         self._stamps: dict[Path, float] = {}
 
     def load(self) -> PolicyEngine:
         """Read everything; raises ConfigError (and changes nothing) if any of it is invalid."""
         policy = load_policy(self.path)
-        typosquat = self._typosquat_index(policy)
+        names = self._name_index(policy)
         rule = policy.rules.advisories
         advisories = None
         if rule.mode is not Mode.OFF and rule.db is not None:
             advisories = load_advisories(rule.db)
         self.policy = policy
         self._stamps = {p: _mtime(p) for p in self._watched(policy)}
-        return PolicyEngine(policy, typosquat, advisories)
+        return PolicyEngine(policy, names, advisories)
 
     def validate(self) -> None:
-        """Check every file the policy needs, without building the (large) typosquat index:
-        the `serve` parent process checks before forking workers that build their own."""
+        """Check every file the policy needs, without building the (large) name index: the
+        `serve` parent process checks before forking workers that build their own."""
         policy = load_policy(self.path)
         rules = policy.rules
-        if rules.typosquat.mode is not Mode.OFF:
-            load_corpus(self.corpus_path(policy), top=rules.typosquat.protect_top)
+        corpus = self.corpus_path(policy)
+        if rules.risk.mode is not Mode.OFF and corpus is not None:
+            load_corpus(corpus)
         if rules.advisories.mode is not Mode.OFF and rules.advisories.db is not None:
             load_advisories(rules.advisories.db)
         if rules.capabilities.mode is not Mode.OFF:
@@ -65,28 +67,33 @@ class PolicyFiles:
     def changed(self) -> bool:
         return any(_mtime(p) != stamp for p, stamp in self._stamps.items())
 
-    def corpus_path(self, policy: Policy) -> Path:
-        return policy.rules.typosquat.corpus or self.path.parent / DEFAULT_CORPUS_NAME
+    def corpus_path(self, policy: Policy) -> Path | None:
+        """The popularity corpus (None: the policy runs the risk rule without one)."""
+        rule = policy.rules.risk
+        if not rule.use_corpus:
+            return None
+        return rule.corpus or self.path.parent / DEFAULT_CORPUS_NAME
 
     def lock_path(self, policy: Policy) -> Path:
         return policy.rules.capabilities.lock or self.path.parent / "capabilities.lock.yaml"
 
-    def _typosquat_index(self, policy: Policy) -> TyposquatIndex | None:
-        rule = policy.rules.typosquat
+    def _name_index(self, policy: Policy) -> NameIndex | None:
+        rule = policy.rules.risk
         if rule.mode is Mode.OFF:
             return None
         corpus = self.corpus_path(policy)
-        key = (corpus, _mtime(corpus), rule.protect_top, rule.protect)
-        if key != self._typosquat_key:
-            names = load_corpus(corpus, top=rule.protect_top)
-            self._typosquat = TyposquatIndex(names, extra=rule.protect)
-            self._typosquat_key = key
-        return self._typosquat
+        key = (corpus, _mtime(corpus) if corpus else None, rule.protect_top, rule.protect)
+        if key != self._names_key:
+            names = load_corpus(corpus) if corpus is not None else None
+            self._names = NameIndex(names, protect_top=rule.protect_top, internal=rule.protect)
+            self._names_key = key
+        return self._names
 
     def _watched(self, policy: Policy) -> list[Path]:
         paths = [self.path]
-        if policy.rules.typosquat.mode is not Mode.OFF:
-            paths.append(self.corpus_path(policy))
+        corpus = self.corpus_path(policy)
+        if policy.rules.risk.mode is not Mode.OFF and corpus is not None:
+            paths.append(corpus)
         if policy.rules.capabilities.mode is not Mode.OFF:
             paths.append(self.lock_path(policy))
         return paths

@@ -24,6 +24,8 @@ class CachedIndex:
     fetched_at: float  # unix time of the last successful fetch or 304
     # unix time until which the TUF metadata that verified this body is valid (None: no TUF)
     verified_until: float | None = None
+    # unix time this mirror first fetched the crate's index file (evidence: "new here")
+    first_seen: float | None = None
 
 
 class Store(Protocol):

@@ -160,6 +160,7 @@ class FilesystemStore:
                 meta.get("last_modified"),
                 float(meta["fetched"]),
                 meta.get("verified_until"),
+                meta.get("first_seen"),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -170,6 +171,7 @@ class FilesystemStore:
             "last_modified": entry.last_modified,
             "fetched": entry.fetched_at,
             "verified_until": entry.verified_until,
+            "first_seen": entry.first_seen,
         }
         header = json.dumps(meta, separators=(",", ":")).encode()
         try:

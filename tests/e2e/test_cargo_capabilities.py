@@ -33,7 +33,7 @@ fn main() {
 """
 
 POLICY = """\
-version: 1
+version: 2
 rules:
   capabilities: {mode: block, lock: capabilities.lock.yaml, first_seen: trust}
 """

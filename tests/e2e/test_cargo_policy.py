@@ -20,9 +20,9 @@ pytestmark = pytest.mark.e2e
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 POLICY = """\
-version: 1
+version: 2
 rules:
-  typosquat: {{mode: block, protect_top: 3000, corpus: popular-crates.txt}}
+  risk: {{mode: block, protect_top: 3000, corpus: popular-crates.txt}}
   deny: {{mode: block}}
 allow: {allow}
 deny: {deny}
@@ -40,7 +40,7 @@ def _wait_for(predicate: object, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def test_typosquat_blocked_then_allowed_after_reload(
+def test_new_look_alike_quarantined_then_allowed_after_reload(
     tmp_path: Path, debian_registry: Registry
 ) -> None:
     debian_registry.add_crate("rustdecimal", "1.0.0", {"src/lib.rs": b"pub fn steal() {}\n"})
@@ -57,9 +57,12 @@ def test_typosquat_blocked_then_allowed_after_reload(
             result = project.generate_lockfile()
             assert result.returncode != 0
             # cargo prints the mirror's 403 body: the reason and the way out.
-            assert "looks like a typo of the popular crate `rust_decimal`" in result.stderr
-            assert "add it to `allow`" in result.stderr
-            assert upstream.requests.count("rustdecimal") == 0  # decided before asking upstream
+            # cargo prints the mirror's 403 body: the evidence, when it lifts, the way out.
+            assert "`rustdecimal` is quarantined" in result.stderr
+            assert "looks like `rust_decimal` (separators removed) +3" in result.stderr
+            assert "Held until " in result.stderr and "add it to `allow`" in result.stderr
+            # The mirror fetched and scanned the crate to judge it; cargo never got it.
+            assert not list(project.cargo_home.glob("registry/cache/*/rustdecimal-*.crate"))
 
             _write_policy(policy, allow='[{crate: rustdecimal, reason: "reviewed in SEC-1"}]')
             mirror.signal(signal.SIGHUP)
@@ -72,7 +75,7 @@ def test_typosquat_blocked_then_allowed_after_reload(
         for e in read_events(cache / "audit")
         if e.get("crate") == "rustdecimal"
     ]
-    assert ("block", "typosquat") in actions
+    assert ("quarantine", "risk") in actions
     assert ("allow", "allow") in actions
     feed = list(read_near_names(cache / "audit"))
     assert {f["crate"] for f in feed} == {"rustdecimal"}

@@ -24,7 +24,7 @@ crates:
       approved_at: "2026-01-01T00:00:00Z"
       reason: plain library
 """
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
 
 
 async def test_concurrent_index_requests_wait_for_the_scan_of_a_new_version(

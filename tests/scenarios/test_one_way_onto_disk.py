@@ -23,7 +23,7 @@ from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
 STORE_DIR = str(Path(mirror.store.__file__).resolve().parent) + "/"
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: trust}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: trust}\n"
 
 
 async def test_every_cache_write_goes_through_the_store(

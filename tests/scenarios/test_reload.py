@@ -14,7 +14,7 @@ from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
 
 POLICY = """\
-version: 1
+version: 2
 rules:
   deny: {mode: block}
 deny:
@@ -66,12 +66,12 @@ def test_invalid_policy_is_rejected_and_old_one_kept(
 
 def test_invalid_policy_refuses_to_start(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  typosquatt: {mode: block}\n")
+    policy.write_text("version: 2\nrules:\n  riskk: {mode: block}\n")
     mirror = MirrorProcess(tmp_path / "cache", offline=True, policy=policy)
     try:
         mirror.start()
     except RuntimeError as e:
-        assert "rules.typosquatt" in str(e)
+        assert "rules.riskk" in str(e)
         assert f"{policy}:3" in str(e)
     else:
         mirror.stop()
@@ -80,7 +80,7 @@ def test_invalid_policy_refuses_to_start(tmp_path: Path) -> None:
 
 def test_invalid_capability_lock_refuses_to_start(tmp_path: Path) -> None:
     """The lock is part of the policy: a typo in it must stop the server, with the line."""
-    (tmp_path / "policy.yaml").write_text("version: 1\nrules:\n  capabilities: {mode: block}\n")
+    (tmp_path / "policy.yaml").write_text("version: 2\nrules:\n  capabilities: {mode: block}\n")
     (tmp_path / "capabilities.lock.yaml").write_text(
         "version: 1\ncrates:\n  serde:\n    - capabilities: [teleport]\n"
         "      approved_by: me\n      approved_at: '2026-01-01T00:00:00Z'\n      reason: x\n"

@@ -128,12 +128,12 @@ async def test_a_policy_change_takes_effect_on_the_next_request(
     small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\n")
+    policy.write_text("version: 2\n")
     client = await mirror_client(small_upstream, fresh_connections=True, policy=policy)
     await _warm(client, ITOA)
     assert (await client.get(ITOA)).headers["Server"] == FAST
     policy.write_text(
-        "version: 1\nrules:\n  deny: {mode: block}\ndeny:\n  - crate: itoa\n    reason: testing\n"
+        "version: 2\nrules:\n  deny: {mode: block}\ndeny:\n  - crate: itoa\n    reason: testing\n"
     )
     gate = _mirror(client).core.gate
     gate.replace_policy(PolicyFiles(policy).load(), gate.capabilities)

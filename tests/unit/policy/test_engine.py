@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from mirror.index import IndexFile, canonical_name
 from mirror.policy.advisories import Advisory, AdvisoryDb
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.engine import MAX_EXPLAIN_CHARS, PolicyEngine, explain, strongest
+from mirror.policy.evidence import CrateHistory
 from mirror.policy.model import (
     AdvisoriesRule,
     CrateSpec,
@@ -23,10 +22,11 @@ from mirror.policy.model import (
     ListEntry,
     MinAgeRule,
     Policy,
+    RiskRule,
     Rules,
-    TyposquatRule,
     YankedRule,
 )
+from mirror.policy.names import NameIndex
 from mirror.policy.semver import VersionReq
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -35,32 +35,10 @@ OLD = "2026-01-01T00:00:00Z"
 FRESH = "2026-11-25T11:00:00Z"
 
 
-@dataclass(frozen=True)
-class FakeMatch:
-    requested: str
-    protected: str
-    check: str
-    description: str
-    distance: int
-    protected_rank: int | None
-
-
-class FakeTyposquat:
-    """Same interface as mirror.policy.typosquat.TyposquatIndex: a fixed table of squats."""
-
-    def __init__(self, table: dict[str, str]) -> None:
-        self.table = table
-        self.calls: list[str] = []
-
-    def check(self, name: str) -> FakeMatch | None:
-        self.calls.append(name)
-        protected = self.table.get(canonical_name(name))
-        if protected is None:
-            return None
-        return FakeMatch(name, protected, "separator-removed", "separator removed", 1, 42)
-
-
-SQUATS = FakeTyposquat({"rustdecimal": "rust_decimal", "serde_jsno": "serde_json"})
+NAMES = NameIndex(["serde", "serde_json", "rust_decimal", "tokio"], protect_top=4)
+RISK = Rules(risk=RiskRule(Mode.BLOCK))
+YOUNG = CrateHistory(1, 0, NOW - timedelta(days=2), NOW - timedelta(days=2), False)
+OLD_CRATE = CrateHistory(12, 0, None, None, True)
 
 
 def entry(spec: str, reason: str = "reviewed", expires: date | None = None) -> ListEntry:
@@ -86,7 +64,7 @@ def engine(policy: Policy, advisories: list[Advisory] | None = None) -> PolicyEn
         for a in advisories:
             by_crate[canonical_name(a.package)] = (*by_crate.get(a.package, ()), a)
         db = AdvisoryDb(Path("/db"), by_crate)
-    return PolicyEngine(policy, SQUATS, db)
+    return PolicyEngine(policy, NAMES, db)
 
 
 def raw_line(
@@ -109,73 +87,71 @@ def index_of(*raws: bytes) -> IndexFile:
 
 
 def test_no_rules_allow_everything() -> None:
-    """With every rule off, any name is allowed by the default rule."""
-    d = engine(make_policy(Rules(deny=DenyRule(Mode.OFF)))).decide_name("rustdecimal", TODAY)
+    """With every rule off, any name is allowed by the default rule, and `risk` says nothing."""
+    e = engine(make_policy(Rules(deny=DenyRule(Mode.OFF))))
+    d = e.decide_name("rustdecimal", TODAY)
     assert d.action is Action.ALLOW and d.rule == "default"
+    assert e.decide_crate(e.name_facts("rustdecimal"), YOUNG, None, NOW) is None
+
+
+def crate_decision(e: PolicyEngine, name: str, history: CrateHistory = YOUNG) -> Decision:
+    judged = e.decide_crate(e.name_facts(name), history, None, NOW)
+    assert judged is not None
+    return judged[1]
 
 
 @pytest.mark.parametrize(
-    ("mode", "action"), [(Mode.BLOCK, Action.BLOCK), (Mode.WARN, Action.WARN), (Mode.OFF, None)]
+    ("mode", "action"),
+    [(Mode.BLOCK, Action.QUARANTINE), (Mode.WARN, Action.WARN)],
 )
-def test_typosquat_modes(mode: Mode, action: Action | None) -> None:
-    """A typosquat blocks, warns (dry run), or is not even checked when off."""
-    squats = FakeTyposquat({"rustdecimal": "rust_decimal"})
-    e = PolicyEngine(make_policy(Rules(typosquat=TyposquatRule(mode))), squats, None)
-    d = e.decide_name("rustdecimal", TODAY)
-    if action is None:
-        assert d.action is Action.ALLOW and squats.calls == []
-        return
-    assert d.action is action and d.rule == "typosquat"
-    assert d.reason == (
-        "`rustdecimal` looks like a typo of the popular crate `rust_decimal` (separator removed)"
-    )
-    assert d.details["near_name"] == {
-        "protected": "rust_decimal",
-        "check": "separator-removed",
-        "distance": 1,
-    }
-    assert e.decide_name("rust_decimal", TODAY).action is Action.ALLOW
+def test_risk_modes(mode: Mode, action: Action) -> None:
+    """A new look-alike is quarantined, or recorded as would-be-quarantined in warn mode."""
+    e = engine(make_policy(Rules(risk=RiskRule(mode))))
+    d = crate_decision(e, "rustdecimal")
+    assert d.action is action and d.rule == "risk"
+    assert d.details["near_name"]["protected"] == "rust_decimal"
+    assert "looks like `rust_decimal` (separators removed)" in d.reason
+    if mode is Mode.WARN:
+        assert d.details["would"] == "quarantine"
+    assert crate_decision(e, "rustdecimal", OLD_CRATE).action is Action.ALLOW
 
 
-def test_allow_entry_wins_over_typosquat_but_keeps_near_name() -> None:
-    """An unexpired allow entry lets the name through; the feed still sees the near name."""
-    policy = make_policy(
-        Rules(typosquat=TyposquatRule(Mode.BLOCK)), allow=(entry("RustDecimal", "fork, SEC-123"),)
-    )
-    d = engine(policy).decide_name("rustdecimal", TODAY)
+def test_allow_entry_wins_over_risk_but_keeps_the_evidence() -> None:
+    """An unexpired allow entry lets the crate through; the feed still sees the near name."""
+    policy = make_policy(RISK, allow=(entry("RustDecimal", "fork, SEC-123"),))
+    d = crate_decision(engine(policy), "rustdecimal")
     assert d.action is Action.ALLOW and d.rule == "allow"
     assert "SEC-123" in d.reason
     assert d.details["near_name"]["protected"] == "rust_decimal"
-    assert d.details["overrides"] == "typosquat"
+    assert d.details["overrides"] == "risk"
+
+
+def test_approval_in_the_capability_lock_wins_over_risk() -> None:
+    """A person who approved the crate after review is on the record, by name."""
+    e = engine(make_policy(RISK))
+    judged = e.decide_crate(e.name_facts("rustdecimal"), YOUNG, None, NOW, reviewed_by="alice")
+    assert judged is not None
+    d = judged[1]
+    assert d.action is Action.ALLOW and d.rule == "approved"
+    assert d.details["approved_by"] == "alice" and "alice" in d.reason
 
 
 def test_expired_allow_entry_stops_applying() -> None:
-    """After `expires`, the typosquat rule applies again."""
+    """After `expires`, the risk rule applies again."""
     allow = (entry("rustdecimal", expires=TODAY - timedelta(days=1)),)
-    e = engine(make_policy(Rules(typosquat=TyposquatRule(Mode.BLOCK)), allow=allow))
-    assert e.decide_name("rustdecimal", TODAY).blocks
-    assert e.decide_name("rustdecimal", TODAY - timedelta(days=1)).action is Action.ALLOW
+    e = engine(make_policy(RISK, allow=allow))
+    assert crate_decision(e, "rustdecimal").blocks
 
 
 def test_deny_by_name_wins_over_allow() -> None:
     """An explicit deny is never undone by an allow entry for the same crate."""
     policy = make_policy(
-        Rules(typosquat=TyposquatRule(Mode.BLOCK)),
+        RISK,
         allow=(entry("rustdecimal"),),
         deny=(entry("rust-decimal-x", "malware"), entry("RustDecimal", "banned")),
     )
     d = engine(policy).decide_name("rustdecimal", TODAY)
     assert d.blocks and d.rule == "deny" and "banned" in d.reason
-
-
-def test_blocking_rule_beats_warning_rule() -> None:
-    """deny in warn mode plus a blocking typosquat: the block wins."""
-    policy = dataclasses.replace(
-        make_policy(deny=(entry("serde_jsno"),)),
-        rules=Rules(typosquat=TyposquatRule(Mode.BLOCK), deny=DenyRule(Mode.WARN)),
-    )
-    d = engine(policy).decide_name("serde-jsno", TODAY)
-    assert d.blocks and d.rule == "typosquat"
 
 
 def test_expired_deny_entry_stops_applying() -> None:
@@ -188,10 +164,12 @@ def test_expired_deny_entry_stops_applying() -> None:
     assert e.expired_entries(date(2026, 1, 1)) == []
 
 
-def test_typosquat_without_index_allows() -> None:
-    """If no typosquat index was loaded, the name rule cannot match."""
-    e = PolicyEngine(make_policy(Rules(typosquat=TyposquatRule(Mode.BLOCK))), None, None)
-    assert e.decide_name("rustdecimal", TODAY).action is Action.ALLOW
+def test_risk_without_a_corpus_names_the_missing_evidence() -> None:
+    """No name index loaded: the look-alike cannot be seen, and the decision says so."""
+    e = PolicyEngine(make_policy(RISK), None, None)
+    d = crate_decision(e, "rustdecimal")
+    assert "corpus" in d.details["risk"]["missing"]
+    assert d.details.get("near_name") is None
 
 
 # -- index filtering ------------------------------------------------------------------------
@@ -328,11 +306,11 @@ def test_filter_partitions_versions(
 
 
 def test_decide_version_combines_name_and_version_rules() -> None:
-    """A download is refused for a blocked name even if the version itself is fine."""
-    policy = make_policy(dataclasses.replace(STRICT, typosquat=TyposquatRule(Mode.BLOCK)))
+    """A download is refused for a denied name even if the version itself is fine."""
+    policy = make_policy(STRICT, deny=(entry("rustdecimal", "malware"),))
     e = engine(policy, [])
     squat = index_of(raw_line("1.0.0", name="rustdecimal")).lines[0]
-    assert e.decide_version(squat, NOW).rule == "typosquat"
+    assert e.decide_version(squat, NOW).rule == "deny"
     fresh = index_of(raw_line("1.0.0", pubtime=FRESH)).lines[0]
     assert e.decide_version(fresh, NOW).rule == "min_age"
     fine = index_of(raw_line("1.0.0")).lines[0]
@@ -363,10 +341,8 @@ def test_strongest() -> None:
     ("decision", "words"),
     [
         (
-            Decision(
-                Action.BLOCK, "typosquat", "`rustdecimal` looks like a typo of `rust_decimal`"
-            ),
-            "add it to `allow` in crate-mirror/policy.yaml",
+            Decision(Action.BLOCK, "risk", "`rustdecimal` looks malicious (score 9): evidence"),
+            "After review, add it to `allow` in crate-mirror/policy.yaml",
         ),
         (
             Decision(
@@ -414,23 +390,21 @@ def test_explain_names_the_override(decision: Decision, words: str) -> None:
 
 def test_explain_stays_short_for_long_reasons() -> None:
     """A very long reason is cut, but the override and request id survive."""
-    d = Decision(Action.BLOCK, "typosquat", "x" * 2000)
+    d = Decision(Action.BLOCK, "risk", "x" * 2000)
     text = explain(d, "/p.yaml", "abc")
     assert len(text) <= MAX_EXPLAIN_CHARS
     assert "add it to `allow` in p.yaml" in text and text.endswith("Request abc.")
 
 
-def test_explain_real_typosquat_decision() -> None:
-    """End to end: the engine's decision renders as the documented message."""
-    d = engine(make_policy(Rules(typosquat=TyposquatRule(Mode.BLOCK)))).decide_name(
-        "rustdecimal", TODAY
-    )
-    text = explain(d, Path("/srv/mirror/policies/default.yaml"), "7f3a")
-    assert text == (
-        "blocked by crate-mirror policy: `rustdecimal` looks like a typo of the popular crate "
-        "`rust_decimal` (separator removed). If you meant it, add it to `allow` in "
-        "policies/default.yaml. Request 7f3a."
-    )
+def test_explain_real_risk_decision_with_the_approve_command() -> None:
+    """End to end: a quarantine names its evidence, when it lifts, and the command."""
+    d = crate_decision(engine(make_policy(RISK)), "rustdecimal")
+    approve = "crate-mirror approve rustdecimal@0.1.0 --lock /x/l.yaml --reason '<why>'"
+    text = explain(d, Path("/srv/mirror/policies/default.yaml"), "7f3a", approve)
+    assert text.startswith("quarantined by crate-mirror policy: `rustdecimal` is quarantined")
+    assert "looks like `rust_decimal` (separators removed) +3" in text
+    assert "Held until 2026-12-23T12:00:00Z; or after review, approve it: " + approve in text
+    assert text.endswith("Request 7f3a.") and len(text) <= MAX_EXPLAIN_CHARS
 
 
 def test_explain_without_policy_path() -> None:

@@ -28,9 +28,9 @@ from tests import REPO
 POLICIES = REPO / "policies"
 
 FULL = """\
-version: 1
+version: 2
 rules:
-  typosquat:   {mode: block, protect_top: 5000, corpus: popular-crates.txt, protect: [acme-core]}
+  risk:        {mode: block, protect_top: 5000, corpus: popular-crates.txt, protect: [acme-core]}
   deny:        {mode: block}
   yanked:      {mode: off}
   min_age:     {mode: warn, age: 72h, missing_pubtime: hide}
@@ -73,9 +73,9 @@ def test_full_policy_parses_into_typed_rules(tmp_path: Path) -> None:
     path = _write(tmp_path, FULL)
     policy = load_policy(path)
     rules = policy.rules
-    assert rules.typosquat.mode is Mode.BLOCK and rules.typosquat.protect_top == 5000
-    assert rules.typosquat.corpus == tmp_path.resolve() / "popular-crates.txt"
-    assert rules.typosquat.protect == ("acme-core",)
+    assert rules.risk.mode is Mode.BLOCK and rules.risk.protect_top == 5000
+    assert rules.risk.corpus == tmp_path.resolve() / "popular-crates.txt"
+    assert rules.risk.protect == ("acme-core",)
     assert rules.yanked.mode is Mode.OFF  # `off` is a YAML 1.1 boolean; still read as a mode
     assert rules.min_age.mode is Mode.WARN
     assert rules.min_age.age == timedelta(hours=72)
@@ -96,177 +96,177 @@ def test_full_policy_parses_into_typed_rules(tmp_path: Path) -> None:
 
 def test_omitted_rules_take_documented_defaults(tmp_path: Path) -> None:
     """Only `version` is required; deny applies, the automatic rules are off."""
-    policy = _load(tmp_path, "version: 1\n")
+    policy = _load(tmp_path, "version: 2\n")
     assert policy.rules.deny.mode is Mode.BLOCK
-    for name in ("typosquat", "yanked", "min_age", "advisories", "capabilities"):
+    for name in ("risk", "yanked", "min_age", "advisories", "capabilities"):
         assert getattr(policy.rules, name).mode is Mode.OFF
     assert policy.allow == () and policy.deny == ()
 
 
 def test_digest_changes_with_bytes(tmp_path: Path) -> None:
     """A comment change is a new policy version for the audit log."""
-    a = _load(tmp_path, "version: 1\n").digest
-    b = _load(tmp_path, "version: 1  # changed\n").digest
+    a = _load(tmp_path, "version: 2\n").digest
+    b = _load(tmp_path, "version: 2  # changed\n").digest
     assert a != b
 
 
 @pytest.mark.parametrize(
     ("text", "line", "field", "words"),
     [
-        ("version: 1\nextra: 1\n", 2, "extra", "unknown key"),
+        ("version: 2\nextra: 1\n", 2, "extra", "unknown key"),
         (
-            "version: 1\nrules:\n  typosquatting: {mode: block}\n",
+            "version: 2\nrules:\n  risks: {mode: block}\n",
             3,
-            "rules.typosquatting",
-            "did you mean 'typosquat'",
+            "rules.risks",
+            "did you mean 'risk'",
         ),
         (
-            "version: 1\nrules:\n  min_age: {mode: warn, ages: 3h}\n",
+            "version: 2\nrules:\n  min_age: {mode: warn, ages: 3h}\n",
             3,
             "rules.min_age.ages",
             "unknown setting",
         ),
         (
-            "version: 1\nrules:\n  min_age: {mode: sometimes}\n",
+            "version: 2\nrules:\n  min_age: {mode: sometimes}\n",
             3,
             "rules.min_age.mode",
             "block, warn, off",
         ),
         (
-            "version: 1\nrules:\n  min_age:\n    mode: warn\n    age: 3 days\n",
+            "version: 2\nrules:\n  min_age:\n    mode: warn\n    age: 3 days\n",
             5,
             "rules.min_age.age",
             "not a duration",
         ),
         (
-            "version: 1\nrules:\n  min_age: {mode: warn, age: 72}\n",
+            "version: 2\nrules:\n  min_age: {mode: warn, age: 72}\n",
             3,
             "rules.min_age.age",
             "expected a duration",
         ),
         (
-            "version: 1\nrules:\n  min_age: {mode: warn, missing_pubtime: maybe}\n",
+            "version: 2\nrules:\n  min_age: {mode: warn, missing_pubtime: maybe}\n",
             3,
             "rules.min_age.missing_pubtime",
             "allow, hide",
         ),
-        ("version: 1\nrules:\n  yanked: {}\n", 3, "rules.yanked.mode", "missing"),
-        ("version: 1\nrules:\n  yanked: block\n", 3, "rules.yanked", "expected a mapping"),
+        ("version: 2\nrules:\n  yanked: {}\n", 3, "rules.yanked.mode", "missing"),
+        ("version: 2\nrules:\n  yanked: block\n", 3, "rules.yanked", "expected a mapping"),
         (
-            "version: 1\nrules:\n  yanked: {mode: warn}\n  yanked: {mode: off}\n",
+            "version: 2\nrules:\n  yanked: {mode: warn}\n  yanked: {mode: off}\n",
             4,
             "rules.yanked",
             "duplicate key",
         ),
         (
-            "version: 1\nrules:\n  typosquat: {mode: block, protect_top: many}\n",
+            "version: 2\nrules:\n  risk: {mode: block, protect_top: many}\n",
             3,
-            "rules.typosquat.protect_top",
+            "rules.risk.protect_top",
             "expected an integer",
         ),
         (
-            "version: 1\nrules:\n  typosquat: {mode: block, protect_top: -1}\n",
+            "version: 2\nrules:\n  risk: {mode: block, protect_top: -1}\n",
             3,
-            "rules.typosquat.protect_top",
+            "rules.risk.protect_top",
             "at least 0",
         ),
         (
-            "version: 1\nrules:\n  typosquat: {mode: block, protect: [ok, 'bad name']}\n",
+            "version: 2\nrules:\n  risk: {mode: block, protect: [ok, 'bad name']}\n",
             3,
-            "rules.typosquat.protect[1]",
+            "rules.risk.protect[1]",
             "crate names",
         ),
         (
-            "version: 1\nrules:\n  typosquat: {mode: block, corpus: 5}\n",
+            "version: 2\nrules:\n  risk: {mode: block, corpus: 5}\n",
             3,
-            "rules.typosquat.corpus",
+            "rules.risk.corpus",
             "expected a string",
         ),
         (
-            "version: 1\nrules:\n  advisories: {mode: block, ignore: [CVE-2020-1]}\n",
+            "version: 2\nrules:\n  advisories: {mode: block, ignore: [CVE-2020-1]}\n",
             3,
             "rules.advisories.ignore[0]",
             "RUSTSEC",
         ),
         (
-            "version: 1\nrules:\n  advisories: {mode: block, ignore: RUSTSEC-2020-0071}\n",
+            "version: 2\nrules:\n  advisories: {mode: block, ignore: RUSTSEC-2020-0071}\n",
             3,
             "rules.advisories.ignore",
             "expected a list",
         ),
         (
-            "version: 1\nrules:\n  advisories: {mode: block, informational: [stale]}\n",
+            "version: 2\nrules:\n  advisories: {mode: block, informational: [stale]}\n",
             3,
             "rules.advisories.informational[0]",
             "unmaintained",
         ),
         (
-            "version: 1\nrules:\n  capabilities: {mode: block, first_seen: always}\n",
+            "version: 2\nrules:\n  capabilities: {mode: block, first_seen: always}\n",
             3,
             "rules.capabilities.first_seen",
             "require-approval",
         ),
-        ("version: 2\n", 1, "version", "unsupported"),
+        ("version: 3\n", 1, "version", "unsupported"),
         ("version: one\n", 1, "version", "expected an integer"),
         ("rules: {}\n", 1, "version", "missing"),
         (
-            "version: 1\nallow:\n  - crate: 'ser de'\n    reason: x\n",
+            "version: 2\nallow:\n  - crate: 'ser de'\n    reason: x\n",
             3,
             "allow[0].crate",
             "crate names",
         ),
         (
-            "version: 1\ndeny:\n  - crate: 'openssl@>>1'\n    reason: x\n",
+            "version: 2\ndeny:\n  - crate: 'openssl@>>1'\n    reason: x\n",
             3,
             "deny[0].crate",
             "bad version range",
         ),
         (
-            "version: 1\ndeny:\n  - crate: 'openssl@'\n    reason: x\n",
+            "version: 2\ndeny:\n  - crate: 'openssl@'\n    reason: x\n",
             3,
             "deny[0].crate",
             "bad version range",
         ),
-        ("version: 1\ndeny:\n  - crate: serde\n", 3, "deny[0].reason", "needs a reason"),
+        ("version: 2\ndeny:\n  - crate: serde\n", 3, "deny[0].reason", "needs a reason"),
         (
-            "version: 1\ndeny:\n  - crate: serde\n    reason: ''\n",
+            "version: 2\ndeny:\n  - crate: serde\n    reason: ''\n",
             3,
             "deny[0].reason",
             "needs a reason",
         ),
-        ("version: 1\ndeny:\n  - reason: x\n", 3, "deny[0].crate", "missing"),
+        ("version: 2\ndeny:\n  - reason: x\n", 3, "deny[0].crate", "missing"),
         (
-            "version: 1\ndeny:\n  - crate: serde\n    reason: 5\n",
+            "version: 2\ndeny:\n  - crate: serde\n    reason: 5\n",
             4,
             "deny[0].reason",
             "expected a string",
         ),
         (
-            "version: 1\nallow:\n  - crate: serde\n    reason: x\n    expires: soon\n",
+            "version: 2\nallow:\n  - crate: serde\n    reason: x\n    expires: soon\n",
             5,
             "allow[0].expires",
             "expected a date",
         ),
         (
-            "version: 1\nallow:\n  - crate: serde\n    reason: x\n    expires: 2027-02-30\n",
+            "version: 2\nallow:\n  - crate: serde\n    reason: x\n    expires: 2027-02-30\n",
             5,
             "allow[0].expires",
             "expected a date",
         ),
         (
-            "version: 1\nallow:\n  - crate: serde\n    reason: x\n    until: 2027-01-01\n",
+            "version: 2\nallow:\n  - crate: serde\n    reason: x\n    until: 2027-01-01\n",
             5,
             "allow[0].until",
             "unknown field",
         ),
         (
-            "version: 1\nallow:\n  - crate: a\n    reason: x\n  - crate: A\n    reason: y\n",
+            "version: 2\nallow:\n  - crate: a\n    reason: x\n  - crate: A\n    reason: y\n",
             5,
             "allow[1]",
             "duplicate of allow[0]",
         ),
-        ("version: 1\nallow: {serde: ok}\n", 2, "allow", "expected a list"),
-        ("version: 1\nallow:\n  - serde\n", 3, "allow[0]", "expected a mapping"),
+        ("version: 2\nallow: {serde: ok}\n", 2, "allow", "expected a list"),
+        ("version: 2\nallow:\n  - serde\n", 3, "allow[0]", "expected a mapping"),
         ("- 1\n", 1, "", "expected a mapping"),
     ],
 )
@@ -284,7 +284,7 @@ def test_all_problems_are_collected(tmp_path: Path) -> None:
     problems = _problems(
         tmp_path,
         """\
-        version: 1
+        version: 2
         rules:
           yanked: {mode: maybe}
           min_age: {mode: warn, age: soon}
@@ -306,7 +306,7 @@ def test_all_problems_are_collected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "line"),
-    [("version: 1\nrules: [\n", 3), ("version: 1\n  bad indent: x\n", 2), ("a: b\n---\nc: d\n", 2)],
+    [("version: 2\nrules: [\n", 3), ("version: 2\n  bad indent: x\n", 2), ("a: b\n---\nc: d\n", 2)],
 )
 def test_yaml_syntax_errors_are_located(tmp_path: Path, text: str, line: int) -> None:
     """Broken YAML is one located problem, not a traceback."""
@@ -321,14 +321,14 @@ def test_unreadable_empty_and_binary_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="empty"):
         _load(tmp_path, "")
     path = tmp_path / "policy.yaml"
-    path.write_bytes(b"version: 1\nx: \xff\n")
+    path.write_bytes(b"version: 2\nx: \xff\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_policy(path)
 
 
 def test_null_sections_are_empty(tmp_path: Path) -> None:
     """`rules:`, `allow:` and `deny:` left empty mean "nothing here", not a type error."""
-    policy = _load(tmp_path, "version: 1\nrules:\nallow:\ndeny:\n")
+    policy = _load(tmp_path, "version: 2\nrules:\nallow:\ndeny:\n")
     assert policy.allow == () and policy.deny == ()
 
 
@@ -336,7 +336,7 @@ def test_entries_keep_canonical_names_and_ranges(tmp_path: Path) -> None:
     """`Foo-Bar@1.2` keeps its spelling, compares canonically, and carries a caret range."""
     policy = _load(
         tmp_path,
-        "version: 1\ndeny:\n  - crate: 'Foo-Bar@1.2'\n    reason: r\n    expires: '2030-01-01'\n",
+        "version: 2\ndeny:\n  - crate: 'Foo-Bar@1.2'\n    reason: r\n    expires: '2030-01-01'\n",
     )
     (entry,) = policy.deny
     assert entry.spec.canonical == "foo_bar"
@@ -376,7 +376,7 @@ def test_shipped_policies_validate(name: str) -> None:
     """Both policies shipped in policies/ load without problems and enable their rules."""
     policy = load_policy(POLICIES / name)
     assert policy.rules.deny.mode is Mode.BLOCK
-    assert policy.rules.typosquat.mode is not Mode.OFF
+    assert policy.rules.risk.mode is not Mode.OFF
     assert policy.rules.min_age.mode is not Mode.OFF
 
 
@@ -384,7 +384,7 @@ def test_strict_is_stricter_than_default() -> None:
     """strict.yaml blocks where default.yaml may only warn, and waits at least as long."""
     default = load_policy(POLICIES / "default.yaml").rules
     strict = load_policy(POLICIES / "strict.yaml").rules
-    for name in ("typosquat", "yanked", "min_age", "advisories", "capabilities"):
+    for name in ("risk", "yanked", "min_age", "advisories", "capabilities"):
         assert getattr(strict, name).mode is Mode.BLOCK, name
     assert strict.min_age.age >= default.min_age.age
     assert strict.min_age.missing_pubtime is MissingPubtime.HIDE
@@ -403,7 +403,7 @@ def test_policy_check_prints_located_problems(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An invalid file: every problem as FILE:LINE: FIELD: MESSAGE, exit status 1."""
-    path = _write(tmp_path, "version: 1\nrules:\n  min_age: {mode: warn, age: soon}\nfoo: 1\n")
+    path = _write(tmp_path, "version: 2\nrules:\n  min_age: {mode: warn, age: soon}\nfoo: 1\n")
     args = _cli(["policy", "check", str(path)])
     assert args.func(args) == 1
     out = capsys.readouterr().out.splitlines()
@@ -416,15 +416,15 @@ def test_policy_check_valid_file_summary_and_warnings(tmp_path: Path) -> None:
     """A valid file exits 0, summarises rule modes and warns about expired entries."""
     path = _write(
         tmp_path,
-        "version: 1\nrules:\n  typosquat: {mode: block, corpus: missing.txt}\n"
+        "version: 2\nrules:\n  risk: {mode: block, corpus: missing.txt}\n"
         "allow:\n  - crate: foo\n    reason: r\n    expires: 2020-01-01\n",
     )
     out = io.StringIO()
     assert policy_cmd.check_policy(path, date(2026, 1, 1), out=out) == 0
     text = out.getvalue()
     assert f"warning: {path.resolve()}:5: allow[0]: `foo` expired on 2020-01-01" in text
-    assert "rules.typosquat.corpus" in text and "does not exist" in text
-    assert "typosquat     block" in text and text.count("OK: ") == 1
+    assert "rules.risk.corpus" in text and "does not exist" in text
+    assert "risk          block" in text and text.count("OK: ") == 1
 
 
 def test_policy_check_loads_the_advisory_db(tmp_path: Path) -> None:
@@ -432,7 +432,7 @@ def test_policy_check_loads_the_advisory_db(tmp_path: Path) -> None:
     bad = tmp_path / "db" / "crates" / "x" / "RUSTSEC-2024-0001.md"
     bad.parent.mkdir(parents=True)
     bad.write_text("no front matter\n")
-    path = _write(tmp_path, "version: 1\nrules:\n  advisories: {mode: block, db: db}\n")
+    path = _write(tmp_path, "version: 2\nrules:\n  advisories: {mode: block, db: db}\n")
     out = io.StringIO()
     assert policy_cmd.check_policy(path, out=out) == 1
     assert str(bad) in out.getvalue()

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mirror.errors import ArchiveError
-from mirror.scan.archive import ArchiveLimits, read_crate
+from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.capabilities import scan_crate
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
@@ -48,6 +48,13 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
+def read_crate(data: bytes, limits: ArchiveLimits | None = None) -> CrateFiles:
+    """Walk a whole archive, keeping every file (each check runs as it streams past)."""
+    files = CrateFiles(data, limits or ArchiveLimits(), lambda _path, _size: True)
+    files.contents = {e.path: e.content for e in files}  # type: ignore[attr-defined]
+    return files
+
+
 @contextmanager
 def rejected(match: str) -> Iterator[None]:
     start = time.monotonic()
@@ -57,12 +64,17 @@ def rejected(match: str) -> Iterator[None]:
 
 
 def test_real_crate_reads_with_prefix_and_files() -> None:
-    """A packed Debian crate unpacks in memory with its NAME-VERSION prefix stripped."""
+    """A packed Debian crate streams past with its NAME-VERSION prefix stripped: kept files
+    whole, the others as their size and first bytes."""
     src = debian_crate_dir("itoa")
-    archive = read_crate(pack_crate(src))
-    assert archive.prefix == src.name
-    assert archive.files["src/lib.rs"] == (src / "src/lib.rs").read_bytes()
-    assert archive.unpacked_bytes == sum(len(v) for v in archive.files.values())
+    files = CrateFiles(pack_crate(src), ArchiveLimits(), lambda path, _: path.endswith(".rs"))
+    entries = {e.path: e for e in files}
+    assert files.prefix == src.name
+    assert entries["src/lib.rs"].content == (src / "src/lib.rs").read_bytes()
+    readme = (src / "README.md").read_bytes()
+    assert entries["README.md"].content is None
+    assert entries["README.md"].head == readme[:8192] and entries["README.md"].size == len(readme)
+    assert files.unpacked_bytes == sum(e.size for e in entries.values())
 
 
 @pytest.mark.parametrize(
@@ -109,7 +121,7 @@ def test_device_and_fifo_entries_are_rejected(kind: bytes) -> None:
 def test_sparse_files_are_rejected() -> None:
     """A sparse file's stored bytes are not its content: the scan would read other code."""
     entry = tarfile.TarInfo("demo-0.1.0/src/lib.rs")
-    entry.type = tarfile.GNUTYPE_SPARSE
+    entry.type = tarfile.GNUTYPE_SPARSE  # (tarfile writes it as a plain header of type S)
     data = gz(build_tar([("demo-0.1.0/Cargo.toml", b"[package]\n"), entry]))
     with rejected("sparse"):
         read_crate(data)
@@ -151,17 +163,24 @@ def _bomb(total: int) -> bytes:
 
 
 def test_gzip_bomb_is_rejected_without_inflating_it() -> None:
-    """A 256 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
-    data = _bomb(256 << 20)
+    """A 60 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
+    data = _bomb(60 << 20)
     assert len(data) < 1 << 20
     tracemalloc.start()
     try:
         with rejected("ratio"):
-            read_crate(data)
+            for _ in CrateFiles(data, ArchiveLimits(), lambda _path, _size: False):
+                pass
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 64 << 20
+    assert peak < 16 << 20
+
+
+def test_oversized_member_is_refused_by_its_header() -> None:
+    """A member claiming 256 MiB is refused at its header, before its data is inflated."""
+    with rejected("larger than"):
+        read_crate(_bomb(256 << 20))
 
 
 def test_total_size_limit_is_enforced_while_streaming() -> None:
@@ -214,11 +233,91 @@ def test_gzip_of_non_tar_is_rejected() -> None:
 
 
 def test_entries_hidden_after_a_corrupt_header_are_rejected() -> None:
-    """tarfile stops quietly at a bad header; the rest of the stream must then be empty."""
+    """tarfile stopped quietly at a bad header after the first, and never looked further;
+    a more lenient unpacker might read on. A bad checksum anywhere refuses the crate."""
     tar = bytearray(build_tar([("demo-0.1.0/a.rs", b"a"), ("demo-0.1.0/b.rs", b"b")]))
     tar[1024 + 148 : 1024 + 156] = b"0000000\0"  # break the second header's checksum
-    with rejected("after the end of its tar"):
+    with rejected("bad header checksum at 1024"):
         read_crate(gz(bytes(tar)))
+
+
+def test_data_after_the_end_of_archive_block_is_rejected() -> None:
+    """An entry placed after the end-of-archive blocks is invisible to cargo, not to all."""
+    tar = build_tar([("demo-0.1.0/a.rs", b"a")])
+    hidden = build_tar([("demo-0.1.0/hidden.rs", b"evil")])
+    with rejected("after the end of its tar"):
+        read_crate(gz(tar + hidden))
+
+
+def test_long_names_the_ways_cargo_and_tarfile_write_them() -> None:
+    """GNU long names (cargo) and pax paths (tarfile) both name the member that follows."""
+    long = "demo-0.1.0/" + "d/" * 70 + "deep.rs"
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+            info = tarfile.TarInfo(long)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        files = read_crate(gz(buf.getvalue()))
+        assert files.contents == {long.split("/", 1)[1]: b"abc"}  # type: ignore[attr-defined]
+
+
+def _raw_header(name: bytes, kind: bytes, size: bytes = b"00000000000\0") -> bytes:
+    """A ustar header with a correct checksum, for kinds tarfile will not write."""
+    block = bytearray(512)
+    block[0 : len(name)] = name
+    block[100:108] = b"0000644\0"
+    block[124:136] = size
+    block[156:157] = kind
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [(b"V", "unknown type"), (b"M", "unknown type"), (b"S", "sparse"), (b"6", "special")],
+)
+def test_entry_types_a_crate_has_no_use_for_are_rejected(kind: bytes, match: str) -> None:
+    """Volume labels, multi-volume continuations, sparse files, FIFOs: refused, not guessed."""
+    tar = _raw_header(b"demo-0.1.0/x", kind) + bytes(1024)
+    with rejected(match):
+        read_crate(gz(tar))
+
+
+def test_global_pax_header_that_renames_is_rejected() -> None:
+    """A global header would rename every member after it: refused. One holding only a
+    comment (`git archive` writes one) is harmless."""
+    for records, match in ((b"path=evil.rs", "global pax header"), (b"comment=abc", None)):
+        record = b"%d %s\n" % (len(records) + 4, records)
+        record = b"%d %s\n" % (len(record), records)
+        header = _raw_header(b"pax_global_header", b"g", b"%011o\0" % len(record))
+        body = record + bytes(-len(record) % 512)
+        tar = header + body + build_tar([("demo-0.1.0/a.rs", b"a")])
+        if match is None:
+            assert read_crate(gz(tar)).contents == {"a.rs": b"a"}  # type: ignore[attr-defined]
+        else:
+            with rejected(match):
+                read_crate(gz(tar))
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [(b"\xff" + bytes(11), "negative number"), (b"12x4567\0\0\0\0\0", "bad number")],
+    ids=["negative-base-256", "not-octal"],
+)
+def test_malformed_numbers_are_rejected(size: bytes, match: str) -> None:
+    with rejected(match):
+        read_crate(gz(_raw_header(b"demo-0.1.0/a.rs", b"0", size) + bytes(1024)))
+
+
+def test_huge_long_name_is_refused_before_it_is_read() -> None:
+    """A GNU long name claiming 1 GiB is refused by its header."""
+    tar = _raw_header(b"././@LongLink", b"L", b"%011o\0" % (1 << 30)) + bytes(1024)
+    with rejected("long name of 1073741824 bytes"):
+        read_crate(gz(tar))
 
 
 def test_raw_deflate_without_gzip_header_is_rejected() -> None:

@@ -161,6 +161,8 @@ def test_evidence_points_at_real_lines(name: str) -> None:
                 continue
             line = (src / e.file).read_text().splitlines()[e.line - 1]
             token = {C.UNSAFE: "unsafe", C.FFI: "extern", C.LINKS: "link"}.get(cap)
+            if e.item.startswith("libc::"):
+                token = None  # a call into libc: the line names the function
             assert (token or e.item.rsplit("::", 1)[-1].split("(")[0]) in line, (e, line)
 
 
@@ -588,3 +590,81 @@ def test_item_like_lines_in_a_block_comment_are_not_code() -> None:
         f'/*!\nExample:\n{example}let _ = std::fs::remove_file("x");\n*/\n{FILLER}pub fn f() {{}}\n'
     )
     assert C.FS not in scan_lib(source).capabilities
+
+
+# -- calls into libc, directory listings, process directories (issue 16 item 9) ---------------
+
+
+@pytest.mark.parametrize("filler", ["", FILLER], ids=["small-file", "large-file"])
+def test_calls_into_libc_are_ffi(filler: str) -> None:
+    """`libc::memchr(..)` calls foreign code; a `libc::c_int` type or `libc::EINVAL` is
+    only data and is not a call."""
+    source = filler + (
+        "pub fn find(p: *const u8) -> usize {\n"
+        "    unsafe { libc::memchr(p as *const _, 0, 8) as usize }\n"
+        "}\n"
+        "pub type Int = libc::c_int;\n"
+        "pub const E: i32 = libc::EINVAL;\n"
+    )
+    line = len(filler.splitlines()) + 2
+    caps = scan_lib(source).capabilities
+    assert caps[C.FFI] == (Evidence("src/lib.rs", line, "libc::memchr"),)
+
+
+def test_libc_calls_made_by_a_syscall_macro_are_ffi() -> None:
+    """mio's and socket2's `syscall!` expand to `libc::$fn(..)`: a call into libc whatever
+    `$fn` is."""
+    source = (
+        "macro_rules! syscall {\n"
+        "    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{\n"
+        "        let res = unsafe { libc::$fn($($arg, )*) };\n"
+        "        res\n"
+        "    }};\n"
+        "}\n"
+    )
+    caps = scan_lib(source).capabilities
+    assert Evidence("src/lib.rs", 3, "libc::$fn") in caps[C.FFI]
+
+
+def test_unqualified_libc_file_calls_are_fs_and_ffi() -> None:
+    """`use libc::{open, rename}` then `open(..)`: file access through libc, by any name."""
+    source = (
+        "use libc::{open, rename as mv, O_RDONLY};\n"
+        "pub unsafe fn f(a: *const i8, b: *const i8) {\n"
+        "    open(a, O_RDONLY);\n"
+        "    mv(a, b);\n"
+        "}\n"
+    )
+    caps = scan_lib(source).capabilities
+    assert {e for e in caps[C.FS] if e.line > 1} == {
+        Evidence("src/lib.rs", 3, "libc::open"),
+        Evidence("src/lib.rs", 4, "libc::rename"),
+    }
+    assert {e.item for e in caps[C.FFI]} == {"libc::open", "libc::rename"}
+
+
+def test_directory_listing_and_process_directories_are_fs() -> None:
+    """`Path::read_dir` (also as a method), `env::temp_dir`, `env::current_dir`: they reach
+    the file system of the machine."""
+    source = (
+        "use std::env;\nuse std::path::Path;\n"
+        "pub fn f(p: &Path) {\n"
+        "    let _ = p.read_dir();\n"
+        "    let _ = Path::read_dir(p);\n"
+        "    let _ = env::temp_dir();\n"
+        "    let _ = env::current_dir();\n"
+        "}\n"
+    )
+    fs = set(scan_lib(source).capabilities[C.FS])
+    assert fs == {
+        Evidence("src/lib.rs", 4, ".read_dir()"),
+        Evidence("src/lib.rs", 5, "Path::read_dir"),
+        Evidence("src/lib.rs", 6, "std::env::temp_dir"),
+        Evidence("src/lib.rs", 7, "std::env::current_dir"),
+    }
+
+
+def test_methods_of_libc_types_are_not_calls_into_libc() -> None:
+    """`libc::c_int::max_value()` is `i32::max_value()`: no foreign code."""
+    caps = scan_lib("pub fn m() -> i32 { libc::c_int::max_value() }\n").capabilities
+    assert C.FFI not in caps

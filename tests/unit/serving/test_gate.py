@@ -23,7 +23,7 @@ from mirror.serving.index_cache import IndexEntry
 
 LAST_SECOND = dt.datetime(2030, 1, 15, 23, 59, 59, tzinfo=dt.UTC).timestamp()
 POLICY = """\
-version: 1
+version: 2
 rules:
   deny: {mode: block}
 deny:
@@ -181,7 +181,7 @@ def test_views_are_kept_per_content_and_generation() -> None:
     second = gate.served_index(itoa)
     assert second is not first and set(second.hidden) == {"1.0.1", "1.0.2"}
 
-    gate.replace_policy(engine("version: 1\n"), guard)
+    gate.replace_policy(engine("version: 2\n"), guard)
     gate.check_name(request("itoa"))
     third = gate.served_index(itoa)
     assert set(third.hidden) == {"1.0.2"}  # the deny entry is gone, the verdict stays

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from mirror.config import Settings
 
 POLICY = """\
-version: 1
+version: 2
 rules:
   deny: {mode: block}
 allow:

@@ -269,7 +269,8 @@ def test_cli_help_and_check(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["corpus", "update", "--help"])
     assert "--count" in capsys.readouterr().out
-    assert main(["corpus", "check", "serde", "curl-impersonator"]) == 0
+    assert main(["corpus", "check", "serde", "qwxzv"]) == 0
+    assert main(["corpus", "check", "curl-impersonator"]) == 1  # `curl` with a word added
     assert main(["corpus", "check", "--top", "100", "serde_jsno"]) == 1
     assert "serde_json" in capsys.readouterr().out
 

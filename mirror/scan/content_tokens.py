@@ -1,0 +1,148 @@
+"""The byte pre-filter of the content reader: which places in a Rust file could hold a
+suspicious literal or construct (`content.py` then reads only the items around them).
+
+One hyperscan database for all of them (without start-of-match, the costly option: each
+token's handler finds its node from where the match ends).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from mirror.scan.multimatch import Patterns
+from mirror.scan.prefilter import EXPRESSIONS as CAPABILITY_EXPRESSIONS
+
+
+class Token(Enum):
+    STRING = 1  # something inside a string literal (blob, path, name, command, address)
+    URL = 9  # `://`: a URL, unless a documentation host's in a comment or an attribute
+    ADDRESS = 2  # a dotted quad: an IPv4 address, unless its line names an OID
+    TEXT_ARRAY = 3  # the `]` closing an array of at least 12 printable character codes
+    ENV_VARS = 4  # `vars()` / `vars_os()`: every environment variable
+    HOME_DIR = 5  # `home_dir`
+    ASSEMBLY = 6  # `concat!`/`format!` of literals, `push_str("..")` twice, `".." + ".."`
+    DECODE = 7  # literal bytes to text: `from_utf8(&[..])`, `(b ^ K) as char`, `x ^= K`
+    INCLUDE_BYTES = 8  # `include_bytes!`
+    PULL = 10  # `#[path = ..]` or `include!(..)`: the file pulls in another (for contexts)
+
+
+_B64 = rb"[A-Za-z0-9+/_-]"
+_PRINTABLE_CODE = rb"(?:0[xX][2-7][0-9a-fA-F]|\d{2,3})(?:_?u8)?"
+_SEP = rb"[ \t\r\n]*,[ \t\r\n]*"
+_Q = rb"[\"/\\]"  # a path component starts at a quote or a separator
+_SENSITIVE = (
+    rb"\.ssh", rb"id_(?:rsa|dsa|ecdsa|ed25519)", rb"authorized_keys", rb"\.aws",
+    rb"\.cargo[/\\]+credentials", rb"\"credentials\.toml", rb"\.git-credentials",
+    rb"\.npmrc", rb"\.pypirc", rb"\.netrc", rb"\.docker", rb"\.kube", _Q + rb"\.env",
+    rb"id\.json", _Q + rb"keystore", rb"\.(?:bitcoin|ethereum|electrum|monero)",
+    rb"wallet\.dat", _Q + rb"(?:Login Data|Cookies|Local State|Web Data)",
+    rb"logins\.json", rb"key4\.db", rb"cookies\.sqlite", rb"Local Storage", _Q + rb"tdata",
+    rb"\.gnupg", rb"\.(?:bash|zsh)_history", rb"/etc/(?:passwd|shadow)",
+)  # fmt: skip
+_SECRET_WORDS = (
+    rb"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|PRIVKEY|APIKEY|CREDENTIAL|MNEMONIC|PHRASE"
+    rb"|AUTH|COOKIE|SESSION|WEBHOOK"
+)
+_PROGRAMS = (
+    rb"curl|wget|certutil|bitsadmin|powershell|pwsh|mshta|wscript|cscript|rundll32|regsvr32"
+    rb"|osascript|nc|ncat|netcat|socat|crontab|schtasks|launchctl|tftp|scp|ftp|iwr|irm|iex"
+    rb"|invoke-\w+|start-bitstransfer|sh|bash|zsh|dash|ksh|cmd"
+)
+_CASELESS = 1
+_ONCE = 2  # a trigger: reported once per file, then found exactly by `_EXACT`
+_KEY = rb"(?:0[xX][0-9a-fA-F]+|\d+|b'[^'\n]{1,4}'|[A-Za-z_]\w*)"
+_EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
+    # (expression, token, flags)
+    (rb"://", Token.URL, 0),
+    (rb"\d\.\d{1,3}\.\d{1,3}\.\d", Token.ADDRESS, 0),
+    (rb"\"\[?[0-9a-fA-F]{0,4}::[0-9a-fA-F]", Token.STRING, 0),
+    (rb"\"\[?[0-9a-fA-F]{1,4}::[\"\]/%]", Token.STRING, 0),
+    (rb"\"[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}:", Token.STRING, 0),
+    (_B64 + rb"{120}", Token.STRING, _ONCE),
+    (rb"(?:\\x[0-9a-fA-F]{2}){64}", Token.STRING, 0),
+    *((p, Token.STRING, 0) for p in _SENSITIVE),
+    (rb"\"[A-Z0-9_]*(?:" + _SECRET_WORDS + rb")", Token.STRING, 0),
+    (rb"\"(?:AWS|AZURE|GOOGLE_APPLICATION_CREDENTIALS|CARGO_REGISTRIES)_?", Token.STRING, 0),
+    (rb"\"(?:HOME|USERPROFILE)\"", Token.STRING, 0),
+    (rb"\"(?:[\w.-]*/)*(?:" + _PROGRAMS + rb")\b", Token.STRING, _CASELESS),
+    (rb"\"[A-Za-z]:(?:\\\\[\w. -]+)*\\\\(?:" + _PROGRAMS + rb")\b", Token.STRING, _CASELESS),
+    (rb"\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da|k)?sh\b", Token.STRING, 0),
+    (rb"DownloadString|DownloadFile|FromBase64String|EncodedCommand|Invoke-", Token.STRING,
+     _CASELESS),
+    (rb"1-9A-HJ-NP-Za-km-z|\{6[46]\}", Token.STRING, 0),
+    (rb"\b(?:AKIA|ASIA|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abprs]-|sk_live_|npm_)",
+     Token.STRING, 0),
+    (rb"\[[ \t\r\n]*(?:" + _PRINTABLE_CODE + rb",[ \t\r\n]*){11}", Token.TEXT_ARRAY, _ONCE),
+    (rb"(?:env::|[^.\w])vars(?:_os)?[ \t]*\([ \t]*\)", Token.ENV_VARS, 0),
+    (rb"\bhome_dir\b", Token.HOME_DIR, 0),
+    (rb"\bconcat![ \t]*[(\[{][^()\n]*\"[ \t]*,[ \t]*\"", Token.ASSEMBLY, 0),
+    (rb"\bformat(?:_args)?![ \t]*\([ \t]*\"[^\"\n]*\{[^\"\n]*\"[ \t]*,[ \t\r\n]*\"",
+     Token.ASSEMBLY, 0),
+    (rb"\bpush_str[ \t]*\([ \t]*\"[^\"\n]{0,40}\"[ \t]*\)[ \t]*;[ \t\r\n]*"
+     rb"\w+\.push_str[ \t]*\([ \t]*\"", Token.ASSEMBLY, 0),
+    (rb"\"[ \t]*(?:\.[ \t]*to_(?:string|owned)\(\)|\))?[ \t\r\n]*\+[ \t\r\n]*&?\"",
+     Token.ASSEMBLY, 0),
+    (rb"from_utf8(?:_lossy|_unchecked)?[ \t]*\([ \t]*&?[ \t]*(?:vec![ \t]*)?(?:\[|b\")",
+     Token.DECODE, 0),
+    (rb"[\^+-][ \t]*" + _KEY + rb"[ \t]*\)[ \t]*as[ \t]+char\b", Token.DECODE, 0),
+    (rb"\|[ \t]*[&*]?\w+[ \t]*\|[ \t]*\(?[ \t]*\*?\w+[ \t]*\^", Token.DECODE, 0),
+    (rb"\^=[ \t]*" + _KEY + rb"[ \t]*;", Token.DECODE, 0),
+    (rb"\binclude_bytes![ \t]*\(", Token.INCLUDE_BYTES, 0),
+    (rb"#\[[ \t]*path[ \t]*=|\binclude![ \t]*\(", Token.PULL, _ONCE),
+)  # fmt: skip
+# The capability reader's tokens first (reported by their start), then these (by their
+# end): one hyperscan scan per file for both readers.
+_SPLIT = len(CAPABILITY_EXPRESSIONS)
+_PATTERNS = Patterns(
+    [*CAPABILITY_EXPRESSIONS, *(expression for expression, _, _ in _EXPRESSIONS)],
+    caseless=[_SPLIT + i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _CASELESS],
+    once=[_SPLIT + i for i, (_, _, flags) in enumerate(_EXPRESSIONS) if flags & _ONCE],
+    start_of_match=range(_SPLIT),
+)
+_TOKENS = tuple(token for _, token, _ in _EXPRESSIONS)
+# Where a trigger's matches really are: a long run of a base64 alphabet, an array of
+# printable codes up to its `]`. (Found in hyperscan these would be reported at every byte
+# of a run, and the run's end is costly to express there.)
+_EXACT = {
+    index: re.compile(
+        _B64 + rb"{120,}"
+        if token is Token.STRING
+        else rb"(?:" + _PRINTABLE_CODE + _SEP + rb"){11,}" + _PRINTABLE_CODE + rb"[ \t\r\n,]*\]"
+    )
+    for index, (_, token, flags) in enumerate(_EXPRESSIONS)
+    if flags & _ONCE and token is not Token.PULL
+}
+# How far before the first trigger match its exact match can start (a longer run starts
+# earlier only if the trigger would have matched earlier: it reports its first match).
+_EXACT_BACK = 64 * 1024
+
+Hit = tuple[int, Token, int]  # (offset of the match's last byte, its token, its start or -1)
+
+
+def scan_tokens(source: bytes) -> tuple[list[tuple[int, int]], list[Hit]]:
+    """One scan for both readers: where the capability tokens start (`prefilter`'s
+    (start, index)), and the content hits."""
+    starts, ends = _PATTERNS.starts_and_ends(source, _SPLIT)
+    return starts, _content_hits(source, ends)
+
+
+def content_hits(source: bytes) -> list[Hit]:
+    """Every place a content token ends, in order."""
+    return scan_tokens(source)[1]
+
+
+def _content_hits(source: bytes, ends: list[tuple[int, int]]) -> list[Hit]:
+    """Every place a content token ends, in order (one per offset and token). Only the
+    triggers' exact matches know where they start (hyperscan is asked for ends only);
+    `PULL` is reported once, wherever it first is."""
+    found: list[Hit] = []
+    for end, index in ends:
+        exact = _EXACT.get(index)
+        if exact is None:
+            found.append((end - 1, _TOKENS[index], -1))
+            continue
+        matches = exact.finditer(source, max(0, end - _EXACT_BACK))
+        found.extend((m.end() - 1, _TOKENS[index], m.start()) for m in matches)
+    found.sort(key=lambda hit: hit[0])  # (hyperscan reports ends in order; the triggers not)
+    return found
