@@ -42,8 +42,8 @@ HOLD_ACTIONS = ("block", "quarantine")
 # Verification failures are attacks or outages, not something a person approves: they are
 # alerts (trust failures), never pending reviews.
 FAILURE_RULES = frozenset({"tuf", "checksum", "archive"})
-READ_ROUTES = ("download", "prefetch", "export")
-CLOCK_SLACK = 300.0  # seconds events may be written out of time order (workers' batches)  # routes whose allows name a served version
+READ_ROUTES = ("download", "prefetch", "export")  # routes whose allows name a served version
+CLOCK_SLACK = 300.0  # seconds events may be written out of time order (workers' batches)
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
