@@ -54,6 +54,12 @@ class Settings:
     # seconds a connection may stay idle or keep trickling request headers (slowloris)
     keepalive_timeout: float = 10.0
     tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
+    # Where trust-on-first-use records what it saw: never the reviewed lock in the checkout.
+    tofu_lock: Path | None = None  # default: <cache_dir>/capabilities.tofu.yaml
+    # Admin token file (`crate-mirror admin add`); when set, the review console is served at
+    # /-/ for the people in it (their tokens are not cargo's client tokens).
+    admin_tokens: Path | None = None
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # webhooks: mirror.serving.alerts
 
     @property
     def base_url(self) -> str:
@@ -65,8 +71,17 @@ class Settings:
     def audit_directory(self) -> Path:
         return self.audit_dir if self.audit_dir is not None else self.cache_dir / "audit"
 
+    @property
+    def tofu_lock_path(self) -> Path:
+        return self.tofu_lock if self.tofu_lock is not None else default_tofu_lock(self.cache_dir)
+
+
+def default_tofu_lock(cache_dir: Path) -> Path:
+    return cache_dir / "capabilities.tofu.yaml"
+
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_NESTED = ("tuf", "alerts")  # mappings: settings file only, no environment variable
 
 
 def load_settings(
@@ -97,7 +112,7 @@ def load_settings(
         if not var.startswith(ENV_PREFIX):
             continue
         name = var[len(ENV_PREFIX) :].lower()
-        if name not in known or name == "tuf":
+        if name not in known or name in _NESTED:
             problems.append(Problem("environment", None, var, "unknown setting"))
             continue
         _set(values, problems, name, raw, "environment", None, from_env=True)
@@ -147,7 +162,7 @@ def _set(
 
 def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> Any:
     kind = str(kind)
-    if name == "tuf":
+    if name in _NESTED:
         if not isinstance(value, dict):
             raise ValueError("expected a mapping")
         return value

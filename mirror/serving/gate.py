@@ -20,6 +20,7 @@ from mirror import metrics
 from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
+from mirror.policy.capability_lock import PENDING_SCAN
 from mirror.policy.decision import Action, Decision
 from mirror.policy.engine import PolicyEngine, explain
 from mirror.serving.downloads import CrateFile
@@ -42,7 +43,10 @@ class Request:
 class CapabilityCheck(Protocol):
     """The capability lock as the gate and the core see it (mirror.serving.capability_guard)."""
 
-    generation: int  # bumped whenever a verdict may have changed
+    @property
+    def generation(self) -> int:
+        """Changes whenever a verdict may have changed."""
+        ...
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
 
@@ -179,7 +183,8 @@ class Gate:
         """Enforce the version rules on `line`; returns the full view they were read from."""
         served = self.served_index(entry)
         decision = served.hidden.get(line.vers)
-        if decision is not None:
+        # Hidden only until its scan is known: the download scans it and decides then.
+        if decision is not None and not decision.details.get(PENDING_SCAN):
             self._enforce(req, decision)
         return served
 

@@ -70,8 +70,9 @@ def open_mirror(
         files = PolicyFiles(settings.policy)
         engine = files.load()
         warn_expired(engine)
-        gate.replace_policy(engine, CapabilityGuard.for_policy(files, scans, audit.record))
-        reloader = PolicyReloader(files, gate, scans, audit)
+        guard = CapabilityGuard.for_policy(files, scans, audit.record, settings)
+        gate.replace_policy(engine, guard)
+        reloader = PolicyReloader(files, gate, scans, audit, settings)
     indexes = IndexCache(
         store,
         upstream,

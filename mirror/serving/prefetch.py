@@ -35,13 +35,29 @@ class PrefetchReport:
 def crates_in_lockfile(path: Path) -> list[CrateRef]:
     """Registry packages of a Cargo.lock (path, git and other registries' packages skipped)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise BadRequest(f"cannot read lockfile {path}: {e}") from e
+    return crates_in_lockfile_text(text, str(path))
+
+
+def crates_in_lockfile_text(text: str, where: str) -> list[CrateRef]:
+    """The same, from a lockfile's text (pasted into the console); BadRequest if malformed."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise BadRequest(f"cannot read {where}: {e}") from e
+    packages = data.get("package", [])
+    if not isinstance(packages, list):
+        raise BadRequest(f"cannot read {where}: `package` is not a list of tables")
     refs = []
-    for package in data.get("package", []):
-        if package.get("source") in CRATES_IO_SOURCES:
-            refs.append(CrateRef.parse(f"{package['name']}@{package['version']}"))
+    for package in packages:
+        if not isinstance(package, dict) or package.get("source") not in CRATES_IO_SOURCES:
+            continue
+        name, version = package.get("name"), package.get("version")
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise BadRequest(f"cannot read {where}: a package without a name or version")
+        refs.append(CrateRef.parse(f"{name}@{version}"))
     return refs
 
 
