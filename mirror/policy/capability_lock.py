@@ -119,6 +119,10 @@ class CapabilityLock:
                 caps |= approval.capabilities
         return frozenset(caps)
 
+    def approvals(self, name: str) -> tuple[Approval, ...]:
+        key = self._key(name)
+        return self.crates.get(key, ()) if key is not None else ()
+
     def reviewed_versions(self, name: str) -> list[str]:
         """The versions whose scans the crate's approvals were made from."""
         key = self._key(name)
@@ -164,7 +168,10 @@ class CapabilityLock:
         until approved again instead of counting as never seen."""
         key = self._key(name)
         if key is None:
-            return self
+            if revoked is None or self.revocation(name) is not None:
+                return self
+            # Known only from trust-on-first-use records: the tombstone still holds it.
+            return self._with(validate_name(name), (), {**self.revoked, name: revoked})
         kept: list[Approval] = []
         for old in self.crates[key]:
             if version_req is not None and old.versions != version_req:
