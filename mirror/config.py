@@ -55,7 +55,7 @@ class Settings:
     keepalive_timeout: float = 10.0
     tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
     # Where trust-on-first-use records what it saw: never the reviewed lock in the checkout.
-    tofu_lock: Path | None = None  # default: <cache_dir>/capabilities.tofu.yaml
+    tofu_lock: Path | None = None  # default: <cache_dir>/state/capabilities.tofu.yaml
     # Admin token file (`crate-mirror admin add`); when set, the review console is served at
     # /-/ for the people in it (their tokens are not cargo's client tokens).
     admin_tokens: Path | None = None
@@ -72,12 +72,17 @@ class Settings:
         return self.audit_dir if self.audit_dir is not None else self.cache_dir / "audit"
 
     @property
+    def state_directory(self) -> Path:
+        """What the server keeps besides the cache (not derived from upstream, never written
+        by the store): trust-on-first-use records, the lock epoch, the console's session key."""
+        return self.cache_dir / "state"
+
+    @property
     def tofu_lock_path(self) -> Path:
-        return self.tofu_lock if self.tofu_lock is not None else default_tofu_lock(self.cache_dir)
+        return self.tofu_lock if self.tofu_lock is not None else self.state_directory / TOFU_NAME
 
 
-def default_tofu_lock(cache_dir: Path) -> Path:
-    return cache_dir / "capabilities.tofu.yaml"
+TOFU_NAME = "capabilities.tofu.yaml"
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -155,7 +155,7 @@ def lock_places(args: argparse.Namespace) -> LockPlaces:
     return LockPlaces(
         reviewed=lock if lock is not None else DEFAULT_LOCK,
         recorded=settings.tofu_lock_path,
-        epoch=settings.cache_dir / EPOCH_NAME,
+        epoch=settings.state_directory / EPOCH_NAME,
         cache_dir=settings.cache_dir,
         audit_dir=args.audit_dir if args.audit_dir is not None else settings.audit_directory,
     )

@@ -73,7 +73,7 @@ class LockPlaces:
         return cls(
             reviewed.resolve(),
             settings.tofu_lock_path.resolve(),
-            (settings.cache_dir / EPOCH_NAME).resolve(),
+            (settings.state_directory / EPOCH_NAME).resolve(),
             settings.cache_dir.resolve(),
             settings.audit_directory.resolve(),
         )

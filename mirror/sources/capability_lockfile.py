@@ -66,7 +66,7 @@ def update_lock(
     return new
 
 
-EPOCH_NAME = "capability-lock.epoch"  # in the cache directory
+EPOCH_NAME = "capability-lock.epoch"  # in the server's state directory
 _EPOCH_BYTES = 8
 
 

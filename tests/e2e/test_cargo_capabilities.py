@@ -68,7 +68,7 @@ def test_evil_update_is_held_back_until_approved(tmp_path: Path, debian_registry
             assert project.generate_lockfile().returncode == 0
             assert project.fetch().returncode == 0
             # Trust on first use recorded version N, in the cache (never the checkout's lock).
-            assert "tinyhelper" in (cache / "capabilities.tofu.yaml").read_text()
+            assert "tinyhelper" in (cache / "state" / "capabilities.tofu.yaml").read_text()
             assert not lock.exists()
             _wait_for(
                 lambda: any(

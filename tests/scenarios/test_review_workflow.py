@@ -29,8 +29,7 @@ def policy_file(directory: Path, first_seen: str = "trust", lock: str | None = N
     where = f", lock: {lock}" if lock else ""
     path = directory / "policy.yaml"
     path.write_text(
-        "version: 1\nrules:\n"
-        f"  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
+        f"version: 1\nrules:\n  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
     )
     return path
 
@@ -63,7 +62,7 @@ async def test_a_revoked_crate_stays_blocked_and_is_never_trusted_on_first_use_a
     resp = await client.get("/api/v1/crates/cfg-if/99.0.0/download")
     assert resp.status == 403
     assert "approvals were revoked" in await resp.text()
-    assert "cfg-if" not in (cache / "capabilities.tofu.yaml").read_text()
+    assert "cfg-if" not in (cache / "state" / "capabilities.tofu.yaml").read_text()
     # The version it had, with no capabilities, still needs nothing approved.
     assert (await client.get(f"/api/v1/crates/cfg-if/{old}/download")).status == 200
 
@@ -120,7 +119,7 @@ async def test_trust_on_first_use_never_writes_the_checkouts_lock(
     assert (await client.get(f"/api/v1/crates/itoa/{version}/download")).status == 200
     assert tracked.read_bytes() == before
     assert sorted(p.name for p in policies.iterdir()) == ["capabilities.lock.yaml", "policy.yaml"]
-    recorded = load_lock(tmp_path / "cache" / "capabilities.tofu.yaml")
+    recorded = load_lock(tmp_path / "cache" / "state" / "capabilities.tofu.yaml")
     assert recorded.approved_for("itoa", version) is not None
 
 
@@ -186,4 +185,3 @@ async def test_a_download_of_a_version_hidden_until_scanned_is_scanned_on_the_sp
     assert await versions_served(client, "gizmo") == ["1.0.0"]
     resp = await client.get("/api/v1/crates/gizmo/1.1.0/download")
     assert resp.status == 200
-

@@ -299,9 +299,7 @@ def test_pending_near_names_and_claims_use_indexes(tmp_path: Path) -> None:
     }
     assert "holds_open" in " ".join(plans["pending"])
     assert "events_near" in " ".join(plans["near"])
-    assert "PRIMARY KEY" in " ".join(plans["claim"]) or "events_action" in " ".join(
-        plans["claim"]
-    )
+    assert "PRIMARY KEY" in " ".join(plans["claim"]) or "events_action" in " ".join(plans["claim"])
 
 
 # -- claims -----------------------------------------------------------------------------------
