@@ -125,8 +125,9 @@ def hold_as_the_server_does(audit: Path, lock: Path, cache: Path, spec: str) -> 
     report = load_report(spec, cache)
     decision = decide_capabilities(report, load_lock(lock), CapabilityRule(Mode.BLOCK))
     log = AuditLog(audit)
-    log.record(AuditEvent("block", decision.rule, decision.reason, route="download",
-                          crate=ref.name, version=ref.version, details=decision.details))  # fmt: skip
+    event = AuditEvent("block", decision.rule, decision.reason, route="download",
+                       crate=ref.name, version=ref.version, details=decision.details)  # fmt: skip
+    log.record(event)
     log.close()
 
 
