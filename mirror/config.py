@@ -247,6 +247,9 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file", "prepared_bytes"):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
+    if s.admin_tokens is not None and s.admin_tokens == s.auth_tokens:
+        # One file for both would let a cargo token open the console, or the other way round.
+        bad("admin_tokens", "must not be the client token file (auth_tokens)")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
     if s.log_level not in _LOG_LEVELS:

@@ -313,6 +313,17 @@ class AuditIndex:
             hi = int(rows[0][0]) if rows else None
         return lo, hi
 
+    def rows(self, seqs: Iterable[int]) -> dict[int, EventRow]:
+        """The indexed rows of these events (e.g. the latest hold of each pending review)."""
+        wanted = sorted(set(seqs))
+        found: dict[int, EventRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            sql = f"SELECT {_ROW_COLUMNS} FROM events WHERE seq IN ({','.join('?' * len(chunk))})"
+            for row in self._read(sql, chunk):
+                found[int(row[0])] = EventRow(*row)
+        return found
+
     def event(self, seq: int) -> StoredEvent | None:
         """The whole event `seq`, read from its line in the chain file."""
         rows = self._read("SELECT file, offset, length, hash FROM events WHERE seq = ?", [seq])

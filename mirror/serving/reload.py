@@ -34,6 +34,10 @@ class PolicyReloader:
         self._scans = scans
         self._audit = audit
 
+    @property
+    def files(self) -> PolicyFiles:
+        return self._files
+
     def now(self) -> None:
         """Reload at once (SIGHUP)."""
         self._reload("signal")

@@ -119,13 +119,19 @@ class ReviewDesk:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def pending(self, *, limit: int = 200, offset: int = 0) -> list[Hold]:
+    def current(self) -> None:
+        """Everything recorded so far in the chain, then in the index: what was refused a
+        moment ago is on the next page."""
+        self._audit.flush()
         self.index.refresh()
+
+    def pending(self, *, limit: int = 200, offset: int = 0) -> list[Hold]:
+        self.current()
         return self.index.pending(limit=limit, offset=offset)
 
     def review(self, crate: str, version: str) -> Review | None:
         """Everything a person needs to decide on one held crate version."""
-        self.index.refresh()
+        self.current()
         hold = self.index.hold(crate, version)
         if hold is None:
             return None
@@ -156,7 +162,7 @@ class ReviewDesk:
     def holds_in_lockfile(self, text: str) -> list[Hold]:
         """What a Cargo.lock needs reviewed: the open holds of its registry packages."""
         refs = crates_in_lockfile_text(text, "the lockfile")
-        self.index.refresh()
+        self.current()
         return self.index.holds_of((ref.name, ref.version) for ref in refs)
 
     # -- acting -------------------------------------------------------------------------------
@@ -242,7 +248,7 @@ class ReviewDesk:
     ) -> Iterable[tuple[Hold, str | None]]:
         if len(targets) > MAX_TARGETS:
             raise BadRequest(f"at most {MAX_TARGETS} crate versions at once")
-        self.index.refresh()
+        self.current()
         seen: set[Target] = set()
         for crate, version in targets:
             if (crate, version) in seen:
