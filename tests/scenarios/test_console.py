@@ -208,12 +208,15 @@ async def test_hostile_crate_text_renders_as_text_everywhere(
     small_registry.add_crate("evil-build", "1.0.0", {"build.rs": EVIL_BUILD_RS})
     await hold(client, "evil-build", "1.0.0")
     log = AuditLog(tmp / "cache" / "audit")  # a name no request could carry, in the log
-    log.record(AuditEvent("block", "typosquat", f"near {HOSTILE}", route="index", crate=HOSTILE,
-                          client=HOSTILE, details={"near_name": {"protected": HOSTILE}}))  # fmt: skip
+    near = {"near_name": {"protected": HOSTILE}}
+    event = AuditEvent("block", "typosquat", f"near {HOSTILE}", route="index", crate=HOSTILE,
+                       client=HOSTILE, details=near)  # fmt: skip
+    log.record(event)
     log.close()
     await log_in(client, token)
-    for path in ("/-/pending", "/-/decisions", "/-/near-names",
-                 "/-/review?crate=evil-build&version=1.0.0", "/-/decisions?crate=" + HOSTILE):  # fmt: skip
+    pages = ["/-/pending", "/-/decisions", "/-/near-names", "/-/decisions?crate=" + HOSTILE,
+             "/-/review?crate=evil-build&version=1.0.0"]  # fmt: skip
+    for path in pages:
         resp = await client.get(path)
         assert resp.status == 200, path
         text = await resp.text()
@@ -280,8 +283,8 @@ async def test_a_whole_lockfile_is_reviewed_and_approved_in_two_actions(
     ).text()
     shown = re.findall(r'name="shown" value="([^"]+)"', listed)
     assert sorted(shown) == sorted(f"{n}@{v}" for n, v in refs[:4])
-    resp = await client.post("/-/decide", data=[("_csrf", csrf), ("decision", "approve-all"),
-                             ("reason", "new project"), *[("shown", s) for s in shown]])  # fmt: skip
+    form = [("_csrf", csrf), ("decision", "approve-all"), ("reason", "new project")]
+    resp = await client.post("/-/decide", data=[*form, *[("shown", s) for s in shown]])
     assert "4 approved" in await resp.text()
     for name, version in refs[:4]:
         assert (await client.get(f"/api/v1/crates/{name}/{version}/download")).status == 200
@@ -292,7 +295,7 @@ async def test_decisions_event_near_names_and_status_pages(
     console: Console, small_upstream: FakeUpstream
 ) -> None:
     """Each page answers and shows what it is for; a malformed filter is a clear 400."""
-    client, token, tmp = await console()
+    client, token, _ = await console()
     await hold(client, "itoa", newest(small_upstream, "itoa"))
     await log_in(client, token)
     text = await (await client.get("/-/decisions?action=block&crate=itoa&since=1h")).text()
