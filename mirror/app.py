@@ -17,6 +17,7 @@ from mirror.http.edge import quiet_bad_requests
 from mirror.http.front import MirrorRunner
 from mirror.http.handlers import Handlers
 from mirror.http.routes import HANDLERS, build_app, tuf_static
+from mirror.serving.alert_queue import dispatcher_for
 from mirror.serving.console import ConsoleBackend
 from mirror.serving.open import Closer, open_mirror
 from mirror.sources.tokens import TokenStore
@@ -57,6 +58,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     core = app[HANDLERS].core
     await core.start()
     tasks = []
+    alerts = dispatcher_for(core)  # webhooks, when the settings name any
+    if alerts is not None:
+        tasks.append(asyncio.create_task(alerts.run()))
     if core.publisher is not None:
         tasks.append(asyncio.create_task(core.publisher.run()))
     if core.reloader is not None:
@@ -66,6 +70,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         task.cancel()
+    if alerts is not None:
+        await alerts.close()
     await app[CLOSER]()
 
 
