@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirror.errors import BadRequest, MirrorError
+from mirror.errors import BadRequest, Blocked, MirrorError
 from mirror.index import CrateRef
 from mirror.request_ids import next_request_id
 from mirror.serving.core import Client, MirrorCore
@@ -25,11 +25,13 @@ CRATES_IO_SOURCES = (
 class PrefetchReport:
     fetched: list[CrateRef] = field(default_factory=list)
     cached: list[CrateRef] = field(default_factory=list)
+    # Refused by a rule a person can lift (capabilities, risk, ...): (crate, rule, why).
+    held: list[tuple[CrateRef, str, str]] = field(default_factory=list)
     failed: list[tuple[CrateRef, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.held
 
 
 def crates_in_lockfile(path: Path) -> list[CrateRef]:
@@ -81,6 +83,11 @@ async def prefetch(
                 was_cached = answer.crate.was_cached
                 outcome = "cached" if was_cached else "fetched"
                 (report.cached if was_cached else report.fetched).append(ref)
+            except Blocked as e:
+                # Every crate of the lockfile is judged in this one pass (cargo stops at the
+                # first 403): what needs a person is listed together, to approve at once.
+                outcome = "held"
+                report.held.append((ref, e.rule, str(e)))
             except MirrorError as e:
                 report.failed.append((ref, str(e)))
             finally:
