@@ -25,7 +25,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on our own
+    # form posts, and the origin check must tell those from cross-site ones.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
