@@ -718,7 +718,6 @@ class _Ingest:
         key = crate_key(crate)
         rule = str(event.get("rule", ""))
         if action in HOLD_ACTIONS and rule not in FAILURE_RULES:
-            self._flush_rows()  # claims join holds to rows: keep them in step
             self.conn.execute(
                 f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, ?, 1, NULL, "
                 "NULL, NULL) ON CONFLICT (crate_key, version) DO UPDATE SET "
