@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from mirror.audit.event import ZERO_HASH, AuditEvent, link, prepare
 from mirror.audit.files import chain_file_name
@@ -79,17 +78,23 @@ def _event(
                           crate=crate + "_", request_id=rid, client=client,
                           details={"near_name": near})  # fmt: skip
     if roll < 0.96:
-        risk = {"verdict": "quarantine", "score": 6.5, "signals": [
-            {"id": "new_crate", "points": 2, "text": "first published 9 hours ago"},
-            {"id": "build_network", "points": 4.5, "text": "build.rs opens a socket"}]}
+        risk = {
+            "verdict": "quarantine",
+            "score": 6.5,
+            "signals": [
+                {"id": "new_crate", "points": 2, "text": "first published 9 hours ago"},
+                {"id": "build_network", "points": 4.5, "text": "build.rs opens a socket"},
+            ],
+        }
         return AuditEvent("quarantine", "risk", f"`{crate}` is quarantined (score 6.5)",
                           route="download", crate=crate, version=version, request_id=rid,
                           client=client, details={"risk": risk})  # fmt: skip
     if roll < 0.99:
         return AuditEvent("warn", "yanked", f"{crate} {version} is yanked", route="download",
                           crate=crate, version=version, request_id=rid, client=client)  # fmt: skip
+    who = {"by": "bob", "why": "reviewed"}
     return AuditEvent("approve", "capabilities", f"bob approved net for {crate}", route="cli",
-                      crate=crate, version=version, details={"by": "bob", "why": "reviewed"})  # fmt: skip
+                      crate=crate, version=version, details=who)  # fmt: skip
 
 
 PAGES = [
@@ -101,15 +106,17 @@ PAGES = [
     ("decisions, rule + crate", "/-/decisions?rule=capabilities&crate=crate4242"),
     ("decisions, last hour", "/-/decisions?since=1h&action=warn"),
     ("decisions, a day ago", "/-/decisions?until=24h"),
-    ("decisions, older page", "/-/decisions?action=block&before=500000"),
-    ("decisions, request id", "/-/decisions?request_id=00000000000f4240"),
-    ("an event", "/-/events/777777"),
+    ("decisions, older page", "/-/decisions?action=block&before={middle}"),
+    ("decisions, request id", "/-/decisions?request_id={middle_rid}"),
+    ("an event", "/-/events/{middle}"),
     ("near names", "/-/near-names"),
     ("status", "/-/status"),
 ]
 
 
-async def time_pages(directory: Path, repeat: int) -> list[tuple[str, list[float], int]]:
+async def time_pages(
+    directory: Path, repeat: int, events: int
+) -> list[tuple[str, list[float], int]]:
     """Each page through the real console (HTTP, an admin bearer token), `repeat` times."""
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -130,7 +137,10 @@ async def time_pages(directory: Path, repeat: int) -> list[tuple[str, list[float
             pending = await client.get("/-/pending", headers=headers)
             body = await pending.text()
             review = body.split('href="/-/review?', 1)
-            pages = list(PAGES)
+            middle = events // 2
+            pages = [
+                (n, p.format(middle=middle, middle_rid=f"{middle - 1:016x}")) for n, p in PAGES
+            ]
             if len(review) == 2:
                 pages.append(("a review", "/-/review?" + review[1].split('"', 1)[0]
                               .replace("&amp;", "&")))  # fmt: skip
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"index: {status.events:,} events verified and indexed in {built:.1f} s "
               f"({status.events / max(built, 1e-9):,.0f}/s), {size:.0f} MiB, "
               f"chain {'intact' if status.broken is None else 'BROKEN'}")  # fmt: skip
-        results = asyncio.run(time_pages(directory, args.repeat))
+        results = asyncio.run(time_pages(directory, args.repeat, status.events))
         worst = 0.0
         print(f"{'page':<26} {'median ms':>10} {'max ms':>8}  status")
         for name, times, code in results:
