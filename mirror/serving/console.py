@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_LOCK = Path("policies/capabilities.lock.yaml")  # when the server runs without a policy
-PENDING_SHOWN = 1000  # pending reviews on one page (the oldest beyond it wait their turn)
+PENDING_SHOWN = 200  # pending reviews on one page (the next page has the older ones)
 DENIED_SHOWN = 50
 
 
@@ -57,12 +57,13 @@ class ConsoleBackend:
         self.desk.current()
         return self.index.near_names(limit=limit, before=before)
 
-    def pending_page(self) -> tuple[list[Hold], list[Hold], dict[int, EventRow]]:
-        """Pending reviews and recent denials, with the latest hold's row of each."""
-        holds = self.desk.pending(limit=PENDING_SHOWN)
-        denied = self.index.denied(limit=DENIED_SHOWN)
+    def pending_page(self, offset: int) -> tuple[list[Hold], list[Hold], dict[int, EventRow], int]:
+        """A page of pending reviews (most recently held first) and recent denials, with the
+        latest hold's row of each, and how many are pending in all."""
+        holds = self.desk.pending(limit=PENDING_SHOWN, offset=offset)
+        denied = self.index.denied(limit=DENIED_SHOWN) if offset == 0 else []
         rows = self.index.rows([h.last_seq for h in (*holds, *denied)])
-        return holds, denied, rows
+        return holds, denied, rows, self.index.pending_count()
 
     def lockfile_page(self, text: str) -> tuple[list[Hold], dict[int, EventRow]]:
         holds = self.desk.holds_in_lockfile(text)

@@ -136,10 +136,12 @@ class Pages:
         raise web.HTTPSeeOther("/-/pending")
 
     async def pending(self, request: web.Request, ctx: Context) -> web.StreamResponse:
-        backend = self.backend
-        holds, denied, rows = await asyncio.to_thread(backend.pending_page)
+        offset = _integer(request.query.get("offset")) or 0
+        holds, denied, rows, total = await asyncio.to_thread(self.backend.pending_page, offset)
+        more = offset + len(holds) if offset + len(holds) < total else None
         return page("pending.html", admin=ctx.admin, csrf=ctx.csrf, nav="pending",
-                    holds=holds, denied=denied, rows=rows, lockfile=None)  # fmt: skip
+                    holds=holds, denied=denied, rows=rows, lockfile=None, total=total,
+                    offset=offset, more=more)  # fmt: skip
 
     async def review(self, request: web.Request, ctx: Context) -> web.StreamResponse:
         crate = request.query.get("crate", "")
@@ -179,7 +181,8 @@ class Pages:
             raise BadRequest("paste the contents of a Cargo.lock")
         holds, rows = await asyncio.to_thread(self.backend.lockfile_page, text)
         return page("pending.html", admin=ctx.admin, csrf=ctx.csrf, nav="pending",
-                    holds=holds, denied=[], rows=rows, lockfile=True)  # fmt: skip
+                    holds=holds, denied=[], rows=rows, lockfile=True, total=len(holds),
+                    offset=0, more=None)  # fmt: skip
 
     async def decisions(self, request: web.Request, ctx: Context) -> web.StreamResponse:
         q = request.query
