@@ -175,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
         index = AuditIndex(directory)
         start = time.perf_counter()
-        index.refresh()
+        added = index.refresh()
         built = time.perf_counter() - start
         status = index.status()
         size = sum(p.stat().st_size for p in directory.glob("audit-index.sqlite*")) / 2**20
         index.close()
-        print(f"index: {status.events:,} events verified and indexed in {built:.1f} s "
-              f"({status.events / max(built, 1e-9):,.0f}/s), {size:.0f} MiB, "
+        how = (f"{added:,} verified and indexed in {built:.1f} s ({added / built:,.0f}/s)"
+               if added else "index already current")  # fmt: skip
+        print(f"index: {status.events:,} events; {how}; {size:.0f} MiB; "
               f"chain {'intact' if status.broken is None else 'BROKEN'}")  # fmt: skip
         results = asyncio.run(time_pages(directory, args.repeat, status.events))
         worst = 0.0
