@@ -310,3 +310,41 @@ async def test_decisions_event_near_names_and_status_pages(
     assert "capabilities" in status and "block" in status and "Intact" in status
     live = await (await client.get("/-/decisions?live=1")).text()
     assert 'http-equiv="refresh"' in live
+
+
+async def test_a_quarantined_look_alike_shows_its_signals_and_is_approved_in_the_lock(
+    console: Console, small_upstream: FakeUpstream, small_registry: Registry, tmp_path: Path
+) -> None:
+    """The malicious-crate rule's holds (`risk`, details.risk) are pending reviews too: the
+    review shows every signal with its points; approving is a human approval in the lock for
+    that version (what lifts the rule)."""
+    client, token, tmp = await console()
+    small_registry.add_crate("serde-derlve", "0.1.0", {"src/lib.rs": b"pub fn f() {}\n"})
+    risk = {"verdict": "quarantine", "score": 7.5, "thresholds": {"quarantine": 6},
+            "meant": "serde_derive", "until": "2026-12-01T00:00:00Z",
+            "signals": [{"id": "typo_of_popular", "points": 4, "text": "looks like serde_derive"},
+                        {"id": "new_crate", "points": 3.5, "text": "first published 2 hours ago"},
+                        {"id": "old_account", "points": -1, "text": HOSTILE}]}  # fmt: skip
+    log = AuditLog(tmp / "cache" / "audit")
+    near = {"protected": "serde_derive", "check": "edit", "distance": 1}
+    reason = "`serde-derlve` 0.1.0 is quarantined (score 7.5)"
+    log.record(AuditEvent("quarantine", "risk", reason, route="download", crate="serde-derlve",
+                          version="0.1.0", details={"risk": risk, "near_name": near}))  # fmt: skip
+    log.close()
+    await log_in(client, token)
+    pending = await (await client.get("/-/pending")).text()
+    assert "serde-derlve" in pending and "quarantine" in pending
+    review = await (await client.get("/-/review?crate=serde-derlve&version=0.1.0")).text()
+    for text in ("looks like serde_derive", "+4", "+3.5", "-1", "7.50", "serde_derive",
+                 "2026-12-01T00:00:00Z", "&lt;script&gt;"):  # fmt: skip
+        assert text in review, text
+    assert "<script" not in review
+    await client.get("/index/se/rd/serde-derlve")  # the index file is in the cache now
+    csrf = await csrf_of(client)
+    resp = await client.post("/-/decide", data={"_csrf": csrf, "decision": "approve",
+                             "target": "serde-derlve@0.1.0", "reason": "our fork"})  # fmt: skip
+    assert "1 approved" in await resp.text()
+    (approval,) = load_lock(tmp_path / "policies" / "capabilities.lock.yaml").approvals(
+        "serde-derlve"
+    )
+    assert (approval.approved_by, approval.reviewed) == ("alice", "0.1.0")
