@@ -12,10 +12,13 @@ from multiprocessing.connection import Connection
 from aiohttp import web
 
 from mirror.config import Settings
+from mirror.http.console.routes import add_console
 from mirror.http.edge import quiet_bad_requests
 from mirror.http.front import MirrorRunner
 from mirror.http.handlers import Handlers
 from mirror.http.routes import HANDLERS, build_app, tuf_static
+from mirror.serving.alert_queue import dispatcher_for
+from mirror.serving.console import ConsoleBackend
 from mirror.serving.open import Closer, open_mirror
 from mirror.sources.tokens import TokenStore
 
@@ -36,7 +39,17 @@ def create_app(
     app = build_app(Handlers(core, tokens))
     if core.publisher is not None:  # a TUF repository signs what we serve: publish it too
         tuf_static(app, core.publisher.metadata_dir)
-    app[CLOSER] = close
+    if settings.admin_tokens is not None:  # the review console, for the admins in that file
+        console = ConsoleBackend(core)
+        add_console(app, console, settings)
+
+        async def close_all() -> None:
+            console.close()
+            await close()
+
+        app[CLOSER] = close_all
+    else:
+        app[CLOSER] = close
     app.cleanup_ctx.append(_lifetime)
     return app
 
@@ -45,6 +58,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     core = app[HANDLERS].core
     await core.start()
     tasks = []
+    alerts = dispatcher_for(core)  # webhooks, when the settings name any
+    if alerts is not None:
+        tasks.append(asyncio.create_task(alerts.run()))
     if core.publisher is not None:
         tasks.append(asyncio.create_task(core.publisher.run()))
     if core.reloader is not None:
@@ -54,6 +70,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         task.cancel()
+    if alerts is not None:
+        await alerts.close()
     await app[CLOSER]()
 
 

@@ -57,6 +57,12 @@ class Settings:
     # The near-name feed (/feed/near-names.json and .atom): `public` (no token needed, for a
     # community to watch), `clients` (like the index: a client token when tokens are on), `off`.
     near_name_feed: str = "clients"
+    # Where trust-on-first-use records what it saw: never the reviewed lock in the checkout.
+    tofu_lock: Path | None = None  # default: <cache_dir>/state/capabilities.tofu.yaml
+    # Admin token file (`crate-mirror admin add`); when set, the review console is served at
+    # /-/ for the people in it (their tokens are not cargo's client tokens).
+    admin_tokens: Path | None = None
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # webhooks: mirror.serving.alerts
 
     @property
     def base_url(self) -> str:
@@ -68,8 +74,22 @@ class Settings:
     def audit_directory(self) -> Path:
         return self.audit_dir if self.audit_dir is not None else self.cache_dir / "audit"
 
+    @property
+    def state_directory(self) -> Path:
+        """What the server keeps besides the cache (not derived from upstream, never written
+        by the store): trust-on-first-use records, the lock epoch, the console's session key."""
+        return self.cache_dir / "state"
+
+    @property
+    def tofu_lock_path(self) -> Path:
+        return self.tofu_lock if self.tofu_lock is not None else self.state_directory / TOFU_NAME
+
+
+TOFU_NAME = "capabilities.tofu.yaml"
+
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_NESTED = ("tuf", "alerts")  # mappings: settings file only, no environment variable
 
 
 def load_settings(
@@ -100,7 +120,7 @@ def load_settings(
         if not var.startswith(ENV_PREFIX):
             continue
         name = var[len(ENV_PREFIX) :].lower()
-        if name not in known or name == "tuf":
+        if name not in known or name in _NESTED:
             problems.append(Problem("environment", None, var, "unknown setting"))
             continue
         _set(values, problems, name, raw, "environment", None, from_env=True)
@@ -150,7 +170,7 @@ def _set(
 
 def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> Any:
     kind = str(kind)
-    if name == "tuf":
+    if name in _NESTED:
         if not isinstance(value, dict):
             raise ValueError("expected a mapping")
         return value
@@ -230,6 +250,9 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file", "prepared_bytes"):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
+    if s.admin_tokens is not None and s.admin_tokens == s.auth_tokens:
+        # One file for both would let a cargo token open the console, or the other way round.
+        bad("admin_tokens", "must not be the client token file (auth_tokens)")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
     if s.near_name_feed not in ("public", "clients", "off"):

@@ -323,7 +323,8 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
         command = command.replace(_TRY_DIR, str(tmp_path)).replace(".venv/bin/", bin_dir)
         return command.replace("8081", str(upstream_port)).replace("8082", str(mirror_port))
 
-    # The clone's policies/ go to a scratch copy: trust-on-first-use writes the capability lock.
+    # The clone's policies/ go to a scratch copy, which must stay as it was: trust-on-first-use
+    # writes its records under the cache directory, never into the checkout.
     clone = tmp_path / "clone"
     shutil.copytree(ROOT / "policies", clone / "policies")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRATE_MIRROR_")}
@@ -375,7 +376,7 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
         assert squat.returncode != 0
         assert "`tracing-check` looks malicious" in squat.stderr
         assert "library code reads secrets and can send them out" in squat.stderr
-        assert "approve it: crate-mirror approve tracing-check@0.1.0 --lock " in squat.stderr
+        assert "approve it: crate-mirror approve tracing-check@0.1.0 --reason" in squat.stderr
 
         audit = subprocess.run(
             [bin_dir + "crate-mirror", "audit", "query", "--dir", str(tmp_path / "cache/audit")],
@@ -388,7 +389,9 @@ def test_try_it_locally_works_as_written(tmp_path: Path) -> None:
         assert re.search(r"block\s+risk\s+tracing-check", audit.stdout), audit.stdout
         assert re.search(r"allow\s+default\s+ryu@", audit.stdout), audit.stdout
         lock = (clone / "policies" / "capabilities.lock.yaml").read_text()
-        assert "trust-on-first-use" in lock
+        assert lock == (ROOT / "policies" / "capabilities.lock.yaml").read_text()
+        recorded = (tmp_path / "cache" / "state" / "capabilities.tofu.yaml").read_text()
+        assert "trust-on-first-use" in recorded
     finally:
         for proc in (mirror, upstream):
             if proc is not None:

@@ -136,8 +136,9 @@ def _child_main(directory: Path, conn: Connection) -> None:
 
 
 def _serve(directory: Path, conns: list[Connection]) -> None:
-    """Write what the servers send until every one of them has closed its connection."""
-    log = AuditLog(directory)
+    """Write what the servers send until every one of them has closed its connection; the
+    query index is kept current here too, away from the serving processes."""
+    log = AuditLog(directory, index=True)
     open_conns = list(conns)
     try:
         while open_conns:

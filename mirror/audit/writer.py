@@ -15,6 +15,10 @@ the newest file past `max_file_bytes`, the line starts the next numbered file, a
 
 Create the `AuditLog` in each worker after forking: the flushing thread does not survive
 `fork()`.
+
+With `index=True` (the server's writer) the same thread keeps the query index
+(mirror.audit.index) current, at most every `index_interval`, so the console and alerts read
+fresh rows without the serving processes doing that work.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from mirror.audit.event import (
     prepare,
 )
 from mirror.audit.files import FEED_NAME, LOCK_NAME, chain_file_name, chain_files, read_tail
+from mirror.audit.index import AuditIndex
 from mirror.errors import StorageError
 from mirror.files import exclusive_lock, write_atomic
 
@@ -58,6 +63,8 @@ class AuditLog:
         batch_size: int = 1000,  # events waiting that trigger an early flush
         fsync: bool = True,  # fsync each batch (power loss, not only kill -9)
         max_pending: int = 1_000_000,  # events held in memory while the disk refuses writes
+        index: bool = False,  # keep the query index (audit-index.sqlite) current
+        index_interval: float = 0.25,  # seconds between index refreshes while writing
     ) -> None:
         self.directory = Path(directory)
         self._max_file_bytes = max_file_bytes
@@ -71,6 +78,9 @@ class AuditLog:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
+        self._index = AuditIndex(self.directory) if index else None
+        self._index_interval = index_interval
+        self._indexed_at = 0.0  # monotonic time of the last index refresh
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -107,8 +117,11 @@ class AuditLog:
         self._thread.join()
         try:
             self.flush()
+            self._refresh_index(force=True)
         finally:
             atexit.unregister(self.close)
+            if self._index is not None:
+                self._index.close()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -120,6 +133,23 @@ class AuditLog:
                 _log.error("audit.flush_failed", error=str(e), pending=len(self._pending))
             except Exception:  # a bug must not stop auditing for the rest of the run
                 _log.exception("audit.flush_crashed", pending=len(self._pending))
+            self._refresh_index(force=False)
+
+    def _refresh_index(self, *, force: bool) -> None:
+        """Bring the query index up to the chain (it is only a cache of the files: a failure
+        is logged and retried, never a reason to stop writing the record)."""
+        if self._index is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._indexed_at < self._index_interval:
+            return
+        self._indexed_at = now
+        try:
+            self._index.refresh()
+        except StorageError as e:
+            _log.error("audit.index_failed", error=str(e))
+        except Exception:  # a bug in the index must not stop the audit writer
+            _log.exception("audit.index_crashed")
 
     def _write_batch(self) -> None:
         with self._write_lock:

@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
     "mirror.cli.token_cmd",
+    "mirror.cli.admin_cmd",
     "mirror.cli.capabilities",
     "mirror.cli.tuf_cmd",
     "mirror.cli.tuf_client",

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mirror.audit import AuditEvent, AuditLog
+from mirror.audit.index import AuditIndex
+from mirror.config import load_settings
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
 from mirror.index import CrateRef, IndexFile, validate_name
-from mirror.policy.capability_lock import (
-    CapabilityRule,
-    decide_capabilities,
-    describe,
-)
-from mirror.policy.decision import Action, Mode
+from mirror.policy.capability_lock import describe, merged, revocation
 from mirror.scan.capabilities import (
     Capability,
     CapabilityReport,
@@ -29,8 +26,11 @@ from mirror.scan.capabilities import (
     report_lines,
     scan_crate,
 )
+from mirror.serving.capability_guard import LockPlaces
+from mirror.serving.review import ReviewDesk
 from mirror.serving.scans import Scans
-from mirror.sources.capability_lockfile import load_lock, update_lock
+from mirror.sources.capability_lockfile import EPOCH_NAME, load_lock, update_lock
+from mirror.sources.policy_files import PolicyFiles, load_policy
 from mirror.store import FilesystemStore
 
 DEFAULT_LOCK = Path("policies/capabilities.lock.yaml")
@@ -53,10 +53,20 @@ def register(subparsers: Any) -> None:
     approve = subparsers.add_parser(
         "approve",
         help="approve a crate's capabilities in the capability lock",
-        description="Add an approval to the capability lock. Without --caps, approves exactly "
-        "the capabilities the scan of NAME@VERSION found (the crate must be in the cache).",
+        description="Add an approval to the reviewed capability lock (it also lifts the "
+        "malicious-crate rule for that version). Without --caps, approves exactly the "
+        "capabilities the scan of NAME@VERSION found (the crate must be in the cache). With "
+        "--lockfile, approves everything that Cargo.lock needs reviewed, with one reason. "
+        "Running servers apply it at once (give the settings they run with: --config, or "
+        "--lock and --cache-dir as printed in their 403s).",
     )
-    approve.add_argument("spec", metavar="NAME@VERSION")
+    approve.add_argument("spec", metavar="NAME@VERSION", nargs="?")
+    approve.add_argument(
+        "--lockfile",
+        type=Path,
+        metavar="Cargo.lock",
+        help="approve every crate of this lockfile the mirror holds back for review",
+    )
     approve.add_argument("--caps", help="comma-separated capabilities to approve")
     approve.add_argument(
         "--versions",
@@ -85,19 +95,15 @@ def register(subparsers: Any) -> None:
 
     pending = subparsers.add_parser(
         "pending",
-        help="list scanned versions the lock holds back, with what they add",
-        description="Every cached scan whose decision against the lock is block or warn, "
-        "with the added capabilities, their evidence and the command to approve.",
-    )
-    pending.add_argument(
-        "--first-seen",
-        choices=("trust", "require-approval"),
-        default="trust",
-        help="treat crates missing from the lock as trusted (default) or pending",
+        help="list what the mirror holds back for review, with its evidence",
+        description="Every crate version the server blocked or quarantined with nobody having "
+        "approved, denied or let it through since (read from the audit log's query index, "
+        "so it is what the server did, whatever the rule), with what it adds, the evidence "
+        "and the command that approves it. Give the settings the server runs with "
+        "(--config, or --cache-dir / --audit-dir).",
     )
     pending.add_argument("--json", action="store_true", help="print JSON lines")
-    pending.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="capability lock file")
-    _cache_arg(pending)
+    _lock_args(pending)
     pending.set_defaults(func=run_pending)
 
     diff = subparsers.add_parser(
@@ -122,11 +128,37 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _lock_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="capability lock file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the server's settings file: its policy's lock, cache and audit directories",
+    )
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        help=f"reviewed capability lock (default: the policy's, else {DEFAULT_LOCK})",
+    )
     parser.add_argument(
         "--audit-dir", type=Path, help="audit log directory (default <cache-dir>/audit)"
     )
     _cache_arg(parser)
+
+
+def lock_places(args: argparse.Namespace) -> LockPlaces:
+    """The lock, cache and audit log a command acts on: flags, else the settings (--config
+    and CRATE_MIRROR_*), else the defaults. The same places the server's 403s print."""
+    overrides = {"cache_dir": args.cache_dir} if args.cache_dir is not None else {}
+    settings = load_settings(args.config, overrides=overrides)
+    lock = args.lock
+    if lock is None and settings.policy is not None:
+        lock = PolicyFiles(settings.policy).lock_path(load_policy(settings.policy))
+    return LockPlaces(
+        reviewed=lock if lock is not None else DEFAULT_LOCK,
+        recorded=settings.tofu_lock_path,
+        epoch=settings.state_directory / EPOCH_NAME,
+        cache_dir=settings.cache_dir,
+        audit_dir=args.audit_dir if args.audit_dir is not None else settings.audit_directory,
+    )
 
 
 # -- finding reports ---------------------------------------------------------------------------
@@ -200,22 +232,28 @@ def run_approve(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    places = lock_places(args)
+    by = args.by or getpass.getuser()
+    if (args.spec is None) == (args.lockfile is None):
+        raise BadRequest("give NAME@VERSION or --lockfile (one of them)")
+    if args.lockfile is not None:
+        return _approve_lockfile(args, places, by)
     ref = CrateRef.parse(args.spec)
     if args.caps is not None:
         caps = parse_capabilities(args.caps)
     else:
-        caps = load_report(str(ref), args.cache_dir).capability_set
-    by = args.by or getpass.getuser()
+        caps = load_report(str(ref), places.cache_dir).capability_set
     when = datetime.now(UTC)
     lock = update_lock(
-        args.lock,
+        places.reviewed,
         lambda old: old.with_approval(
             ref.name, args.versions, caps, by, args.reason, when, reviewed=ref.version
         ),
+        epoch=places.epoch,
     )
     listed = ", ".join(c.value for c in Capability if c in caps) or "no capabilities"
     _audit(
-        args.audit_dir or args.cache_dir / "audit",
+        places.audit_dir,
         "approve",
         f"{by} approved {listed} for {ref.name}" + (f" {args.versions}" if args.versions else ""),
         ref.name,
@@ -225,7 +263,7 @@ def _approve(args: argparse.Namespace) -> int:
             "versions": args.versions,
             "by": by,
             "why": args.reason,
-            "lock": str(args.lock),
+            "lock": str(places.reviewed),
         },
     )
     now = lock.approved_for(ref.name, ref.version) or frozenset()
@@ -233,22 +271,51 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _approve_lockfile(args: argparse.Namespace, places: LockPlaces, by: str) -> int:
+    """Everything the lockfile needs reviewed, approved in one lock write with one reason."""
+    if args.caps is not None or args.versions is not None:
+        raise BadRequest("--lockfile approves what each version's scan found: no --caps/--versions")
+    try:
+        text = args.lockfile.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise NotFound(f"cannot read {args.lockfile}: {e}") from e
+    with _desk(places) as desk:
+        holds = desk.holds_in_lockfile(text)
+        targets = [(h.crate, h.version) for h in holds]
+        outcome = desk.approve(targets, by, args.reason, via="cli")
+    for label in outcome.done:
+        print(f"approved {label}")
+    for label, why in outcome.skipped:
+        print(f"not approved {label}: {why}", file=sys.stderr)
+    print(f"{len(outcome.done)} approved, {len(outcome.skipped)} not approvable")
+    return 0 if not outcome.skipped else 1
+
+
 def run_revoke(args: argparse.Namespace) -> int:
     return _guarded(lambda: _revoke(args))
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    places = lock_places(args)
     name = validate_name(args.name.partition("@")[0])
     caps = parse_capabilities(args.caps) if args.caps is not None else None
-    before = load_lock(args.lock)
-    if before.approved_for(name, "0.0.0") is None:
-        print(f"{name} has no approvals in {args.lock}", file=sys.stderr)
+    before = merged(load_lock(places.reviewed), load_lock(places.recorded))
+    if not before.approvals(name):
+        print(f"{name} has no approvals in {places.reviewed}", file=sys.stderr)
         return 1
-    update_lock(args.lock, lambda old: old.without(name, args.versions, caps))
     by = args.by or getpass.getuser()
+    tombstone = revocation(by, args.reason, datetime.now(UTC))
+    if args.versions is None:
+        # Trust-on-first-use records of it go too: re-approval must not resurrect them.
+        update_lock(places.recorded, lambda old: old.without(name, None, caps))
+    update_lock(
+        places.reviewed,
+        lambda old: old.without(name, args.versions, caps, revoked=tombstone),
+        epoch=places.epoch,
+    )
     what = ", ".join(sorted(c.value for c in caps)) if caps else "all approvals"
     _audit(
-        args.audit_dir or args.cache_dir / "audit",
+        places.audit_dir,
         "revoke",
         f"{by} revoked {what} for {name}" + (f" {args.versions}" if args.versions else ""),
         name,
@@ -258,7 +325,7 @@ def _revoke(args: argparse.Namespace) -> int:
             "versions": args.versions,
             "by": by,
             "why": args.reason,
-            "lock": str(args.lock),
+            "lock": str(places.reviewed),
         },
     )
     print(f"revoked {what} for {name}")
@@ -270,30 +337,57 @@ def run_pending(args: argparse.Namespace) -> int:
 
 
 def _pending(args: argparse.Namespace) -> int:
-    lock = load_lock(args.lock)
-    rule = CapabilityRule(Mode.BLOCK, args.first_seen)
-    store = _existing_cache(args.cache_dir or DEFAULT_CACHE)
-    reports = list(Scans(store).stored()) if store is not None else []
-    held = []
-    for report in tqdm(reports, desc="checking", unit="scan", disable=None, leave=False):
-        decision = decide_capabilities(report, lock, rule)
-        if decision.action in (Action.BLOCK, Action.WARN):
-            held.append((report, decision))
-    held.sort(key=lambda rd: (rd[0].name, rd[0].version))
-    for report, decision in held:
-        if args.json:
-            print(json.dumps({"crate": report.name, "version": report.version,
-                              "sha256": report.sha256, **decision.details}))  # fmt: skip
+    places = lock_places(args)
+    if not places.audit_dir.is_dir():
+        raise NotFound(
+            f"no audit log at {places.audit_dir}: give the settings the server runs with "
+            "(--config, or --cache-dir / --audit-dir)"
+        )
+    with _desk(places) as desk:
+        holds = desk.pending(limit=100_000)
+        reviews = [desk.review(h.crate, h.version) for h in holds]
+    for review in reviews:
+        if review is None:
             continue
-        print(f"{report.name} {report.version}")
-        for cap, evidence in decision.details["added"].items():
-            print(f"  + {cap}")
-            for e in evidence:
-                print(f"      {e['file']}:{e['line']} {e['item']}")
-        print(f"  approve: {decision.details['approve']}")
-    if not held and not args.json:
+        hold = review.hold
+        if args.json:
+            print(json.dumps({
+                "crate": hold.crate, "version": hold.version or None, "rule": hold.rule,
+                "action": hold.action, "requests": hold.count,
+                "reason": review.event.get("reason"),
+                "added": {a.capability: [{"file": e.file, "line": e.line, "item": e.item}
+                                         for e in a.evidence] for a in review.added},
+                "approvable": review.approvable, "approve": review.command,
+            }))  # fmt: skip
+            continue
+        print(f"{hold.crate} {hold.version or '(every version)'}  {hold.action} by {hold.rule}, "
+              f"{hold.count} request(s)")  # fmt: skip
+        print(f"  {_cell(review.event.get('reason', ''))}")
+        for addition in review.added:
+            print(f"  + {addition.capability}")
+            for e in addition.evidence:
+                print(f"      {_cell(e.file)}:{e.line} {_cell(e.item)}")
+        if review.approvable:
+            print(f"  approve: {review.command}")
+    if not reviews and not args.json:
         print("nothing pending")
     return 0
+
+
+@contextlib.contextmanager
+def _desk(places: LockPlaces) -> Iterator[ReviewDesk]:
+    audit = AuditLog(places.audit_dir)
+    index = AuditIndex(places.audit_dir)
+    try:
+        yield ReviewDesk(index, FilesystemStore(places.cache_dir), places, audit)
+    finally:
+        audit.close()
+        index.close()
+
+
+def _cell(value: object) -> str:
+    """Crate-controlled text on a terminal: control characters escaped (no injection)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def run_diff(args: argparse.Namespace) -> int:

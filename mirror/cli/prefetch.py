@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ def register(sub: Any) -> None:
         "prefetch",
         help="download and verify the crates of lockfiles into the cache",
         description="Warm the mirror's cache through the same verified path as serving "
-        "(index, checksum, policy). Safe to re-run; exits 1 if anything failed.",
+        "(index, checksum, policy). Every crate is judged in one pass: what the policy holds "
+        "for a person's review is listed together, with the one command that approves all of "
+        "a lockfile. Safe to re-run; exits 1 if anything failed or needs review.",
     )
     add_settings_arguments(p)
     p.add_argument(
@@ -61,12 +64,17 @@ def run(args: argparse.Namespace) -> int:
     if settings.offline:
         print("crate-mirror prefetch: cannot prefetch in offline mode", file=sys.stderr)
         return 2
-    return asyncio.run(_prefetch(settings, refs, args.concurrency, not args.no_progress))
+    return asyncio.run(
+        _prefetch(settings, refs, args.lockfile, args.concurrency, not args.no_progress)
+    )
 
 
-async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progress: bool) -> int:
+async def _prefetch(
+    settings: Any, refs: list[CrateRef], lockfiles: list[Path], concurrency: int, progress: bool
+) -> int:
     from tqdm import tqdm
 
+    from mirror.serving.capability_guard import CapabilityGuard
     from mirror.serving.open import open_mirror
     from mirror.serving.prefetch import prefetch
 
@@ -76,6 +84,8 @@ async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progr
         print(f"crate-mirror prefetch: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     bar = tqdm(total=len(set(refs)), unit="crate", disable=not progress, file=sys.stderr)
+    guard = core.gate.capabilities
+    flags = guard.places.command_flags if isinstance(guard, CapabilityGuard) else ""
     try:
         await core.start()
         report = await prefetch(
@@ -89,8 +99,17 @@ async def _prefetch(settings: Any, refs: list[CrateRef], concurrency: int, progr
         await close()
     print(
         f"fetched {len(report.fetched)}, already cached {len(report.cached)}, "
-        f"failed {len(report.failed)}"
+        f"held for review {len(report.held)}, failed {len(report.failed)}"
     )
+    if report.held:
+        print(f"needs review ({len(report.held)}):")
+        for ref, rule, _ in sorted(report.held, key=lambda h: str(h[0])):
+            print(f"  {ref}  ({rule})")
+        print("see each one's evidence with `crate-mirror pending` or in the console (/-/);")
+        print("approve everything a lockfile needs, with one reason:")
+        for lockfile in lockfiles:
+            print(f'  crate-mirror approve --lockfile {shlex.quote(str(lockfile))} --reason "..."'
+                  f"{flags}")  # fmt: skip
     for ref, reason in sorted(report.failed, key=lambda f: str(f[0])):
         print(f"  FAILED {ref}: {reason}")
     return 0 if report.ok else 1

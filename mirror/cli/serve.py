@@ -68,6 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     from mirror.app import run as run_server
     from mirror.logs import configure_logging
+    from mirror.serving.alerts import AlertSettings
     from mirror.sources.policy_files import PolicyFiles
     from mirror.trust.settings import TufSettings
 
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if settings.tuf:
             config = str(getattr(args, "config", "settings"))
             TufSettings.from_mapping(settings.tuf, config, offline=settings.offline)
+        if settings.alerts:
+            AlertSettings.from_mapping(settings.alerts, str(getattr(args, "config", "settings")))
     except ConfigError as e:
         print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
         return 2

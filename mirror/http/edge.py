@@ -84,7 +84,18 @@ def edge(
             text = str(e) if isinstance(e, Blocked) else f"crate-mirror: {e}"
             if rid and not isinstance(e, Blocked):
                 text += f" (request {rid})"
-            if status >= 500:
+            if isinstance(e, Blocked):
+                # One line per refused request in the server's own log (the audit log has
+                # the decision; this is for whoever watches the server).
+                log.warning(
+                    "request.blocked",
+                    route=route,
+                    rule=e.rule,
+                    path=request.path,
+                    client=_who(request),
+                    request_id=rid,
+                )
+            elif status >= 500:
                 log.error(
                     "request.failed",
                     route=route,

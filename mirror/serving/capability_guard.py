@@ -1,29 +1,42 @@
 """The capability lock at serving time: judge each crate by its scan, record first sightings.
 
 The decision itself is pure (`mirror.policy.capability_lock.decide_capabilities`); this module
-does the I/O around it: scan reports (mirror.serving.scans, once per sha256), the lock file
-(updated under a file lock for trust-on-first-use) and, for crates already in the lock,
-scanning new versions when their index file changes, so `cargo update` never resolves to a
-version that would be refused. What it decides on its own (a first sighting, a version held
-back ahead of time) goes to the audit callback it is given.
+does the I/O around it: scan reports (mirror.serving.scans, once per sha256), the two lock
+files (the reviewed lock people approve in, and the trust-on-first-use records, written under
+a file lock in the cache directory, never into the checkout), and, for crates already in the
+lock, scanning new versions in the background when their index file changes: until its scan
+is known a new version is simply not in the served index, so `cargo update` never resolves
+to a version that would be refused, and never waits for a scan either. What it decides on
+its own (a first sighting, a version held back ahead of time) goes to the audit callback it
+is given.
+
+An approval or a revoke takes effect at once in every worker: the writer bumps the lock epoch
+(mirror.sources.capability_lockfile.LockEpoch), and `generation`, read before each decision
+and on every warm hit, reloads the locks when it moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import shlex
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from mirror.audit import AuditEvent
-from mirror.errors import MirrorError
+from mirror.config import Settings
+from mirror.errors import ConfigError, MirrorError
 from mirror.index import IndexFile, IndexLine
 from mirror.policy.capability_lock import (
+    PENDING_SCAN,
     CapabilityRule,
     decide_capabilities,
+    merged,
     record_first_seen,
 )
 from mirror.policy.decision import Action, Decision, Mode
@@ -33,72 +46,148 @@ from mirror.scan.report import CapabilityReport
 from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 from mirror.serving.scans import Scans
-from mirror.sources.capability_lockfile import load_lock, update_lock
+from mirror.sources.capability_lockfile import EPOCH_NAME, LockEpoch, load_lock, update_lock
 from mirror.sources.policy_files import PolicyFiles
 
 log = structlog.get_logger("mirror.capabilities")
-SCAN_AHEAD = 3  # newest unscanned versions of a locked crate scanned when its index changes
+SCANS_AHEAD_AT_ONCE = 2  # background scans of new versions running at the same time
 
 Audit = Callable[[AuditEvent], None]
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
 
 
+@dataclass(frozen=True)
+class LockPlaces:
+    """Where the lock's parts live, as the server runs: the reviewed lock (people), the
+    trust-on-first-use records, the epoch file, and the flags that make a printed approve
+    command act on exactly these."""
+
+    reviewed: Path
+    recorded: Path
+    epoch: Path
+    cache_dir: Path
+    audit_dir: Path
+
+    @classmethod
+    def of(cls, reviewed: Path, settings: Settings) -> LockPlaces:
+        return cls(
+            reviewed.resolve(),
+            settings.tofu_lock_path.resolve(),
+            (settings.state_directory / EPOCH_NAME).resolve(),
+            settings.cache_dir.resolve(),
+            settings.audit_directory.resolve(),
+        )
+
+    @property
+    def command_flags(self) -> str:
+        """` --lock L --cache-dir C --audit-dir A`: absolute, so a copied command works from
+        any directory (the defaults are relative to wherever it is run)."""
+        flags = ["--lock", str(self.reviewed), "--cache-dir", str(self.cache_dir)]
+        if self.audit_dir != self.cache_dir / "audit":
+            flags += ["--audit-dir", str(self.audit_dir)]
+        return " " + shlex.join(flags)
+
+
 class CapabilityGuard:
     def __init__(
         self,
-        lock_path: Path,
+        places: LockPlaces,
         rule: CapabilitiesRule,
         scans: Scans,
         audit: Audit,
         policy_digest: str | None = None,
     ) -> None:
         """Raises ConfigError for an invalid lock file (a reload then keeps the old guard)."""
-        self.generation = 0  # bumped whenever a verdict may have changed
-        self._lock = load_lock(lock_path)
-        self._lock_path = lock_path
-        self._rule = CapabilityRule(mode=rule.mode, first_seen=rule.first_seen.value)
+        self._places = places
+        self._epoch = LockEpoch(places.epoch)
+        self._epoch_seen = self._epoch.read()
+        self._reviewed = load_lock(places.reviewed)
+        self._recorded = load_lock(places.recorded)
+        self._lock = merged(self._reviewed, self._recorded)
+        self._changes = 0  # bumped whenever a verdict may have changed
+        self._rule = CapabilityRule(
+            mode=rule.mode, first_seen=rule.first_seen.value, command_flags=places.command_flags
+        )
         self._scans = scans
         self._audit = audit
         self._policy_digest = policy_digest  # of the policy this guard was built from
+        self._scanning: asyncio.Semaphore | None = None  # made on the serving loop
+        self._background: set[asyncio.Future[list[None]]] = set()
 
     @classmethod
-    def for_policy(cls, files: PolicyFiles, scans: Scans, audit: Audit) -> CapabilityGuard | None:
+    def for_policy(
+        cls, files: PolicyFiles, scans: Scans, audit: Audit, settings: Settings
+    ) -> CapabilityGuard | None:
         """The guard the policy last loaded by `files` asks for; None when the rule is off."""
         policy = files.policy
         assert policy is not None, "load the policy first"
         rule = policy.rules.capabilities
         if rule.mode is Mode.OFF:
             return None
-        return cls(files.lock_path(policy), rule, scans, audit, policy.digest)
+        places = LockPlaces.of(files.lock_path(policy), settings)
+        return cls(places, rule, scans, audit, policy.digest)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a verdict may have: a scan finished, a first sighting was recorded,
+        or someone approved or revoked (the epoch; then the locks are reloaded here)."""
+        epoch = self._epoch.read()
+        if epoch != self._epoch_seen:
+            self._reload(epoch)
+        return self._changes + self._scans.generation
+
+    @property
+    def places(self) -> LockPlaces:
+        return self._places
+
+    def _reload(self, epoch: int) -> None:
+        try:
+            self._reviewed = load_lock(self._places.reviewed)
+            self._recorded = load_lock(self._places.recorded)
+        except ConfigError as e:
+            # Keep deciding by the last valid lock; the policy watcher reports it too.
+            log.error("capabilities.lock_invalid", problems=str(e))
+        self._lock = merged(self._reviewed, self._recorded)
+        self._epoch_seen = epoch
+        self._changes += 1
 
     # -- verdicts -----------------------------------------------------------------------------
 
     def reviewer(self, name: str, version: str | None = None) -> str | None:
         """Who approved this crate (any version), or this very version, after looking at it."""
+        self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
         return self._lock.reviewer(name, version)
 
-    @property
-    def lock_path(self) -> Path:
-        return self._lock_path
+    def approve_command(self, name: str, version: str) -> str:
+        """The command that approves `name` at `version` as reviewed, acting on this server's
+        lock, cache and audit log (the capabilities the scan found are approved with it)."""
+        spec = shlex.quote(f"{name}@{version}")
+        return f'crate-mirror approve {spec} --reason "..."{self._places.command_flags}'
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]:
-        """Versions of this index file that a known scan says must be held back."""
-        out = {}
+        """Versions of this index file to hold back: those a known scan says need approval,
+        and, of a crate in the lock, new versions not scanned yet (served once they are)."""
+        self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
+        out: dict[str, Decision] = {}
+        reports = {line.vers: self._scans.known(line.cksum) for line in index.lines}
         for line in index.lines:
-            report = self._scans.known(line.cksum)
+            report = reports[line.vers]
             if report is not None:
                 decision = self._decide(line, report)
                 if decision.action is not Action.ALLOW:
                     out[line.vers] = decision
+        for line in self._unscanned_new(index, reports):
+            out[line.vers] = _not_scanned_yet(line)
         return out
 
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:
+        self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
         report = await self._scans.report(line.cksum, crate.read)
         decision = self._decide(line, report)
         if decision.details.get("record"):
             await asyncio.to_thread(self._record_first_seen, line, report)
         elif decision.action is not Action.ALLOW:
-            self.generation += 1  # newly known verdict: index views drop this version
+            self._changes += 1  # newly known verdict: index views drop this version
         return decision
 
     def _decide(self, line: IndexLine, report: CapabilityReport) -> Decision:
@@ -110,8 +199,11 @@ class CapabilityGuard:
     def _record_first_seen(self, line: IndexLine, report: CapabilityReport) -> None:
         now = dt.datetime.now(dt.UTC)
         named = dataclasses.replace(report, name=line.name, version=line.vers)
-        self._lock = update_lock(self._lock_path, lambda lock: record_first_seen(lock, named, now))
-        self.generation += 1
+        self._recorded = update_lock(
+            self._places.recorded, lambda lock: record_first_seen(lock, named, now)
+        )
+        self._lock = merged(self._reviewed, self._recorded)
+        self._changes += 1
         caps = sorted(c.value for c in report.capabilities)
         log.info("capabilities.first_seen", crate=line.name, version=line.vers, caps=caps)
         # A change to the lock, like `crate-mirror approve`: on the record.
@@ -131,57 +223,123 @@ class CapabilityGuard:
 
     # -- scanning ahead -----------------------------------------------------------------------
 
-    async def scan_ahead(self, entry: IndexEntry, fetch: FetchCrate) -> None:
-        """Scan the newest unscanned versions of a crate the lock knows, before cargo sees them.
+    def _unscanned_new(
+        self, index: IndexFile, reports: Mapping[str, CapabilityReport | None]
+    ) -> list[IndexLine]:
+        """New versions of a crate in the lock whose scan is not known yet, oldest first.
 
-        Once per index content; requests arriving while the scan runs wait for it: none may
-        see a new version before its capabilities are known. Without this, `cargo update`
-        would lock a new version that the download then refuses; with it, a version that needs
-        more than was approved is simply not in the index.
+        New means newer than every version people (or trust on first use) reviewed, or, for
+        a hand-written approval without `reviewed`, than every version already scanned.
+        Yanked versions are left alone (cargo resolves to them only from a Cargo.lock).
+        """
+        if not index.lines or self._lock.approved_for(index.lines[0].name, "0.0.0") is None:
+            return []  # not in the lock: trust-on-first-use or approval happens at download
+        floor = self._floor(index.lines[0].name, reports)
+        if floor is None:
+            return []
+        new = [
+            line
+            for line in index.lines
+            if reports.get(line.vers) is None
+            and not line.yanked
+            and _version_key(line.vers) > floor
+        ]
+        return sorted(new, key=lambda line: _version_key(line.vers))
+
+    def _floor(
+        self, name: str, reports: Mapping[str, CapabilityReport | None]
+    ) -> tuple[int, Version] | None:
+        """The newest version reviewed (or, failing that, scanned): newer ones are new."""
+        reviewed = [_version_key(v) for v in self._lock.reviewed_versions(name)]
+        if reviewed:
+            return max(reviewed)
+        return max((_version_key(v) for v, r in reports.items() if r is not None), default=None)
+
+    async def scan_ahead(self, entry: IndexEntry, fetch: FetchCrate) -> None:
+        """Start scanning the new versions of a crate the lock knows, in the background.
+
+        Once per index content. Nothing waits for those scans: until a version's scan is
+        known, `known_verdicts` keeps it out of the served index (cargo resolves to what is
+        known), and when a scan finishes the scans' generation moves, so the next request
+        gets a view with the version in it, or held back if it needs approval. Without this,
+        `cargo update` would lock a new version that the download then refuses.
+
+        Only when nothing tells what "new" is (a hand-written approval without `reviewed`,
+        nothing scanned yet) is the newest version scanned first, once, while requests wait.
         """
         views = entry.views
         if views.scan_ahead is None:
-            views.scan_ahead = asyncio.ensure_future(self._scan_newest(entry.index, fetch))
+            views.scan_ahead = asyncio.ensure_future(self._start_scans(entry.index, fetch))
         try:
             await asyncio.shield(views.scan_ahead)
         except Exception:
             views.scan_ahead = None  # a bug must not stick to this index forever
             raise
 
-    async def _scan_newest(self, index: IndexFile, fetch: FetchCrate) -> None:
+    async def _start_scans(self, index: IndexFile, fetch: FetchCrate) -> None:
         if not index.lines or self._lock.approved_for(index.lines[0].name, "0.0.0") is None:
             return  # not in the lock: trust-on-first-use or approval happens at download
-        candidates = [
-            line
-            for line in index.lines
-            if not line.yanked and self._scans.known(line.cksum) is None
-        ]
-        candidates.sort(key=lambda line: _version_key(line.vers), reverse=True)
-        for line in candidates[:SCAN_AHEAD]:
-            try:
+        reports = {line.vers: self._scans.known(line.cksum) for line in index.lines}
+        if self._floor(index.lines[0].name, reports) is None:
+            candidates = [line for line in index.lines if not line.yanked]
+            if candidates:
+                newest = max(candidates, key=lambda line: _version_key(line.vers))
+                await self._scan_one(newest, fetch)
+                reports[newest.vers] = self._scans.known(newest.cksum)
+        lines = self._unscanned_new(index, reports)
+        if lines:
+            if self._scanning is None:
+                self._scanning = asyncio.Semaphore(SCANS_AHEAD_AT_ONCE)
+            limit = self._scanning
+            task = asyncio.ensure_future(
+                asyncio.gather(*(self._scan_one(line, fetch, limit) for line in lines))
+            )
+            self._background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._background.discard)
+
+    async def _scan_one(
+        self, line: IndexLine, fetch: FetchCrate, limit: asyncio.Semaphore | None = None
+    ) -> None:
+        try:
+            async with limit or contextlib.nullcontext():
                 crate = await fetch(line)
                 report = await self._scans.report(line.cksum, crate.read)
-            except MirrorError as e:
-                log.warning(
-                    "capabilities.prescan_failed", crate=line.name, version=line.vers, error=str(e)
+        except MirrorError as e:
+            # Stays hidden; scanned again when the index file is next revalidated.
+            log.warning(
+                "capabilities.prescan_failed", crate=line.name, version=line.vers, error=str(e)
+            )
+            return
+        except Exception:  # a background task: a bug must be logged, not lost
+            log.exception("capabilities.prescan_crashed", crate=line.name, version=line.vers)
+            return
+        decision = self._decide(line, report)
+        if decision.action is not Action.ALLOW:
+            self._changes += 1
+            self._audit(
+                AuditEvent(
+                    action=decision.action.value,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                    route="index",
+                    crate=line.name,
+                    version=line.vers,
+                    policy_digest=self._policy_digest,
+                    cksum=line.cksum,
+                    details=dict(decision.details),
                 )
-                continue
-            decision = self._decide(line, report)
-            if decision.action is not Action.ALLOW:
-                self.generation += 1
-                self._audit(
-                    AuditEvent(
-                        action=decision.action.value,
-                        rule=decision.rule,
-                        reason=decision.reason,
-                        route="index",
-                        crate=line.name,
-                        version=line.vers,
-                        policy_digest=self._policy_digest,
-                        cksum=line.cksum,
-                        details=dict(decision.details),
-                    )
-                )
+            )
+
+
+def _not_scanned_yet(line: IndexLine) -> Decision:
+    """Keeps a new version out of the served index until its scan is known. Not enforced on a
+    download (the download scans it), never audited: it lasts only as long as the scan."""
+    return Decision(
+        Action.BLOCK,
+        "capabilities",
+        f"{line.name} {line.vers} is new and not scanned yet; it is served once its scan is known",
+        {PENDING_SCAN: True},
+    )
 
 
 _LOWEST = Version.parse("0.0.0")

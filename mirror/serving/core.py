@@ -225,8 +225,8 @@ class MirrorCore:
             held_by = self.gate.served_index(entry).hidden.get(version)
             approve_version = version
         approve = None
-        if approve_version is not None and self.gate.approve_command is not None:
-            approve = self.gate.approve_command(name, approve_version)
+        if approve_version is not None and self.gate.capabilities is not None:
+            approve = self.gate.capabilities.approve_command(name, approve_version)
         return Explanation(name, view, judged, held_by, approve)
 
     def health(self) -> Mapping[str, Any]:

@@ -21,6 +21,7 @@ from mirror import metrics
 from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
+from mirror.policy.capability_lock import PENDING_SCAN
 from mirror.policy.decision import Action, Decision
 from mirror.policy.engine import PolicyEngine, explain, strongest
 from mirror.request_ids import next_request_id
@@ -44,7 +45,10 @@ class Request:
 class CapabilityCheck(Protocol):
     """The capability lock as the gate and the core see it (mirror.serving.capability_guard)."""
 
-    generation: int  # bumped whenever a verdict may have changed
+    @property
+    def generation(self) -> int:
+        """Changes whenever a verdict may have changed."""
+        ...
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
 
@@ -56,6 +60,8 @@ class CapabilityCheck(Protocol):
 
     def reviewer(self, name: str, version: str | None = None) -> str | None: ...
 
+    def approve_command(self, name: str, version: str) -> str: ...
+
 
 # Gathers the malicious-crate rule's evidence for an index entry and judges it
 # (mirror.serving.evidence.EvidenceGatherer.view): (entry, engine, reviewer) -> view.
@@ -63,8 +69,6 @@ GatherRisk = Callable[
     [IndexEntry, PolicyEngine, Callable[[str, str | None], str | None]],
     Awaitable[RiskView | None],
 ]
-# The exact command that approves a crate version, with the settings the server runs with.
-ApproveCommand = Callable[[str, str], str]
 
 
 class Gate:
@@ -79,7 +83,6 @@ class Gate:
         self.capabilities = capabilities
         # Called with (crate name, body) whenever a new served view exists (TUF publishing).
         self.on_served: Callable[[str, bytes], None] | None = None
-        self.approve_command: ApproveCommand | None = None  # set by open_mirror
         # Which view /index/ serves, so only that one is signed: offline, the view without
         # versions we cannot serve (the download route's full view must not replace it).
         self.serves_offline_view = False
@@ -204,7 +207,8 @@ class Gate:
         """Enforce the version rules on `line`; returns the full view they were read from."""
         served = self.served_index(entry)
         decision = served.hidden.get(line.vers)
-        if decision is not None:
+        # Hidden only until its scan is known: the download scans it and decides then.
+        if decision is not None and not decision.details.get(PENDING_SCAN):
             self._enforce(req, decision)
         return served
 
@@ -341,22 +345,11 @@ class Gate:
             version = version or req.version
             # An approval only counts where the capability lock is read (the rule is on).
             approve = (
-                self.approve_command(req.crate, version)
-                if self.approve_command is not None
-                and self.capabilities is not None
-                and version is not None
+                self.capabilities.approve_command(req.crate, version)
+                if self.capabilities is not None and version is not None
                 else None
             )
             text = explain(decision, policy_path, req.request_id, approve)
-            log.warning(
-                "request.stopped",
-                action=decision.action.value,
-                rule=decision.rule,
-                crate=req.crate,
-                version=req.version,
-                client=req.client,
-                request_id=req.request_id,
-            )
             raise Blocked(decision.rule, text)
 
     def _record(self, req: Request, decision: Decision) -> None:

@@ -17,7 +17,6 @@ from mirror.audit import AuditLog, AuditSink, ProcessAuditLog
 from mirror.config import Settings
 from mirror.errors import StorageError
 from mirror.serving.capability_guard import CapabilityGuard
-from mirror.serving.commands import approve_command
 from mirror.serving.core import MirrorCore
 from mirror.serving.downloads import CrateFetcher, HotCrates
 from mirror.serving.evidence import EvidenceGatherer
@@ -76,14 +75,9 @@ def open_mirror(
         files = PolicyFiles(settings.policy)
         engine = files.load()
         warn_expired(engine)
-        gate.replace_policy(engine, CapabilityGuard.for_policy(files, scans, audit.record))
-        reloader = PolicyReloader(files, gate, scans, audit)
-
-        def approve(name: str, version: str) -> str:
-            lock = files.lock_path(files.policy) if files.policy is not None else None
-            return approve_command(name, version, lock=lock, settings=settings)
-
-        gate.approve_command = approve
+        guard = CapabilityGuard.for_policy(files, scans, audit.record, settings)
+        gate.replace_policy(engine, guard)
+        reloader = PolicyReloader(files, gate, scans, audit, settings)
     indexes = IndexCache(
         store,
         upstream,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirror.errors import BadRequest, MirrorError
+from mirror.errors import BadRequest, Blocked, MirrorError
 from mirror.index import CrateRef
 from mirror.request_ids import next_request_id
 from mirror.serving.core import Client, MirrorCore
@@ -25,23 +25,41 @@ CRATES_IO_SOURCES = (
 class PrefetchReport:
     fetched: list[CrateRef] = field(default_factory=list)
     cached: list[CrateRef] = field(default_factory=list)
+    # Refused by a rule a person can lift (capabilities, risk, ...): (crate, rule, why).
+    held: list[tuple[CrateRef, str, str]] = field(default_factory=list)
     failed: list[tuple[CrateRef, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.held
 
 
 def crates_in_lockfile(path: Path) -> list[CrateRef]:
     """Registry packages of a Cargo.lock (path, git and other registries' packages skipped)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise BadRequest(f"cannot read lockfile {path}: {e}") from e
+    return crates_in_lockfile_text(text, str(path))
+
+
+def crates_in_lockfile_text(text: str, where: str) -> list[CrateRef]:
+    """The same, from a lockfile's text (pasted into the console); BadRequest if malformed."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise BadRequest(f"cannot read {where}: {e}") from e
+    packages = data.get("package", [])
+    if not isinstance(packages, list):
+        raise BadRequest(f"cannot read {where}: `package` is not a list of tables")
     refs = []
-    for package in data.get("package", []):
-        if package.get("source") in CRATES_IO_SOURCES:
-            refs.append(CrateRef.parse(f"{package['name']}@{package['version']}"))
+    for package in packages:
+        if not isinstance(package, dict) or package.get("source") not in CRATES_IO_SOURCES:
+            continue
+        name, version = package.get("name"), package.get("version")
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise BadRequest(f"cannot read {where}: a package without a name or version")
+        refs.append(CrateRef.parse(f"{name}@{version}"))
     return refs
 
 
@@ -65,6 +83,11 @@ async def prefetch(
                 was_cached = answer.crate.was_cached
                 outcome = "cached" if was_cached else "fetched"
                 (report.cached if was_cached else report.fetched).append(ref)
+            except Blocked as e:
+                # Every crate of the lockfile is judged in this one pass (cargo stops at the
+                # first 403): what needs a person is listed together, to approve at once.
+                outcome = "held"
+                report.held.append((ref, e.rule, str(e)))
             except MirrorError as e:
                 report.failed.append((ref, str(e)))
             finally:

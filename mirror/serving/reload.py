@@ -12,6 +12,7 @@ import datetime
 import structlog
 
 from mirror.audit import AuditEvent, AuditSink
+from mirror.config import Settings
 from mirror.errors import ConfigError
 from mirror.policy.engine import PolicyEngine
 from mirror.serving.capability_guard import CapabilityGuard
@@ -24,11 +25,18 @@ POLICY_POLL_SECONDS = 2.0  # how often the policy file's mtime is checked for ch
 
 
 class PolicyReloader:
-    def __init__(self, files: PolicyFiles, gate: Gate, scans: Scans, audit: AuditSink) -> None:
+    def __init__(
+        self, files: PolicyFiles, gate: Gate, scans: Scans, audit: AuditSink, settings: Settings
+    ) -> None:
         self._files = files
+        self._settings = settings
         self._gate = gate
         self._scans = scans
         self._audit = audit
+
+    @property
+    def files(self) -> PolicyFiles:
+        return self._files
 
     def now(self) -> None:
         """Reload at once (SIGHUP)."""
@@ -50,7 +58,9 @@ class PolicyReloader:
     def _reload(self, trigger: str) -> None:
         try:
             engine = self._files.load()
-            guard = CapabilityGuard.for_policy(self._files, self._scans, self._audit.record)
+            guard = CapabilityGuard.for_policy(
+                self._files, self._scans, self._audit.record, self._settings
+            )
         except ConfigError as e:
             log.error("policy.reload_rejected", trigger=trigger, problems=str(e))
             self._audit.record(

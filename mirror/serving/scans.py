@@ -26,6 +26,9 @@ class Scans:
         self._store = store
         self._reports: dict[str, CapabilityReport] = {}
         self._in_flight: SingleFlight[CapabilityReport] = SingleFlight()
+        # Counts reports made by this process: views that hide what is not scanned yet are
+        # recomputed when it moves (the capability guard adds it to its generation).
+        self.generation = 0
 
     def known(self, sha256: str) -> CapabilityReport | None:
         """The report of an already scanned crate, without scanning."""
@@ -52,6 +55,7 @@ class Scans:
         body = json.dumps(report.to_json(), separators=(",", ":")).encode()
         self._store.write_scan(report.sha256, body)
         self._remember(report)
+        self.generation += 1
         return report
 
     def stored(self) -> Iterator[CapabilityReport]:

@@ -3,10 +3,18 @@
 The lock's meaning and the decision are pure (`mirror.policy.capability_lock`); this module
 reads the file with line numbers for precise errors, and writes it atomically under an
 exclusive `flock` on a sidecar `.lock` file, so concurrent writers never lose updates.
+
+Every server worker keeps the lock in memory. So that an approval or a revoke takes effect at
+once in all of them, whoever changes the reviewed lock (`approve`, `revoke`, the console)
+then bumps a counter in a small file in the cache directory (`LockEpoch`); each worker maps
+that file and compares one integer before every decision that depends on the lock (a read
+from shared memory, cheap enough for every warm hit), and reloads the lock when it moved.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -17,7 +25,14 @@ from typing import Any
 from mirror.errors import BadRequest, ConfigError, Problem
 from mirror.files import exclusive_lock, write_atomic
 from mirror.index import canonical_name, validate_name
-from mirror.policy.capability_lock import ENTRY_KEYS, LOCK_FORMAT, Approval, CapabilityLock
+from mirror.policy.capability_lock import (
+    ENTRY_KEYS,
+    LOCK_FORMAT,
+    REVOKED_KEYS,
+    Approval,
+    CapabilityLock,
+    Revocation,
+)
 from mirror.policy.semver import VersionReq
 from mirror.scan.report import Capability, CapabilitySet
 from mirror.yamlfile import Located, load_located
@@ -35,12 +50,54 @@ def save_lock(lock: CapabilityLock, path: Path) -> None:
         write_atomic(path, lock.render().encode())
 
 
-def update_lock(path: Path, change: Callable[[CapabilityLock], CapabilityLock]) -> CapabilityLock:
-    """Read-modify-write under an exclusive lock, so concurrent updates are not lost."""
+def update_lock(
+    path: Path,
+    change: Callable[[CapabilityLock], CapabilityLock],
+    *,
+    epoch: Path | None = None,
+) -> CapabilityLock:
+    """Read-modify-write under an exclusive lock, so concurrent updates are not lost; then
+    bump the `epoch` counter (if given) so running servers reload at once."""
     with _locked(path):
         new = change(load_lock(path))
         write_atomic(path, new.render().encode())
+        if epoch is not None:
+            bump_epoch(epoch)
     return new
+
+
+EPOCH_NAME = "capability-lock.epoch"  # in the server's state directory
+_EPOCH_BYTES = 8
+
+
+def bump_epoch(path: Path) -> None:
+    """Add one to the counter in `path` (created if missing); writers hold the lock's flock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        current = int.from_bytes(os.pread(fd, _EPOCH_BYTES, 0).ljust(_EPOCH_BYTES, b"\0"), "little")
+        # One aligned 8-byte write in place (not a rename): every mapping sees it.
+        os.pwrite(fd, ((current + 1) % 2**63).to_bytes(_EPOCH_BYTES, "little"), 0)
+    finally:
+        os.close(fd)
+
+
+class LockEpoch:
+    """The counter as a worker reads it: a read-only shared mapping of the epoch file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < _EPOCH_BYTES:
+                os.ftruncate(fd, _EPOCH_BYTES)  # zeros; never shrinks a counter already there
+            self._map = mmap.mmap(fd, _EPOCH_BYTES, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+
+    def read(self) -> int:
+        return int.from_bytes(self._map[:_EPOCH_BYTES], "little")
 
 
 class _Validator:
@@ -55,8 +112,8 @@ class _Validator:
         if not isinstance(top, dict):
             raise ConfigError([Problem(self.file, 1, "(top)", "expected a mapping")])
         for key, loc in top.items():
-            if key not in ("version", "crates"):
-                self.fail(loc.line, key, "unknown key (expected version, crates)")
+            if key not in ("version", "crates", "revoked"):
+                self.fail(loc.line, key, "unknown key (expected version, crates, revoked)")
         version = top.get("version")
         if version is None or version.value != LOCK_FORMAT:
             line = version.line if version is not None else 1
@@ -69,9 +126,44 @@ class _Validator:
         elif body is not None and body.value:
             for name, loc in body.value.items():
                 self.crate(name, loc, crates, seen)
+        revoked = self.revoked(top.get("revoked"), seen)
         if self.problems:
             raise ConfigError(self.problems)
-        return CapabilityLock(MappingProxyType(dict(sorted(crates.items()))))
+        return CapabilityLock(
+            MappingProxyType(dict(sorted(crates.items()))),
+            MappingProxyType(dict(sorted(revoked.items()))),
+        )
+
+    def revoked(self, body: Located | None, approved: dict[str, str]) -> dict[str, Revocation]:
+        out: dict[str, Revocation] = {}
+        if body is None or body.value is None:
+            return out
+        if not isinstance(body.value, dict):
+            self.fail(body.line, "revoked", "expected a mapping of crate name to revocation")
+            return out
+        for name, loc in body.value.items():
+            fld = f"revoked.{name}"
+            try:
+                validate_name(name)
+            except BadRequest as e:
+                self.fail(loc.line, fld, str(e))
+                continue
+            if canonical_name(name) in approved:
+                self.fail(loc.line, fld, "also has approvals under crates (approve removes it)")
+                continue
+            if not isinstance(loc.value, dict):
+                self.fail(loc.line, fld, "expected a mapping")
+                continue
+            for key, item in loc.value.items():
+                if key not in REVOKED_KEYS:
+                    self.fail(item.line, f"{fld}.{key}", f"unknown key (expected "
+                              f"{', '.join(REVOKED_KEYS)})")  # fmt: skip
+            text = [
+                self.text(loc.value.get(k), loc.line, f"{fld}.{k}", False) for k in REVOKED_KEYS
+            ]
+            if all(t is not None for t in text):
+                out[name] = Revocation(*(t or "" for t in text))
+        return out
 
     def crate(
         self, name: str, loc: Located, crates: dict[str, tuple[Approval, ...]], seen: dict[str, str]

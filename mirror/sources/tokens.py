@@ -6,6 +6,10 @@ config.json and download request once the registry's config.json says `"auth-req
 header names a live token; `mirror.http.edge` turns "no" into a 401 with a `WWW-Authenticate`
 challenge, so this module stays free of HTTP types.
 
+Admins of the review console have tokens of their own, in a file of their own with another
+prefix (`cma_`, scope `admin`; `admin_tokens()`): a cargo token is never an admin token, and
+an admin token is never accepted from cargo, whatever is in either file.
+
 The token file holds no secret: each token is kept as sha256(token). Tokens are 256 random
 bits, so a fast hash is enough (a slow KDF protects guessable passwords, and would cost
 milliseconds per request for 1,000 clients); a stolen file cannot be turned back into a
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import threading
@@ -36,12 +41,15 @@ from mirror.errors import BadRequest, ConfigError, NotFound, Problem
 from mirror.files import write_atomic
 
 __all__ = [
+    "ADMIN_PREFIX",
     "KNOWN_SCOPES",
     "TOKEN_PREFIX",
     "Identity",
     "TokenRecord",
     "TokenStore",
+    "admin_tokens",
     "hash_token",
+    "load_or_create_key",
 ]
 
 FILE_VERSION = 1
@@ -49,9 +57,11 @@ TOKEN_PREFIX = "cmt_"  # makes a leaked token recognisable to secret scanners
 TOKEN_BYTES = 32  # random bytes per token (256 bits)
 MAX_HEADER_CHARS = 512  # longer Authorization values are rejected before hashing
 RELOAD_CHECK_SECONDS = 1.0  # how often the file's mtime is checked (revocation latency)
-# Only "read" exists: the mirror offers no administrative action over HTTP, so there is no
-# admin scope a client token could be confused with. Admin actions are CLI-only (local files).
+# Client tokens only read. Console admins' tokens live in another file, with another prefix
+# and the scope "admin" (`admin_tokens`): the two kinds are never interchangeable.
 KNOWN_SCOPES = ("read",)
+ADMIN_PREFIX = "cma_"
+ADMIN_SCOPES = ("admin",)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -92,8 +102,12 @@ def token_from_header(header: str | None) -> str | None:
 class TokenStore:
     """The token file, re-read when it changes so `token revoke` needs no restart."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, scopes: tuple[str, ...] = KNOWN_SCOPES, prefix: str = TOKEN_PREFIX
+    ) -> None:
         self.path = path
+        self.scopes = scopes  # the scopes this file may grant
+        self.prefix = prefix
         self._lock = threading.Lock()
         self._by_hash: dict[str, TokenRecord] = {}
         self._records: list[TokenRecord] = []
@@ -106,8 +120,8 @@ class TokenStore:
     def authenticate(self, authorization_header: str | None) -> Identity | None:
         """The identity a request's Authorization header proves, or None."""
         token = token_from_header(authorization_header)
-        if token is None:
-            return None
+        if token is None or not token.startswith(self.prefix):
+            return None  # the other kind of token (client vs admin) never counts here
         self._reload_if_changed()
         digest = hash_token(token)
         record = self._by_hash.get(digest)
@@ -119,26 +133,36 @@ class TokenStore:
 
     # -- administration (CLI only) ------------------------------------------------------------
 
+    def find(self, name: str, sha256_prefix: str) -> TokenRecord | None:
+        """The live token of this name whose hash starts so (a console session's holder)."""
+        self._reload_if_changed()
+        for record in self._records:
+            if record.name == name and hmac.compare_digest(
+                record.sha256[: len(sha256_prefix)], sha256_prefix
+            ):
+                return record
+        return None
+
     def records(self) -> list[TokenRecord]:
         self._reload_if_changed(force=True)
         return list(self._records)
 
-    def add(self, name: str, scopes: Iterable[str] = ("read",)) -> str:
+    def add(self, name: str, scopes: Iterable[str] | None = None) -> str:
         """Create a token named `name`; returns the plaintext, which is shown once only."""
         if not _NAME_RE.match(name):
             raise BadRequest(
                 "token names are 1-64 characters: letters, digits and . _ @ - "
                 "(starting with a letter or digit)"
             )
-        scope_list = tuple(sorted(set(scopes)))
-        unknown = [s for s in scope_list if s not in KNOWN_SCOPES]
+        scope_list = tuple(sorted(set(scopes if scopes is not None else self.scopes[:1])))
+        unknown = [s for s in scope_list if s not in self.scopes]
         if unknown or not scope_list:
-            raise BadRequest(f"unknown scope(s) {unknown}; known: {', '.join(KNOWN_SCOPES)}")
+            raise BadRequest(f"unknown scope(s) {unknown}; known: {', '.join(self.scopes)}")
         with self._lock:
             self._load()
             if any(r.name == name for r in self._records):
                 raise BadRequest(f"a token named {name!r} exists; revoke it first")
-            token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+            token = self.prefix + secrets.token_urlsafe(TOKEN_BYTES)
             created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             record = TokenRecord(name, hash_token(token), scope_list, created)
             self._save([*self._records, record])
@@ -177,7 +201,7 @@ class TokenStore:
                 [Problem(str(self.path), None, "(file)", e.strerror or str(e))]
             ) from e
         else:
-            records = _parse(raw, str(self.path))
+            records = _parse(raw, str(self.path), self.scopes)
         self._records = records
         self._by_hash = {r.sha256: r for r in records}
         self._stamp = stamp
@@ -206,7 +230,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _parse(raw: bytes, where: str) -> list[TokenRecord]:
+def _parse(raw: bytes, where: str, known: tuple[str, ...]) -> list[TokenRecord]:
     def bad(field: str, message: str) -> ConfigError:
         return ConfigError([Problem(where, None, field, message)])
 
@@ -225,12 +249,46 @@ def _parse(raw: bytes, where: str) -> list[TokenRecord]:
         if not isinstance(item, dict):
             raise bad(field, "expected a mapping")
         name, digest = item.get("name"), item.get("sha256")
-        scopes, created = item.get("scopes", ["read"]), item.get("created", "")
+        scopes, created = item.get("scopes", list(known[:1])), item.get("created", "")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise bad(field + ".name", "missing or malformed token name")
         if not isinstance(digest, str) or not _HEX64_RE.match(digest):
             raise bad(field + ".sha256", "expected 64 lowercase hex digits")
-        if not isinstance(scopes, list) or not all(s in KNOWN_SCOPES for s in scopes):
-            raise bad(field + ".scopes", f"expected a list of {', '.join(KNOWN_SCOPES)}")
+        if not isinstance(scopes, list) or not all(s in known for s in scopes):
+            raise bad(field + ".scopes", f"expected a list of {', '.join(known)}")
         records.append(TokenRecord(name, digest, tuple(scopes), str(created)))
     return records
+
+
+def admin_tokens(path: Path) -> TokenStore:
+    """The console admins' token file: `cma_` tokens with the scope `admin` only."""
+    return TokenStore(path, scopes=ADMIN_SCOPES, prefix=ADMIN_PREFIX)
+
+
+KEY_BYTES = 32  # bytes of a console session signing key
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """A random secret key kept in `path` (mode 0600), made on first use. Workers starting
+    together agree on one: it is written under a temporary name and linked into place only if
+    no other process did first (then that one is read)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    except OSError as e:
+        raise ConfigError([Problem(str(path), None, "(file)", e.strerror or str(e))]) from e
+    if len(data) == KEY_BYTES:
+        return data
+    if data:
+        raise ConfigError([Problem(str(path), None, "(file)", "not a session key (wrong size)")])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    write_atomic(tmp, secrets.token_bytes(KEY_BYTES), mode=0o600)
+    try:
+        os.link(tmp, path)  # fails if another process made the key first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return load_or_create_key(path)

@@ -113,6 +113,25 @@ class Upstream(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass
+class UpstreamHealth:
+    """How upstream has been answering this process (the console's status page)."""
+
+    last_ok: float | None = None  # unix time of the last answer (any status it means)
+    last_failure: float | None = None  # unix time of the last request that failed for good
+    last_error: str | None = None
+    failing: int = 0  # requests failed in a row (each after its retries)
+
+    def ok(self) -> None:
+        self.last_ok = time.time()
+        self.failing = 0
+
+    def failed(self, error: str) -> None:
+        self.last_failure = time.time()
+        self.last_error = error
+        self.failing += 1
+
+
 class UpstreamClient:
     def __init__(self, index_url: str, limits: ClientLimits | None = None) -> None:
         self._base = index_url.rstrip("/") + "/"
@@ -121,6 +140,7 @@ class UpstreamClient:
         self._dl_template: str | None = None
         # The loop the session lives on: worker threads (python-tuf) submit requests to it.
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.health = UpstreamHealth()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UpstreamClient:
@@ -262,7 +282,9 @@ class UpstreamClient:
                     continue
                 if resp.status >= 400 and resp.status not in (403, 404, 410, 451):
                     resp.release()
+                    self.health.failed(f"HTTP {resp.status} for {kind}")
                     raise UpstreamUnavailable(f"upstream answered HTTP {resp.status} for {kind}")
+                self.health.ok()
                 try:
                     yield resp
                 finally:
@@ -270,6 +292,7 @@ class UpstreamClient:
                 return
             if attempt + 1 < attempts:
                 await asyncio.sleep(_backoff(attempt))
+        self.health.failed(last_error)
         raise UpstreamUnavailable(f"{last_error} (after {attempts} attempts)")
 
 

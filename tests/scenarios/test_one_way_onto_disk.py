@@ -3,8 +3,9 @@ the cache directory while serving index files and crates (with capability scans,
 reports are stored too) has the store on its call stack.
 
 A Python audit hook (events `open` for writing, `os.rename`, `os.mkdir`, `os.remove`,
-`os.truncate`) sees every such call, whichever module makes it. The audit log has its own
-directory (mirror.files helpers); it is not part of the cache and is not checked here.
+`os.truncate`) sees every such call, whichever module makes it. The audit log and the server's
+state (trust-on-first-use records, the lock epoch: `settings.state_directory`) have their own
+directories (mirror.files helpers); they are not the cache and are not checked here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def test_every_cache_write_goes_through_the_store(
     policy.parent.mkdir()
     policy.write_text(POLICY)
     cache = (tmp_path / "cache").resolve()
-    writes = Writes(str(cache) + "/", skip=(str(cache / "audit"),))
+    writes = Writes(str(cache) + "/", skip=(str(cache / "audit"), str(cache / "state")))
     async with FakeUpstream(small_registry) as upstream:
         settings: Settings = mirror_settings(upstream, cache_dir=cache, policy=policy)
         with watching(writes):

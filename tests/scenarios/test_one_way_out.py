@@ -83,3 +83,52 @@ async def test_index_download_tuf_and_corpus_all_go_through_the_upstream_client(
             with socket.create_connection(("127.0.0.1", upstream.port), timeout=5):
                 pass
             assert [c.through(UPSTREAM_DIR) for c in connects.seen][-1] is False
+
+
+async def test_webhook_alerts_go_out_through_the_upstream_package(
+    mirror_settings: Any, tmp_path: Path
+) -> None:
+    """Alerts are outbound HTTP too: their connects come from mirror/upstream/webhooks.py."""
+    import asyncio
+
+    from aiohttp import web
+
+    from mirror.audit import AuditEvent, AuditLog
+    from mirror.audit.index import AuditIndex
+    from mirror.serving.alert_queue import AlertDispatcher
+    from mirror.serving.alerts import AlertSettings, Hook
+    from mirror.upstream.webhooks import WebhookClient
+
+    got: list[bytes] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(await request.read())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    connects = Connects()
+    audit = AuditLog(tmp_path / "audit")
+    async with TestServer(app, host="127.0.0.1") as receiver:
+        connects.ports.add(receiver.port)
+        hook = Hook("r", str(receiver.make_url("/hook")), "json", frozenset({"block"}))
+        dispatcher = AlertDispatcher(
+            AlertSettings(hooks=(hook,)), AuditIndex(tmp_path / "audit"), audit,
+            WebhookClient(timeout=5), "http://mirror",
+        )  # fmt: skip
+        with watching(connects):
+            dispatcher._queue = asyncio.Queue()
+            dispatcher._spawn(dispatcher._send_loop())
+            await dispatcher.look()
+            audit.record(AuditEvent("block", "deny", "denied", crate="x", route="index"))
+            audit.flush()
+            await dispatcher.look()
+            for _ in range(200):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            await dispatcher.close()
+    audit.close()
+    assert got and connects.seen
+    outside = [c for c in connects.seen if not c.through(UPSTREAM_DIR)]
+    assert not outside, "\n\n".join(f"{c.what}\n  " + "\n  ".join(c.stack[:12]) for c in outside)

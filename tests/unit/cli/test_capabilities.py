@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mirror.audit import read_events
+from mirror.audit import AuditEvent, AuditLog, read_events
 from mirror.cli import main
+from mirror.cli.capabilities import load_report
+from mirror.index import CrateRef
+from mirror.policy.capability_lock import CapabilityRule, decide_capabilities
+from mirror.policy.decision import Mode
 from mirror.scan.capabilities import Capability
 from mirror.sources.capability_lockfile import load_lock
 from mirror.store import CachedIndex, FilesystemStore
@@ -115,10 +119,23 @@ def test_hostile_crate_is_a_clear_error(
     assert code == 2 and err.startswith("error: rejected crate:")
 
 
+def hold_as_the_server_does(audit: Path, lock: Path, cache: Path, spec: str) -> None:
+    """Record the block a server would for `spec` (its scan against the lock)."""
+    ref = CrateRef.parse(spec)
+    report = load_report(spec, cache)
+    decision = decide_capabilities(report, load_lock(lock), CapabilityRule(Mode.BLOCK))
+    log = AuditLog(audit)
+    event = AuditEvent("block", decision.rule, decision.reason, route="download",
+                       crate=ref.name, version=ref.version, details=decision.details)  # fmt: skip
+    log.record(event)
+    log.close()
+
+
 def test_pending_approve_revoke_cycle(
     dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A scanned version adding `process` is pending; approving clears it; all is audited."""
+    """What the server held back is pending with its evidence; approving clears it; a revoke
+    leaves the crate known (tombstone); all of it is audited."""
     lock_opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"]]
     v1 = make_crate({"src/lib.rs": "use std::fs;\n"}, name="tool", version="1.0.0")
     v2 = make_crate(
@@ -134,8 +151,9 @@ def test_pending_approve_revoke_cycle(
     assert code == 0 and "fs" in out
     assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.0") == frozenset({C.FS})
 
-    run(["scan", "tool@1.0.1", "--cache-dir", dirs["cache"]], capsys)
-    code, out, _ = run(["pending", *lock_opts], capsys)
+    hold_as_the_server_does(Path(dirs["audit"]), Path(dirs["lock"]), Path(dirs["cache"]),
+                            "tool@1.0.1")  # fmt: skip
+    code, out, _ = run(["pending", *lock_opts, *audit], capsys)
     assert code == 0
     assert "tool 1.0.1" in out and "+ process" in out and "src/lib.rs:2" in out
     assert 'crate-mirror approve tool@1.0.1 --caps process --reason "..."' in out
@@ -147,7 +165,7 @@ def test_pending_approve_revoke_cycle(
         capsys,
     )  # fmt: skip
     assert code == 0
-    _, out, _ = run(["pending", *lock_opts], capsys)
+    _, out, _ = run(["pending", *lock_opts, *audit], capsys)
     assert out.strip() == "nothing pending"
 
     code, out, _ = run(
@@ -156,9 +174,40 @@ def test_pending_approve_revoke_cycle(
     )
     assert code == 0
     assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.1") == frozenset({C.FS})
+    code, out, _ = run(["revoke", "tool", "--reason", "gone", *lock_opts, *audit], capsys)
+    assert code == 0
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.1") == frozenset()  # known
     events = list(read_events(Path(dirs["audit"])))
-    assert [e["action"] for e in events] == ["approve", "approve", "revoke"]
-    assert events[1]["details"]["by"] == "carol" and events[1]["crate"] == "tool"
+    assert [e["action"] for e in events] == ["approve", "block", "approve", "revoke", "revoke"]
+    assert events[2]["details"]["by"] == "carol" and events[2]["crate"] == "tool"
+
+
+def test_pending_without_the_servers_settings_is_an_error_not_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, `pending` without flags said "nothing pending" while the server blocked."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["pending"], capsys)
+    assert code == 2 and "nothing pending" not in out
+    assert "no audit log at" in err and "--config" in err
+
+
+def test_commands_read_the_servers_settings_file(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--config` gives the policy's lock, the cache and the audit log, as the server has them."""
+    policy_dir = tmp_path / "p"
+    policy_dir.mkdir()
+    (policy_dir / "policy.yaml").write_text(
+        "version: 1\nrules:\n  capabilities: {mode: block, lock: approvals.yaml}\n"
+    )
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"cache_dir: {dirs['cache']}\npolicy: {policy_dir / 'policy.yaml'}\n")
+    code, _, err = run(["approve", "x@1.0.0", "--caps", "net", "--reason", "r",
+                        "--config", str(config)], capsys)  # fmt: skip
+    assert code == 0, err
+    assert load_lock(policy_dir / "approvals.yaml").approved_for("x", "1.0.0") == frozenset({C.NET})
+    assert [e["action"] for e in read_events(Path(dirs["cache"]) / "audit")] == ["approve"]
 
 
 def test_approve_rejects_unknown_capability(

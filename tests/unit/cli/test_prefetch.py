@@ -61,11 +61,11 @@ def test_prefetch_lockfile_and_crates_then_rerun(
             upstream.url + "/",
         ]
         assert main(args) == 0
-        assert "fetched 3, already cached 0, failed 0" in capsys.readouterr().out
+        assert "fetched 3, already cached 0, held for review 0, failed 0" in capsys.readouterr().out
         assert len(list(FilesystemStore(cache).iter_crates())) == 3
         before = upstream.requests.count("download")
         assert main(args) == 0  # safe to re-run: nothing is downloaded twice
-        assert "fetched 0, already cached 3, failed 0" in capsys.readouterr().out
+        assert "fetched 0, already cached 3, held for review 0, failed 0" in capsys.readouterr().out
         assert upstream.requests.count("download") == before
 
 

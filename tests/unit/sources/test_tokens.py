@@ -133,3 +133,26 @@ def test_hashing_is_cheap_enough_for_every_request(tokens: TokenStore) -> None:
     for _ in range(1000):
         assert tokens.authenticate(token) is not None
     assert time.perf_counter() - started < 1.0
+
+
+def test_the_console_key_is_made_once_and_shared(tmp_path: Path) -> None:
+    """Workers starting together agree on one session key; a damaged key file is an error."""
+    import threading
+
+    from mirror.errors import ConfigError
+    from mirror.sources.tokens import KEY_BYTES, load_or_create_key
+
+    path = tmp_path / "state" / "console-session.key"
+    keys: list[bytes] = []
+    threads = [threading.Thread(target=lambda: keys.append(load_or_create_key(path)))
+               for _ in range(8)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and len(keys[0]) == KEY_BYTES
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["console-session.key"]
+    path.write_bytes(b"short")
+    with pytest.raises(ConfigError, match="wrong size"):
+        load_or_create_key(path)
