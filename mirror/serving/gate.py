@@ -190,9 +190,11 @@ class Gate:
             now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             filtered = self._engine.filter_index(index, now, extra)
             kept, hidden = filtered.index, dict(filtered.hidden)
-            # Dry runs are on the record: once per view, not per request.
+            # Dry runs are on the record: once per content, not per request or view.
             for vers, decision in filtered.warned.items():
-                self._record(self._view_request(entry.name, vers), decision)
+                if (vers, decision.rule) not in entry.views.warned:
+                    entry.views.warned.add((vers, decision.rule))
+                    self._record(self._view_request(entry.name, vers), decision)
         if is_cached is not None:
             # Offline: cargo must only resolve to versions it can actually download.
             missing = {line.vers for line in kept.lines if not is_cached(line.cksum)}
@@ -287,8 +289,10 @@ class Gate:
         return memo[0] == self.generation and memo[1].current(self._clock())
 
     def _risk_versions(self, entry: IndexEntry) -> Mapping[str, Decision]:
+        """The versions the latest judgement holds back. A judgement made under an older
+        generation still counts until the next request replaces it: fail closed."""
         memo = entry.views.risk
-        if memo is None or memo[1] is None or memo[0] != self.generation:
+        if memo is None or memo[1] is None:
             return {}
         return memo[1].holds_back()
 
@@ -343,10 +347,11 @@ class Gate:
         if decision.blocks:
             policy_path = self._engine.policy.path if self._engine is not None else None
             version = version or req.version
-            # An approval only counts where the capability lock is read (the rule is on).
+            # A risk stop is approved in the capability lock, which only counts where it is
+            # read (the capabilities rule is on). Other rules carry their own way out.
             approve = (
                 self.capabilities.approve_command(req.crate, version)
-                if self.capabilities is not None and version is not None
+                if decision.rule == "risk" and self.capabilities is not None and version
                 else None
             )
             text = explain(decision, policy_path, req.request_id, approve)

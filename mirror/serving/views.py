@@ -72,6 +72,9 @@ class DerivedViews:
     # gathering of its evidence while it runs (requests arriving meanwhile wait for it).
     risk: tuple[Generation, RiskView | None] | None = None
     risk_pending: asyncio.Future[RiskView | None] | None = None
+    # Warnings already on the record for this content (version, rule): a dry run is recorded
+    # once, not every time a view is recomputed.
+    warned: set[tuple[str, str]] = field(default_factory=set)
 
     def clear(self, *, keep_risk: bool = False) -> None:
         """Forget what was derived. `keep_risk`: the content is unchanged (a revalidation):
@@ -79,3 +82,4 @@ class DerivedViews:
         self.full = self.offline = self.scan_ahead = None
         if not keep_risk:
             self.risk = self.risk_pending = None
+            self.warned = set()

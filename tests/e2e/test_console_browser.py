@@ -44,9 +44,9 @@ fn main() {{
 }}
 """.encode()
 POLICY = """\
-version: 1
+version: 2
 rules:
-  typosquat: {mode: block, protect_top: 0, protect: [tinyhelper, serde]}
+  risk: {mode: block, corpus: popular-crates.txt, protect_top: 2}
   capabilities: {mode: block, lock: capabilities.lock.yaml, first_seen: trust}
 """
 
@@ -138,11 +138,12 @@ def test_review_an_evil_update_in_the_browser_then_cargo_gets_it(
             wait_for(lambda: any(e.get("action") == "block" and e.get("version") == "1.0.1"
                                  for e in read_events(cache / "audit")))  # fmt: skip
             # A name no request can carry (crate names are validated), put in the log as a
-            # tampered or foreign entry would be, and a look-alike the typosquat rule stops.
+            # tampered or foreign entry would be, and a new look-alike the risk rule stops.
             log = AuditLog(cache / "audit")
             log.record(AuditEvent("block", "deny", f"odd name {HOSTILE}", route="index",
                                   crate=HOSTILE, client="10.0.0.9"))  # fmt: skip
             log.close()
+            debian_registry.add_crate("tinyhe1per", "0.1.0", {})  # a new look-alike
             assert status_of(mirror.url + "/index/" + index_path("tinyhe1per")) == 403
 
             driver.get(mirror.url + "/-/pending")  # type: ignore[attr-defined]

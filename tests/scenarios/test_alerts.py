@@ -17,7 +17,7 @@ from mirror.audit import read_events
 from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.upstream import FakeUpstream
 
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
 
 
 class Receiver:

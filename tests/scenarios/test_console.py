@@ -20,7 +20,7 @@ from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
 HOSTILE = "<script>alert('x')</script>"
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
 EVIL_BUILD_RS = (
     b"use std::net::TcpStream;\n"
     b"// " + HOSTILE.encode() + b"\n"

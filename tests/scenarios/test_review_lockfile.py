@@ -17,7 +17,7 @@ from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
 CRATES = 145
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
 
 
 def lockfile(registry: Registry, names: list[str]) -> str:

@@ -41,7 +41,7 @@ def test_approve_and_revoke_apply_at_once_in_every_worker(
     policies.mkdir()
     policy = policies / "policy.yaml"
     policy.write_text(
-        "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+        "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
     )
     lock = policies / "capabilities.lock.yaml"
     cache = tmp_path / "cache"

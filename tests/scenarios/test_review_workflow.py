@@ -29,7 +29,7 @@ def policy_file(directory: Path, first_seen: str = "trust", lock: str | None = N
     where = f", lock: {lock}" if lock else ""
     path = directory / "policy.yaml"
     path.write_text(
-        f"version: 1\nrules:\n  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
+        f"version: 2\nrules:\n  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
     )
     return path
 

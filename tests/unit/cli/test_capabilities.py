@@ -199,7 +199,7 @@ def test_commands_read_the_servers_settings_file(
     policy_dir = tmp_path / "p"
     policy_dir.mkdir()
     (policy_dir / "policy.yaml").write_text(
-        "version: 1\nrules:\n  capabilities: {mode: block, lock: approvals.yaml}\n"
+        "version: 2\nrules:\n  capabilities: {mode: block, lock: approvals.yaml}\n"
     )
     config = tmp_path / "mirror.yaml"
     config.write_text(f"cache_dir: {dirs['cache']}\npolicy: {policy_dir / 'policy.yaml'}\n")
