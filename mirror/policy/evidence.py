@@ -50,6 +50,7 @@ class NameFacts:
     typo: SquatMatch | None  # a typo-like near-name of a protected crate
     combo: ComboMatch | None  # a protected name with a word added, removed or replaced
     corpus: bool  # False when no corpus was loaded: name evidence is missing
+    downloads: int | None = None  # all-time downloads, where the corpus has them
 
     @property
     def meant(self) -> str | None:

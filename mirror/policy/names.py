@@ -7,7 +7,7 @@ malicious-crate decision (`mirror.policy.risk`). Built once per corpus and `prot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mirror.index import canonical_name
 from mirror.policy.combosquat import ComboIndex
@@ -35,16 +35,19 @@ class NameIndex:
         *,
         protect_top: int,
         internal: Sequence[str] = (),
+        downloads: Mapping[str, int] | None = None,
     ) -> None:
         """`corpus`: crate names, most downloaded first (None: no corpus could be loaded);
         the first `protect_top` are the names others may not imitate; every name in it is
-        established. `internal`: the company's own crate names (policy `protect`)."""
+        established. `internal`: the company's own crate names (policy `protect`).
+        `downloads`: all-time download counts by name, where the corpus has them."""
         names = list(corpus or ())
         self.has_corpus = corpus is not None
         self._rank: dict[str, int] = {}
         for rank, name in enumerate(names, start=1):
             self._rank.setdefault(canonical_name(name), rank)
         self._internal = frozenset(canonical_name(n) for n in internal)
+        self._downloads = {canonical_name(k): v for k, v in (downloads or {}).items()}
         protected = names[:protect_top]
         self.typos = TyposquatIndex(protected, extra=internal, thresholds=EVIDENCE_THRESHOLDS)
         self.combos = ComboIndex(protected, extra=internal)
@@ -65,6 +68,7 @@ class NameIndex:
         return NameFacts(
             name=name,
             rank=self.rank(name),
+            downloads=self._downloads.get(canonical_name(name)),
             internal=internal,
             typo=typo,
             combo=combo,

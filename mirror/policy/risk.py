@@ -275,7 +275,9 @@ def _name_signals(name: NameFacts, rule: RiskRule) -> list[Signal]:
             )
         )
     if name.rank is not None:
-        out.append(_signal(rule, "established", f"ranks #{name.rank} in the popularity corpus"))
+        downloads = f", {name.downloads:,} downloads" if name.downloads is not None else ""
+        text = f"ranks #{name.rank} in the popularity corpus{downloads}"
+        out.append(_signal(rule, "established", text))
     return out
 
 

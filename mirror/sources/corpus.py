@@ -35,9 +35,11 @@ from mirror.upstream.client import ClientLimits, Upstream, UpstreamClient
 
 __all__ = [
     "DEFAULT_CORPUS",
+    "CorpusEntry",
     "CorpusUpdateSettings",
     "fetch_popular",
     "load_corpus",
+    "load_corpus_entries",
     "update_corpus",
     "write_corpus",
 ]
@@ -61,11 +63,23 @@ class CorpusUpdateSettings:
         )
 
 
-def load_corpus(path: Path, top: int | None = None) -> list[str]:
-    """The first `top` names of a corpus file (all if None), in rank order.
+@dataclass(frozen=True)
+class CorpusEntry:
+    name: str
+    downloads: int | None = None  # all-time downloads, where the source said
 
-    Raises ConfigError (located) for an unreadable file or a line that is not a crate name:
-    a corrupted corpus must stop start-up, not silently protect nothing.
+
+def load_corpus(path: Path, top: int | None = None) -> list[str]:
+    """The first `top` names of a corpus file (all if None), in rank order."""
+    return [e.name for e in load_corpus_entries(path, top)]
+
+
+def load_corpus_entries(path: Path, top: int | None = None) -> list[CorpusEntry]:
+    """The first `top` entries of a corpus file (all if None), in rank order: a name per
+    line, optionally followed by its download count.
+
+    Raises ConfigError (located) for an unreadable file or a line that is not a crate name
+    (and count): a corrupted corpus must stop start-up, not silently protect nothing.
     """
     if top is not None and top < 0:
         raise ValueError("top must be >= 0")
@@ -73,31 +87,43 @@ def load_corpus(path: Path, top: int | None = None) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([Problem(str(path), None, "corpus", f"cannot read: {e}")]) from e
-    names: list[str] = []
+    entries: list[CorpusEntry] = []
     problems: list[Problem] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
-        if top is not None and len(names) >= top:
+        if top is not None and len(entries) >= top:
             break
-        name = line.strip()
-        if not name or name.startswith("#"):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
             continue
         try:
-            names.append(validate_name(name))
+            name = validate_name(fields[0])
         except BadRequest as e:
             problems.append(Problem(str(path), lineno, "name", str(e)))
+            continue
+        if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
+            problems.append(
+                Problem(str(path), lineno, "downloads", "expected `name` or `name downloads`")
+            )
+            continue
+        entries.append(CorpusEntry(name, int(fields[1]) if len(fields) == 2 else None))
     if problems:
         raise ConfigError(problems)
-    return names
+    return entries
 
 
-def write_corpus(path: Path, names: Sequence[str], *, source: str, when: datetime) -> None:
+def write_corpus(
+    path: Path, entries: Sequence[CorpusEntry], *, source: str, when: datetime
+) -> None:
     """Write a corpus file atomically (temporary file in the same directory, fsync, replace)."""
     header = (
         "# Popular crates.io crate names, most downloaded first (rank = position in this list).\n"
         f"# Source: {source}, fetched {when.strftime('%Y-%m-%d %H:%M UTC')} by crate-mirror.\n"
-        "# Format: one crate name per line; lines starting with '#' and blank lines are ignored.\n"
+        "# Format: one crate per line, its name and, where known, its download count; lines\n"
+        "# starting with '#' and blank lines are ignored.\n"
     )
-    body = header + "".join(f"{n}\n" for n in names)
+    body = header + "".join(
+        f"{e.name} {e.downloads}\n" if e.downloads is not None else f"{e.name}\n" for e in entries
+    )
     try:
         write_atomic(path, body.encode())
     except OSError as e:
@@ -115,8 +141,9 @@ async def fetch_popular(
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
     on_page: Callable[[int], None] | None = None,
-) -> list[str]:
-    """The `settings.count` most downloaded crate names, most downloaded first.
+) -> list[CorpusEntry]:
+    """The `settings.count` most downloaded crates, most downloaded first, with their download
+    counts where the API gives them (crates.io does).
 
     Follows `meta.next_page` (crates.io's pagination link), or `page=N+1` when an API gives
     none. `on_page(n)` is called with the number of new names after each page (progress).
@@ -124,7 +151,7 @@ async def fetch_popular(
     own = client is None
     if client is None:
         client = UpstreamClient(settings.api, settings.limits())
-    names: list[str] = []
+    names: list[CorpusEntry] = []
     seen: set[str] = set()
     base = settings.api.rstrip("/") + "/api/v1/crates"
     per_page = max(1, min(settings.per_page, settings.count))
@@ -142,11 +169,11 @@ async def fetch_popular(
             body = await _get_json(client, url, settings)
             crates, next_page = _parse_page(body)
             added = 0
-            for name in crates:
-                key = canonical_name(name)
+            for entry in crates:
+                key = canonical_name(entry.name)
                 if key not in seen and len(names) < settings.count:
                     seen.add(key)  # rankings shift while paging: keep a name's first place
-                    names.append(name)
+                    names.append(entry)
                     added += 1
             if on_page is not None:
                 on_page(added)
@@ -177,10 +204,11 @@ async def _get_json(client: Upstream, url: str, settings: CorpusUpdateSettings) 
         raise UpstreamError("registry API returned invalid JSON") from e
 
 
-def _parse_page(body: Any) -> tuple[list[str], str | None]:
-    """Crate names of one page and the next-page query ("" when there is none, None when the
-    API does not say). Names are validated: the file is later read as policy, so a hostile
-    API must not smuggle in comment lines, paths or non-names."""
+def _parse_page(body: Any) -> tuple[list[CorpusEntry], str | None]:
+    """Crates of one page and the next-page query ("" when there is none, None when the API
+    does not say). Names are validated: the file is later read as policy, so a hostile API
+    must not smuggle in comment lines, paths or non-names; a download count that is not a
+    non-negative integer is left out, not trusted."""
     if not isinstance(body, dict) or not isinstance(body.get("crates"), list):
         raise UpstreamError("registry API page has no 'crates' list")
     names = []
@@ -189,9 +217,12 @@ def _parse_page(body: Any) -> tuple[list[str], str | None]:
         if not isinstance(name, str):
             raise UpstreamError("registry API crate entry without a name")
         try:
-            names.append(validate_name(name))
+            valid = validate_name(name)
         except BadRequest as e:
             raise UpstreamError(f"registry API returned an invalid crate name: {e}") from e
+        downloads = item.get("downloads")
+        ok = isinstance(downloads, int) and not isinstance(downloads, bool) and downloads >= 0
+        names.append(CorpusEntry(valid, downloads if ok else None))
     meta = body.get("meta")
     if not isinstance(meta, dict) or "next_page" not in meta:
         return names, None
@@ -212,8 +243,8 @@ async def update_corpus(
     sleep: Sleep = asyncio.sleep,
     on_page: Callable[[int], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> list[str]:
-    """Fetch the top names and replace `out` with them; on any failure `out` is unchanged."""
+) -> list[CorpusEntry]:
+    """Fetch the top crates and replace `out` with them; on any failure `out` is unchanged."""
     names = await fetch_popular(settings, client=client, clock=clock, sleep=sleep, on_page=on_page)
     if not names:
         raise UpstreamError("registry API returned no crates; keeping the old corpus")

@@ -17,7 +17,7 @@ from mirror.policy.model import Policy, parse_policy
 from mirror.policy.names import NameIndex
 from mirror.sources.advisories import load_advisories
 from mirror.sources.capability_lockfile import load_lock
-from mirror.sources.corpus import load_corpus
+from mirror.sources.corpus import load_corpus, load_corpus_entries
 
 DEFAULT_CORPUS_NAME = "popular-crates.txt"  # looked up next to the policy file
 
@@ -84,8 +84,13 @@ class PolicyFiles:
         corpus = self.corpus_path(policy)
         key = (corpus, _mtime(corpus) if corpus else None, rule.protect_top, rule.protect)
         if key != self._names_key:
-            names = load_corpus(corpus) if corpus is not None else None
-            self._names = NameIndex(names, protect_top=rule.protect_top, internal=rule.protect)
+            entries = load_corpus_entries(corpus) if corpus is not None else None
+            self._names = NameIndex(
+                [e.name for e in entries] if entries is not None else None,
+                protect_top=rule.protect_top,
+                internal=rule.protect,
+                downloads={e.name: e.downloads for e in entries or () if e.downloads is not None},
+            )
             self._names_key = key
         return self._names
 

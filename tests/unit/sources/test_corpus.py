@@ -20,8 +20,10 @@ from mirror.cli import build_parser, main
 from mirror.errors import ConfigError, StorageError, UpstreamError, UpstreamUnavailable
 from mirror.sources.corpus import (
     DEFAULT_CORPUS,
+    CorpusEntry,
     CorpusUpdateSettings,
     load_corpus,
+    load_corpus_entries,
     update_corpus,
     write_corpus,
 )
@@ -68,7 +70,10 @@ class FakeCratesApi:
         if page in self.page_override:
             return web.json_response(self.page_override[page])
         chunk = self.names[(page - 1) * per_page : page * per_page]
-        body: dict[str, Any] = {"crates": [{"name": n, "downloads": 1} for n in chunk]}
+        first = (page - 1) * per_page
+        body: dict[str, Any] = {
+            "crates": [{"name": n, "downloads": 10_000 - first - i} for i, n in enumerate(chunk)]
+        }
         if self.next_links:
             more = page * per_page < len(self.names)
             next_page = f"?page={page + 1}&per_page={per_page}&sort=downloads" if more else None
@@ -104,10 +109,10 @@ def old_corpus(tmp_path: Path) -> Path:
     return path
 
 
-def _update(
+async def _update(
     out: Path, url: str, clock: FakeClock, count: int, pages: list[int] | None = None
-) -> Awaitable[list[str]]:
-    return update_corpus(
+) -> list[str]:
+    entries = await update_corpus(
         out,
         CorpusUpdateSettings(api=url, count=count),
         clock=clock,
@@ -115,6 +120,7 @@ def _update(
         on_page=pages.append if pages is not None else None,
         now=lambda: datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
     )
+    return [e.name for e in entries]
 
 
 async def test_update_pages_through_the_api(
@@ -246,6 +252,39 @@ async def test_unreachable_api(clock: FakeClock, old_corpus: Path, unused_tcp_po
     assert old_corpus.read_text() == OLD_CORPUS
 
 
+async def test_update_keeps_download_counts(
+    api: tuple[FakeCratesApi, str], clock: FakeClock, old_corpus: Path
+) -> None:
+    """crates.io says how often each crate was downloaded: the corpus keeps it."""
+    fake, url = api
+    fake.page_override[1] = {
+        "crates": [
+            {"name": "serde", "downloads": 500},
+            {"name": "tokio", "downloads": -1},  # not a count: left out, not trusted
+            {"name": "rand", "downloads": "many"},
+            {"name": "libc"},
+        ],
+        "meta": {"next_page": None},
+    }
+    await _update(old_corpus, url, clock, 10)
+    entries = load_corpus_entries(old_corpus)
+    assert [(e.name, e.downloads) for e in entries] == [
+        ("serde", 500),
+        ("tokio", None),
+        ("rand", None),
+        ("libc", None),
+    ]
+    assert "serde 500" in old_corpus.read_text()
+
+
+def test_a_bad_download_count_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_text("serde 10\ntokio lots\nrand 1 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_corpus_entries(path)
+    assert [(p.line, p.field) for p in info.value.problems] == [(2, "downloads"), (3, "downloads")]
+
+
 async def test_cli_update(api: tuple[FakeCratesApi, str], old_corpus: Path) -> None:
     """`crate-mirror corpus update --api --count --out` writes the file and exits 0."""
     _, url = api
@@ -283,7 +322,9 @@ def test_write_is_atomic(old_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(StorageError):
-        write_corpus(old_corpus, ["a", "b"], source="test", when=datetime.now(UTC))
+        write_corpus(
+            old_corpus, [CorpusEntry("a"), CorpusEntry("b")], source="test", when=datetime.now(UTC)
+        )
     assert old_corpus.read_text() == OLD_CORPUS
     assert os.listdir(old_corpus.parent) == [old_corpus.name]
 
