@@ -1,6 +1,6 @@
 """The policy micro-benchmarks other issues ship, run as subprocesses when their files exist.
 
-bench/typosquat_bench.py (checks/s), bench/scan_bench.py (capability scan MB/s) and
+bench/names_bench.py (name checks/s), bench/scan_bench.py (capability scan MB/s) and
 bench/audit_bench.py (audit record cost). A script with a `--json` flag is asked for JSON;
 otherwise the summary lines it prints are parsed, and an unrecognised output is reported as
 such (with its tail) instead of being dropped silently.
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # name -> (module, options in --quick mode: each passed only if the script's --help lists it)
 MICRO: dict[str, tuple[str, dict[str, str]]] = {
-    "typosquat": ("bench.typosquat_bench", {"--checks": "5000", "--repeats": "1"}),
+    "names": ("bench.names_bench", {"--checks": "5000", "--repeats": "1"}),
     "scan": ("bench.scan_bench", {"--limit": "40"}),
     "audit": ("bench.audit_bench", {"--events": "20000"}),
 }
@@ -94,8 +94,8 @@ def parse_micro(name: str, stdout: str, is_json: bool) -> dict[str, Any]:
                 return data
         return {"error": "no JSON object in output"}
     out: dict[str, Any] = {}
-    if name == "typosquat":
-        out.update(_typosquat_rates(stdout))
+    if name == "names":
+        out.update(_name_check_rates(stdout))
     elif name == "scan":
         if m := re.search(r"throughput: ([\d.,]+) MB/s", stdout):
             out["mb_per_s"] = _num(m[1])
@@ -112,7 +112,7 @@ def parse_micro(name: str, stdout: str, is_json: bool) -> dict[str, Any]:
     return out
 
 
-def _typosquat_rates(stdout: str) -> dict[str, float]:
+def _name_check_rates(stdout: str) -> dict[str, float]:
     """`<label> N checks/s` lines, grouped under the preceding `N protected` heading."""
     out: dict[str, float] = {}
     size = "?"

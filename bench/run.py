@@ -4,7 +4,7 @@
 
 Starts the fixture upstream (a subprocess), the mirror (`python -m mirror serve`) and nginx
 (serving the same bytes as static files), loads them with wrk, times real `cargo fetch` runs,
-runs the policy micro-benchmarks that exist (bench/typosquat_bench.py, scan_bench.py,
+runs the policy micro-benchmarks that exist (bench/names_bench.py, scan_bench.py,
 audit_bench.py), then prints a Markdown report and writes it, with the raw numbers as JSON, to
 DIR/<timestamp>.md and .json. Nothing here passes or fails: targets are printed beside the
 measurements. See bench/README.md for what each number means.

@@ -150,7 +150,7 @@ def test_peak_memory_sees_a_child_that_grows() -> None:
 def test_micro_benchmark_summaries_are_recognised() -> None:
     """The numbers of each sibling script's printed summary are extracted."""
     typo = "3,000 protected names: index built in 0.11 s\n  mix   52,069 checks/s  19.2 µs/check\n"
-    assert parse_micro("typosquat", typo, False) == {"mix checks/s @3000": 52069.0}
+    assert parse_micro("names", typo, False) == {"mix checks/s @3000": 52069.0}
     scan = "40 crates, 9.8 MB unpacked in 2.00 s\nthroughput: 4.9 MB/s\n"
     assert parse_micro("scan", scan, False) == {"mb_per_s": 4.9, "crates": 40, "mb": 9.8}
     assert parse_micro("scan", "garbage", False)["error"]
