@@ -83,7 +83,7 @@ class ListEntry:
 class ScanBeforeServing(StrEnum):
     """Which versions `risk` scans before an index file that lists them is served."""
 
-    NEW = "new"  # versions younger than `young` (a new crate's, or an established one's)
+    NEW = "new"  # the newest release of a new crate, or one younger than `new_version`
     NEVER = "never"  # only what a download scans anyway: content counts from then on
 
 

@@ -46,7 +46,6 @@ from mirror.serving.scans import Scans
 from mirror.serving.views import Judged, RiskView
 
 log = structlog.get_logger("mirror.evidence")
-MAX_SCANS = 6  # versions of one crate scanned before its index is served
 MAX_DEPENDENCIES = 8  # added dependencies looked up per version
 SCAN_TIMEOUT = 60.0  # seconds for one download + scan; then the scan counts as missing
 DEPENDENCY_TIMEOUT = 15.0  # seconds for one dependency's index file
@@ -181,22 +180,21 @@ class EvidenceGatherer:
     def _worth_scanning(
         index: IndexFile, name: NameFacts, history: CrateHistory, rule: RiskRule, now: datetime
     ) -> list[IndexLine]:
-        """The newest release of a new crate (it is the crate), and releases younger than
-        `young` (a takeover publishes from an established crate), newest first."""
-        picks: list[IndexLine] = []
+        """The release cargo would pick, when it is worth a download before the index is
+        served: the crate is new (then it *is* its newest release), or the release is younger
+        than `new_version` (the window in which a hijacked account's release is live). Any
+        other version is judged when its crate is downloaded, or when a scan is already known;
+        scanning every young release of a busy crate would put downloads on every cold index
+        request."""
         newest = newest_release(index.lines)
-        if newest is not None and is_new(name, history, rule, now):
-            picks.append(newest)
-        young = [
-            line
-            for line in index.lines
-            if not line.yanked
-            and (published := parse_pubtime(line.pubtime)) is not None
-            and now - published < rule.young
-        ]
-        young.sort(key=lambda line: _version_key(line.vers), reverse=True)
-        picks += [line for line in young if line not in picks]
-        return picks[:MAX_SCANS]
+        if newest is None:
+            return []
+        if is_new(name, history, rule, now):
+            return [newest]
+        published = parse_pubtime(newest.pubtime)
+        if published is not None and now - published < rule.new_version:
+            return [newest]
+        return []
 
     def _earlier_content(self, index: IndexFile, line: IndexLine) -> ContentFacts | None:
         """The scan of the version published before `line`, if it was ever scanned."""
@@ -255,13 +253,6 @@ def newest_release(lines: Iterable[IndexLine]) -> IndexLine | None:
         if best is None or version > best[0]:
             best = (version, line)
     return best[1] if best is not None else last
-
-
-def _version_key(vers: str) -> tuple[int, Version]:
-    try:
-        return (1, Version.parse(vers))
-    except ValueError:
-        return (0, Version.parse("0.0.0"))
 
 
 def content_facts(report: CapabilityReport) -> ContentFacts:
