@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 def _directory(args: argparse.Namespace) -> Path:
     if args.dir is not None:
         return Path(args.dir)
-    return load_settings(args.config).audit_directory
+    return load_settings(args.config).audit_root
 
 
 def _verify(directory: Path, anchor: str | None) -> int:

@@ -8,6 +8,7 @@ is computed once per content version, never per request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from mirror import metrics
-from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
+from mirror.errors import (
+    MirrorError,
+    NotFound,
+    StorageError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.serving.views import DerivedViews
@@ -88,6 +95,8 @@ class IndexCache:
         if entry is None or self._upstream is None:
             # Offline, the disk is the only source, and `import` may have changed it.
             disk = await asyncio.to_thread(self._store.read_index, name)
+            if disk is not None and disk.shared and self._verifier is not None:
+                disk = await self._verify_shared(name, disk)
         if self._upstream is None:
             if disk is None and entry is not None:
                 entry.fresh_until = time.monotonic() + self._ttl
@@ -154,6 +163,17 @@ class IndexCache:
         await self._persist(name, fresh, fetch.body)
         self._entries.put(name, fresh)
         return fresh
+
+    async def _verify_shared(self, name: str, disk: CachedIndex) -> CachedIndex | None:
+        """A copy another replica stored passed its record check, not TUF: verify it here
+        before serving it (fail closed: a copy that cannot be verified now is not used)."""
+        assert self._verifier is not None
+        try:
+            verified_until = await self._verifier(name, disk.body)
+        except MirrorError as e:
+            log.error("index.shared_copy_rejected", crate=name, error=str(e))
+            return None
+        return dataclasses.replace(disk, verified_until=verified_until, shared=False)
 
     def _stale_or_raise(
         self, name: str, known: IndexEntry | None, error: UpstreamError

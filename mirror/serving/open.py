@@ -21,12 +21,15 @@ from mirror.serving.core import MirrorCore
 from mirror.serving.downloads import CrateFetcher, HotCrates
 from mirror.serving.gate import Gate
 from mirror.serving.index_cache import IndexCache
+from mirror.serving.lock_sync import LockSync
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader, warn_expired
 from mirror.serving.scans import Scans
+from mirror.serving.shared_store import open_store
 from mirror.sources.policy_files import PolicyFiles
-from mirror.store import FilesystemStore, Store
+from mirror.store import Store
+from mirror.store.s3 import S3Store
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
@@ -47,7 +50,7 @@ def open_mirror(
     `audit_connection` (a worker's `AuditHub`); otherwise a writer thread does it.
     """
     trust = TufSettings.from_mapping(settings.tuf, "settings") if settings.tuf else TufSettings()
-    store: Store = FilesystemStore(settings.cache_dir)
+    store: Store = open_store(settings)  # the cache directory, or it before a shared bucket
     store.remove_stale_tmp()
     upstream: Upstream | None = None
     verifier = None
@@ -72,6 +75,16 @@ def open_mirror(
         warn_expired(engine)
         gate.replace_policy(engine, CapabilityGuard.for_policy(files, scans, audit.record))
         reloader = PolicyReloader(files, gate, scans, audit)
+        if isinstance(store, S3Store) and files.policy and gate.capabilities is not None:
+            # Replicas: approvals and first sightings reach every replica through the bucket.
+            lock = files.lock_path(files.policy)
+            sync = LockSync(
+                lock,
+                store.bucket,
+                lambda: reloader.reload("lock sync"),
+                settings.lock_sync_interval,
+            )
+            reloader.lock_sync = sync
     indexes = IndexCache(
         store,
         upstream,
@@ -108,6 +121,7 @@ def open_mirror(
             await publisher.flush()
         if upstream is not None:
             await upstream.close()
+        await store.close()  # pending uploads to a shared bucket
         try:
             audit.close()
         except StorageError as e:  # shutting down anyway: say what was lost, do not crash

@@ -24,9 +24,23 @@ class CachedIndex:
     fetched_at: float  # unix time of the last successful fetch or 304
     # unix time until which the TUF metadata that verified this body is valid (None: no TUF)
     verified_until: float | None = None
+    # read from a store shared with other replicas (checked against its record, but TUF, when
+    # configured, must verify it again before it is served: the record is not a TUF signature)
+    shared: bool = False
 
 
 class Store(Protocol):
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Get ready on the running loop (connections, shared state); never fails for an
+        unreachable shared store: the local cache still serves."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is pending (uploads to a shared store) and release connections."""
+        ...
+
     # -- crates, by sha256 --------------------------------------------------------------------
 
     def has_crate(self, cksum: str) -> bool:
@@ -36,6 +50,12 @@ class Store(Protocol):
     def crate_path(self, cksum: str) -> Path:
         """The local file of a stored crate (what sendfile sends); raises IntegrityError for a
         malformed digest. Only meaningful once `has_crate` is true."""
+        ...
+
+    async def load_crate(self, cksum: str, max_bytes: int) -> Path | None:
+        """A crate not stored locally, brought in from a shared store and verified against
+        `cksum` on the way (IntegrityError for a damaged copy, StoreUnavailable when the shared
+        store cannot be reached); None when no shared copy exists (or nothing is shared)."""
         ...
 
     async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
