@@ -283,15 +283,10 @@ class S3Client:
         query = {"uploads": "", "prefix": self.location.prefix}
         async with self._send("GET", "", query=query, ok=(200,)) as answer:
             root = await _read_xml(answer.response, "uploads")
-        cutoff = time.time() - older_than
         aborted = 0
-        for upload in _children(root, "Upload"):
-            key, upload_id = _xml_text(upload, "Key"), _xml_text(upload, "UploadId")
-            started = _parse_time(_xml_text(upload, "Initiated"))
-            if key and upload_id and started is not None and started < cutoff:
-                relative = key[len(self.location.prefix) :]
-                await self._abort(relative, upload_id)
-                aborted += 1
+        for key, upload_id in stale_uploads(root, time.time() - older_than):
+            await self._abort(key[len(self.location.prefix) :], upload_id)
+            aborted += 1
         return aborted
 
     async def delete(self, key: str) -> None:
@@ -406,6 +401,18 @@ async def _error_code(response: aiohttp.ClientResponse) -> str:
         return _xml_text(ET.fromstring(body), "Code") or ""
     except (ET.ParseError, aiohttp.ClientError, TimeoutError, OSError):
         return ""
+
+
+def stale_uploads(listing: ET.Element, cutoff: float) -> list[tuple[str, str]]:
+    """(key, upload id) of each upload in a ListMultipartUploads answer started before
+    `cutoff` (unix time); one without a readable start time is left alone."""
+    found = []
+    for upload in _children(listing, "Upload"):
+        key, upload_id = _xml_text(upload, "Key"), _xml_text(upload, "UploadId")
+        started = _parse_time(_xml_text(upload, "Initiated"))
+        if key and upload_id and started is not None and started < cutoff:
+            found.append((key, upload_id))
+    return found
 
 
 def _children(root: ET.Element, name: str) -> list[ET.Element]:
