@@ -12,15 +12,15 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from mirror.audit.event import canonical_json
-from mirror.audit.files import chain_files
+from mirror.audit.files import chain_directories, chain_files
 from mirror.audit.query import (
     EventFilter,
     event_rows,
     format_table,
     near_name_rows,
     parse_since,
-    read_events,
-    read_near_names,
+    read_all_events,
+    read_all_near_names,
     select,
 )
 from mirror.audit.verify import VerifyResult, verify_chain
@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
         help="check the hash chain; exit 1 at the first broken link",
         description="Check every event's hash, seq and prev across all files, oldest first. "
         "Prints 'OK: ...' with the last hash, or the first broken link "
-        "(edited, deleted, reordered or truncated event) and exits 1.",
+        "(edited, deleted, reordered or truncated event) and exits 1. Replicas each keep "
+        "their own chain (a subdirectory named by the replica id): each is verified and "
+        "reported on its own, prefixed [replica-id].",
     )
     verify.add_argument(
         "--anchor",
@@ -54,7 +56,8 @@ def register(subparsers: Any) -> None:
     query = sub.add_parser(
         "query",
         help="show matching events as a table or JSON lines",
-        description="Show audit events, oldest first, as an aligned table or JSON lines.",
+        description="Show audit events, oldest first, as an aligned table or JSON lines; "
+        "the chains of all replicas together, merged by time, with their replica id.",
     )
     query.add_argument("--action", help="only this action (allow, warn, block, approve, ...)")
     query.add_argument("--crate", help="only this crate (- and _ and case are the same)")
@@ -103,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
         return _verify(directory, args.anchor)
     if args.audit_command == "query":
         wanted = EventFilter(action=args.action, crate=args.crate, rule=args.rule, since=since)
-        events = select(read_events(directory, since), wanted, args.limit)
+        events = select(read_all_events(directory, since), wanted, args.limit)
         _print(events, event_rows, args.json, sys.stdout)
         return 0
-    entries = select(read_near_names(directory), EventFilter(since=since))
+    entries = select(read_all_near_names(directory), EventFilter(since=since))
     if args.out is not None:
         _export(entries, args.out)
         print(f"wrote {len(entries)} near-name entries to {args.out}", file=sys.stderr)
@@ -122,15 +125,29 @@ def _directory(args: argparse.Namespace) -> Path:
 
 
 def _verify(directory: Path, anchor: str | None) -> int:
-    total = sum(path.stat().st_size for _, path in chain_files(directory))
+    """Every chain under `directory` (one per replica), each on its own; with `anchor`, some
+    chain must still contain it."""
+    chains = chain_directories(directory) or [(None, directory)]
+    total = sum(path.stat().st_size for _, d in chains for _, path in chain_files(d))
+    results = []
     # disable=None: a progress bar on a terminal, nothing when piped or in CI.
     with tqdm(total=total, unit="B", unit_scale=True, disable=None, file=sys.stderr) as bar:
-        result = verify_chain(directory, anchor=anchor, progress=bar.update)
-    print(describe(result))
-    return 0 if result.ok else 1
+        for name, chain in chains:
+            results.append((name, verify_chain(chain, anchor=anchor, progress=bar.update)))
+    for name, result in results:
+        report = describe(result, anchor_checked=len(results) == 1)
+        print(
+            report
+            if name is None
+            else "\n".join(f"[{name}] {line}" for line in report.splitlines())
+        )
+    anchored = anchor is None or any(r.anchor_found for _, r in results)
+    if not anchored and len(results) > 1:
+        print("BROKEN: the anchor hash is in none of the chains (rewritten or cut short)")
+    return 0 if anchored and all(r.broken is None for _, r in results) else 1
 
 
-def describe(result: VerifyResult) -> str:
+def describe(result: VerifyResult, *, anchor_checked: bool = True) -> str:
     """The verify report: OK or the first broken link, then any crash recoveries."""
     lines = []
     if result.broken is not None:
@@ -141,7 +158,7 @@ def describe(result: VerifyResult) -> str:
             f"OK: {result.events} events in {result.files} files, "
             f"last seq {result.last_seq}, last hash {result.last_hash}"
         )
-    if result.anchor_found is False:
+    if result.anchor_found is False and anchor_checked:
         lines.append("BROKEN: the anchor hash is not in the chain (rewritten or cut short)")
     for r in result.recoveries:
         lines.append(
