@@ -21,6 +21,7 @@ from mirror.errors import (
     MirrorError,
     NotFound,
     StorageError,
+    StoreUnavailable,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -92,12 +93,18 @@ class IndexCache:
 
     async def _refresh(self, name: str, entry: IndexEntry | None) -> IndexEntry:
         disk = None
+        shared_error: StoreUnavailable | None = None  # the bucket of a shared store is down
         if entry is None or self._upstream is None:
             # Offline, the disk is the only source, and `import` may have changed it.
-            disk = await asyncio.to_thread(self._store.read_index, name)
+            try:
+                disk = await asyncio.to_thread(self._store.read_index, name)
+            except StoreUnavailable as e:
+                shared_error = e
             if disk is not None and disk.shared and self._verifier is not None:
                 disk = await self._verify_shared(name, disk)
         if self._upstream is None:
+            if disk is None and entry is None and shared_error is not None:
+                raise StoreUnavailable(f"`{name}` is not cached here: {shared_error}")
             if disk is None and entry is not None:
                 entry.fresh_until = time.monotonic() + self._ttl
                 return entry
@@ -128,6 +135,11 @@ class IndexCache:
                 known.last_modified if known else None,
             )
         except UpstreamError as e:
+            if known is None and shared_error is not None:
+                raise StoreUnavailable(
+                    f"`{name}` is not cached here, the shared store failed ({shared_error}) "
+                    f"and so did upstream ({e})"
+                ) from e
             return self._stale_or_raise(name, known, e)
 
         if fetch.status == 404:

@@ -74,7 +74,9 @@ class Store(Protocol):
     # -- index files, with upstream's validators ----------------------------------------------
 
     def read_index(self, name: str) -> CachedIndex | None:
-        """The stored index file, or None if absent or unreadable (then it is fetched again)."""
+        """The stored index file, or None if absent or unreadable (then it is fetched again).
+        Called in a worker thread; a shared store that cannot be reached raises
+        StoreUnavailable (the caller goes upstream, and names both if that fails too)."""
         ...
 
     def write_index(self, name: str, entry: CachedIndex) -> None: ...

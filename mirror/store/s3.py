@@ -236,7 +236,8 @@ class S3Store:
             log.error("store.record_rejected", key=key, error=str(e))
         except StoreUnavailable as e:
             log.warning("store.read_failed", key=key, error=str(e))
-        return None  # fetched from upstream instead (or 503 there, with upstream's reason)
+            raise  # the index cache goes upstream, and says both reasons if that fails too
+        return None  # damaged or forged: fetched from upstream instead
 
     # -- upstream's config.json ---------------------------------------------------------------
 
@@ -300,8 +301,7 @@ class S3Store:
             return future.result(READ_TIMEOUT)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            log.warning("store.read_timed_out", timeout=READ_TIMEOUT)
-            return default
+            raise StoreUnavailable(f"object store: no answer in {READ_TIMEOUT:.0f} s") from None
 
     def _upload(self, key: str, start: Callable[[], Awaitable[object]]) -> None:
         """Start an upload in the background, from the loop's thread or any other."""

@@ -163,7 +163,8 @@ async def test_an_unreachable_bucket_leaves_the_local_cache_serving(
         assert b.crate_path(CKSUM).read_bytes() == CRATE
         with pytest.raises(StoreUnavailable, match="after 2 attempts"):
             await b.load_crate("1" * 64, LIMIT)
-        assert await asyncio.to_thread(b.read_index, "serde") is None
+        with pytest.raises(StoreUnavailable, match="GET index/se/rd/serde"):
+            await asyncio.to_thread(b.read_index, "serde")
     finally:
         await b.close()
     assert s3_bucket.objects() == []
