@@ -89,5 +89,5 @@ async def test_a_bucket_that_is_down_means_upstream(tmp_path: Path) -> None:
 
 async def test_bucket_and_upstream_down_names_both(tmp_path: Path) -> None:
     cache = _cache(SharedStore(tmp_path, None, down=True), Upstream(fail=True), None)
-    with pytest.raises(StoreUnavailable, match="shared store failed .*timed out.* upstream"):
+    with pytest.raises(StoreUnavailable, match=r"shared store failed .*timed out.* upstream"):
         await cache.get("serde")
