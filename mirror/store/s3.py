@@ -39,7 +39,7 @@ import structlog
 
 from mirror import metrics
 from mirror.errors import IntegrityError, StorageError, StoreUnavailable
-from mirror.index import index_path
+from mirror.index import IndexFile, index_path
 from mirror.store.base import STALE_TMP_SECONDS, CachedIndex
 from mirror.store.filesystem import FilesystemStore, fan_out
 from mirror.store.records import seal, unseal
@@ -52,6 +52,7 @@ MAX_CONFIG_RECORD_BYTES = 64 * 1024  # bytes
 UPLOADS_AT_ONCE = 8  # background uploads in flight per process
 CLOSE_TIMEOUT = 60.0  # seconds `close` waits for pending uploads
 READ_TIMEOUT = 60.0  # seconds a worker thread waits for an index read from the bucket
+MAX_UNSHARED = 100_000  # crates remembered as absent from the bucket (then forgotten at once)
 
 
 class Bucket(Protocol):
@@ -119,6 +120,12 @@ class S3Store:
         self._loop_thread: int | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None
+        # Crate names whose index file the bucket lacked when read here, and the checksums
+        # of their crates once the upstream copy is written: no replica has fetched them, so
+        # asking the bucket for those crates would only cost a round trip on a cold fetch. (If
+        # a peer uploads one meanwhile, this replica fetches it upstream: harmless.)
+        self._names_not_shared: set[str] = set()
+        self._crates_not_shared: set[str] = set()
 
     def __repr__(self) -> str:
         return f"S3Store({self.local.root}, {self.bucket.describe()})"
@@ -165,6 +172,9 @@ class S3Store:
 
     async def load_crate(self, cksum: str, max_bytes: int) -> Path | None:
         key = crate_key(cksum)
+        if cksum in self._crates_not_shared:
+            metrics.cache_counter("crate", "shared_skipped").inc()
+            return None
         async with self.bucket.stream(key, max_bytes) as chunks:
             if chunks is None:
                 return None
@@ -203,6 +213,11 @@ class S3Store:
 
     def write_index(self, name: str, entry: CachedIndex) -> None:
         self.local.write_index(name, entry)
+        if name in self._names_not_shared:
+            self._names_not_shared.discard(name)
+            if len(self._crates_not_shared) > MAX_UNSHARED:
+                self._crates_not_shared.clear()
+            self._crates_not_shared.update(line.cksum for line in IndexFile.parse(entry.body).lines)
         meta = {
             "etag": entry.etag,
             "last_modified": entry.last_modified,
@@ -220,6 +235,9 @@ class S3Store:
         try:
             found = await self.bucket.get(key, self._max_index_record)
             if found is None:
+                if len(self._names_not_shared) > MAX_UNSHARED:
+                    self._names_not_shared.clear()
+                self._names_not_shared.add(name)
                 return None
             meta, body = unseal("index", name, found[0], self._record_key)
             return CachedIndex(

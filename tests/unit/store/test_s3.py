@@ -192,3 +192,26 @@ async def test_scan_reports_are_shared_by_sha256(s3_bucket: TestBucket, tmp_path
     assert scan_key(CKSUM) in s3_bucket.objects()
     with pytest.raises(IntegrityError):
         crate_key("../../etc/passwd")  # only a hex digest becomes a key
+
+
+async def test_crates_of_a_name_the_bucket_lacked_are_not_looked_up(
+    s3_bucket: TestBucket, store_proxy: StoreProxy, tmp_path: Path
+) -> None:
+    """A cold fetch: the bucket had no index file for the name, so no replica fetched its
+    crates; they are fetched upstream without a bucket round trip each. Names the bucket knows
+    are looked up as usual."""
+    b = _store(tmp_path / "b", s3_bucket, store_proxy.url)
+    await b.open()
+    line = b'{"name":"serde","vers":"1.0.0","deps":[],"cksum":"%s","features":{}}\n'
+    try:
+        assert await asyncio.to_thread(b.read_index, "serde") is None  # 404 in the bucket
+        body = line % CKSUM.encode()
+        await asyncio.to_thread(b.write_index, "serde", CachedIndex(body, None, None, 1.0))
+        store_proxy.requests.clear()
+        assert await b.load_crate(CKSUM, LIMIT) is None
+        assert store_proxy.requests.count("/crates/") == 0
+        other = hashlib.sha256(b"other").hexdigest()
+        assert await b.load_crate(other, LIMIT) is None
+        assert store_proxy.requests.count("/crates/") == 1
+    finally:
+        await b.close()
