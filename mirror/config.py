@@ -95,6 +95,7 @@ class Settings:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
@@ -171,7 +172,9 @@ def _set(
         values[name] = _coerce(name, value, kind, default, from_env)
     except ValueError as e:
         field_name = (ENV_PREFIX + name.upper()) if from_env else name
-        problems.append(Problem(file, line, field_name, str(e)))
+        secret = not Settings.__dataclass_fields__[name].repr  # credentials: never echoed
+        message = f"expected text, got a {type(value).__name__}" if secret else str(e)
+        problems.append(Problem(file, line, field_name, message))
 
 
 def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> Any:
@@ -267,8 +270,8 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         bad("s3_addressing", "expected auto, path or virtual")
     if s.s3_part_bytes < 5 * 2**20:
         bad("s3_part_bytes", "must be at least 5 MiB (5242880): S3 refuses smaller parts")
-    if s.s3_bucket is not None and not s.s3_bucket:
-        bad("s3_bucket", "must not be empty")
+    if s.s3_bucket is not None and not _BUCKET.fullmatch(s.s3_bucket):
+        bad("s3_bucket", "expected an S3 bucket name: 3-63 of a-z, 0-9, '.', '-'")
     for name in ("s3_connect_timeout", "s3_read_timeout", "s3_stale_upload_seconds"):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")

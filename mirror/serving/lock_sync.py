@@ -11,7 +11,9 @@ policy reloader), so an approval made on one replica is in force on all of them 
 about one interval.
 
 A bucket copy that does not validate is refused (logged, the local lock stays in force); an
-unreachable bucket only delays the sync.
+unreachable bucket only delays the sync. On its first sync a replica adopts the bucket's copy
+as it is (an old lock from an image must not revoke a revocation); with no copy there yet, it
+writes its own.
 """
 
 from __future__ import annotations
@@ -74,8 +76,15 @@ class LockSync:
         theirs, etag = await self._read_bucket(etag)
         if theirs is None and etag is not None:
             return "invalid"
-        base = self._base if self._base is not None else CapabilityLock()
-        merged = merge_locks(base, ours, theirs if theirs is not None else CapabilityLock())
+        if self._base is None and theirs is not None:
+            # First sync of this process: the bucket's lock wins. A replica starting from an
+            # image or a backup holds an old lock; merging it in as "our changes" would bring
+            # back every approval revoked since (fail closed: an approval made here while the
+            # replica was down is lost, and asked again).
+            merged = theirs
+        else:
+            base = self._base if self._base is not None else CapabilityLock()
+            merged = merge_locks(base, ours, theirs if theirs is not None else CapabilityLock())
         if theirs is None or merged != theirs:
             body = merged.render().encode()
             new_etag = await self._bucket.put(

@@ -97,6 +97,11 @@ class Store(Protocol):
 
     def write_scan(self, sha256: str, body: bytes) -> None: ...
 
+    async def load_scan(self, sha256: str) -> bytes | None:
+        """A report not stored locally, brought in from a shared store (record checked) and
+        kept locally; None when there is none (then the crate is scanned here)."""
+        ...
+
     def iter_scans(self) -> Iterator[str]:
         """The sha256 of every crate with a stored scan report."""
         ...

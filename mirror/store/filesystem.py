@@ -221,6 +221,9 @@ class FilesystemStore:
         except OSError as e:
             raise _storage_error(e, "writing a scan report") from e
 
+    async def load_scan(self, sha256: str) -> bytes | None:
+        return None  # nothing is shared
+
     def iter_scans(self) -> Iterator[str]:
         for path in self.scans_dir.glob("??/*.json"):
             if _SHA256_RE.match(path.stem):

@@ -7,14 +7,16 @@ through to the bucket, and what comes back is checked before it is kept or serve
     index file    a sealed record (mirror.store.records): kind, name, sha256, validators,
                   and an HMAC when the replicas share a record key; with TUF configured, the
                   index cache verifies the body again (CachedIndex.shared)
-    scan report   a sealed record, pulled with its crate
+    scan report   a sealed record, pulled when a scan is needed (before scanning here)
     config.json   a sealed record, pulled at start when the local copy is missing
 
 Writes go to the local store, and only then, verified, up to the bucket in the background
 (`write_crate` returns as soon as the local copy is committed: cargo does not wait for the
-upload). Large crates go up as multipart uploads, so a replica killed mid-upload leaves no
-object, only an unfinished upload that `open` aborts once it is older than an hour. Two
-replicas uploading the same crate write identical bytes under the same key: harmless.
+upload, and uploads wait for a quarter-second pause in the store's traffic, five seconds at
+most, so replication does not slow the fetch that caused it). Large crates go up as
+multipart uploads, so a replica killed mid-upload leaves no object, only an unfinished upload
+that `open` aborts once it is older than an hour. Two replicas uploading the same crate write
+identical bytes under the same key: harmless.
 
 The bucket is reached through `Bucket` (mirror.upstream.s3.S3Client: the one way out). When it
 cannot be reached, reads fall back to what is local and raise StoreUnavailable (503 with the
@@ -22,7 +24,7 @@ reason) only when nothing else can answer; a failed upload is logged and the cra
 
 Index files are read by the index cache in worker threads (`asyncio.to_thread`), so
 `read_index` is synchronous and hands its bucket read to the event loop the bucket client
-lives on; scan reports and config.json are synchronous local reads, pulled ahead in async code.
+lives on. Scan reports are pulled by `load_scan` when a scan is needed, config.json by `open`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -53,6 +56,8 @@ UPLOADS_AT_ONCE = 8  # background uploads in flight per process
 CLOSE_TIMEOUT = 60.0  # seconds `close` waits for pending uploads
 READ_TIMEOUT = 60.0  # seconds a worker thread waits for an index read from the bucket
 MAX_UNSHARED = 100_000  # crates remembered as absent from the bucket (then forgotten at once)
+UPLOAD_QUIET = 0.25  # seconds without store traffic before an upload starts (serving first)
+UPLOAD_MAX_DELAY = 5.0  # seconds an upload waits for such a pause at most
 
 
 class Bucket(Protocol):
@@ -63,6 +68,8 @@ class Bucket(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def check(self) -> None: ...
 
     async def get(self, key: str, max_bytes: int) -> tuple[bytes, str] | None: ...
 
@@ -126,6 +133,11 @@ class S3Store:
         # a peer uploads one meanwhile, this replica fetches it upstream: harmless.)
         self._names_not_shared: set[str] = set()
         self._crates_not_shared: set[str] = set()
+        # Write-behind: uploads wait for a pause in the store's traffic (at most
+        # UPLOAD_MAX_DELAY), so a cold `cargo fetch` does not share the CPU with its own
+        # replication; at shutdown they go at once.
+        self._busy_until = 0.0  # monotonic time until which the store counts as busy
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"S3Store({self.local.root}, {self.bucket.describe()})"
@@ -138,6 +150,7 @@ class S3Store:
         self._slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
         await self.bucket.open()
         try:
+            await self.bucket.check()
             if self.local.read_upstream_config() is None:
                 await self._pull_config()  # an offline start learns upstream's `dl` from peers
             aborted = await self.bucket.abort_stale_uploads(self._stale_upload_seconds)
@@ -149,6 +162,8 @@ class S3Store:
             )
 
     async def close(self) -> None:
+        self._closing = True
+        await asyncio.sleep(0)  # uploads handed over from worker threads join `_pending`
         if self._pending:
             _, pending = await asyncio.wait(set(self._pending), timeout=CLOSE_TIMEOUT)
             if pending:
@@ -159,6 +174,7 @@ class S3Store:
 
     async def flush(self) -> None:
         """Wait for every upload started so far (tests, benchmarks, shutdown)."""
+        await asyncio.sleep(0)
         while self._pending:
             await asyncio.wait(set(self._pending))
 
@@ -171,6 +187,7 @@ class S3Store:
         return self.local.crate_path(cksum)
 
     async def load_crate(self, cksum: str, max_bytes: int) -> Path | None:
+        self._touch()
         key = crate_key(cksum)
         if cksum in self._crates_not_shared:
             metrics.cache_counter("crate", "shared_skipped").inc()
@@ -187,10 +204,10 @@ class S3Store:
                 log.error("store.crate_rejected", key=key, error=str(e))
                 raise IntegrityError(f"the object store's copy of {cksum} is damaged: {e}") from e
         metrics.cache_counter("crate", "shared").inc()
-        await self._pull_scan(cksum)
         return path
 
     async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
+        self._touch()
         path = await self.local.write_crate(cksum, chunks, max_bytes)  # verified, committed
         self._upload(crate_key(cksum), lambda: self.bucket.put_file(crate_key(cksum), path, cksum))
         return path
@@ -209,6 +226,7 @@ class S3Store:
         found = self.local.read_index(name)
         if found is not None:
             return found
+        self._touch()
         return self._on_loop(self._pull_index(name), default=None)
 
     def write_index(self, name: str, entry: CachedIndex) -> None:
@@ -286,18 +304,20 @@ class S3Store:
     def iter_scans(self) -> Iterator[str]:
         return self.local.iter_scans()
 
-    async def _pull_scan(self, sha256: str) -> None:
-        """The report of a crate just pulled, if a peer scanned it (else it is scanned here)."""
+    async def load_scan(self, sha256: str) -> bytes | None:
+        """A report a peer made (asked only when a scan is needed: with the capability rule
+        on); record checked, then kept locally."""
         key = scan_key(sha256)
-        if self.local.read_scan(sha256) is not None:
-            return
         try:
             found = await self.bucket.get(key, MAX_SCAN_RECORD_BYTES)
-            if found is not None:
-                _, body = unseal("scan", sha256, found[0], self._record_key)
-                await asyncio.to_thread(self.local.write_scan, sha256, body)
+            if found is None:
+                return None
+            _, body = unseal("scan", sha256, found[0], self._record_key)
         except (IntegrityError, StoreUnavailable) as e:
             log.warning("store.scan_not_pulled", key=key, error=str(e))
+            return None  # scanned here instead
+        await asyncio.to_thread(self.local.write_scan, sha256, body)
+        return body
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -337,8 +357,15 @@ class S3Store:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def _touch(self) -> None:
+        self._busy_until = time.monotonic() + UPLOAD_QUIET
+
     async def _run_upload(self, key: str, start: Callable[[], Awaitable[object]]) -> None:
         assert self._slots is not None
+        self._touch()
+        deadline = time.monotonic() + UPLOAD_MAX_DELAY
+        while not self._closing and (now := time.monotonic()) < min(self._busy_until, deadline):
+            await asyncio.sleep(min(self._busy_until, deadline) - now)
         async with self._slots:
             try:
                 await start()

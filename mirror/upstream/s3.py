@@ -138,10 +138,19 @@ class S3Client:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    async def check(self) -> None:
+        """Whether the bucket is there and these credentials may use it (StoreUnavailable)."""
+        async with self._send("HEAD", "", ok=(200, 404, 403)) as answer:
+            if answer.status == 404:
+                raise StoreUnavailable(f"object store: there is no bucket {self.describe()}")
+            if answer.status == 403:
+                raise StoreUnavailable(f"object store: access denied to {self.describe()}")
+
     async def get(self, key: str, max_bytes: int) -> tuple[bytes, str] | None:
         """The whole object and its ETag, or None if there is none."""
         async with self._send("GET", key, ok=(200, 404)) as answer:
             if answer.status == 404:
+                await self._missing_object(answer)
                 return None
             try:
                 body = b"".join([c async for c in _chunks(answer.response, max_bytes, key)])
@@ -161,6 +170,7 @@ class S3Client:
         splices two versions of an object together."""
         async with self._send("GET", key, ok=(200, 404)) as first:
             if first.status == 404:
+                await self._missing_object(first)
                 yield None
                 return
             declared = first.response.content_length
@@ -189,6 +199,12 @@ class S3Client:
                 )
                 if answer.status == 412 or not _range_starts_at(answer.headers, got):
                     raise StoreUnavailable(f"object store: {key} changed while it was read")
+
+    async def _missing_object(self, answer: _Answer) -> None:
+        """A 404 means "no such object" only if the bucket exists: a missing bucket (a typo in
+        the settings) must not look like an empty one, or every read would quietly miss."""
+        if await _error_code(answer.response) == "NoSuchBucket":
+            raise StoreUnavailable(f"object store: there is no bucket {self.describe()}")
 
     # -- writes ---------------------------------------------------------------------------------
 

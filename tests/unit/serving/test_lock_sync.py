@@ -100,3 +100,27 @@ async def test_an_invalid_copy_is_never_spread(s3_bucket: TestBucket, tmp_path: 
         assert b"teleport" in s3_bucket.read(LOCK_KEY)  # nothing of ours went up
     finally:
         await a.client.close()
+
+
+async def test_a_replica_starting_with_an_old_lock_does_not_bring_back_a_revocation(
+    s3_bucket: TestBucket, tmp_path: Path
+) -> None:
+    """B starts from an image whose seed lock still approves itoa, revoked since on A: B
+    adopts the bucket's lock on its first sync instead of merging the stale approval back."""
+    a = Replica(tmp_path / "a", s3_bucket)
+    b = Replica(tmp_path / "b", s3_bucket)
+    try:
+        a.approve("itoa", Capability.UNSAFE)
+        b.approve("itoa", Capability.UNSAFE)  # the same seed in B's image
+        a.approve("serde", Capability.PROC_MACRO)
+        assert await a.sync.sync() == "pushed"
+        update_lock(a.lock, lambda lock: lock.without("itoa"))  # revoked on A
+        assert await a.sync.sync() == "pushed"
+        assert await b.sync.sync() == "pulled"  # B's first sync
+        assert b.crates() == {"serde"} and b"itoa" not in s3_bucket.read(LOCK_KEY)
+        b.approve("libc", Capability.FFI)  # later changes on B do go up
+        assert await b.sync.sync() == "pushed"
+        assert b"libc" in s3_bucket.read(LOCK_KEY)
+    finally:
+        for r in (a, b):
+            await r.client.close()

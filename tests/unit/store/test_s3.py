@@ -56,7 +56,10 @@ async def test_a_crate_written_by_one_replica_is_read_by_another(
         assert not b.has_crate(CKSUM)
         path = await b.load_crate(CKSUM, LIMIT)
         assert path is not None and path.read_bytes() == CRATE and b.has_crate(CKSUM)
-        assert b.read_scan(CKSUM) == b'{"report": 1}'
+        assert b.read_scan(CKSUM) is None  # asked for only when a scan is needed
+        assert await b.load_scan(CKSUM) == b'{"report": 1}'
+        assert b.read_scan(CKSUM) == b'{"report": 1}'  # and kept
+        assert await b.load_scan("0" * 64) is None
         assert await b.load_crate("0" * 64, LIMIT) is None  # nowhere
     finally:
         await a.close()

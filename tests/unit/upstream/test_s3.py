@@ -150,12 +150,24 @@ async def test_an_unreachable_store_is_a_clear_error_without_secrets(
     assert SECRET_KEY not in message + repr(client) + repr(logs)
 
 
-async def test_a_refusal_names_the_store_error(s3_bucket: TestBucket) -> None:
-    """A 4xx is not retried and says S3's error code (here: the bucket does not exist)."""
+async def test_a_missing_bucket_is_an_error_not_an_empty_bucket(s3_bucket: TestBucket) -> None:
+    """A typo in s3_bucket: reads must not quietly miss; writes name S3's error code."""
     location = S3Location.of("no-such-bucket-here", s3_bucket.endpoint, "us-east-1", "", "path")
     client = S3Client(location, Credentials(ACCESS_KEY, SECRET_KEY))
     try:
         with pytest.raises(StoreUnavailable, match="NoSuchBucket"):
-            await client.put("k", b"v")
+            await client.put("k", b"v")  # a 4xx is not retried
+        with pytest.raises(StoreUnavailable, match="no bucket"):
+            await client.get("k", 100)
+        with pytest.raises(StoreUnavailable, match="no bucket"):
+            async with client.stream("k", 100):
+                pass
+        with pytest.raises(StoreUnavailable, match="no bucket"):
+            await client.check()
     finally:
         await client.close()
+    good = _client(s3_bucket, s3_bucket.endpoint)
+    try:
+        await good.check()
+    finally:
+        await good.close()
