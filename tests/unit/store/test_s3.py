@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from mirror.errors import IntegrityError, StoreUnavailable
 from mirror.store import CachedIndex, FilesystemStore
+from mirror.store import s3 as s3_store
 from mirror.store.s3 import CONFIG_KEY, S3Store, crate_key, index_key, scan_key
 from mirror.upstream.s3 import MIN_PART_BYTES, S3Client, S3Limits, S3Location
 from mirror.upstream.sigv4 import Credentials
@@ -218,3 +220,54 @@ async def test_crates_of_a_name_the_bucket_lacked_are_not_looked_up(
         assert store_proxy.requests.count("/crates/") == 1
     finally:
         await b.close()
+
+
+class RecordingBucket:
+    """An in-memory bucket that notes when each upload arrived."""
+
+    def __init__(self) -> None:
+        self.puts: dict[str, float] = {}
+
+    def describe(self) -> str:
+        return "memory"
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None: ...
+
+    async def get(self, key: str, max_bytes: int) -> tuple[bytes, str] | None:
+        return None
+
+    async def put_file(self, key: str, path: Path, sha256: str) -> None:
+        self.puts[key] = time.monotonic()
+
+    async def abort_stale_uploads(self, older_than: float) -> int:
+        return 0
+
+
+async def test_uploads_wait_for_a_pause_and_go_at_once_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write-behind: while crates keep arriving, their uploads wait (serving first); a pause
+    lets them go; at shutdown, pending uploads go without waiting."""
+    monkeypatch.setattr(s3_store, "UPLOAD_QUIET", 1.0)
+    bucket = RecordingBucket()
+    store = S3Store(FilesystemStore(tmp_path), bucket, max_index_bytes=2**20)  # type: ignore[arg-type]
+    await store.open()
+    crates = [os.urandom(100 + i) for i in range(6)]
+    started = time.monotonic()
+    for data in crates[:5]:  # a burst: one crate every 0.05 s
+        await store.write_crate(hashlib.sha256(data).hexdigest(), _chunks(data), LIMIT)
+        await asyncio.sleep(0.05)
+    burst = time.monotonic() - started
+    assert bucket.puts == {}  # still busy: nothing went up during the burst
+    await store.flush()
+    assert len(bucket.puts) == 5
+    assert min(bucket.puts.values()) - started >= burst + 0.5  # after a pause
+    last = crates[5]
+    await store.write_crate(hashlib.sha256(last).hexdigest(), _chunks(last), LIMIT)
+    closing = time.monotonic()
+    await store.close()
+    assert bucket.puts[crate_key(hashlib.sha256(last).hexdigest())] - closing < 0.5
