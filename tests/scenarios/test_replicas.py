@@ -4,6 +4,7 @@ locally or answers 503 with the reason, and never a wrong byte."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,33 @@ async def test_wrong_bytes_from_the_bucket_are_never_served(
         assert not any((tmp_path / "b" / "crates").rglob("*.crate"))
     assert any(r.fault == "flip" for r in store_proxy.requests.all())
     await b.close()
+
+
+async def test_a_stalled_bucket_times_out_and_upstream_answers(
+    mirror_client: MirrorClient,
+    small_registry: Registry,
+    s3_bucket: TestBucket,
+    store_proxy: StoreProxy,
+    tmp_path: Path,
+) -> None:
+    """A bucket that accepts connections and never answers costs a read timeout, not a hung
+    build: the index file and the crate come from upstream, verified."""
+    name, version = "ryu", small_registry.versions("ryu")[-1]
+    with FakeUpstream(small_registry).in_thread() as upstream:
+        a = await _replica(mirror_client, upstream, s3_bucket, tmp_path / "a", "a")
+        await _fetch_all(a, small_registry)
+        await a.close()
+        store_proxy.faults.add("stall", seconds=30)
+        b = await mirror_client(
+            upstream,
+            cache_dir=tmp_path / "b",
+            replica_id="b",
+            **s3_bucket.settings(store_proxy.url, s3_read_timeout=1.0, s3_retries=0),
+        )
+        started = time.monotonic()
+        assert (await b.get("/index/" + index_path(name))).status == 200
+        resp = await b.get(_dl(name, version))
+        assert resp.status == 200 and await resp.read() == small_registry.crate_bytes(name, version)
+        assert time.monotonic() - started < 15
+        assert any(r.fault == "stall" for r in store_proxy.requests.all())
+        await b.close()
