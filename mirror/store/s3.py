@@ -42,7 +42,7 @@ import structlog
 
 from mirror import metrics
 from mirror.errors import IntegrityError, StorageError, StoreUnavailable
-from mirror.index import IndexFile, index_path
+from mirror.index import IndexFile, index_path, validate_name
 from mirror.store.base import STALE_TMP_SECONDS, CachedIndex
 from mirror.store.filesystem import FilesystemStore, fan_out
 from mirror.store.records import seal, unseal
@@ -98,7 +98,8 @@ def crate_key(cksum: str) -> str:
 
 
 def index_key(name: str) -> str:
-    return "index/" + index_path(name)  # index_path refuses names cargo could not ask for
+    # Key injection: only a legal crate name (no '/', no '..') becomes part of a key.
+    return "index/" + index_path(validate_name(name))
 
 
 def scan_key(sha256: str) -> str:

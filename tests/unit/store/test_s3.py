@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.errors import IntegrityError, StoreUnavailable
+from mirror.errors import BadRequest, IntegrityError, StoreUnavailable
 from mirror.store import CachedIndex, FilesystemStore
 from mirror.store import s3 as s3_store
 from mirror.store.s3 import CONFIG_KEY, S3Store, crate_key, index_key, scan_key
@@ -197,6 +197,8 @@ async def test_scan_reports_are_shared_by_sha256(s3_bucket: TestBucket, tmp_path
     assert scan_key(CKSUM) in s3_bucket.objects()
     with pytest.raises(IntegrityError):
         crate_key("../../etc/passwd")  # only a hex digest becomes a key
+    with pytest.raises(BadRequest):
+        index_key("../config/upstream-config.json")  # nor can a name reach another key
 
 
 async def test_crates_of_a_name_the_bucket_lacked_are_not_looked_up(
