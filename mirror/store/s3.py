@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -56,6 +57,7 @@ UPLOADS_AT_ONCE = 8  # background uploads in flight per process
 CLOSE_TIMEOUT = 60.0  # seconds `close` waits for pending uploads
 READ_TIMEOUT = 60.0  # seconds a worker thread waits for an index read from the bucket
 MAX_UNSHARED = 100_000  # crates remembered as absent from the bucket (then forgotten at once)
+INDEX_REUPLOAD_SECONDS = 600.0  # an unchanged index file goes up again at most this often
 UPLOAD_QUIET = 0.25  # seconds without store traffic before an upload starts (serving first)
 UPLOAD_MAX_DELAY = 5.0  # seconds an upload waits for such a pause at most
 
@@ -139,6 +141,11 @@ class S3Store:
         # replication; at shutdown they go at once.
         self._busy_until = 0.0  # monotonic time until which the store counts as busy
         self._closing = False
+        # name -> (sha256 of the body the bucket has, monotonic time it was put or read): a
+        # revalidation that changed nothing is not uploaded again before INDEX_REUPLOAD_SECONDS
+        # (each replica would otherwise PUT every hot index file once per index_ttl; peers
+        # that find the bucket's copy older than their TTL revalidate it with upstream).
+        self._index_in_bucket: dict[str, tuple[str, float]] = {}
 
     def __repr__(self) -> str:
         return f"S3Store({self.local.root}, {self.bucket.describe()})"
@@ -232,6 +239,12 @@ class S3Store:
 
     def write_index(self, name: str, entry: CachedIndex) -> None:
         self.local.write_index(name, entry)
+        digest = hashlib.sha256(entry.body).hexdigest()
+        known = self._index_in_bucket.get(name)
+        now = time.monotonic()
+        if known is not None and known[0] == digest and now - known[1] < INDEX_REUPLOAD_SECONDS:
+            return
+        self._note_index(name, digest, now)
         if name in self._names_not_shared:
             self._names_not_shared.discard(name)
             if len(self._crates_not_shared) > MAX_UNSHARED:
@@ -249,6 +262,11 @@ class S3Store:
     def iter_index_names(self) -> Iterator[str]:
         return self.local.iter_index_names()
 
+    def _note_index(self, name: str, digest: str, when: float) -> None:
+        if len(self._index_in_bucket) > MAX_UNSHARED:
+            self._index_in_bucket.clear()
+        self._index_in_bucket[name] = (digest, when)
+
     async def _pull_index(self, name: str) -> CachedIndex | None:
         key = index_key(name)
         try:
@@ -259,6 +277,7 @@ class S3Store:
                 self._names_not_shared.add(name)
                 return None
             meta, body = unseal("index", name, found[0], self._record_key)
+            self._note_index(name, hashlib.sha256(body).hexdigest(), time.monotonic())
             return CachedIndex(
                 body,
                 _text(meta.get("etag")),

@@ -273,3 +273,25 @@ async def test_uploads_wait_for_a_pause_and_go_at_once_on_close(
     closing = time.monotonic()
     await store.close()
     assert bucket.puts[crate_key(hashlib.sha256(last).hexdigest())] - closing < 0.5
+
+
+async def test_an_unchanged_index_file_is_not_uploaded_on_every_revalidation(
+    s3_bucket: TestBucket, store_proxy: StoreProxy, tmp_path: Path
+) -> None:
+    """A 304 from upstream rewrites the local copy; the bucket gets it again only when the
+    body changed (or after INDEX_REUPLOAD_SECONDS), not one PUT per name per index_ttl."""
+    a = _store(tmp_path / "a", s3_bucket, store_proxy.url)
+    await a.open()
+    try:
+        for fetched, body in ((1.0, b"v1\n"), (2.0, b"v1\n"), (3.0, b"v2\n"), (4.0, b"v2\n")):
+            await asyncio.to_thread(a.write_index, "serde", CachedIndex(body, None, None, fetched))
+            await a.flush()
+        puts = [r for r in store_proxy.requests.all() if r.method == "PUT"]
+        assert len(puts) == 2  # v1 once, v2 once
+        b = _store(tmp_path / "b", s3_bucket)
+        await b.open()
+        got = await asyncio.to_thread(b.read_index, "serde")
+        await b.close()
+        assert got is not None and got.body == b"v2\n" and got.fetched_at == 3.0
+    finally:
+        await a.close()
