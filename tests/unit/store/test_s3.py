@@ -295,3 +295,24 @@ async def test_an_unchanged_index_file_is_not_uploaded_on_every_revalidation(
         assert got is not None and got.body == b"v2\n" and got.fetched_at == 3.0
     finally:
         await a.close()
+
+
+async def test_two_replicas_uploading_the_same_crate_is_harmless(
+    s3_bucket: TestBucket, tmp_path: Path
+) -> None:
+    """Both fetched it at once: two multipart uploads of one key, identical bytes, one
+    complete object, nothing left unfinished."""
+    data = os.urandom(MIN_PART_BYTES + 777)
+    cksum = hashlib.sha256(data).hexdigest()
+    a, b = _store(tmp_path / "a", s3_bucket), _store(tmp_path / "b", s3_bucket)
+    await _opened(a, b)
+    try:
+        await asyncio.gather(
+            a.write_crate(cksum, _chunks(data), LIMIT), b.write_crate(cksum, _chunks(data), LIMIT)
+        )
+        await asyncio.gather(a.close(), b.close())
+    finally:
+        await a.close()
+        await b.close()
+    assert s3_bucket.read(crate_key(cksum)) == data
+    assert s3_bucket.unfinished_uploads() == []
