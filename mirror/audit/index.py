@@ -288,6 +288,7 @@ class AuditIndex:
                 )
                 conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a refresh
                 conn.execute("PRAGMA synchronous=NORMAL")  # the files are the record, not this
+                _drop_other_schema(conn)
                 conn.executescript(_SCHEMA_SQL)
             except (sqlite3.Error, OSError) as e:
                 raise StorageError(f"cannot open the audit index {self.path}: {e}") from e
@@ -582,6 +583,23 @@ class AuditIndex:
         return before
 
 
+def _drop_other_schema(conn: sqlite3.Connection) -> None:
+    """An index of another schema (e.g. 1: one chain, no chain column) is dropped here and
+    rebuilt from the files by the next refresh; cursors and notes (alert state) are kept."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None and row[0] != str(SCHEMA):
+            for table in ("events", "holds", "seen", "chains"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute("DELETE FROM meta WHERE key NOT LIKE 'cursor:%' AND key NOT LIKE 'note:%'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _set(conn: sqlite3.Connection, key: str, value: object) -> None:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, str(value)])
 
@@ -603,7 +621,8 @@ def _clear(conn: sqlite3.Connection) -> None:
 
 
 def _restore_cursors(conn: sqlite3.Connection) -> None:
-    """After a rebuild: each cursor at the new place of the event it pointed at."""
+    """After a rebuild: each cursor at the new place of the event it pointed at (nothing to
+    do otherwise: one small query on `meta`)."""
     for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'was:%'").fetchall():
         chain, chain_seq = json.loads(value)
         found = conn.execute(
@@ -754,9 +773,8 @@ class _Ingest:
         streams = [self._lines(chain) for chain in self.chains]
         for line in heapq.merge(*streams, key=lambda line: line.key):
             self._take(line)
-        if rebuilt:
-            self._flush_rows()
-            _restore_cursors(conn)
+        self._flush_rows()
+        _restore_cursors(conn)  # after a rebuild (here, or by `rebuild()`)
         self._flush(final=True)
         return self.added
 

@@ -255,6 +255,7 @@ class S3Store:
             "last_modified": entry.last_modified,
             "fetched": entry.fetched_at,
             "verified_until": entry.verified_until,
+            "first_seen": entry.first_seen,
         }
         record = seal("index", name, entry.body, meta, self._record_key)
         self._upload(index_key(name), lambda: self._put(index_key(name), record))
@@ -284,6 +285,7 @@ class S3Store:
                 _text(meta.get("last_modified")),
                 float(meta["fetched"]),
                 _number(meta.get("verified_until")),
+                first_seen=_number(meta.get("first_seen")),
                 shared=True,
             )
         except (KeyError, TypeError, ValueError):

@@ -145,7 +145,7 @@ async def test_object_store_traffic_goes_through_mirror_upstream(
     mirror/upstream/ (the object store client, mirror/upstream/s3.py)."""
     policy = tmp_path / "policy" / "policy.yaml"
     policy.parent.mkdir()
-    policy.write_text("version: 1\nrules:\n  capabilities: {mode: block, first_seen: trust}\n")
+    policy.write_text("version: 2\nrules:\n  capabilities: {mode: block, first_seen: trust}\n")
     connects = Connects()
     connects.ports.add(int(s3_bucket.endpoint.rsplit(":", 1)[1]))
     async with FakeUpstream(small_registry) as upstream:

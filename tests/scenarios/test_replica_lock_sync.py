@@ -22,7 +22,7 @@ from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
 
 pytestmark = pytest.mark.slow
-POLICY = "version: 1\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
+POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: require-approval}\n"
 WITHIN = 10.0  # seconds; the sync polls every second, the reload follows at once
 
 

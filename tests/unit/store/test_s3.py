@@ -108,7 +108,9 @@ async def test_index_files_travel_with_their_validators(
 ) -> None:
     a, b = _store(tmp_path / "a", s3_bucket, key=key), _store(tmp_path / "b", s3_bucket, key=key)
     await _opened(a, b)
-    entry = CachedIndex(b'{"name":"serde"}\n', '"etag-1"', "Mon, 01 Jan 2024", 1234.5, 99999.0)
+    entry = CachedIndex(
+        b'{"name":"serde"}\n', '"etag-1"', "Mon, 01 Jan 2024", 1234.5, 99999.0, first_seen=1000.0
+    )
     try:
         await asyncio.to_thread(a.write_index, "serde", entry)
         await a.flush()
@@ -121,6 +123,9 @@ async def test_index_files_travel_with_their_validators(
             entry.fetched_at,
             entry.verified_until,
         )
+        # When the mirror first saw the crate is evidence (risk: "new here"): a replica reading
+        # the index file through the bucket must not take the crate for one it just met.
+        assert got.first_seen == entry.first_seen
         assert b.local.read_index("serde") is None  # kept locally only once the cache verified it
         assert await asyncio.to_thread(b.read_index, "serde_json") is None
     finally:
