@@ -354,7 +354,7 @@ class AuditIndex:
         return False
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Forget everything and index the chain again from its first file."""
+        """Forget everything and index every chain again from its first file."""
         with self._lock:
             conn = self._db()
             conn.execute("BEGIN IMMEDIATE")
