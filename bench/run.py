@@ -190,37 +190,8 @@ class Harness:
 
     # -- servers --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _upstream(self, registry: Registry) -> Iterator[str]:
-        """The fixture upstream in its own process, so it never shares a GIL with the harness."""
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.fixtures.upstream",
-                "--registry",
-                str(registry.root),
-                "--port",
-                "0",
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            if not url.startswith("http://"):
-                raise RuntimeError(f"fixture upstream did not start (exit {proc.poll()})")
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+    def _upstream(self, registry: Registry) -> contextlib.AbstractContextManager[str]:
+        return fixture_upstream(registry)
 
     @contextlib.contextmanager
     def _mirror(self, cache: Path, workers: int) -> Iterator[MirrorProcess]:
@@ -363,6 +334,39 @@ class Harness:
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
+
+
+@contextlib.contextmanager
+def fixture_upstream(registry: Registry) -> Iterator[str]:
+    """The fixture upstream in its own process, so it never shares a GIL with the harness."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fixtures.upstream",
+            "--registry",
+            str(registry.root),
+            "--port",
+            "0",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"fixture upstream did not start (exit {proc.poll()})")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
 
 
 def _stop_orphans(pids: list[int]) -> None:

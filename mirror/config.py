@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,26 @@ class Settings:
     # /-/ for the people in it (their tokens are not cargo's client tokens).
     admin_tokens: Path | None = None
     alerts: Mapping[str, Any] = field(default_factory=dict)  # webhooks: mirror.serving.alerts
+    # -- replicas sharing a bucket (docs/scale-out.md) -----------------------------------------
+    # This replica's name: its audit chain is <audit_dir>/<replica_id>/ (one chain per replica)
+    replica_id: str | None = None
+    s3_bucket: str | None = None  # set: crates, index files, scan reports shared through it
+    s3_endpoint: str | None = None  # default AWS S3 in s3_region; MinIO, Ceph: their URL
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""  # key prefix, so several mirrors can share one bucket
+    s3_addressing: str = "auto"  # auto | path | virtual (auto: virtual for AWS, else path)
+    # Credentials: these, or else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    # HMAC key the replicas share: index files and scan reports in the bucket are signed with
+    # it, and unsigned ones are refused (whoever can write the bucket cannot forge them)
+    s3_record_key: str | None = field(default=None, repr=False)
+    s3_connect_timeout: float = 5.0  # seconds
+    s3_read_timeout: float = 30.0  # seconds without a byte from the bucket
+    s3_retries: int = 3  # extra attempts for connection errors, timeouts, 5xx, 429
+    s3_part_bytes: int = 8 * 2**20  # bytes; larger crates are uploaded in parts (>= 5 MiB)
+    s3_stale_upload_seconds: float = 3600.0  # unfinished uploads older than this are aborted
+    lock_sync_interval: float = 1.0  # seconds between capability-lock checks in the bucket
 
     @property
     def base_url(self) -> str:
@@ -71,7 +92,8 @@ class Settings:
         return f"http://{self.listen_host}:{self.listen_port}"
 
     @property
-    def audit_directory(self) -> Path:
+    def audit_root(self) -> Path:
+        """Where the audit chains are: one, or one per replica in subdirectories."""
         return self.audit_dir if self.audit_dir is not None else self.cache_dir / "audit"
 
     @property
@@ -84,12 +106,30 @@ class Settings:
     def tofu_lock_path(self) -> Path:
         return self.tofu_lock if self.tofu_lock is not None else self.state_directory / TOFU_NAME
 
+    @property
+    def audit_directory(self) -> Path:
+        """Where this process writes its chain."""
+        root = self.audit_root
+        return root / self.replica_id if self.replica_id else root
+
+    @property
+    def audit_index_path(self) -> Path:
+        """The query index over every chain in `audit_root` (mirror.audit.index): beside the
+        chain, or a replica's own in its state directory (local disk: the audit directory
+        may be a volume the replicas share, and SQLite must not be shared between hosts)."""
+        if self.replica_id:
+            return self.state_directory / AUDIT_INDEX_NAME
+        return self.audit_root / AUDIT_INDEX_NAME
+
 
 TOFU_NAME = "capabilities.tofu.yaml"
+AUDIT_INDEX_NAME = "audit-index.sqlite"
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _NESTED = ("tuf", "alerts")  # mappings: settings file only, no environment variable
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REPLICA_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def load_settings(
@@ -165,7 +205,9 @@ def _set(
         values[name] = _coerce(name, value, kind, default, from_env)
     except ValueError as e:
         field_name = (ENV_PREFIX + name.upper()) if from_env else name
-        problems.append(Problem(file, line, field_name, str(e)))
+        secret = not Settings.__dataclass_fields__[name].repr  # credentials: never echoed
+        message = f"expected text, got a {type(value).__name__}" if secret else str(e)
+        problems.append(Problem(file, line, field_name, message))
 
 
 def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> Any:
@@ -253,6 +295,26 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     if s.admin_tokens is not None and s.admin_tokens == s.auth_tokens:
         # One file for both would let a cargo token open the console, or the other way round.
         bad("admin_tokens", "must not be the client token file (auth_tokens)")
+    if s.replica_id is not None and not _REPLICA_ID.fullmatch(s.replica_id):
+        # It becomes a directory name: no separators, no dot-dot (path traversal).
+        bad("replica_id", "expected 1-64 letters, digits, '.', '_' or '-', not starting with '.'")
+    if s.s3_endpoint is not None:
+        parts = urlsplit(s.s3_endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            bad("s3_endpoint", f"expected an http(s) URL, got {s.s3_endpoint!r}")
+    if s.s3_addressing not in ("auto", "path", "virtual"):
+        bad("s3_addressing", "expected auto, path or virtual")
+    if s.s3_part_bytes < 5 * 2**20:
+        bad("s3_part_bytes", "must be at least 5 MiB (5242880): S3 refuses smaller parts")
+    if s.s3_bucket is not None and not _BUCKET.fullmatch(s.s3_bucket):
+        bad("s3_bucket", "expected an S3 bucket name: 3-63 of a-z, 0-9, '.', '-'")
+    for name in ("s3_connect_timeout", "s3_read_timeout", "s3_stale_upload_seconds"):
+        if getattr(s, name) < 0:
+            bad(name, "must not be negative")
+    if s.s3_retries < 0:
+        bad("s3_retries", "must not be negative")
+    if s.lock_sync_interval <= 0:
+        bad("lock_sync_interval", "must be positive")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
     if s.near_name_feed not in ("public", "clients", "off"):

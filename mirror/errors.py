@@ -11,6 +11,7 @@
     │       └── TruncatedBody     the body ended early (retried once)
     ├── TrustError            a TUF check failed (signature, expiry, rollback)  -> 502
     ├── StorageError          the cache could not be written (disk full, ...)   -> 507
+    │   └── StoreUnavailable      the shared object store cannot be reached     -> 503
     ├── ArchiveError          a .crate is hostile or malformed                  -> 502
     └── ConfigError           a settings or policy file is invalid (start-up)
 
@@ -67,6 +68,11 @@ class TrustError(MirrorError):
 
 class StorageError(MirrorError):
     pass
+
+
+class StoreUnavailable(StorageError):
+    """The shared object store (S3) did not answer, or refused: the message says which and
+    why, never with credentials. Nothing it sent is served."""
 
 
 class ArchiveError(MirrorError):

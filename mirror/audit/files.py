@@ -5,6 +5,10 @@ DIR/audit-000002.jsonl   its first event links to the last event of audit-000001
 DIR/audit.lock           flock'ed by whichever process appends a batch
 DIR/near-names.jsonl     the public near-name feed
 DIR/audit-000002.jsonl.damaged-<seq>   a truncated tail moved aside by recovery
+
+Replicas (settings `replica_id`) each keep their own chain in a subdirectory named by the
+replica id: DIR/<replica_id>/audit-000001.jsonl ... One writer per chain, so no lock has to
+work across hosts; `chain_directories` finds them all for `audit verify` and `query`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,19 @@ def chain_files(directory: Path) -> list[tuple[int, Path]]:
             if match:
                 found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def chain_directories(root: Path) -> list[tuple[str | None, Path]]:
+    """Every chain under `root`: its own (name None: one server or `--workers`), then one per
+    replica subdirectory (named by the replica id), in name order."""
+    found: list[tuple[str | None, Path]] = []
+    if chain_files(root):
+        found.append((None, root))
+    if root.is_dir():
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            if chain_files(sub):
+                found.append((sub.name, sub))
+    return found
 
 
 @dataclass(frozen=True)

@@ -8,33 +8,50 @@ for it. Beside the events it keeps `holds`: per crate version, the state of what
 holds back for a person (the latest block or quarantine, whether anyone approved, denied or
 let it through since), which is what "pending review" is, whatever the rule.
 
-`refresh()` reads the chain files from where it stopped (file number, offset), verifies
+One index covers every chain under the audit directory: its own, and one per replica in a
+subdirectory named by the replica id (mirror.audit.files.chain_directories), so the console,
+`audit query` and pending reviews see what every replica sharing the directory decided, and
+an approval recorded on one replica closes the hold another one opened. New lines of all
+chains are read merged by time, and each event gets its place in the index (`seq` of the
+rows and holds here: the chain's own seq when there is one chain, and the order indexed when
+there are several; each row also names its `replica` and the event keeps its chain's seq).
+A chain that appears with events older than what is indexed already is merged in by a
+rebuild, so the index stays in time order.
+
+`refresh()` reads each chain's files from where it stopped (file number, offset), verifies
 each new line as `audit verify` does (its hash, the next seq, `prev` linking to the line
-before) and records the first broken link it meets, so the chain's status is known without
+before) and records each chain's first broken link, so the chains' status is known without
 re-reading a million events. It rebuilds from scratch when the index is missing, from
 another schema, or no longer matches the files (rotated away, truncated, rewritten). Any
 process may call it: the write transaction (`BEGIN IMMEDIATE`) makes concurrent callers take
 turns, and the second finds nothing left to do.
+
+A replica keeps its index on its own disk (`Settings.audit_index_path`, in its state
+directory) and reads the other replicas' chain files, which only their writers append to:
+SQLite is never shared between hosts. Alerts are claimed from the replica's own chain only
+(`own`), so each event is alerted once, by the replica that recorded it.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mirror.audit.event import RECOVERED_ACTION, ZERO_HASH, expected_hash, parse_line
-from mirror.audit.files import chain_files
+from mirror.audit.files import chain_directories, chain_file_name, chain_files
+from mirror.config import AUDIT_INDEX_NAME, Settings
 from mirror.errors import StorageError
 
-INDEX_NAME = "audit-index.sqlite"
-SCHEMA = 1
+INDEX_NAME = AUDIT_INDEX_NAME  # beside the chains, unless the caller names another path
+SCHEMA = 2  # 2: every chain under the directory (replicas), places of their own
 COMMIT_EVERY = 20_000  # events per transaction while catching up (readers see progress)
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's refresh to finish
 MAX_REASON = 400  # characters of an event's reason kept in the index (the file has it all)
@@ -47,6 +64,17 @@ CLOCK_SLACK = 300.0  # seconds events may be written out of time order (workers'
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chains (
+    name TEXT PRIMARY KEY,
+    file INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    last_start INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    recoveries INTEGER NOT NULL,
+    broken TEXT
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -61,6 +89,8 @@ CREATE TABLE IF NOT EXISTS events (
     request_id TEXT,
     reason TEXT NOT NULL,
     near TEXT,
+    chain TEXT NOT NULL,
+    chain_seq INTEGER NOT NULL,
     file INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
@@ -73,6 +103,7 @@ CREATE INDEX IF NOT EXISTS events_client ON events (client, seq);
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_near ON events (seq) WHERE near IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_chain ON events (chain, chain_seq);
 CREATE TABLE IF NOT EXISTS holds (
     crate_key TEXT NOT NULL,
     version TEXT NOT NULL,
@@ -95,13 +126,16 @@ CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, ts REAL NOT NULL);
 
 _EVENT_COLUMNS = (
     "seq, ts, time, action, rule, crate, crate_key, version, client, route, request_id, reason, "
-    "near, file, offset, length, hash"
+    "near, chain, chain_seq, file, offset, length, hash"
 )
-_ROW_COLUMNS = "seq, time, action, rule, crate, version, client, route, request_id, reason, near"
+_ROW_COLUMNS = (
+    "seq, time, action, rule, crate, version, client, route, request_id, reason, near, chain"
+)
 _HOLD_COLUMNS = (
     "crate_key, version, crate, first_seq, last_seq, count, rule, action, open, review, "
     "review_seq, reviewer"
 )
+_CHAIN_COLUMNS = "file, offset, last_start, last_seq, last_hash, events, recoveries, broken"
 
 
 def crate_key(name: str) -> str:
@@ -116,7 +150,7 @@ def crate_key(name: str) -> str:
 class EventRow:
     """One event as the index keeps it (the full line, with details, is `AuditIndex.event`)."""
 
-    seq: int
+    seq: int  # its place in the index (with one chain, the chain's seq)
     time: str
     action: str
     rule: str
@@ -127,6 +161,15 @@ class EventRow:
     request_id: str | None
     reason: str
     near: str | None
+    replica: str | None = None  # the replica whose chain holds it (None: the directory's own)
+
+
+def _event_row(row: Sequence[Any]) -> EventRow:
+    seq, time, action, rule, crate, version, client, route, request_id, reason, near, chain = row
+    return EventRow(
+        seq, time, action, rule, crate, version, client, route, request_id, reason, near,
+        chain or None,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,6 +212,7 @@ class ChainStatus:
     recoveries: int  # audit.recovered events (a crash moved a torn tail aside)
     built_at: float | None  # unix time the index was (re)built from scratch
     refreshed_at: float | None  # unix time of the last refresh that found something new
+    replica: str | None = None  # whose chain (None: the directory's own)
 
 
 @dataclass(frozen=True)
@@ -190,18 +234,46 @@ class StoredEvent:
 
     fields: Mapping[str, Any]
     intact: bool  # the line still hashes to what was indexed (False: edited since)
+    replica: str | None = None  # whose chain it is in (None: the directory's own)
 
 
 # -- the index ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class IndexPlace:
+    """Which chains an index covers (every one under `root`), where it is kept, and whose
+    chain the process using it writes (picklable: handed to the audit writer's process)."""
+
+    root: Path
+    path: Path
+    own: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> IndexPlace:
+        """The index a server runs with (a replica's own, on its local disk)."""
+        return cls(settings.audit_root, settings.audit_index_path, settings.replica_id)
+
+    @classmethod
+    def beside(cls, directory: Path) -> IndexPlace:
+        return cls(directory, directory / INDEX_NAME)
+
+    def open(self) -> AuditIndex:
+        return AuditIndex(self.root, self.path, own=self.own)
+
+
 class AuditIndex:
-    def __init__(self, directory: Path, path: Path | None = None) -> None:
-        """The index of the chain in `directory` (at `directory/audit-index.sqlite` unless
-        `path` is given). Nothing is read until the first call; raises StorageError when the
-        index cannot be opened or written."""
+    def __init__(
+        self, directory: Path, path: Path | None = None, *, own: str | None = None
+    ) -> None:
+        """The index of every chain in `directory` (its own, and one per replica below it),
+        kept at `directory/audit-index.sqlite` unless `path` is given. `own`: the replica
+        whose chain this process writes (None: the directory's own chain); its status and
+        alert claims are this process's. Nothing is read until the first call; raises
+        StorageError when the index cannot be opened or written."""
         self.directory = Path(directory)
         self.path = path if path is not None else self.directory / INDEX_NAME
+        self.own = own or ""
         self._lock = threading.Lock()  # one connection, shared by the caller's threads
         self._conn: sqlite3.Connection | None = None
 
@@ -216,6 +288,7 @@ class AuditIndex:
                 )
                 conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a refresh
                 conn.execute("PRAGMA synchronous=NORMAL")  # the files are the record, not this
+                _drop_other_schema(conn)
                 conn.executescript(_SCHEMA_SQL)
             except (sqlite3.Error, OSError) as e:
                 raise StorageError(f"cannot open the audit index {self.path}: {e}") from e
@@ -258,25 +331,30 @@ class AuditIndex:
                 raise StorageError(f"cannot update the audit index {self.path}: {e}") from e
 
     def _grew(self) -> bool:
-        """Cheap check (a stat and one small query): is there anything new to index?"""
-        files = chain_files(self.directory)
-        rows = self._read("SELECT key, value FROM meta WHERE key IN ('file', 'offset', 'schema')")
-        meta = dict(rows)
-        if not files:
-            return meta.get("file") not in (None, "0")
-        number, path = files[-1]
-        try:
-            size = path.stat().st_size
-        except OSError:
+        """Cheap check (a stat per chain and two small queries): anything new to index?"""
+        schema = self._read("SELECT value FROM meta WHERE key = 'schema'")
+        if not schema or schema[0][0] != str(SCHEMA):
             return True
-        return (
-            meta.get("schema") != str(SCHEMA)
-            or int(meta.get("file", 0)) != number
-            or int(meta.get("offset", 0)) != size
-        )
+        indexed = {name: (file, offset) for name, file, offset in self._read(
+            "SELECT name, file, offset FROM chains")}  # fmt: skip
+        chains = chain_directories(self.directory)
+        if {_chain_name(name) for name, _ in chains} != set(indexed):
+            return True
+        for name, directory in chains:
+            files = chain_files(directory)
+            if not files:
+                return True
+            number, path = files[-1]
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return True
+            if indexed[_chain_name(name)] != (number, size):
+                return True
+        return False
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Forget everything and index the chain again from its first file."""
+        """Forget everything and index every chain again from its first file."""
         with self._lock:
             conn = self._db()
             conn.execute("BEGIN IMMEDIATE")
@@ -291,12 +369,15 @@ class AuditIndex:
     ) -> list[EventRow]:
         """Matching events, newest first; `before` pages on (events with a smaller seq)."""
         sql, params = event_query_sql(query, limit, before, self._seq_bounds(query))
-        return [EventRow(*row) for row in self._read(sql, params)]
+        return [_event_row(row) for row in self._read(sql, params)]
 
     def _seq_bounds(self, query: EventQuery) -> tuple[int | None, int | None]:
-        """A time filter as a seq range (found on the time index): the chain is in time order
-        but for workers' clock slack, so the exact `ts` filter then runs on that range only."""
+        """A time filter as a seq range (found on the time index): events are indexed in time
+        order but for workers' clock slack, so the exact `ts` filter then runs on that range
+        only. A chain that lagged by more than the slack turns this off until a rebuild."""
         lo = hi = None
+        if self._read("SELECT 1 FROM meta WHERE key = 'unordered'"):
+            return lo, hi
         if query.since is not None:
             rows = self._read(
                 "SELECT seq FROM events WHERE ts >= ? ORDER BY ts LIMIT 1",
@@ -321,16 +402,18 @@ class AuditIndex:
             chunk = wanted[start : start + 500]
             sql = f"SELECT {_ROW_COLUMNS} FROM events WHERE seq IN ({','.join('?' * len(chunk))})"
             for row in self._read(sql, chunk):
-                found[int(row[0])] = EventRow(*row)
+                found[int(row[0])] = _event_row(row)
         return found
 
     def event(self, seq: int) -> StoredEvent | None:
         """The whole event `seq`, read from its line in the chain file."""
-        rows = self._read("SELECT file, offset, length, hash FROM events WHERE seq = ?", [seq])
+        rows = self._read(
+            "SELECT chain, file, offset, length, hash FROM events WHERE seq = ?", [seq]
+        )
         if not rows:
             return None
-        number, offset, length, digest = rows[0]
-        path = self.directory / f"audit-{int(number):06d}.jsonl"
+        chain, number, offset, length, digest = rows[0]
+        path = _chain_directory(self.directory, chain) / chain_file_name(int(number))
         try:
             with open(path, "rb") as handle:
                 handle.seek(offset)
@@ -339,9 +422,9 @@ class AuditIndex:
             return None
         parsed = parse_line(raw)
         if parsed is None:
-            return StoredEvent({"seq": seq}, intact=False)
+            return StoredEvent({"seq": seq}, intact=False, replica=chain or None)
         intact = parsed.get("hash") == digest and expected_hash(parsed) == digest
-        return StoredEvent(parsed, intact)
+        return StoredEvent(parsed, intact, chain or None)
 
     def near_names(self, *, limit: int = 50, before: int | None = None) -> list[EventRow]:
         """Events that carried `details.near_name`, newest first."""
@@ -351,7 +434,7 @@ class AuditIndex:
             sql += " AND seq < ?"
             params.append(before)
         sql += " ORDER BY seq DESC LIMIT ?"
-        return [EventRow(*row) for row in self._read(sql, [*params, max(0, limit)])]
+        return [_event_row(row) for row in self._read(sql, [*params, max(0, limit)])]
 
     # -- holds --------------------------------------------------------------------------------
 
@@ -394,19 +477,37 @@ class AuditIndex:
     # -- status -------------------------------------------------------------------------------
 
     def status(self) -> ChainStatus:
+        """The status of this process's own chain (empty until it has an event)."""
+        chains = self.chains()
+        mine = [c for c in chains if (c.replica or "") == self.own]
+        if mine:
+            return mine[0]
+        built = chains[0].built_at if chains else None
+        return ChainStatus(0, 0, ZERO_HASH, 0, None, 0, built, None, self.own or None)
+
+    def chains(self) -> list[ChainStatus]:
+        """Every chain indexed: the directory's own first, then the replicas by name."""
         with self._lock:
-            meta = self._meta(self._db())
-        broken = json.loads(meta["broken"]) if "broken" in meta else None
-        return ChainStatus(
-            events=int(meta.get("events", 0)),
-            last_seq=int(meta.get("last_seq", 0)),
-            last_hash=meta.get("last_hash", ZERO_HASH),
-            files=int(meta.get("file", 0)),
-            broken=BrokenAt(**broken) if broken else None,
-            recoveries=int(meta.get("recoveries", 0)),
-            built_at=float(meta["built_at"]) if "built_at" in meta else None,
-            refreshed_at=float(meta["refreshed_at"]) if "refreshed_at" in meta else None,
-        )
+            conn = self._db()
+            meta = self._meta(conn)
+            try:
+                rows = conn.execute(f"SELECT name, {_CHAIN_COLUMNS} FROM chains ORDER BY name")
+                found = rows.fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"audit index query failed: {e}") from e
+        built = float(meta["built_at"]) if "built_at" in meta else None
+        out = []
+        for name, number, _, _, last_seq, last_hash, events, recoveries, broken in found:
+            where = json.loads(broken) if broken else None
+            refreshed = meta.get(f"refreshed_at:{name}")
+            out.append(ChainStatus(
+                events=int(events), last_seq=int(last_seq), last_hash=str(last_hash),
+                files=int(number), broken=BrokenAt(**where) if where else None,
+                recoveries=int(recoveries), built_at=built,
+                refreshed_at=float(refreshed) if refreshed is not None else None,
+                replica=name or None,
+            ))  # fmt: skip
+        return out
 
     def explain(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
         """SQLite's query plan for `sql` (tests check that pages use the indexes)."""
@@ -427,7 +528,7 @@ class AuditIndex:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 meta = self._meta(conn)
-                head = int(meta.get("last_seq", 0))
+                head = int(meta.get("last_pos", 0))
                 if key not in meta:
                     _set(conn, key, head)
                     conn.execute("COMMIT")
@@ -438,9 +539,9 @@ class AuditIndex:
                     f"SELECT {', '.join('e.' + c.strip() for c in _ROW_COLUMNS.split(','))}, "
                     "h.first_seq = e.seq FROM events e LEFT JOIN holds h "
                     "ON h.crate_key = e.crate_key AND h.version = coalesce(e.version, '') "
-                    f"WHERE e.seq > ? AND e.seq <= ? AND e.action IN ({marks}) "
+                    f"WHERE e.seq > ? AND e.seq <= ? AND e.action IN ({marks}) AND e.chain = ? "
                     "ORDER BY e.seq LIMIT ?",
-                    [start, head, *actions, batch],
+                    [start, head, *actions, self.own, batch],
                 ).fetchall()
                 end = int(rows[-1][0]) if len(rows) == batch else head
                 _set(conn, key, end)
@@ -449,7 +550,7 @@ class AuditIndex:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StorageError(f"audit index claim failed: {e}") from e
-        return [(EventRow(*row[:-1]), bool(row[-1])) for row in rows]
+        return [(_event_row(row[:-1]), bool(row[-1])) for row in rows]
 
     def first_in(self, key: str, window: float, now: float | None = None) -> bool:
         """True (and remembered) unless `key` was remembered less than `window` seconds ago:
@@ -482,15 +583,62 @@ class AuditIndex:
         return before
 
 
+def _drop_other_schema(conn: sqlite3.Connection) -> None:
+    """An index of another schema (e.g. 1: one chain, no chain column) is dropped here and
+    rebuilt from the files by the next refresh; cursors and notes (alert state) are kept."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None and row[0] != str(SCHEMA):
+            for table in ("events", "holds", "seen", "chains"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute("DELETE FROM meta WHERE key NOT LIKE 'cursor:%' AND key NOT LIKE 'note:%'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _set(conn: sqlite3.Connection, key: str, value: object) -> None:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, str(value)])
 
 
 def _clear(conn: sqlite3.Connection) -> None:
-    """Forget what was indexed; claim cursors and notes (alert state) survive a rebuild."""
-    for table in ("events", "holds", "seen"):
+    """Forget what was indexed; claim cursors and notes (alert state) survive a rebuild (a
+    cursor is kept as the chain and seq of the event it points at, and found again)."""
+    for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'cursor:%'"):
+        at = conn.execute("SELECT chain, chain_seq FROM events WHERE seq = ?", [int(value)])
+        found = at.fetchone()
+        if found is not None:
+            _set(conn, "was:" + key, json.dumps(list(found)))
+    for table in ("events", "holds", "seen", "chains"):
         conn.execute(f"DELETE FROM {table}")
-    conn.execute("DELETE FROM meta WHERE key NOT LIKE 'cursor:%' AND key NOT LIKE 'note:%'")
+    conn.execute(
+        "DELETE FROM meta WHERE key NOT LIKE 'cursor:%' AND key NOT LIKE 'note:%' "
+        "AND key NOT LIKE 'was:cursor:%'"
+    )
+
+
+def _restore_cursors(conn: sqlite3.Connection) -> None:
+    """After a rebuild: each cursor at the new place of the event it pointed at (nothing to
+    do otherwise: one small query on `meta`)."""
+    for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'was:%'").fetchall():
+        chain, chain_seq = json.loads(value)
+        found = conn.execute(
+            "SELECT seq FROM events WHERE chain = ? AND chain_seq = ?", [chain, chain_seq]
+        ).fetchone()
+        if found is not None:
+            _set(conn, key.removeprefix("was:"), int(found[0]))
+        conn.execute("DELETE FROM meta WHERE key = ?", [key])
+
+
+def _chain_name(name: str | None) -> str:
+    return name or ""
+
+
+def _chain_directory(root: Path, chain: str) -> Path:
+    return root / chain if chain else root
 
 
 def _hold(row: tuple[Any, ...]) -> Hold:
@@ -551,8 +699,43 @@ def event_query_sql(
 # -- ingesting ----------------------------------------------------------------------------------
 
 
+@dataclass
+class _Chain:
+    """Where the index stands in one chain, and what it has verified of it."""
+
+    name: str  # "" for the directory's own chain, else the replica id
+    directory: Path
+    file: int = 0
+    offset: int = 0
+    last_start: int = 0
+    last_seq: int = 0
+    last_hash: str = ZERO_HASH
+    events: int = 0
+    recoveries: int = 0
+    broken: str | None = None  # JSON of the first broken link met
+    added: int = 0  # in this refresh
+
+    def state(self) -> list[Any]:
+        return [self.name, self.file, self.offset, self.last_start, self.last_seq,
+                self.last_hash, self.events, self.recoveries, self.broken]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One complete line read from a chain file (raw None: an empty new file begins)."""
+
+    key: tuple[float, str]  # merge order: time, then chain
+    chain: _Chain
+    number: int
+    offset: int
+    raw: bytes | None
+    parsed: dict[str, Any] | None
+    after_missing_file: bool
+
+
 class _Ingest:
-    """One refresh: read new lines, verify the chain, insert rows, update holds."""
+    """One refresh: read new lines of every chain merged by time, verify each chain, insert
+    rows, update holds."""
 
     def __init__(
         self, conn: sqlite3.Connection, directory: Path, progress: Callable[[int], None] | None
@@ -562,150 +745,166 @@ class _Ingest:
         self.progress = progress
         self.rows: list[tuple[Any, ...]] = []
         self.added = 0
+        self.read_bytes = 0
 
     def run(self) -> int:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        files = chain_files(self.directory)
-        if meta.get("schema") != str(SCHEMA) or not self._consistent(meta, files):
+        found = [(_chain_name(name), path) for name, path in chain_directories(self.directory)]
+        known = {
+            row[0]: _Chain(row[0], _chain_directory(self.directory, row[0]), *row[1:])
+            for row in conn.execute(f"SELECT name, {_CHAIN_COLUMNS} FROM chains")
+        }
+        rebuilt = meta.get("schema") != str(SCHEMA) or not self._current(meta, known, found)
+        if rebuilt:
             _clear(conn)
             meta = {"schema": str(SCHEMA), "built_at": repr(time.time())}
             for key, value in meta.items():
                 _set(conn, key, value)
-        self.file = int(meta.get("file", 0))
-        self.offset = int(meta.get("offset", 0))
-        self.last_seq = int(meta.get("last_seq", 0))
-        self.last_hash = meta.get("last_hash", ZERO_HASH)
-        self.events = int(meta.get("events", 0))
-        self.last_start = int(meta.get("last_start", self.offset))
-        self.recoveries = int(meta.get("recoveries", 0))
-        self.broken = "broken" in meta
+            known = {}
+        self.position = int(meta.get("last_pos", 0))
+        self.max_ts = float(meta.get("max_ts", 0.0))
+        self.unordered = "unordered" in meta
         self.open_holds = {
             (k, v) for k, v in conn.execute("SELECT crate_key, version FROM holds WHERE open = 1")
         }
+        self.chains = [known.get(name) or _Chain(name, path) for name, path in found]
+        streams = [self._lines(chain) for chain in self.chains]
+        for line in heapq.merge(*streams, key=lambda line: line.key):
+            self._take(line)
+        self._flush_rows()
+        _restore_cursors(conn)  # after a rebuild (here, or by `rebuild()`)
+        self._flush(final=True)
+        return self.added
+
+    def _current(
+        self, meta: Mapping[str, str], known: Mapping[str, _Chain], found: list[tuple[str, Path]]
+    ) -> bool:
+        """Whether the index can go on from where it stopped: every chain indexed is still
+        as it was, and no chain appeared with events older than those indexed (it would be
+        out of time order: a rebuild merges it in)."""
+        present = {name for name, _ in found}
+        if any(name not in present or not _consistent(chain) for name, chain in known.items()):
+            return False
+        newest = float(meta.get("max_ts", 0.0))
+        for name, path in found:
+            if name not in known:
+                first = _first_time(path)
+                if first is not None and first < newest - CLOCK_SLACK:
+                    return False
+        return True
+
+    def _lines(self, chain: _Chain) -> Iterator[_Line]:
+        """The new complete lines of one chain, in file order."""
+        file, offset = chain.file, chain.offset  # where the last refresh stopped
         previous_number: int | None = None
-        for number, path in files:
-            if number < self.file:
+        key = (0.0, chain.name)
+        for number, path in chain_files(chain.directory):
+            if number < file:
                 previous_number = number
                 continue
             missing_file = previous_number is not None and number != previous_number + 1
             previous_number = number
-            start = self.offset if number == self.file else 0
-            self._read_file(number, path, start, missing_file)
-        self._flush(final=True)
-        return self.added
-
-    def _consistent(self, meta: Mapping[str, str], files: list[tuple[int, Path]]) -> bool:
-        """Whether the files still hold what was indexed: the last indexed line is where it
-        was and hashes to what was recorded (a rotated, cut or rewritten chain is rebuilt)."""
-        number = int(meta.get("file", 0))
-        if number == 0:
-            return True
-        numbers = {n: p for n, p in files}
-        path = numbers.get(number)
-        if path is None:
-            return False
-        offset, start = int(meta.get("offset", 0)), int(meta.get("last_start", 0))
-        try:
-            if path.stat().st_size < offset:
-                return False
-            with open(path, "rb") as handle:
+            start = offset if number == file else 0
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 (closed below; lines are streamed)
+            except OSError:
+                return
+            with handle:
                 handle.seek(start)
-                raw = handle.read(offset - start)
-        except OSError:
-            return False
-        if not raw:
-            return meta.get("last_hash", ZERO_HASH) == ZERO_HASH or start == offset
-        parsed = parse_line(raw)
-        return parsed is not None and parsed.get("hash") == meta.get("last_hash")
+                position = start
+                first = True
+                for raw in handle:
+                    if not raw.endswith(b"\n"):
+                        break  # a write in progress (or torn): read it next time
+                    parsed = parse_line(raw)
+                    stamp = parsed.get("time") if parsed is not None else None
+                    key = (_timestamp(stamp) or key[0], chain.name)
+                    yield _Line(key, chain, number, position, raw, parsed, missing_file and first)
+                    first = False
+                    position += len(raw)
+                if first and number != file:
+                    # An empty new file (or one holding only a partial line): start there
+                    # next time.
+                    yield _Line(key, chain, number, start, None, None, False)
 
-    def _read_file(self, number: int, path: Path, start: int, missing_file: bool) -> None:
-        name = path.name
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 (closed below; lines are streamed)
-        except OSError:
+    def _take(self, line: _Line) -> None:
+        chain = line.chain
+        if line.raw is None:
+            chain.file, chain.offset, chain.last_start = line.number, line.offset, line.offset
             return
-        with handle:
-            handle.seek(start)
-            offset = start
-            line_no = None  # counted only when a break needs it
-            first = True
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # a write in progress (or torn): read it next time
-                length = len(raw)
-                self._line(raw, number, name, offset, length, missing_file and first, line_no)
-                first = False
-                self.file, self.offset, self.last_start = number, offset + length, offset
-                offset += length
-                if len(self.rows) >= COMMIT_EVERY:
-                    self._flush(final=False)
-                    if self.progress is not None:
-                        self.progress(offset)
-            if self.file != number:
-                # An empty new file (or one holding only a partial line): start there next time.
-                self.file, self.offset, self.last_start = number, start, start
+        length = len(line.raw)
+        self._line(chain, line, length)
+        chain.file, chain.offset, chain.last_start = line.number, line.offset + length, line.offset
+        self.read_bytes += length
+        if len(self.rows) >= COMMIT_EVERY:
+            self._flush(final=False)
+            if self.progress is not None:
+                self.progress(self.read_bytes)
 
-    def _line(
-        self,
-        raw: bytes,
-        number: int,
-        name: str,
-        offset: int,
-        length: int,
-        after_missing_file: bool,
-        line_no: int | None,
-    ) -> None:
-        parsed = parse_line(raw)
+    def _line(self, chain: _Chain, line: _Line, length: int) -> None:
+        parsed = line.parsed
+        name = chain_file_name(line.number)
         if (
             parsed is None
             or not isinstance(parsed.get("seq"), int)
             or not isinstance(parsed.get("hash"), str)
             or not isinstance(parsed.get("prev"), str)
         ):
-            self._break(name, offset, None, "edited", "the line is not a valid audit event")
+            self._break(chain, name, line.offset, None, "edited", "the line is not a valid "
+                        "audit event")  # fmt: skip
             return
         seq = parsed["seq"]
         digest = parsed["hash"]
         if digest != expected_hash(parsed):
-            self._break(name, offset, seq, "edited", "the event's content does not match its hash")
-        elif seq != self.last_seq + 1:
-            if seq <= self.last_seq:
+            self._break(chain, name, line.offset, seq, "edited",
+                        "the event's content does not match its hash")  # fmt: skip
+        elif seq != chain.last_seq + 1:
+            message = f"expected seq {chain.last_seq + 1} but found seq {seq}"
+            if seq <= chain.last_seq:
                 kind = "reordered"
-                message = f"expected seq {self.last_seq + 1} but found seq {seq}"
             else:
                 kind = "deleted"
-                message = f"expected seq {self.last_seq + 1} but found seq {seq}"
-                if after_missing_file:
+                if line.after_missing_file:
                     message += " (a chain file is missing)"
-            self._break(name, offset, seq, kind, message)
-        elif parsed["prev"] != self.last_hash:
-            self._break(
-                name, offset, seq, "edited", "'prev' does not match the hash of the event before"
-            )
-        if seq <= self.last_seq and self._seen(seq):
+            self._break(chain, name, line.offset, seq, kind, message)
+        elif parsed["prev"] != chain.last_hash:
+            self._break(chain, name, line.offset, seq, "edited",
+                        "'prev' does not match the hash of the event before")  # fmt: skip
+        if seq <= chain.last_seq and self._seen(chain.name, seq):
             return  # a duplicated or reordered line: the first copy stays indexed
-        self.last_seq, self.last_hash = max(seq, self.last_seq), digest
-        self.events += 1
+        chain.last_seq, chain.last_hash = max(seq, chain.last_seq), digest
+        chain.events += 1
+        chain.added += 1
         self.added += 1
         if parsed.get("action") == RECOVERED_ACTION:
-            self.recoveries += 1
-        self.rows.append(_row(parsed, number, offset, length))
-        self._hold(parsed, seq)
+            chain.recoveries += 1
+        ts = line.key[0]
+        if ts < self.max_ts - CLOCK_SLACK:
+            self.unordered = True  # a chain lagged: time filters stop using seq ranges
+        self.max_ts = max(self.max_ts, ts)
+        self.position += 1
+        self.rows.append(_row(parsed, self.position, chain.name, line.number, line.offset, length))
+        self._hold(parsed, self.position)
 
-    def _seen(self, seq: int) -> bool:
-        if any(row[0] == seq for row in self.rows):
+    def _seen(self, chain: str, seq: int) -> bool:
+        if any(row[13] == chain and row[14] == seq for row in self.rows):
             return True
-        return self.conn.execute("SELECT 1 FROM events WHERE seq = ?", [seq]).fetchone() is not None
+        found = self.conn.execute(
+            "SELECT 1 FROM events WHERE chain = ? AND chain_seq = ?", [chain, seq]
+        )
+        return found.fetchone() is not None
 
-    def _break(self, file: str, offset: int, seq: int | None, kind: str, message: str) -> None:
-        if self.broken:
+    def _break(
+        self, chain: _Chain, file: str, offset: int, seq: int | None, kind: str, message: str
+    ) -> None:
+        if chain.broken is not None:
             return  # like `audit verify`, the first broken link is the one reported
-        self.broken = True
-        line = _line_number(self.directory / file, offset)
-        where = {"file": file, "line": line, "seq": seq, "kind": kind, "message": message}
-        _set(self.conn, "broken", json.dumps(where))
+        line = _line_number(chain.directory / file, offset)
+        shown = f"{chain.name}/{file}" if chain.name else file
+        where = {"file": shown, "line": line, "seq": seq, "kind": kind, "message": message}
+        chain.broken = json.dumps(where)
 
     def _hold(self, event: Mapping[str, Any], seq: int) -> None:
         """Keep `holds` current: a hold opens (or extends) a pending review; an approval, a
@@ -752,28 +951,29 @@ class _Ingest:
 
     def _flush_rows(self) -> None:
         if self.rows:
+            marks = ", ".join("?" * len(self.rows[0]))
             self.conn.executemany(
-                f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self.rows,
+                f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES ({marks})", self.rows
             )
             self.rows = []
 
     def _flush(self, *, final: bool) -> None:
         self._flush_rows()
-        state = {
-            "file": self.file,
-            "offset": self.offset,
-            "last_start": self.last_start,
-            "last_seq": self.last_seq,
-            "last_hash": self.last_hash,
-            "events": self.events,
-            "recoveries": self.recoveries,
-        }
+        now = repr(time.time())
+        for chain in self.chains:
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO chains (name, {_CHAIN_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chain.state(),
+            )
+            if chain.added:
+                _set(self.conn, f"refreshed_at:{chain.name}", now)
+        _set(self.conn, "last_pos", self.position)
+        _set(self.conn, "max_ts", repr(self.max_ts))
+        if self.unordered:
+            _set(self.conn, "unordered", 1)
         if self.added:
-            state["refreshed_at"] = repr(time.time())
-        for key, value in state.items():
-            _set(self.conn, key, value)
+            _set(self.conn, "refreshed_at", now)
         self.conn.execute("COMMIT")
         if final:
             if self.added > COMMIT_EVERY:
@@ -782,14 +982,51 @@ class _Ingest:
             self.conn.execute("BEGIN IMMEDIATE")
 
 
-def _row(event: Mapping[str, Any], number: int, offset: int, length: int) -> tuple[Any, ...]:
+def _consistent(chain: _Chain) -> bool:
+    """Whether a chain's files still hold what was indexed: the last indexed line is where
+    it was and hashes to what was recorded (a rotated, cut or rewritten chain is rebuilt)."""
+    if chain.file == 0:
+        return True
+    path = dict(chain_files(chain.directory)).get(chain.file)
+    if path is None:
+        return False
+    try:
+        if path.stat().st_size < chain.offset:
+            return False
+        with open(path, "rb") as handle:
+            handle.seek(chain.last_start)
+            raw = handle.read(chain.offset - chain.last_start)
+    except OSError:
+        return False
+    if not raw:
+        return chain.last_hash == ZERO_HASH or chain.last_start == chain.offset
+    parsed = parse_line(raw)
+    return parsed is not None and parsed.get("hash") == chain.last_hash
+
+
+def _first_time(directory: Path) -> float | None:
+    """The time of a chain's first event (None: none readable yet)."""
+    files = chain_files(directory)
+    if not files:
+        return None
+    try:
+        with open(files[0][1], "rb") as handle:
+            parsed = parse_line(handle.readline())
+    except OSError:
+        return None
+    return _timestamp(parsed.get("time")) if parsed is not None else None
+
+
+def _row(
+    event: Mapping[str, Any], position: int, chain: str, number: int, offset: int, length: int
+) -> tuple[Any, ...]:
     details = event.get("details")
     near = details.get("near_name") if isinstance(details, Mapping) else None
     protected = near.get("protected") if isinstance(near, Mapping) else None
     crate = event.get("crate")
     stamp = event.get("time")
     return (
-        event["seq"],
+        position,
         _timestamp(stamp),
         stamp if isinstance(stamp, str) else "",
         str(event.get("action", "")),
@@ -802,6 +1039,8 @@ def _row(event: Mapping[str, Any], number: int, offset: int, length: int) -> tup
         _text(event.get("request_id")),
         str(event.get("reason", ""))[:MAX_REASON],
         str(protected) if protected is not None else None,
+        chain,
+        event["seq"],
         number,
         offset,
         length,

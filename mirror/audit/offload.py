@@ -27,6 +27,7 @@ from typing import Any, cast
 import structlog
 
 from mirror.audit.event import AuditEvent
+from mirror.audit.index import IndexPlace
 from mirror.audit.writer import AuditLog
 from mirror.errors import StorageError
 
@@ -42,9 +43,12 @@ class ProcessAuditLog:
         *,
         flush_interval: float = 0.05,
         connection: Connection | None = None,
+        index: IndexPlace | None = None,
     ) -> None:
-        """`connection`: a writer that already runs (a worker's line to its `AuditHub`)."""
+        """`connection`: a writer that already runs (a worker's line to its `AuditHub`).
+        `index`: the query index the writer keeps current (default: beside the chain)."""
         self.directory = Path(directory)
+        place = index if index is not None else IndexPlace.beside(self.directory)
         self._flush_interval = flush_interval
         self._pending: list[tuple[Any, ...]] = []
         self._send_lock = threading.Lock()
@@ -59,7 +63,10 @@ class ProcessAuditLog:
             ours, theirs = socket.socketpair()
             self._conn = Connection(ours.detach())
             self._child = subprocess.Popen(
-                [sys.executable, "-c", _CHILD_ENTRY, str(self.directory), str(theirs.fileno())],
+                [
+                    *(sys.executable, "-c", _CHILD_ENTRY, str(self.directory)),
+                    *(str(theirs.fileno()), str(place.root), str(place.path), place.own or ""),
+                ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -122,23 +129,24 @@ _CHILD_ENTRY = "import sys; from mirror.audit.offload import child_entry; child_
 
 
 def child_entry(argv: list[str]) -> None:
-    directory, fd = argv
-    _child_main(Path(directory), Connection(int(fd)))
+    directory, fd, root, path, own = argv
+    place = IndexPlace(Path(root), Path(path), own or None)
+    _child_main(Path(directory), Connection(int(fd)), place)
 
 
-def _child_main(directory: Path, conn: Connection) -> None:
+def _child_main(directory: Path, conn: Connection, index: IndexPlace) -> None:
     """Receive batches until the parent goes away; write each with an ordinary AuditLog."""
     # Ctrl-C, `timeout` and systemd signal the whole process group; the server decides when
     # auditing ends (it closes the pipe after its last events), so the writer ignores them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _serve(directory, [conn])
+    _serve(directory, [conn], index)
 
 
-def _serve(directory: Path, conns: list[Connection]) -> None:
+def _serve(directory: Path, conns: list[Connection], index: IndexPlace) -> None:
     """Write what the servers send until every one of them has closed its connection; the
     query index is kept current here too, away from the serving processes."""
-    log = AuditLog(directory, index=True)
+    log = AuditLog(directory, index=index)
     open_conns = list(conns)
     try:
         while open_conns:
@@ -171,8 +179,9 @@ class AuditHub:
     (25 MB each) and the chain has a single writer.
     """
 
-    def __init__(self, directory: Path, workers: int) -> None:
+    def __init__(self, directory: Path, workers: int, index: IndexPlace | None = None) -> None:
         self.directory = Path(directory)
+        self._place = index if index is not None else IndexPlace.beside(self.directory)
         self._pairs = [socket.socketpair() for _ in range(workers)]
         self._thread: threading.Thread | None = None
 
@@ -192,7 +201,7 @@ class AuditHub:
             worker_end.close()  # so a worker's exit reads as end-of-file here
             conns.append(Connection(hub_end.detach()))
         self._thread = threading.Thread(
-            target=_serve, args=(self.directory, conns), name="audit-hub", daemon=True
+            target=_serve, args=(self.directory, conns, self._place), name="audit-hub", daemon=True
         )
         self._thread.start()
 

@@ -7,6 +7,7 @@ is `verify_chain`'s job); damaged lines are skipped so a query still works after
 from __future__ import annotations
 
 import collections
+import heapq
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.audit.event import parse_line
-from mirror.audit.files import FEED_NAME, chain_files, read_tail
+from mirror.audit.files import FEED_NAME, chain_directories, chain_files, read_tail
 
 _CLOCK_SLACK = timedelta(minutes=5)  # how far out of time order events may be written
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
@@ -35,6 +36,37 @@ def read_events(directory: Path, since: datetime | None = None) -> Iterator[dict
         if since is not None and _ends_before(path, since - _CLOCK_SLACK):
             continue
         yield from _read_lines(path)
+
+
+def read_all_events(root: Path, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """The events of every chain under `root` (one per replica), merged in time order; each
+    event of a replica's chain carries its replica id as "replica" (not part of its hash)."""
+    return _merged(
+        (_tagged(read_events(directory, since), name), directory)
+        for name, directory in chain_directories(root)
+    )
+
+
+def read_all_near_names(root: Path) -> Iterator[dict[str, Any]]:
+    """The near-name feeds of every chain under `root`, merged in time order."""
+    return _merged(
+        (_tagged(read_near_names(directory), name), directory)
+        for name, directory in chain_directories(root)
+    )
+
+
+def _merged(
+    streams: Iterable[tuple[Iterator[dict[str, Any]], Path]],
+) -> Iterator[dict[str, Any]]:
+    # RFC 3339 UTC stamps of one format sort as text; each chain is (nearly) in time order.
+    return heapq.merge(*(s for s, _ in streams), key=lambda e: str(e.get("time", "")))
+
+
+def _tagged(events: Iterator[dict[str, Any]], name: str | None) -> Iterator[dict[str, Any]]:
+    for event in events:
+        if name is not None:
+            event["replica"] = name
+        yield event
 
 
 def _ends_before(path: Path, moment: datetime) -> bool:
@@ -140,13 +172,17 @@ def _crate_at(event: dict[str, Any]) -> str:
 
 
 def event_rows(events: Iterable[dict[str, Any]]) -> list[list[str]]:
+    """The table; with events from several replicas, a REPLICA column after TIME."""
+    events = list(events)
+    replicas = any("replica" in e for e in events)
     header = ["TIME", "ACTION", "RULE", "CRATE", "CLIENT", "REASON"]
-    rows = [header]
+    rows = [["TIME", "REPLICA", *header[1:]] if replicas else header]
     for e in events:
-        rows.append(
-            [_cell(e.get("time")), _cell(e.get("action")), _cell(e.get("rule")),
-             _crate_at(e), _cell(e.get("client")), _cell(e.get("reason"))]
-        )  # fmt: skip
+        row = [_cell(e.get("time")), _cell(e.get("action")), _cell(e.get("rule")),
+               _crate_at(e), _cell(e.get("client")), _cell(e.get("reason"))]  # fmt: skip
+        if replicas:
+            row.insert(1, _cell(e.get("replica")))
+        rows.append(row)
     return rows
 
 

@@ -16,7 +16,7 @@ the newest file past `max_file_bytes`, the line starts the next numbered file, a
 Create the `AuditLog` in each worker after forking: the flushing thread does not survive
 `fork()`.
 
-With `index=True` (the server's writer) the same thread keeps the query index
+With `index` (the server's writer: an `IndexPlace`) the same thread keeps the query index
 (mirror.audit.index) current, at most every `index_interval`, so the console and alerts read
 fresh rows without the serving processes doing that work.
 """
@@ -46,7 +46,7 @@ from mirror.audit.event import (
     prepare,
 )
 from mirror.audit.files import FEED_NAME, LOCK_NAME, chain_file_name, chain_files, read_tail
-from mirror.audit.index import AuditIndex
+from mirror.audit.index import IndexPlace
 from mirror.errors import StorageError
 from mirror.files import exclusive_lock, write_atomic
 
@@ -63,7 +63,7 @@ class AuditLog:
         batch_size: int = 1000,  # events waiting that trigger an early flush
         fsync: bool = True,  # fsync each batch (power loss, not only kill -9)
         max_pending: int = 1_000_000,  # events held in memory while the disk refuses writes
-        index: bool = False,  # keep the query index (audit-index.sqlite) current
+        index: IndexPlace | None = None,  # keep this query index current
         index_interval: float = 0.25,  # seconds between index refreshes while writing
     ) -> None:
         self.directory = Path(directory)
@@ -78,7 +78,7 @@ class AuditLog:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
-        self._index = AuditIndex(self.directory) if index else None
+        self._index = index.open() if index is not None else None
         self._index_interval = index_interval
         self._indexed_at = 0.0  # monotonic time of the last index refresh
         try:

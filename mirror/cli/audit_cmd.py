@@ -12,16 +12,16 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from mirror.audit.event import canonical_json
-from mirror.audit.files import chain_files
-from mirror.audit.index import AuditIndex, EventQuery, EventRow
+from mirror.audit.files import chain_directories, chain_files
+from mirror.audit.index import INDEX_NAME, AuditIndex, EventQuery, EventRow
 from mirror.audit.query import (
     EventFilter,
     event_rows,
     format_table,
     near_name_rows,
     parse_since,
-    read_events,
-    read_near_names,
+    read_all_events,
+    read_all_near_names,
     select,
 )
 from mirror.audit.verify import VerifyResult, verify_chain
@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
         help="check the hash chain; exit 1 at the first broken link",
         description="Check every event's hash, seq and prev across all files, oldest first. "
         "Prints 'OK: ...' with the last hash, or the first broken link "
-        "(edited, deleted, reordered or truncated event) and exits 1.",
+        "(edited, deleted, reordered or truncated event) and exits 1. Replicas each keep "
+        "their own chain (a subdirectory named by the replica id): each is verified and "
+        "reported on its own, prefixed [replica-id].",
     )
     verify.add_argument(
         "--anchor",
@@ -55,9 +57,11 @@ def register(subparsers: Any) -> None:
     query = sub.add_parser(
         "query",
         help="show matching events as a table or JSON lines",
-        description="Show audit events, oldest first, as an aligned table or JSON lines. "
-        "Answered from the query index beside the chain (audit-index.sqlite), which is "
-        "brought up to date (or rebuilt) from the files first.",
+        description="Show audit events, oldest first, as an aligned table or JSON lines; "
+        "the chains of all replicas together, with their replica id. Answered from the "
+        "query index (audit-index.sqlite beside the chains, or a replica's own in its state "
+        "directory with --config), brought up to date (or rebuilt) from the files first; "
+        "from the files, merged by time, when the index cannot be written.",
     )
     query.add_argument("--action", help="only this action (allow, warn, block, approve, ...)")
     query.add_argument("--crate", help="only this crate (- and _ and case are the same)")
@@ -107,13 +111,13 @@ def run(args: argparse.Namespace) -> int:
     if args.audit_command == "query":
         wanted = EventFilter(action=args.action, crate=args.crate, rule=args.rule, since=since)
         try:
-            events = _query_index(directory, wanted, args.limit, full=args.json)
+            events = _query_index(_index(args, directory), wanted, args.limit, full=args.json)
         except StorageError as e:  # e.g. a read-only copy of the log: read the files instead
             print(f"note: reading the chain files ({e})", file=sys.stderr)
-            events = select(read_events(directory, since), wanted, args.limit)
+            events = select(read_all_events(directory, since), wanted, args.limit)
         _print(events, event_rows, args.json, sys.stdout)
         return 0
-    entries = select(read_near_names(directory), EventFilter(since=since))
+    entries = select(read_all_near_names(directory), EventFilter(since=since))
     if args.out is not None:
         _export(entries, args.out)
         print(f"wrote {len(entries)} near-name entries to {args.out}", file=sys.stderr)
@@ -122,12 +126,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace, directory: Path) -> AuditIndex:
+    """The index of every chain in `directory`: a replica's own (its state directory) when
+    the settings name one, else the one beside the chains."""
+    if args.dir is None:
+        settings = load_settings(args.config)
+        return AuditIndex(directory, settings.audit_index_path, own=settings.replica_id)
+    return AuditIndex(directory, directory / INDEX_NAME)
+
+
 def _query_index(
-    directory: Path, wanted: EventFilter, limit: int | None, *, full: bool
+    index: AuditIndex, wanted: EventFilter, limit: int | None, *, full: bool
 ) -> list[dict[str, Any]]:
     """Matching events from the query index (brought up to date first), oldest first; with
-    `full`, each read whole from its chain file (JSON output carries every field)."""
-    index = AuditIndex(directory)
+    `full`, each read whole from its chain file (JSON output carries every field). Events of
+    a replica's chain carry its id as "replica", as when read from the files."""
     try:
         with tqdm(unit="B", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar:
             index.refresh(progress=lambda done: bar.update(done - bar.n))
@@ -145,33 +158,55 @@ def _query_index(
         rows.reverse()
         if not full:
             return [_as_event(row) for row in rows]
-        stored = (index.event(row.seq) for row in rows)
-        return [dict(s.fields) for s in stored if s is not None]
+        events = []
+        for row in rows:
+            stored = index.event(row.seq)
+            if stored is not None:
+                fields = dict(stored.fields)
+                if row.replica is not None:
+                    fields["replica"] = row.replica
+                events.append(fields)
+        return events
     finally:
         index.close()
 
 
 def _as_event(row: EventRow) -> dict[str, Any]:
-    fields = ("seq", "time", "action", "rule", "crate", "version", "client", "route", "reason")
+    fields = ("time", "replica", "action", "rule", "crate", "version", "client", "route",
+              "reason")  # fmt: skip
     return {f: getattr(row, f) for f in fields if getattr(row, f) is not None}
 
 
 def _directory(args: argparse.Namespace) -> Path:
     if args.dir is not None:
         return Path(args.dir)
-    return load_settings(args.config).audit_directory
+    return load_settings(args.config).audit_root
 
 
 def _verify(directory: Path, anchor: str | None) -> int:
-    total = sum(path.stat().st_size for _, path in chain_files(directory))
+    """Every chain under `directory` (one per replica), each on its own; with `anchor`, some
+    chain must still contain it."""
+    chains = chain_directories(directory) or [(None, directory)]
+    total = sum(path.stat().st_size for _, d in chains for _, path in chain_files(d))
+    results = []
     # disable=None: a progress bar on a terminal, nothing when piped or in CI.
     with tqdm(total=total, unit="B", unit_scale=True, disable=None, file=sys.stderr) as bar:
-        result = verify_chain(directory, anchor=anchor, progress=bar.update)
-    print(describe(result))
-    return 0 if result.ok else 1
+        for name, chain in chains:
+            results.append((name, verify_chain(chain, anchor=anchor, progress=bar.update)))
+    for name, result in results:
+        report = describe(result, anchor_checked=len(results) == 1)
+        print(
+            report
+            if name is None
+            else "\n".join(f"[{name}] {line}" for line in report.splitlines())
+        )
+    anchored = anchor is None or any(r.anchor_found for _, r in results)
+    if not anchored and len(results) > 1:
+        print("BROKEN: the anchor hash is in none of the chains (rewritten or cut short)")
+    return 0 if anchored and all(r.broken is None for _, r in results) else 1
 
 
-def describe(result: VerifyResult) -> str:
+def describe(result: VerifyResult, *, anchor_checked: bool = True) -> str:
     """The verify report: OK or the first broken link, then any crash recoveries."""
     lines = []
     if result.broken is not None:
@@ -182,7 +217,7 @@ def describe(result: VerifyResult) -> str:
             f"OK: {result.events} events in {result.files} files, "
             f"last seq {result.last_seq}, last hash {result.last_hash}"
         )
-    if result.anchor_found is False:
+    if result.anchor_found is False and anchor_checked:
         lines.append("BROKEN: the anchor hash is not in the chain (rewritten or cut short)")
     for r in result.recoveries:
         lines.append(

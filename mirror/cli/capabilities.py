@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.audit import AuditEvent, AuditLog
-from mirror.audit.index import AuditIndex
+from mirror.audit.index import IndexPlace
 from mirror.config import load_settings
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
 from mirror.index import CrateRef, IndexFile, validate_name
@@ -279,7 +279,7 @@ def _approve_lockfile(args: argparse.Namespace, places: LockPlaces, by: str) -> 
         text = args.lockfile.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise NotFound(f"cannot read {args.lockfile}: {e}") from e
-    with _desk(places) as desk:
+    with _desk(places, _index_place(args, places)) as desk:
         holds = desk.holds_in_lockfile(text)
         targets = [(h.crate, h.version) for h in holds]
         outcome = desk.approve(targets, by, args.reason, via="cli")
@@ -343,7 +343,7 @@ def _pending(args: argparse.Namespace) -> int:
             f"no audit log at {places.audit_dir}: give the settings the server runs with "
             "(--config, or --cache-dir / --audit-dir)"
         )
-    with _desk(places) as desk:
+    with _desk(places, _index_place(args, places)) as desk:
         holds = desk.pending(limit=100_000)
         reviews = [desk.review(h.crate, h.version) for h in holds]
     for review in reviews:
@@ -374,10 +374,19 @@ def _pending(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index_place(args: argparse.Namespace, places: LockPlaces) -> IndexPlace:
+    """The chains whose holds a command reads: those under --audit-dir, else the server's
+    (with replicas, every replica's chain, through the replica's own index)."""
+    if args.audit_dir is not None:
+        return IndexPlace.beside(places.audit_dir)
+    overrides = {"cache_dir": args.cache_dir} if args.cache_dir is not None else {}
+    return IndexPlace.of(load_settings(args.config, overrides=overrides))
+
+
 @contextlib.contextmanager
-def _desk(places: LockPlaces) -> Iterator[ReviewDesk]:
+def _desk(places: LockPlaces, place: IndexPlace) -> Iterator[ReviewDesk]:
     audit = AuditLog(places.audit_dir)
-    index = AuditIndex(places.audit_dir)
+    index = place.open()
     try:
         yield ReviewDesk(index, FilesystemStore(places.cache_dir), places, audit)
     finally:

@@ -101,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
 def _supervise(settings: Settings, run_server: Any) -> int:
     """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
     from mirror.audit import AuditHub
+    from mirror.audit.index import IndexPlace
 
-    hub = AuditHub(settings.audit_directory, settings.workers)
+    hub = AuditHub(settings.audit_directory, settings.workers, IndexPlace.of(settings))
     procs = [
         multiprocessing.Process(
             target=_worker, args=(settings, run_server, hub, i), name=f"worker-{i}"

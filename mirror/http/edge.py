@@ -22,6 +22,7 @@ from mirror.errors import (
     MirrorError,
     NotFound,
     StorageError,
+    StoreUnavailable,
     TrustError,
     UpstreamNotFound,
     UpstreamUnavailable,
@@ -48,6 +49,8 @@ def _status_for(error: MirrorError) -> int:
         return 503
     if isinstance(error, IntegrityError | TrustError | ArchiveError):
         return 502
+    if isinstance(error, StoreUnavailable):
+        return 503  # the shared bucket is down: try again (another replica may answer)
     if isinstance(error, StorageError):
         return 507
     return 500

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from mirror.audit import AuditEvent, AuditSink
-from mirror.audit.index import AuditIndex, EventRow
+from mirror.audit.index import AuditIndex, EventRow, IndexPlace
 from mirror.errors import MirrorError, UpstreamUnavailable
 from mirror.serving.alerts import (
     ALERT_ACTIONS,
@@ -141,6 +141,7 @@ class AlertDispatcher:
             return None
         event = {
             "seq": row.seq,
+            "replica": row.replica,
             "time": row.time,
             "action": row.action,
             "rule": row.rule,
@@ -247,7 +248,7 @@ def dispatcher_for(core: MirrorCore) -> AlertDispatcher | None:
         return None
     return AlertDispatcher(
         alerts,
-        AuditIndex(settings.audit_directory),
+        IndexPlace.of(settings).open(),  # alerts claim this replica's own chain
         core.gate.audit,
         WebhookClient(timeout=alerts.timeout, concurrency=SENDERS),
         settings.base_url,

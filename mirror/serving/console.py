@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.audit import AuditEvent, parse_since
-from mirror.audit.index import AuditIndex, EventQuery, EventRow, Hold, StoredEvent
+from mirror.audit.index import EventQuery, EventRow, Hold, IndexPlace, StoredEvent
 from mirror.config import Settings
 from mirror.errors import BadRequest
 from mirror.serving.capability_guard import CapabilityGuard, LockPlaces
@@ -41,7 +41,7 @@ class ConsoleBackend:
     def __init__(self, core: MirrorCore) -> None:
         self.core = core
         self.settings: Settings = core.settings
-        self.index = AuditIndex(core.settings.audit_directory)
+        self.index = IndexPlace.of(core.settings).open()  # every replica's chain
         self.places = _places(core)
         self.desk = ReviewDesk(self.index, core.store, self.places, core.gate.audit)
 

@@ -124,7 +124,9 @@ class MirrorCore:
         return self.upstream is None
 
     async def start(self) -> None:
-        """Open the upstream client and learn upstream's `dl` before the first download."""
+        """Open the store (a shared one connects to its bucket) and the upstream client, and
+        learn upstream's `dl` before the first download."""
+        await self.store.open()
         if self.upstream is not None:
             await self.upstream.open()
         await self.config.learn_upstream()

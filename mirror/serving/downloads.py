@@ -1,5 +1,6 @@
-"""Getting a `.crate`: from memory, the store or upstream, verified against its index line,
-fetched at most once however many requests ask for it at the same time."""
+"""Getting a `.crate`: from memory, the store (its local directory, then a bucket shared with
+other replicas) or upstream, verified against its index line, fetched at most once however
+many requests ask for it at the same time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 import structlog
 
 from mirror import metrics
-from mirror.errors import IntegrityError, NotFound, TruncatedBody, UpstreamUnavailable
+from mirror.errors import (
+    IntegrityError,
+    NotFound,
+    StoreUnavailable,
+    TruncatedBody,
+    UpstreamUnavailable,
+)
 from mirror.index import IndexLine
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
@@ -97,15 +104,41 @@ class CrateFetcher:
         if was_cached:
             metrics.cache_counter("crate", "hit").inc()
             path = self.store.crate_path(line.cksum)
-        elif self._upstream is None:
+        else:
+            path = await self._flights.run(line.cksum, lambda: self._fetch(line))
+        return CrateFile(path, self._hot.load(line.cksum, path), was_cached)
+
+    async def _fetch(self, line: IndexLine) -> Path:
+        """A crate not stored here: from the shared store if it has a good copy, else upstream.
+        A damaged shared copy is never served (the upstream copy replaces it); with the shared
+        store down and no upstream either, the answer says both."""
+        shared_error: IntegrityError | StoreUnavailable | None = None
+        try:
+            path = await self.store.load_crate(line.cksum, self._max_bytes)
+            if path is not None:
+                return path
+        except (IntegrityError, StoreUnavailable) as e:
+            shared_error = e
+            log.warning(
+                "crate.shared_store_failed", crate=line.name, version=line.vers, error=str(e)
+            )
+        if self._upstream is None:
+            if shared_error is not None:
+                raise StoreUnavailable(f"{line.name} {line.vers}: {shared_error}")
             raise NotFound(
                 f"{line.name} {line.vers} is not in this offline mirror; add it on a connected "
                 "mirror with `crate-mirror prefetch` and carry it over with `crate-mirror export`"
                 " / `crate-mirror import`"
             )
-        else:
-            path = await self._flights.run(line.cksum, lambda: self._download(line))
-        return CrateFile(path, self._hot.load(line.cksum, path), was_cached)
+        try:
+            return await self._download(line)
+        except UpstreamUnavailable as e:
+            if shared_error is None:
+                raise
+            raise StoreUnavailable(
+                f"{line.name} {line.vers}: the shared store failed ({shared_error}) and so did "
+                f"upstream ({e})"
+            ) from e
 
     async def _download(self, line: IndexLine) -> Path:
         assert self._upstream is not None

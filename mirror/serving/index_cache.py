@@ -8,6 +8,7 @@ is computed once per content version, never per request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from mirror import metrics
-from mirror.errors import NotFound, StorageError, UpstreamError, UpstreamUnavailable
+from mirror.errors import (
+    MirrorError,
+    NotFound,
+    StorageError,
+    StoreUnavailable,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.serving.views import DerivedViews
@@ -86,10 +94,18 @@ class IndexCache:
 
     async def _refresh(self, name: str, entry: IndexEntry | None) -> IndexEntry:
         disk = None
+        shared_error: StoreUnavailable | None = None  # the bucket of a shared store is down
         if entry is None or self._upstream is None:
             # Offline, the disk is the only source, and `import` may have changed it.
-            disk = await asyncio.to_thread(self._store.read_index, name)
+            try:
+                disk = await asyncio.to_thread(self._store.read_index, name)
+            except StoreUnavailable as e:
+                shared_error = e
+            if disk is not None and disk.shared and self._verifier is not None:
+                disk = await self._verify_shared(name, disk)
         if self._upstream is None:
+            if disk is None and entry is None and shared_error is not None:
+                raise StoreUnavailable(f"`{name}` is not cached here: {shared_error}")
             if disk is None and entry is not None:
                 entry.fresh_until = time.monotonic() + self._ttl
                 return entry
@@ -120,6 +136,11 @@ class IndexCache:
                 known.last_modified if known else None,
             )
         except UpstreamError as e:
+            if known is None and shared_error is not None:
+                raise StoreUnavailable(
+                    f"`{name}` is not cached here, the shared store failed ({shared_error}) "
+                    f"and so did upstream ({e})"
+                ) from e
             return self._stale_or_raise(name, known, e)
 
         if fetch.status == 404:
@@ -158,6 +179,17 @@ class IndexCache:
         await self._persist(name, fresh, fetch.body)
         self._entries.put(name, fresh)
         return fresh
+
+    async def _verify_shared(self, name: str, disk: CachedIndex) -> CachedIndex | None:
+        """A copy another replica stored passed its record check, not TUF: verify it here
+        before serving it (fail closed: a copy that cannot be verified now is not used)."""
+        assert self._verifier is not None
+        try:
+            verified_until = await self._verifier(name, disk.body)
+        except MirrorError as e:
+            log.error("index.shared_copy_rejected", crate=name, error=str(e))
+            return None
+        return dataclasses.replace(disk, verified_until=verified_until, shared=False)
 
     def _stale_or_raise(
         self, name: str, known: IndexEntry | None, error: UpstreamError

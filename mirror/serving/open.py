@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 import structlog
 
 from mirror.audit import AuditLog, AuditSink, ProcessAuditLog
+from mirror.audit.index import IndexPlace
 from mirror.config import Settings
 from mirror.errors import StorageError
 from mirror.serving.capability_guard import CapabilityGuard
@@ -22,12 +23,15 @@ from mirror.serving.downloads import CrateFetcher, HotCrates
 from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate
 from mirror.serving.index_cache import IndexCache
+from mirror.serving.lock_sync import LockSync
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader, warn_expired
 from mirror.serving.scans import Scans
+from mirror.serving.shared_store import open_store
 from mirror.sources.policy_files import PolicyFiles
-from mirror.store import FilesystemStore, Store
+from mirror.store import Store
+from mirror.store.s3 import S3Store
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
@@ -52,7 +56,7 @@ def open_mirror(
         if settings.tuf
         else TufSettings()
     )
-    store: Store = FilesystemStore(settings.cache_dir)
+    store: Store = open_store(settings)  # the cache directory, or it before a shared bucket
     store.remove_stale_tmp()
     upstream: Upstream | None = None
     verifier = None
@@ -64,7 +68,9 @@ def open_mirror(
             fetcher = TufFetcher(client, trust.upstream.max_metadata_bytes)
             verifier = UpstreamVerifier(trust.upstream, fetcher)
     audit: AuditSink = (
-        ProcessAuditLog(settings.audit_directory, connection=audit_connection)
+        ProcessAuditLog(
+            settings.audit_directory, connection=audit_connection, index=IndexPlace.of(settings)
+        )
         if audit_process
         else AuditLog(settings.audit_directory)
     )
@@ -78,6 +84,11 @@ def open_mirror(
         guard = CapabilityGuard.for_policy(files, scans, audit.record, settings)
         gate.replace_policy(engine, guard)
         reloader = PolicyReloader(files, gate, scans, audit, settings)
+        if isinstance(store, S3Store) and guard is not None:
+            # Replicas: approvals and first sightings reach every replica through the bucket.
+            reloader.lock_sync = LockSync.for_places(
+                guard.places, store.bucket, settings.lock_sync_interval
+            )
     indexes = IndexCache(
         store,
         upstream,
@@ -116,6 +127,7 @@ def open_mirror(
             await publisher.flush()
         if upstream is not None:
             await upstream.close()
+        await store.close()  # pending uploads to a shared bucket
         try:
             audit.close()
         except StorageError as e:  # shutting down anyway: say what was lost, do not crash

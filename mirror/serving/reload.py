@@ -17,6 +17,7 @@ from mirror.errors import ConfigError
 from mirror.policy.engine import PolicyEngine
 from mirror.serving.capability_guard import CapabilityGuard
 from mirror.serving.gate import Gate
+from mirror.serving.lock_sync import LockSync
 from mirror.serving.scans import Scans
 from mirror.sources.policy_files import PolicyFiles
 
@@ -33,6 +34,8 @@ class PolicyReloader:
         self._gate = gate
         self._scans = scans
         self._audit = audit
+        # Replicas: keeps the capability lock in step with the others (mirror.serving.lock_sync)
+        self.lock_sync: LockSync | None = None
 
     @property
     def files(self) -> PolicyFiles:
@@ -40,22 +43,31 @@ class PolicyReloader:
 
     def now(self) -> None:
         """Reload at once (SIGHUP)."""
-        self._reload("signal")
+        self.reload("signal")
 
     async def watch(self) -> None:
-        """Reload when a watched file changes; warn about entries expiring as days pass."""
+        """Reload when a watched file changes; warn about entries expiring as days pass; with
+        replicas, sync the capability lock through the bucket meanwhile."""
+        sync = asyncio.ensure_future(self.lock_sync.run()) if self.lock_sync is not None else None
+        try:
+            await self._watch()
+        finally:
+            if sync is not None:
+                sync.cancel()
+
+    async def _watch(self) -> None:
         day = datetime.date.today()
         while True:
             await asyncio.sleep(POLICY_POLL_SECONDS)
             if self._files.changed():
-                self._reload("file change")
+                self.reload("file change")
             if datetime.date.today() != day:  # entries expire by day: say so when they do
                 day = datetime.date.today()
                 engine = self._gate.engine
                 if engine is not None:
                     warn_expired(engine)
 
-    def _reload(self, trigger: str) -> None:
+    def reload(self, trigger: str) -> None:
         try:
             engine = self._files.load()
             guard = CapabilityGuard.for_policy(

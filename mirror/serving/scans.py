@@ -45,9 +45,15 @@ class Scans:
         known = self.known(sha256)
         if known is not None:
             return known
-        return await self._in_flight.run(
-            sha256, lambda: asyncio.to_thread(lambda: self.scan_bytes(read()))
-        )
+        return await self._in_flight.run(sha256, lambda: self._shared_or_scan(sha256, read))
+
+    async def _shared_or_scan(self, sha256: str, read: Callable[[], bytes]) -> CapabilityReport:
+        """A replica that shares a store asks it first: a peer may have scanned this crate."""
+        report = decode(await self._store.load_scan(sha256), sha256)
+        if report is not None:
+            self._remember(report)
+            return report
+        return await asyncio.to_thread(lambda: self.scan_bytes(read()))
 
     def scan_bytes(self, data: bytes) -> CapabilityReport:
         """Scan a crate's bytes and store the report (StorageError if the store refuses)."""

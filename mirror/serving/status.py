@@ -38,7 +38,7 @@ class StatusReport:
     upstream_url: str
     offline: bool
     upstream: UpstreamHealth | None
-    chain: ChainStatus
+    chains: tuple[ChainStatus, ...]  # with replicas, one per replica sharing the audit dir
     pending: int
     now: float
 
@@ -75,7 +75,7 @@ def collect(core: MirrorCore, index: AuditIndex, places: LockPlaces | None) -> S
         upstream_url=core.settings.upstream_index,
         offline=core.offline,
         upstream=upstream.health if isinstance(upstream, UpstreamClient) else None,
-        chain=index.status(),
+        chains=tuple(index.chains()) or (index.status(),),
         pending=index.pending_count(),
         now=time.time(),
     )

@@ -26,9 +26,23 @@ class CachedIndex:
     verified_until: float | None = None
     # unix time this mirror first fetched the crate's index file (evidence: "new here")
     first_seen: float | None = None
+    # read from a store shared with other replicas (checked against its record, but TUF, when
+    # configured, must verify it again before it is served: the record is not a TUF signature)
+    shared: bool = False
 
 
 class Store(Protocol):
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Get ready on the running loop (connections, shared state); never fails for an
+        unreachable shared store: the local cache still serves."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is pending (uploads to a shared store) and release connections."""
+        ...
+
     # -- crates, by sha256 --------------------------------------------------------------------
 
     def has_crate(self, cksum: str) -> bool:
@@ -38,6 +52,12 @@ class Store(Protocol):
     def crate_path(self, cksum: str) -> Path:
         """The local file of a stored crate (what sendfile sends); raises IntegrityError for a
         malformed digest. Only meaningful once `has_crate` is true."""
+        ...
+
+    async def load_crate(self, cksum: str, max_bytes: int) -> Path | None:
+        """A crate not stored locally, brought in from a shared store and verified against
+        `cksum` on the way (IntegrityError for a damaged copy, StoreUnavailable when the shared
+        store cannot be reached); None when no shared copy exists (or nothing is shared)."""
         ...
 
     async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
@@ -56,7 +76,9 @@ class Store(Protocol):
     # -- index files, with upstream's validators ----------------------------------------------
 
     def read_index(self, name: str) -> CachedIndex | None:
-        """The stored index file, or None if absent or unreadable (then it is fetched again)."""
+        """The stored index file, or None if absent or unreadable (then it is fetched again).
+        Called in a worker thread; a shared store that cannot be reached raises
+        StoreUnavailable (the caller goes upstream, and names both if that fails too)."""
         ...
 
     def write_index(self, name: str, entry: CachedIndex) -> None: ...
@@ -76,6 +98,11 @@ class Store(Protocol):
         ...
 
     def write_scan(self, sha256: str, body: bytes) -> None: ...
+
+    async def load_scan(self, sha256: str) -> bytes | None:
+        """A report not stored locally, brought in from a shared store (record checked) and
+        kept locally; None when there is none (then the crate is scanned here)."""
+        ...
 
     def iter_scans(self) -> Iterator[str]:
         """The sha256 of every crate with a stored scan report."""

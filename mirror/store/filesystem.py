@@ -60,10 +60,21 @@ class FilesystemStore:
         except OSError as e:
             raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from e
 
+    # -- lifetime: nothing to open or finish -------------------------------------------------
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
     # -- crates -------------------------------------------------------------------------------
 
+    async def load_crate(self, cksum: str, max_bytes: int) -> Path | None:
+        return None  # nothing is shared: a crate not in the directory is nowhere
+
     def crate_path(self, cksum: str) -> Path:
-        return self.crates_dir / _fan_out(cksum, ".crate")
+        return self.crates_dir / fan_out(cksum, ".crate")
 
     def has_crate(self, cksum: str) -> bool:
         return self.crate_path(cksum).is_file()
@@ -202,15 +213,18 @@ class FilesystemStore:
 
     def read_scan(self, sha256: str) -> bytes | None:
         try:
-            return (self.scans_dir / _fan_out(sha256, ".json")).read_bytes()
+            return (self.scans_dir / fan_out(sha256, ".json")).read_bytes()
         except OSError:
             return None
 
     def write_scan(self, sha256: str, body: bytes) -> None:
         try:
-            self._write_atomic(self.scans_dir / _fan_out(sha256, ".json"), body)
+            self._write_atomic(self.scans_dir / fan_out(sha256, ".json"), body)
         except OSError as e:
             raise _storage_error(e, "writing a scan report") from e
+
+    async def load_scan(self, sha256: str) -> bytes | None:
+        return None  # nothing is shared
 
     def iter_scans(self) -> Iterator[str]:
         for path in self.scans_dir.glob("??/*.json"):
@@ -247,7 +261,7 @@ class FilesystemStore:
         fsync_directory(final.parent)
 
 
-def _fan_out(sha256: str, suffix: str) -> str:
+def fan_out(sha256: str, suffix: str) -> str:
     """`ab/abcd....suffix`: 256 directories instead of one huge one."""
     # Path-injection defence: only a well-formed hex digest ever becomes a path.
     if not _SHA256_RE.match(sha256):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import mirror.store
 from mirror.config import Settings
 from mirror.request_ids import next_request_id
@@ -27,16 +29,24 @@ STORE_DIR = str(Path(mirror.store.__file__).resolve().parent) + "/"
 POLICY = "version: 2\nrules:\n  capabilities: {mode: block, first_seen: trust}\n"
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["filesystem", "bucket"])
 async def test_every_cache_write_goes_through_the_store(
-    small_registry: Registry, mirror_settings: Any, tmp_path: Path
+    shared: bool,
+    small_registry: Registry,
+    mirror_settings: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Also with a shared bucket behind the local cache (S3Store keeps its hot set through the
+    same FilesystemStore)."""
     policy = tmp_path / "policy" / "policy.yaml"
     policy.parent.mkdir()
     policy.write_text(POLICY)
     cache = (tmp_path / "cache").resolve()
     writes = Writes(str(cache) + "/", skip=(str(cache / "audit"), str(cache / "state")))
     async with FakeUpstream(small_registry) as upstream:
-        settings: Settings = mirror_settings(upstream, cache_dir=cache, policy=policy)
+        bucket = request.getfixturevalue("s3_bucket").settings() if shared else {}
+        settings: Settings = mirror_settings(upstream, cache_dir=cache, policy=policy, **bucket)
         with watching(writes):
             core, close = open_mirror(settings)
             try:

@@ -1,5 +1,7 @@
 """Only mirror/upstream/ opens connections: every outbound connect of an index fetch, a crate
-download, a TUF refresh and a corpus update has the upstream client on its call stack.
+download, a TUF refresh, a corpus update, a webhook alert and (replicas) every object store
+request has the upstream package on its call stack (the upstream client, the webhook client
+mirror/upstream/webhooks.py, the object store client mirror/upstream/s3.py).
 
 A Python audit hook (event `socket.connect`) sees every connect the process makes, whichever
 library makes it (aiohttp, urllib3 under python-tuf, a raw socket); connects to the local
@@ -22,6 +24,7 @@ from mirror.serving.core import Client
 from mirror.serving.open import open_mirror
 from mirror.sources.corpus import CorpusUpdateSettings, load_corpus, update_corpus
 from tests.fixtures.audit_hooks import Connects, watching
+from tests.fixtures.object_store import TestBucket
 from tests.fixtures.registry import Registry
 from tests.fixtures.tuf_repo import SignedUpstream, static_app
 from tests.fixtures.upstream import FakeUpstream
@@ -132,3 +135,44 @@ async def test_webhook_alerts_go_out_through_the_upstream_package(
     assert got and connects.seen
     outside = [c for c in connects.seen if not c.through(UPSTREAM_DIR)]
     assert not outside, "\n\n".join(f"{c.what}\n  " + "\n  ".join(c.stack[:12]) for c in outside)
+
+
+async def test_object_store_traffic_goes_through_mirror_upstream(
+    small_registry: Registry, mirror_settings: Any, s3_bucket: TestBucket, tmp_path: Path
+) -> None:
+    """Replicas: the bucket is outside too. Uploads (crates, index files, scan reports),
+    read-through on a second replica and the capability-lock sync all connect from
+    mirror/upstream/ (the object store client, mirror/upstream/s3.py)."""
+    policy = tmp_path / "policy" / "policy.yaml"
+    policy.parent.mkdir()
+    policy.write_text("version: 2\nrules:\n  capabilities: {mode: block, first_seen: trust}\n")
+    connects = Connects()
+    connects.ports.add(int(s3_bucket.endpoint.rsplit(":", 1)[1]))
+    async with FakeUpstream(small_registry) as upstream:
+        connects.ports.add(upstream.port)
+        version = small_registry.versions("itoa")[0]
+        with watching(connects):
+            for replica in ("a", "b"):
+                settings: Settings = mirror_settings(
+                    upstream,
+                    cache_dir=tmp_path / replica,
+                    policy=policy,
+                    replica_id=replica,
+                    **s3_bucket.settings(),
+                )
+                core, close = open_mirror(settings)
+                try:
+                    await core.start()
+                    await core.serve_index("itoa", Client(next_request_id(), "test"))
+                    await core.fetch_crate("itoa", version, Client(next_request_id(), "test"))
+                    assert core.reloader is not None and core.reloader.lock_sync is not None
+                    await core.reloader.lock_sync.sync()
+                finally:
+                    await close()
+    assert upstream.requests.count("download") == 1  # b read it through the bucket
+    store_port = s3_bucket.endpoint.rsplit(":", 1)[1]
+    assert any(c.what.endswith(":" + store_port) for c in connects.seen)
+    outside = [c for c in connects.seen if not c.through(UPSTREAM_DIR)]
+    assert not outside, "connects outside mirror/upstream/:\n" + "\n\n".join(
+        f"{c.what}\n  " + "\n  ".join(c.stack[:12]) for c in outside
+    )

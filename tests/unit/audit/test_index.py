@@ -13,7 +13,7 @@ import pytest
 
 from mirror.audit import AuditEvent, AuditLog
 from mirror.audit.event import canonical_json, expected_hash
-from mirror.audit.index import INDEX_NAME, AuditIndex, EventQuery, event_query_sql
+from mirror.audit.index import INDEX_NAME, AuditIndex, EventQuery, IndexPlace, event_query_sql
 
 
 def write(directory: Path, events: list[AuditEvent], **options: Any) -> None:
@@ -71,7 +71,7 @@ def test_index_is_built_from_the_files_and_catches_up_with_new_lines(tmp_path: P
 
 def test_the_server_writer_keeps_the_index_current(tmp_path: Path) -> None:
     """`AuditLog(index=True)` (what the server's writer runs) leaves nothing to index."""
-    write(tmp_path, [hold("evil", "2.0.0")], index=True)
+    write(tmp_path, [hold("evil", "2.0.0")], index=IndexPlace.beside(tmp_path))
     assert (tmp_path / INDEX_NAME).is_file()
     assert AuditIndex(tmp_path).refresh() == 0
     assert pending(AuditIndex(tmp_path)) == [("evil", "2.0.0")]
