@@ -285,9 +285,7 @@ def decide_capabilities(
             f"{name} is new to the capability lock; trusted on first use ({caps})",
             {"record": True, "capabilities": [c.value for c in report.capabilities]},
         )
-    added = {
-        c: ev for c, ev in report.capabilities.items() if approved is None or c not in approved
-    }
+    added = unapproved(report, approved)
     if not added:
         return Decision.allow(RULE, f"{name} {version} uses only approved capabilities")
     command = approve_command(name, version, frozenset(added), rule.command_flags)
@@ -303,6 +301,14 @@ def decide_capabilities(
         reason = f"{name} {version} adds: {describe(added)}"
     # The command is in the details (`approve`); the 403 text adds it once (`explain`).
     return Decision.matched(rule.mode, RULE, reason, details)
+
+
+def unapproved(
+    report: CapabilityReport, approved: frozenset[Capability] | None
+) -> dict[Capability, tuple[Evidence, ...]]:
+    """What the version uses beyond what the lock approves (all of it when the lock has no
+    entry), with the scan's evidence."""
+    return {c: ev for c, ev in report.capabilities.items() if approved is None or c not in approved}
 
 
 def describe(caps: Mapping[Capability, tuple[Evidence, ...]]) -> str:

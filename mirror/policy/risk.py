@@ -219,11 +219,14 @@ def _verdict(score: float, rule: RiskRule) -> Verdict:
 
 
 def is_new(name: NameFacts, history: CrateHistory, rule: RiskRule, now: datetime) -> bool:
-    """No past to judge by: every version is young, or there are hardly any and the name is
-    not in the corpus."""
+    """No past to judge by: a name outside the corpus whose versions are all young, or that
+    has hardly any. A name in the corpus has a past by definition: the corpus lists crates
+    people already depend on, whatever dates the index carries."""
+    if name.rank is not None:
+        return False
     if history.first_published is not None and now - history.first_published < rule.young:
         return True
-    return name.rank is None and history.versions <= FEW_VERSIONS
+    return history.versions <= FEW_VERSIONS
 
 
 # -- the signals ------------------------------------------------------------------------------

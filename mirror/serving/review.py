@@ -30,7 +30,7 @@ from mirror.audit import AuditEvent, AuditSink
 from mirror.audit.index import AuditIndex, Hold
 from mirror.errors import ArchiveError, BadRequest, MirrorError
 from mirror.index import CrateRef, IndexFile, IndexLine
-from mirror.policy.capability_lock import CapabilityLock, merged
+from mirror.policy.capability_lock import CapabilityLock, merged, unapproved
 from mirror.policy.semver import Version
 from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.report import Capability, CapabilityReport
@@ -150,7 +150,7 @@ class ReviewDesk:
             event=event,
             intact=stored.intact if stored is not None else False,
             version=target,
-            added=_additions(info.get("added"), archive),
+            added=_additions(info.get("added"), report, approved, archive),
             approved=_names(approved) if approved is not None else None,
             found=_names(report.capability_set) if report is not None else None,
             risk=_risk(info.get("risk")),
@@ -337,9 +337,21 @@ def _names(caps: Iterable[Capability]) -> tuple[str, ...]:
     return tuple(c.value for c in Capability if c in chosen)
 
 
-def _additions(added: Any, archive: SourceFiles | None) -> tuple[Addition, ...]:
+def _additions(
+    added: Any,
+    report: CapabilityReport | None,
+    approved: frozenset[Capability] | None,
+    archive: SourceFiles | None,
+) -> tuple[Addition, ...]:
+    """What the version adds beyond the lock: as the capability hold recorded it, or, when the
+    latest hold was another rule's (the risk rule holds the same version), from its scan."""
     if not isinstance(added, Mapping):
-        return ()
+        if report is None:
+            return ()
+        added = {
+            c.value: [{"file": e.file, "line": e.line, "item": e.item} for e in ev]
+            for c, ev in unapproved(report, approved).items()
+        }
     out = []
     for capability, evidence in added.items():
         items = evidence if isinstance(evidence, list) else []

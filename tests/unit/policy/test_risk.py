@@ -296,6 +296,20 @@ def test_an_established_release_is_watched_while_new(names: NameIndex) -> None:
     assert new_version.expires == NOW - timedelta(hours=3) + RULE.new_version
 
 
+def test_a_corpus_crate_is_never_new(names: NameIndex) -> None:
+    """A name in the corpus is one people already depend on: even when the index says all its
+    versions are days old (a registry rebuilt, a mirror of a mirror), it is judged release by
+    release, never as a whole crate by what its newest version does."""
+    h = history(2, age=timedelta(days=2))
+    facts = content(("net", RunsAt.BUILD), ("process", RunsAt.BUILD), ("url", RunsAt.BUILD))
+    v = version("serde", facts, published=NOW - timedelta(hours=1))
+    crate = assess_crate(names.facts("serde"), h, v, RULE, NOW)
+    assert crate.verdict is Verdict.ALLOW
+    assert "download_execute" not in ids(crate)
+    assert assess_version(names.facts("serde"), h, v, RULE, NOW).verdict is not Verdict.ALLOW
+    assert assess_crate(names.facts("widget"), h, v, RULE, NOW).verdict is Verdict.BLOCK
+
+
 def test_weights_come_from_the_policy(names: NameIndex) -> None:
     heavy = dataclasses.replace(RULE, weights=MappingProxyType({**RULE.weights, "combo": 9.0}))
     a = assess_crate(names.facts("tokio-foo"), history(9, predates=True), None, heavy, NOW)
