@@ -184,29 +184,35 @@ def expected_hash(parsed: Mapping[str, Any]) -> str:
     return event_hash(canonical_json({k: v for k, v in parsed.items() if k != "hash"}))
 
 
-def near_name_entry(event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The public near-name feed entry for a prepared event, or None if it is not one.
+def feed_entry(event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The feed entry for a prepared event, or None if it is not one: every near-name decision
+    (stopped or let through) and every `warn` decision of any rule (a dry run's would-block).
 
     Only public facts: which crate was asked for, which protected crate it resembles and how,
-    what the mirror did and the evidence it weighed (facts about the crate, not the client).
-    No client address and no request id, so the feed can be published without revealing who
-    asked.
+    what the mirror did (or would have done) and the evidence it weighed (facts about the
+    crate, not the client). No client address and no request id, so the feed can be published
+    without revealing who asked.
     """
-    details = event_dict.get("details")
-    near = details.get("near_name") if isinstance(details, Mapping) else None
-    if not isinstance(near, Mapping):
+    raw = event_dict.get("details")
+    details: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    near = details.get("near_name")
+    warned = event_dict.get("action") == "warn"
+    if not isinstance(near, Mapping) and not warned:
         return None
-    risk = details.get("risk") if isinstance(details, Mapping) else None
+    risk = details.get("risk")
     entry = {
         "time": event_dict.get("time"),
         "crate": event_dict.get("crate"),
         "version": event_dict.get("version"),
         "action": event_dict.get("action"),
         "rule": event_dict.get("rule"),
-        "protected": near.get("protected"),
-        "check": near.get("check"),
-        "distance": near.get("distance"),
     }
+    if isinstance(near, Mapping):
+        entry.update(
+            protected=near.get("protected"), check=near.get("check"), distance=near.get("distance")
+        )
+    if warned:
+        entry.update(would=details.get("would"), reason=event_dict.get("reason"))
     if isinstance(risk, Mapping):
         entry.update(
             meant=risk.get("meant"),

@@ -1,8 +1,10 @@
-"""The public near-name feed as documents: the newest entries as JSON and as Atom (RFC 4287).
+"""The near-name feed as documents: the newest entries as JSON and as Atom (RFC 4287).
 
-Every near-name decision (stopped or let through, with its evidence) is appended to
-`near-names.jsonl` by the audit writer; this module reads the newest entries back and
-renders them, so a community can watch new look-alikes appear. Pure apart from the reader.
+Every near-name decision (stopped or let through, with its evidence) and every dry-run
+(`warn`) decision of any rule is appended to `near-names.jsonl` by the audit writer; this
+module reads the newest entries back and renders them, so a community can watch new
+look-alikes appear and a team can watch what a rule in `warn` would stop before switching it
+to `block`. Pure apart from the reader.
 
 Entries carry crate-controlled text (evidence cites file paths and snippets from the crate):
 JSON escapes it by construction; the Atom document is built with ElementTree (which escapes
@@ -110,9 +112,12 @@ def _headline(entry: Mapping[str, Any]) -> str:
     crate = entry.get("crate", "?")
     version = f" {entry['version']}" if entry.get("version") else ""
     action = entry.get("action", "seen")
+    if entry.get("would"):
+        action = f"{action} (would {entry['would']})"
     meant = entry.get("meant") or entry.get("protected")
     like = f", like `{meant}`" if meant else ""
-    return f"{action}: `{crate}`{version}{like}"
+    rule = f" by {entry['rule']}" if entry.get("rule") and not meant else ""
+    return f"{action}: `{crate}`{version}{like}{rule}"
 
 
 def _details(entry: Mapping[str, Any]) -> str:
@@ -122,6 +127,8 @@ def _details(entry: Mapping[str, Any]) -> str:
     for signal in entry.get("evidence") or ():
         if isinstance(signal, Mapping):
             lines.append(f"{signal.get('points', 0):+} {signal.get('text', signal.get('id'))}")
+    if entry.get("reason") and not entry.get("evidence"):
+        lines.append(str(entry["reason"]))
     if entry.get("check"):
         lines.append(f"name check: {entry['check']}")
     if entry.get("until"):

@@ -13,6 +13,7 @@ received and exits: at most the last `flush_interval` of events is lost, as with
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import signal
 import socket
@@ -50,7 +51,9 @@ class ProcessAuditLog:
         self.directory = Path(directory)
         place = index if index is not None else IndexPlace.beside(self.directory)
         self._flush_interval = flush_interval
-        self._pending: list[tuple[Any, ...]] = []
+        # A deque, not a list swapped for a new one: append and popleft are atomic, so an
+        # event recorded while the shipper drains is neither lost nor sent out of order.
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self._send_lock = threading.Lock()
         self._stopping = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
@@ -110,7 +113,8 @@ class ProcessAuditLog:
 
     def _ship(self, *, ack: bool) -> None:
         with self._send_lock:
-            batch, self._pending = self._pending, []
+            pending = self._pending
+            batch = [pending.popleft() for _ in range(len(pending))]
             if not batch and not ack:
                 return
             try:

@@ -41,8 +41,8 @@ from mirror.audit.event import (
     ZERO_HASH,
     AuditEvent,
     canonical_json,
+    feed_entry,
     link,
-    near_name_entry,
     prepare,
 )
 from mirror.audit.files import FEED_NAME, LOCK_NAME, chain_file_name, chain_files, read_tail
@@ -204,7 +204,7 @@ class AuditLog:
                     number, size = number + 1, 0
                 out.setdefault(number, []).append(data)
                 size += len(data)
-                entry = near_name_entry(event_dict)
+                entry = feed_entry(event_dict)
                 if entry is not None:
                     feed.append(entry)
             for file_number, lines in out.items():

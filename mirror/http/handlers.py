@@ -117,7 +117,8 @@ class Handlers:
     # -- GET /feed/near-names.{json,atom} -----------------------------------------------------
 
     async def near_name_feed(self, request: web.Request) -> web.StreamResponse:
-        """Every look-alike the mirror judged, newest first, with the evidence it weighed."""
+        """Every look-alike the mirror judged and every would-block, newest first, with the
+        evidence weighed."""
         limit = _limit(request.query.get("limit"))
         body, content_type = await self.core.near_names(
             limit, request.match_info["format"], str(request.url.with_query(None))

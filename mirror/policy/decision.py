@@ -43,6 +43,10 @@ class Decision:
     def matched(
         cls, mode: Mode, rule: str, reason: str, details: Mapping[str, Any] | None = None
     ) -> Decision:
-        """The decision of a rule that matched, shaped by its mode."""
+        """The decision of a rule that matched, shaped by its mode (`warn`: what it would
+        have done is kept in the details, as the risk rule does)."""
         action = {Mode.BLOCK: Action.BLOCK, Mode.WARN: Action.WARN, Mode.OFF: Action.ALLOW}[mode]
-        return cls(action, rule, reason, dict(details or {}))
+        out = dict(details or {})
+        if mode is Mode.WARN:
+            out["would"] = Action.BLOCK.value
+        return cls(action, rule, reason, out)

@@ -298,20 +298,14 @@ class Gate:
 
     def _record_view(self, name: str, view: RiskView) -> None:
         """What a new judgement says that is worth keeping, once: a look-alike let through or
-        held (the near-name feed), a warning, a version held back."""
+        held (the near-name feed), a warning, a version held back. (A version's warning is
+        recorded with the served view's other dry runs, once per content.)"""
         crate = view.crate.decision
-        if (
-            crate.action is not Action.ALLOW
-            or "near_name" in crate.details
-            or crate.rule
-            in (
-                "allow",
-                "approved",
-            )
-        ):
+        exempt = crate.rule in ("allow", "approved")
+        if crate.action is not Action.ALLOW or "near_name" in crate.details or exempt:
             self._record(self._view_request(name, None), crate)
         for vers, judged in view.versions.items():
-            if judged.decision.action is not Action.ALLOW:
+            if judged.decision.blocks:
                 self._record(self._view_request(name, vers), judged.decision)
 
     @staticmethod

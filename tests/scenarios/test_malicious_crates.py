@@ -170,6 +170,11 @@ async def test_warn_mode_serves_and_records_would_block(
     warned = [e for e in events(client, tmp_path / "cache") if e["rule"] == "risk"]
     assert warned and warned[0]["action"] == "warn"
     assert warned[0]["details"]["would"] == "quarantine"
+    feed = list(read_near_names(tmp_path / "cache" / "audit"))
+    assert [(f["crate"], f.get("version"), f["action"], f["would"]) for f in feed] == [
+        ("serde_jsno", None, "warn", "quarantine"),  # the crate, judged by its name and past
+        ("serde_jsno", "0.1.0", "warn", "quarantine"),  # its version, once per index content
+    ]
 
 
 @pytest.mark.parametrize(
@@ -201,6 +206,11 @@ async def test_version_rule_warnings_are_on_the_record(
         e for e in events(client, tmp_path / "cache") if e["rule"] == rule and e["action"] == "warn"
     ]
     assert len(warned) == 1 and warned[0]["version"] == "99.0.0"
+    assert warned[0]["details"]["would"] == "block"
+    feed = [f for f in read_near_names(tmp_path / "cache" / "audit") if f["rule"] == rule]
+    assert [(f["crate"], f["version"], f["action"], f["would"]) for f in feed] == [
+        ("memchr", "99.0.0", "warn", "block")
+    ]
 
 
 async def test_capability_warnings_are_on_the_record(
@@ -220,6 +230,8 @@ async def test_capability_warnings_are_on_the_record(
     assert resp.status == 200  # capabilities: warn
     warned = [e for e in events(client, tmp_path / "cache") if e["rule"] == "capabilities"]
     assert warned and warned[0]["action"] == "warn"
+    feed = [f for f in read_near_names(tmp_path / "cache" / "audit") if f["rule"] == "capabilities"]
+    assert feed and feed[0]["would"] == "block" and "build.rs" in feed[0]["reason"]
 
 
 async def test_an_approval_lets_the_quarantined_crate_through(

@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from mirror.audit.event import near_name_entry
+from mirror.audit.event import feed_entry
 from mirror.audit.feed import newest_entries, render_atom, render_json
 from mirror.audit.files import FEED_NAME
 
@@ -61,11 +61,41 @@ def test_entry_from_a_risk_event_carries_the_evidence() -> None:
             },
         },
     }
-    got = near_name_entry(event)
+    got = feed_entry(event)
     assert got is not None
     assert got["meant"] == "tracing" and got["score"] == 7.0
     assert got["evidence"][0]["id"] == "typo"
     assert "client" not in got and "request_id" not in got  # who asked is never published
+
+
+def test_a_dry_run_of_any_rule_is_in_the_feed_and_other_decisions_are_not() -> None:
+    warn = {
+        "time": "2026-11-27T10:00:00Z",
+        "action": "warn",
+        "rule": "capabilities",
+        "crate": "memchr",
+        "version": "2.9.0",
+        "reason": "memchr 2.9.0 adds: net (build.rs:6 TcpStream::connect)",
+        "client": "10.0.0.7",
+        "details": {"would": "block", "added": {"net": []}},
+    }
+    got = feed_entry(warn)
+    assert got == {
+        "time": "2026-11-27T10:00:00Z",
+        "crate": "memchr",
+        "version": "2.9.0",
+        "action": "warn",
+        "rule": "capabilities",
+        "would": "block",
+        "reason": "memchr 2.9.0 adds: net (build.rs:6 TcpStream::connect)",
+    }
+    atom = ET.fromstring(render_atom([got], title="t", self_url="http://m/f", feed_id="tag:m"))
+    entry = atom.find(f"{ATOM}entry")
+    assert entry is not None
+    assert entry.findtext(f"{ATOM}title") == "warn (would block): `memchr` 2.9.0 by capabilities"
+    assert "TcpStream::connect" in (entry.findtext(f"{ATOM}content") or "")
+    assert feed_entry({**warn, "action": "block"}) is None  # a stop without a near name
+    assert feed_entry({**warn, "action": "allow", "details": {}}) is None
 
 
 def test_json_document() -> None:

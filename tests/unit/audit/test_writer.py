@@ -188,7 +188,7 @@ def test_non_json_values_still_verify(tmp_path: Path) -> None:
 def test_near_name_feed_holds_public_facts_only(tmp_path: Path) -> None:
     """Blocked, warned and allowed near-name events reach the feed, without who asked."""
     log = AuditLog(tmp_path, fsync=False)
-    for action, rule in (("block", "typosquat"), ("warn", "typosquat"), ("allow", "allow-list")):
+    for action, rule in (("block", "risk"), ("warn", "risk"), ("allow", "allow-list")):
         near = {"protected": "serde", "check": "levenshtein", "distance": 1}
         log.record(
             AuditEvent(
@@ -200,11 +200,12 @@ def test_near_name_feed_holds_public_facts_only(tmp_path: Path) -> None:
     log.close()
     feed = [json.loads(line) for line in (tmp_path / FEED_NAME).read_bytes().splitlines()]
     assert [(e["action"], e["rule"]) for e in feed] == [
-        ("block", "typosquat"), ("warn", "typosquat"), ("allow", "allow-list"),
+        ("block", "risk"), ("warn", "risk"), ("allow", "allow-list"),
     ]  # fmt: skip
     for entry in feed:
+        warned = {"reason"} if entry["action"] == "warn" else set()  # what it would have stopped
         assert set(entry) == {
-            "time", "crate", "version", "action", "rule", "protected", "check", "distance",
+            "time", "crate", "version", "action", "rule", "protected", "check", "distance", *warned,
         }  # fmt: skip
         assert (entry["crate"], entry["protected"], entry["distance"]) == ("serd", "serde", 1)
     assert b"10.1.2.3" not in (tmp_path / FEED_NAME).read_bytes()
