@@ -24,7 +24,7 @@ from mirror.errors import ArchiveError
 from mirror.scan.tar_headers import Header, headers
 
 _INFLATE_SLICE = 1024 * 1024  # bytes inflated per step, so a bomb is caught within one slice
-_INPUT_CHUNK = 64 * 1024  # compressed bytes handed to the inflater per step
+_INPUT_CHUNK = 256 * 1024  # compressed bytes handed to the inflater per step (a slice's worth)
 _RATIO_FLOOR = 1024 * 1024  # bytes; below this a high ratio is normal (tar padding of tiny files)
 _TAR_OVERHEAD_PER_ENTRY = 3 * 512  # bytes: header, a possible PAX/GNU long-name header, padding
 HEAD_BYTES = 8192  # bytes of every file seen by the caller (magic numbers, NUL test)

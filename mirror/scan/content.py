@@ -38,7 +38,6 @@ from mirror.scan.literals import (
     text_array,
     urls,
 )
-from mirror.scan.prefilter import code_start, comment_only
 from mirror.scan.regions import Region, Regions
 from mirror.scan.syntax import LANGUAGE, first_string, segments, text
 
@@ -117,13 +116,12 @@ class _ContentReader:
         self.own = () if build else facts.own_urls
         self.found: dict[tuple[Finding, int, str], None] = {}
         self._seen: set[tuple[str, int, int]] = set()  # nodes judged (purpose, byte range)
-        self._code_start = code_start(source)
+        self._code_start = regions.code_start
         self._attributes_end: int | None = None  # see `_leading_attributes`, once needed
 
     def read(self, hits: list[Hit]) -> list[tuple[Finding, int, str]]:
         by_region: dict[int, tuple[Region, list[Spot]]] = {}
         start = self._code_start
-        lines: dict[int, bool] = {}  # line start -> comment only?
         last: tuple[int, Token] | None = None
         for offset, token, match_start in hits:
             if offset < start or (offset, token) == last or token is Token.PULL:
@@ -132,9 +130,7 @@ class _ContentReader:
             line_start = self.source.rfind(b"\n", 0, offset) + 1
             line_end = self.source.find(b"\n", offset)
             line_end = len(self.source) if line_end < 0 else line_end
-            comment = lines.get(line_start)
-            if comment is None:
-                comment = lines[line_start] = comment_only(self.source, line_start, line_end)
+            comment = self.regions.comment_line(line_start, line_end)
             if comment or self._certainly_inert(token, line_start, line_end, offset, match_start):
                 continue
             region, _ = self.regions.region_of(offset)

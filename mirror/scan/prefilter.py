@@ -26,9 +26,13 @@ for _path, _cap in RULE_PATHS:
     _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
 for _name, _cap in (*BARE.items(), *METHODS.items()):
     _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
-# Calls into libc (FFI, and FS for its file functions): `libc::open(..)` names `libc`, and so
-# does `use libc::{open}`, read for the alias, after which `open` is a second-pass token.
-_TOKEN_CAPS["libc"] = frozenset(CALL_RULES)
+# Calls into libc: `libc::` (FFI), `libc::open` and its kind (FS), and `use libc` (FS: read
+# for the alias, after which an imported `open` is a second-pass token). A bare `libc` (in
+# `extern crate libc;`, a cfg, prose) grants nothing.
+_TOKEN_CAPS["libc::"] = frozenset({Capability.FFI})
+for _rule in CALL_RULES[Capability.FS]:
+    _TOKEN_CAPS[_rule] = frozenset({Capability.FS})
+_TOKEN_CAPS["use libc"] = frozenset({Capability.FS})
 _TOKEN_CAPS.update(
     {
         "File": frozenset({Capability.FS}),
@@ -71,7 +75,10 @@ Hit = tuple[int, Capability | None]  # (offset, the one capability an item-local
 def _expression(token: str) -> bytes:
     """`\\btoken\\b` in hyperscan's syntax (a space stands for any run of whitespace)."""
     body = rb"[ \t\n\r\f\v]+".join(re.escape(w.encode()) for w in token.split(" "))
-    # `std::*` ends in a non-word byte, where `\b` would demand a word byte next.
+    # `std::*` ends in a non-word byte, where `\b` would demand a word byte next; `libc::`
+    # is followed by the name it qualifies.
+    if token.endswith("::"):
+        return rb"\b" + body
     end = rb"\b" if token[-1].isalnum() or token[-1] == "_" else rb"(?:[^" + _WORD + rb"]|$)"
     return rb"\b" + body + end
 
