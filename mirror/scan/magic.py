@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HEAD_NEEDED = 8192  # bytes of a file these functions look at (git's NUL test reads 8000)
+HEAD_BYTES = 8192  # bytes of a file these functions look at (git's NUL test reads 8000)
 MIN_EMBEDDED_DATA = 16 * 1024  # bytes of unrecognised non-text data `include_bytes!` may embed
 
 _BINARY_SUFFIXES = (".so", ".dll", ".dylib", ".a", ".lib", ".exe", ".o", ".obj", ".node", ".wasm")
@@ -43,7 +43,7 @@ def _maybe_magic(head: bytes) -> bool:
 
 def binary_kind(path: str, head: bytes, size: int) -> str | None:
     """What pre-built code a file is, by magic bytes first and then by name; None if none.
-    `head` is the file's first bytes (HEAD_NEEDED of them, or all of a smaller file)."""
+    `head` is the file's first bytes (HEAD_BYTES of them, or all of a smaller file)."""
     if not _maybe_magic(head):
         return _kind_by_name(path)
     if head.startswith(b"MZ") and _is_pe(head, size):
