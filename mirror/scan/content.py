@@ -140,7 +140,12 @@ class _ContentReader:
         on its line whose text (as written, and unescaped) shows nothing cannot be in a
         literal that shows something: the literal's text is that text (or the hit is not in
         a literal at all). Raw strings, which may hold quotes, are always parsed. Also: a
-        dotted quad on a line naming an OID, and an array of codes that spells no text."""
+        dotted quad on a line naming an OID, an array of codes that spells no text, and a
+        method called `vars`."""
+        if token is Token.ENV_VARS:
+            # `cc.vars()` is some type's method; `vars()`, `env::vars()` may be the env's.
+            name = self.source.rfind(b"vars", line_start, offset + 1)
+            return name > 0 and self.source[name - 1 : name] == b"."
         if token is Token.TEXT_ARRAY:
             values = re.findall(rb"[0-9a-fA-FxX]+", self.source[match_start : offset + 1])
             numbers = [integer(v.decode("ascii")) for v in values]
