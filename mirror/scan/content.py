@@ -27,6 +27,7 @@ from mirror.scan.findings import Finding
 from mirror.scan.literals import (
     HOME_VARIABLES,
     MIN_ESCAPES,
+    OID_LINE,
     SHELLS,
     Found,
     classify,
@@ -139,9 +140,8 @@ class _ContentReader:
         costly step). A literal's findings are those of its text; a hit between two quotes
         on its line whose text (as written, and unescaped) shows nothing cannot be in a
         literal that shows something: the literal's text is that text (or the hit is not in
-        a literal at all). Raw strings, which may hold quotes, are always parsed. Also: a
-        dotted quad on a line naming an OID, an array of codes that spells no text, and a
-        method called `vars`."""
+        a literal at all). Raw strings, which may hold quotes, are always parsed. Also: an
+        array of codes that spells no text, and a method called `vars`."""
         if token is Token.ENV_VARS:
             # `cc.vars()` is some type's method; `vars()`, `env::vars()` may be the env's.
             name = self.source.rfind(b"vars", line_start, offset + 1)
@@ -154,8 +154,6 @@ class _ContentReader:
             return False
         line = self.source[line_start:line_end]
         at = offset - line_start
-        if token is Token.ADDRESS and b"OID" in line[:at].upper():
-            return True
         if line[at : at + 1] == b'"':
             at -= 1  # a match ending on the literal's closing quote
         if _RAW_STRING.search(line, 0, at):
@@ -166,7 +164,8 @@ class _ContentReader:
         # The crate's leading attributes (`#![doc(html_root_url = "..")]`) are read exactly:
         # from the first code on, whole lines of attributes and comments only.
         in_attribute = line.lstrip().startswith(b"#") and line_start < self._attributes()
-        return not self._may_find(segment, line_start + at, in_attribute)
+        oid_line = token is Token.ADDRESS and OID_LINE.search(line, 0, at) is not None
+        return not self._may_find(segment, line_start + at, in_attribute, oid_line)
 
     @staticmethod
     def _url_fragment_inert(line: bytes, at: int) -> bool:
@@ -187,14 +186,15 @@ class _ContentReader:
             self._attributes_end = _leading_attributes(self.source, self._code_start)
         return self._attributes_end
 
-    def _may_find(self, segment: bytes, offset: int, in_attribute: bool) -> bool:
+    def _may_find(self, segment: bytes, offset: int, in_attribute: bool, oid_line: bool) -> bool:
         """Could a literal with this text (as written) give a finding?"""
         raw = segment.decode("utf-8", errors="replace")
         value = literal_text(f'"{raw}"') if "\\" in raw else (raw, 0)
         texts = {raw} if value is None else {raw, value[0]}
         for text_value in texts:
             name = text_value.strip()
-            if classify(text_value, 0, in_attribute=in_attribute) or name in HOME_VARIABLES:
+            found = classify(text_value, 0, in_attribute=in_attribute, oid_line=oid_line)
+            if found or name in HOME_VARIABLES:
                 return True
             if name in SHELLS and _DASH_C.search(self.source, offset, offset + 400):
                 return True
@@ -280,7 +280,9 @@ class _ContentReader:
         content, escapes = value
         in_attribute = nodes.in_attribute(node)
         line_start = self.source.rfind(b"\n", 0, region.start + node.start_byte) + 1
-        oid_line = b"OID" in self.source[line_start : region.start + node.start_byte].upper()
+        oid_line = (
+            OID_LINE.search(self.source, line_start, region.start + node.start_byte) is not None
+        )
         prose = nodes.in_prose_concat(node)
         found = classify(content, escapes, self.own, in_attribute, oid_line, prose)
         if not in_attribute:
