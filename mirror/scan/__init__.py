@@ -1,4 +1,5 @@
-"""Capability scanning of `.crate` files: safe unpacking, Rust reading, cached reports."""
+"""Scanning `.crate` files: safe streaming, Rust reading for capabilities and suspicious
+content (findings), cached reports."""
 
 from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.capabilities import (
@@ -9,14 +10,19 @@ from mirror.scan.capabilities import (
     parse_capabilities,
     scan_crate,
 )
+from mirror.scan.findings import context_of
+from mirror.scan.report import Context, Finding
 
 __all__ = [
     "ArchiveLimits",
     "Capability",
     "CapabilityReport",
     "CapabilitySet",
+    "Context",
     "CrateFiles",
     "Evidence",
+    "Finding",
+    "context_of",
     "parse_capabilities",
     "scan_crate",
 ]

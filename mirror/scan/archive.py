@@ -21,13 +21,13 @@ from typing import cast
 from isal import isal_zlib
 
 from mirror.errors import ArchiveError
+from mirror.scan.magic import HEAD_BYTES
 from mirror.scan.tar_headers import Header, headers
 
 _INFLATE_SLICE = 1024 * 1024  # bytes inflated per step, so a bomb is caught within one slice
-_INPUT_CHUNK = 64 * 1024  # compressed bytes handed to the inflater per step
+_INPUT_CHUNK = 256 * 1024  # compressed bytes handed to the inflater per step (a slice's worth)
 _RATIO_FLOOR = 1024 * 1024  # bytes; below this a high ratio is normal (tar padding of tiny files)
 _TAR_OVERHEAD_PER_ENTRY = 3 * 512  # bytes: header, a possible PAX/GNU long-name header, padding
-HEAD_BYTES = 8192  # bytes of every file seen by the caller (magic numbers, NUL test)
 # isal's stub declares `error` an instance; it is the exception class corrupt input raises.
 _INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 

@@ -37,6 +37,9 @@ _FS_WRITERS = {
 _FILE_CREATORS = frozenset({"create", "create_new"})
 _OPEN_FOR_WRITING = re.compile(rb"\.\s*(?:write|append|create|create_new|truncate)\s*\(\s*true")
 _DERIVED_ROOT = b"OUT_DIR"
+_WORD = re.compile(rb"\w+")
+_FIELD = re.compile(rb"\.\s*(\w+)")
+_WRITERS = (b"fs::", b"fs_err", b"File::create", b"File::options", b"OpenOptions")
 _QUERY = Query(
     LANGUAGE,
     """
@@ -63,16 +66,18 @@ def writes_outside_out_dir(sources: Mapping[str, bytes]) -> list[tuple[Finding, 
     OUT_DIR, as (WRITE_OUTSIDE_OUT_DIR, file, line, item)."""
     files: list[_File] = []
     found: list[tuple[Finding, str, int, str]] = []
+    # Nothing writes without naming a writer (`fs::`, `fs_err`, `File::create`, `OpenOptions`;
+    # `use std::fs::write` names `fs::` too).
+    if not any(marker in source for source in sources.values() for marker in _WRITERS):
+        return found
     for path, source in sources.items():
         if len(source) > MAX_PARSE_BYTES:
             # Fail closed: what cannot be read is reported, not assumed harmless.
             item = f"{len(source)} bytes: too large to check for writes"
             found.append((Finding.WRITE_OUTSIDE_OUT_DIR, path, 1, item))
             continue
-        if b"fs" in source or b"File" in source or b"OpenOptions" in source:
-            files.append(_File(path, thread_parser().parse(source).root_node))
-    if not files:
-        return found
+        # Every build file, writer or not: derived paths cross files through calls.
+        files.append(_File(path, thread_parser().parse(source).root_node))
     captures = [(f, _captures(f.root)) for f in files]
     functions = {text(name): params for _, c in captures for name, params in c["fn"]}
     derived = _Derived()
@@ -110,21 +115,24 @@ class _Derived:
     """Names (variables, fields, parameters) known to hold a path derived from OUT_DIR."""
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
-        self.fields: set[str] = set()
-        self._pattern: re.Pattern[bytes] | None = None
+        self.names: set[bytes] = set()
+        self.fields: set[bytes] = set()
+        # Per expression (by node id): its words, the fields it reads, whether it names
+        # OUT_DIR. Asked again every round: worked out once.
+        self._words: dict[int, tuple[frozenset[bytes], frozenset[bytes], bool]] = {}
 
     def mentions(self, node: Node) -> bool:
-        data = node.text or b""
-        if _DERIVED_ROOT in data:
-            return True
-        if self._pattern is None:
-            words = [re.escape(n.encode()) for n in sorted(self.names)]
-            fields = [re.escape(f.encode()) for f in sorted(self.fields)]
-            parts = [rb"\b(?:" + b"|".join(words) + rb")\b"] if words else []
-            parts += [rb"\.\s*(?:" + b"|".join(fields) + rb")\b"] if fields else []
-            self._pattern = re.compile(b"|".join(parts)) if parts else re.compile(rb"(?!)")
-        return self._pattern.search(data) is not None
+        words = self._words.get(node.id)
+        if words is None:
+            data = node.text or b""
+            words = (
+                frozenset(_WORD.findall(data)),
+                frozenset(_FIELD.findall(data)),
+                (_DERIVED_ROOT in data),
+            )
+            self._words[node.id] = words
+        names, fields, root = words
+        return root or not names.isdisjoint(self.names) or not fields.isdisjoint(self.fields)
 
     def learn(self, c: Matches, functions: Mapping[str, Node]) -> bool:
         """One pass over a file's bindings; True if anything new was learnt. `functions`:
@@ -135,10 +143,10 @@ class _Derived:
                 self._add_names(_identifiers(pattern))
         for field, value in c["field"]:
             if self.mentions(value):
-                self._add_fields({text(field)})
+                self._add_fields({field.text or b""})
         for (name,) in c["shorthand"]:
-            if text(name) in self.names:
-                self._add_fields({text(name)})
+            if (name.text or b"") in self.names:
+                self._add_fields({name.text or b""})
         for callee, args in c["call"]:
             path = segments(callee)
             function = path[-1] if path else _method_name(callee)
@@ -152,15 +160,11 @@ class _Derived:
                     self._add_names(_identifiers(bound))
         return (len(self.names), len(self.fields)) != before
 
-    def _add_names(self, names: set[str]) -> None:
-        if not names <= self.names:
-            self.names |= names
-            self._pattern = None
+    def _add_names(self, names: set[bytes]) -> None:
+        self.names |= names
 
-    def _add_fields(self, fields: set[str]) -> None:
-        if not fields <= self.fields:
-            self.fields |= fields
-            self._pattern = None
+    def _add_fields(self, fields: set[bytes]) -> None:
+        self.fields |= fields
 
 
 def _writes(c: Matches, derived: _Derived) -> Iterator[tuple[int, str]]:
@@ -204,16 +208,16 @@ def _callee_name(callee: Node) -> str:
     return "::".join(path[-2:]) if path else f".{_method_name(callee)}"
 
 
-def _identifiers(pattern: Node) -> set[str]:
+def _identifiers(pattern: Node) -> set[bytes]:
     """The names a pattern binds (`x`, `(a, b)`, `Some(dir)`, `Config { out, .. }`)."""
     if pattern.type == "identifier":
-        return {text(pattern)}
-    names: set[str] = set()
+        return {pattern.text or b""}
+    names: set[bytes] = set()
     stack = [pattern]
     while stack and len(names) < 64:
         node = stack.pop()
         if node.type == "identifier":
-            names.add(text(node))
+            names.add(node.text or b"")
             continue
         skip = node.child_by_field_name("type")  # `Some` in `Some(dir)`, `Config` in `Config {..}`
         stack.extend(n for n in node.named_children if skip is None or n.id != skip.id)

@@ -12,20 +12,21 @@ hosts (docs.rs, github.com, ...) are not destinations.
 
 from __future__ import annotations
 
-import bisect
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tree_sitter import Node, Query, QueryCursor
+from tree_sitter import Node
 
 from mirror.errors import ArchiveError
+from mirror.scan.content_nodes import Nodes, captures, hit_spans
 from mirror.scan.content_tokens import Hit, Token, content_hits
 from mirror.scan.literals import (
     HOME_VARIABLES,
     MIN_ESCAPES,
+    OID_LINE,
     SHELLS,
     Found,
     classify,
@@ -37,46 +38,29 @@ from mirror.scan.literals import (
     text_array,
     urls,
 )
-from mirror.scan.prefilter import code_start, comment_only
+from mirror.scan.pieces import (
+    PLACEHOLDER,
+    integer,
+    integers,
+    literal_bytes,
+    macro_pieces,
+    plus_pieces,
+)
 from mirror.scan.regions import Region, Regions
 from mirror.scan.report import Finding
-from mirror.scan.syntax import LANGUAGE, first_string, segments, text
+from mirror.scan.syntax import first_string, segments, text
 
 Spot = tuple[int, Token]  # a hit that needs parsing: (offset, token)
 MAX_PER_KIND = 20  # findings kept per kind per file (the report keeps 20 per crate)
 MAX_REFERENCED = 16  # constants a decoding region names whose bytes are decoded too
 _STRING_TOKENS = frozenset({Token.STRING, Token.URL, Token.ADDRESS})
-_ENV_READS = frozenset({"var", "var_os"})
-_ENV_MACROS = frozenset({"env", "option_env"})
 _DECODE_CALLS = frozenset({"from_utf8", "from_utf8_lossy", "from_utf8_unchecked"})
-_STRING_NODES = frozenset({"string_literal", "raw_string_literal"})
-_LITERAL_NODES = frozenset(
-    {"string_literal", "raw_string_literal", "char_literal", "integer_literal", "float_literal",
-     "boolean_literal"}
-)  # fmt: skip
-_PLACEHOLDER = "\0"  # a value only known at run time, inside an assembled string
 _QUOTES = re.compile(rb'(?<!\\)(?:\\\\)*"')  # a quote not escaped by a backslash
 _RAW_STRING = re.compile(rb"\br#*\"")
 _DASH_C = re.compile(rb'"(?:-c|/[cC])"')
 _CONSTANT_NAME = re.compile(rb"\b[A-Z][A-Z0-9_]{2,}\b")
 _TEST_ATTRIBUTE = re.compile(rb"#\[\s*(?:cfg\s*\(\s*test\s*\)|test)\s*\]")
 _TEST_ITEMS = frozenset({"mod_item", "function_item", "impl_item", "const_item", "static_item"})
-_FORMAT_SPEC = re.compile(r"\{\{|\}\}|\{[^{}]*\}")
-_QUERY = Query(
-    LANGUAGE,
-    """
-    (string_literal) @str
-    (raw_string_literal) @str
-    (attribute_item) @attr
-    (inner_attribute_item) @attr
-    (macro_invocation macro: (_) @mname (token_tree) @margs) @macro
-    (call_expression function: (_) @callee arguments: (arguments) @args) @call
-    (array_expression) @array
-    (binary_expression operator: "+") @plus
-    (token_tree) @tree
-    (let_declaration pattern: (identifier) @letname value: (_) @letvalue)
-    """,
-)
 
 
 @dataclass(frozen=True)
@@ -117,13 +101,12 @@ class _ContentReader:
         self.own = () if build else facts.own_urls
         self.found: dict[tuple[Finding, int, str], None] = {}
         self._seen: set[tuple[str, int, int]] = set()  # nodes judged (purpose, byte range)
-        self._code_start = code_start(source)
+        self._code_start = regions.code_start
         self._attributes_end: int | None = None  # see `_leading_attributes`, once needed
 
     def read(self, hits: list[Hit]) -> list[tuple[Finding, int, str]]:
         by_region: dict[int, tuple[Region, list[Spot]]] = {}
         start = self._code_start
-        lines: dict[int, bool] = {}  # line start -> comment only?
         last: tuple[int, Token] | None = None
         for offset, token, match_start in hits:
             if offset < start or (offset, token) == last or token is Token.PULL:
@@ -132,9 +115,7 @@ class _ContentReader:
             line_start = self.source.rfind(b"\n", 0, offset) + 1
             line_end = self.source.find(b"\n", offset)
             line_end = len(self.source) if line_end < 0 else line_end
-            comment = lines.get(line_start)
-            if comment is None:
-                comment = lines[line_start] = comment_only(self.source, line_start, line_end)
+            comment = self.regions.comment_line(line_start, line_end)
             if comment or self._certainly_inert(token, line_start, line_end, offset, match_start):
                 continue
             region, _ = self.regions.region_of(offset)
@@ -159,18 +140,20 @@ class _ContentReader:
         costly step). A literal's findings are those of its text; a hit between two quotes
         on its line whose text (as written, and unescaped) shows nothing cannot be in a
         literal that shows something: the literal's text is that text (or the hit is not in
-        a literal at all). Raw strings, which may hold quotes, are always parsed. Also: a
-        dotted quad on a line naming an OID, and an array of codes that spells no text."""
+        a literal at all). Raw strings, which may hold quotes, are always parsed. Also: an
+        array of codes that spells no text, and a method called `vars`."""
+        if token is Token.ENV_VARS:
+            # `cc.vars()` is some type's method; `vars()`, `env::vars()` may be the env's.
+            name = self.source.rfind(b"vars", line_start, offset + 1)
+            return name > 0 and self.source[name - 1 : name] == b"."
         if token is Token.TEXT_ARRAY:
             values = re.findall(rb"[0-9a-fA-FxX]+", self.source[match_start : offset + 1])
-            numbers = [_integer(v.decode("ascii")) for v in values]
+            numbers = [integer(v.decode("ascii")) for v in values]
             return text_array([n for n in numbers if n is not None]) is None
         if token not in _STRING_TOKENS:
             return False
         line = self.source[line_start:line_end]
         at = offset - line_start
-        if token is Token.ADDRESS and b"OID" in line[:at].upper():
-            return True
         if line[at : at + 1] == b'"':
             at -= 1  # a match ending on the literal's closing quote
         if _RAW_STRING.search(line, 0, at):
@@ -181,7 +164,8 @@ class _ContentReader:
         # The crate's leading attributes (`#![doc(html_root_url = "..")]`) are read exactly:
         # from the first code on, whole lines of attributes and comments only.
         in_attribute = line.lstrip().startswith(b"#") and line_start < self._attributes()
-        return not self._may_find(segment, line_start + at, in_attribute)
+        oid_line = token is Token.ADDRESS and OID_LINE.search(line, 0, at) is not None
+        return not self._may_find(segment, line_start + at, in_attribute, oid_line)
 
     @staticmethod
     def _url_fragment_inert(line: bytes, at: int) -> bool:
@@ -202,14 +186,15 @@ class _ContentReader:
             self._attributes_end = _leading_attributes(self.source, self._code_start)
         return self._attributes_end
 
-    def _may_find(self, segment: bytes, offset: int, in_attribute: bool) -> bool:
+    def _may_find(self, segment: bytes, offset: int, in_attribute: bool, oid_line: bool) -> bool:
         """Could a literal with this text (as written) give a finding?"""
         raw = segment.decode("utf-8", errors="replace")
         value = literal_text(f'"{raw}"') if "\\" in raw else (raw, 0)
         texts = {raw} if value is None else {raw, value[0]}
         for text_value in texts:
             name = text_value.strip()
-            if classify(text_value, 0, in_attribute=in_attribute) or name in HOME_VARIABLES:
+            found = classify(text_value, 0, in_attribute=in_attribute, oid_line=oid_line)
+            if found or name in HOME_VARIABLES:
                 return True
             if name in SHELLS and _DASH_C.search(self.source, offset, offset + 400):
                 return True
@@ -244,8 +229,8 @@ class _ContentReader:
         local = [(offset - region.start, token) for offset, token in hits]
         tokens = {token for _, token in local}
         whole = Token.DECODE in tokens or Token.ASSEMBLY in tokens
-        captures = _captures(region.root, _spans(self.source, region, local), whole)
-        nodes = _Nodes(captures)
+        offsets = [offset for offset, _ in local]
+        nodes = Nodes(captures(region.root, hit_spans(self.source, region, offsets), whole))
         for offset, token in local:
             if token in _STRING_TOKENS:
                 string = nodes.string_at(offset)
@@ -286,7 +271,7 @@ class _ContentReader:
 
     # -- literals ----------------------------------------------------------------------------------
 
-    def _string(self, region: Region, node: Node, nodes: _Nodes) -> None:
+    def _string(self, region: Region, node: Node, nodes: Nodes) -> None:
         if not self._first_time(region, node):
             return
         value = literal_text(text(node))
@@ -295,7 +280,9 @@ class _ContentReader:
         content, escapes = value
         in_attribute = nodes.in_attribute(node)
         line_start = self.source.rfind(b"\n", 0, region.start + node.start_byte) + 1
-        oid_line = b"OID" in self.source[line_start : region.start + node.start_byte].upper()
+        oid_line = (
+            OID_LINE.search(self.source, line_start, region.start + node.start_byte) is not None
+        )
         prose = nodes.in_prose_concat(node)
         found = classify(content, escapes, self.own, in_attribute, oid_line, prose)
         if not in_attribute:
@@ -304,7 +291,7 @@ class _ContentReader:
                 found.append((Finding.SHELL_COMMAND, f"shell {content.strip()!r} with -c"))
         self._add(region, node, found)
 
-    def _env_name(self, node: Node, name: str, nodes: _Nodes, found: list[Found]) -> None:
+    def _env_name(self, node: Node, name: str, nodes: Nodes, found: list[Found]) -> None:
         """`HOME`/`USERPROFILE` read from the environment: the home directory; a
         secret-looking name read from it: the item says so (instead of just naming it)."""
         if name in HOME_VARIABLES and nodes.env_read_of(node) is not None:
@@ -325,7 +312,7 @@ class _ContentReader:
     def _text_array(self, region: Region, array: Node) -> None:
         if not self._first_time(region, array):
             return
-        values = _integers(array)
+        values = integers(array)
         found = text_array(values) if values is not None else None
         if found is not None:
             self._add(region, array, [found])
@@ -359,40 +346,40 @@ class _ContentReader:
 
     # -- strings built from pieces, text decoded from bytes ----------------------------------------
 
-    def _assembled(self, region: Region, nodes: _Nodes) -> None:
+    def _assembled(self, region: Region, nodes: Nodes) -> None:
         for macro, name in nodes.macros():
             if name in ("concat", "format", "format_args") and self._first_time(region, macro):
-                pieces = _macro_pieces(macro, name)
+                pieces = macro_pieces(macro, name)
                 if pieces is not None:
                     self._judge_pieces(region, macro, f"{name}!", pieces)
         for plus in nodes.outermost_plus():
             if self._first_time(region, plus):
-                pieces = _plus_pieces(plus)
+                pieces = plus_pieces(plus)
                 self._judge_pieces(region, plus, "+", pieces)
         for receiver, (node, pieces) in nodes.push_str_chains(self.source[region.start :]).items():
             self._judge_pieces(region, node, f"{receiver}.push_str", pieces)
 
     def _judge_pieces(self, region: Region, node: Node, how: str, pieces: list[str]) -> None:
-        """Pieces (literal values, or `_PLACEHOLDER` for run-time values) that together form a
+        """Pieces (literal values, or `PLACEHOLDER` for run-time values) that together form a
         URL, command, secret's path or name that no single piece holds."""
-        literals = [p for p in pieces if p != _PLACEHOLDER]
+        literals = [p for p in pieces if p != PLACEHOLDER]
         if len(literals) < 2:
             return
         whole = "".join(pieces)
         new = findings_keys(whole) - set().union(*(findings_keys(p) for p in literals))
         if new:
             kinds = ", ".join(sorted({kind.value for kind, _ in new}))
-            shown_text = shown(whole.replace(_PLACEHOLDER, "{..}"))
+            shown_text = shown(whole.replace(PLACEHOLDER, "{..}"))
             item = f"{how} of {len(literals)} literals forms {shown_text!r} ({kinds})"
             self._add(region, node, [(Finding.ASSEMBLED_STRING, item)])
 
-    def _decoded(self, region: Region, nodes: _Nodes) -> None:
+    def _decoded(self, region: Region, nodes: Nodes) -> None:
         """Literal bytes turned into text at run time: `String::from_utf8(vec![..])`, or
         byte arrays and byte strings whose xor/subtraction with one key spells a URL,
         command or path (a decoding loop)."""
         for call, name in nodes.calls():
             if name in _DECODE_CALLS and self._first_time(region, call, "decode"):
-                data = _literal_bytes(call)
+                data = literal_bytes(call)
                 decoded = decoded_bytes(data) if data is not None else None
                 if decoded is not None:
                     how, value = decoded
@@ -428,7 +415,7 @@ class _ContentReader:
                 continue  # cannot be read in items: its bytes are not decoded
             end = self.source.find(b";", definition.end(), other.end)
             span = (definition.start() - other.start, (other.end if end < 0 else end) - other.start)
-            for node, data in _Nodes(_captures(other.root, [span], False)).literal_byte_runs():
+            for node, data in Nodes(captures(other.root, [span], False)).literal_byte_runs():
                 found.append((other, node, data))
         return found
 
@@ -436,173 +423,6 @@ class _ContentReader:
 # -- queries and node lookups ----------------------------------------------------------------------
 
 Captures = Mapping[str, list[Node]]
-
-
-def _spans(source: bytes, region: Region, hits: list[Spot]) -> list[tuple[int, int]]:
-    """The lines (byte spans within the region) holding hits, merged when close."""
-    spans: list[tuple[int, int]] = []
-    base = region.start
-    for offset, _ in hits:
-        lo = source.rfind(b"\n", base, base + offset) + 1 - base
-        hi = source.find(b"\n", base + offset, region.end)
-        hi = (region.end if hi < 0 else hi) - base
-        if spans and lo <= spans[-1][1] + 1024:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
-        else:
-            spans.append((max(lo, 0), hi))
-    return spans
-
-
-def _captures(root: Node, spans: list[tuple[int, int]], whole: bool) -> dict[str, list[Node]]:
-    """Everything the findings are made from, over the hit spans (or the whole region, when
-    assembled strings or decoding may draw on lines without hits)."""
-    merged: dict[str, dict[tuple[int, int], Node]] = defaultdict(dict)
-    ranges = [(root.start_byte, root.end_byte)] if whole else spans
-    for lo, hi in ranges:
-        cursor = QueryCursor(_QUERY)
-        cursor.set_byte_range(lo, hi)
-        for name, found in cursor.captures(root).items():
-            for node in found:
-                merged[name][(node.start_byte, node.end_byte)] = node
-    return {
-        name: sorted(nodes.values(), key=lambda n: (n.start_byte, -n.end_byte))
-        for name, nodes in merged.items()
-    }
-
-
-class _Nodes:
-    """The captured nodes of one region, with the lookups the reader needs (by byte range:
-    no parent walks, which cost a walk from the root each on a hostile 20 000-deep tree)."""
-
-    def __init__(self, captures: dict[str, list[Node]]) -> None:
-        self.c = captures
-        self._strings = captures.get("str", [])
-        self._string_starts = [n.start_byte for n in self._strings]
-        self._attrs = captures.get("attr", [])
-        self._attr_starts = [n.start_byte for n in self._attrs]
-        self._args = captures.get("args", [])
-        self._arg_starts = [n.start_byte for n in self._args]
-        self._callees = captures.get("callee", [])
-        self._callee_starts = [n.start_byte for n in self._callees]
-        self._macros = captures.get("macro", [])
-        self._macro_starts = [n.start_byte for n in self._macros]
-        self._trees = captures.get("tree", [])
-        self._tree_starts = [n.start_byte for n in self._trees]
-        arrays = captures.get("array", []) + [
-            t for t in self._trees if t.child_count and t.children[0].type == "["
-        ]
-        self._arrays_by_end = {n.end_byte: n for n in arrays}
-
-    def string_at(self, offset: int) -> Node | None:
-        return _containing(self._strings, self._string_starts, offset)
-
-    def array_ending_at(self, end: int) -> Node | None:
-        return self._arrays_by_end.get(end)
-
-    def callee_at(self, offset: int) -> Node | None:
-        return _containing(self._callees, self._callee_starts, offset)
-
-    def macro_named_at(self, offset: int, name: str) -> Node | None:
-        for macro in _all_containing(self._macros, self._macro_starts, offset):
-            callee = macro.child_by_field_name("macro")
-            if callee is not None and text(callee).rsplit("::", 1)[-1] == name:
-                return macro
-        return None
-
-    def in_prose_concat(self, string: Node) -> bool:
-        """Is `string` a piece of a `concat!` whose other literals are prose (a message)?
-        The `concat!` may be code or tokens in another macro's body."""
-        tree = next(_all_containing(self._trees, self._tree_starts, string.start_byte), None)
-        bang = tree.prev_sibling if tree is not None else None
-        name = bang.prev_sibling if bang is not None and bang.type == "!" else None
-        if tree is None or name is None or name.text != b"concat":
-            return False
-        return any(
-            piece.type in _STRING_NODES and len((piece.text or b"").split()) > 2
-            for piece in tree.named_children
-        )
-
-    def in_attribute(self, node: Node) -> bool:
-        return (
-            next(_all_containing(self._attrs, self._attr_starts, node.start_byte), None) is not None
-        )
-
-    def env_read_of(self, string: Node) -> str | None:
-        """`env::var` (as written) if `string` is an argument of an environment read:
-        `var(..)`/`var_os(..)` calls and `env!(..)`/`option_env!(..)` macros."""
-        for args in _all_containing(self._args, self._arg_starts, string.start_byte):
-            callee = args.prev_named_sibling
-            path = segments(callee) if callee is not None else None
-            if path and path[-1] in _ENV_READS:
-                return "::".join(path)
-        for macro in _all_containing(self._macros, self._macro_starts, string.start_byte):
-            callee = macro.child_by_field_name("macro")
-            name = text(callee) if callee is not None else ""
-            if name in _ENV_MACROS:
-                return f"{name}!"
-        return None
-
-    def macros(self) -> Iterator[tuple[Node, str]]:
-        for macro in self._macros:
-            callee = macro.child_by_field_name("macro")
-            if callee is not None:
-                yield macro, text(callee).rsplit("::", 1)[-1]
-
-    def calls(self) -> Iterator[tuple[Node, str]]:
-        for callee in self._callees:
-            path = segments(callee)
-            if path:
-                yield callee, path[-1]
-            elif callee.type == "field_expression":
-                field = callee.child_by_field_name("field")
-                if field is not None:
-                    yield callee, text(field)
-
-    def outermost_plus(self) -> Iterator[Node]:
-        last_end = -1
-        for node in self.c.get("plus", []):
-            if node.start_byte >= last_end:
-                last_end = node.end_byte
-                yield node
-
-    def push_str_chains(self, region_source: bytes) -> dict[str, tuple[Node, list[str]]]:
-        """`s.push_str("..")` calls with a literal argument, joined per receiver (and after
-        the receiver's literal initial value, `let s = String::from("..")`)."""
-        chains: dict[str, tuple[Node, list[str]]] = {}
-        starts: dict[str, str] = {}
-        names, values = self.c.get("letname", []), self.c.get("letvalue", [])
-        for let_name, value in zip(names, values, strict=False):
-            initial = _initial_literal(value)
-            if initial is not None:
-                starts[text(let_name)] = initial
-        for callee in self._callees:
-            if callee.type != "field_expression":
-                continue
-            field = callee.child_by_field_name("field")
-            receiver = callee.child_by_field_name("value")
-            if field is None or receiver is None or text(field) != "push_str":
-                continue
-            args = callee.next_named_sibling
-            piece = _only_string_argument(args)
-            if piece is None:
-                continue
-            receiver_text = text(receiver)
-            initial = starts.get(receiver_text, _PLACEHOLDER)
-            chains.setdefault(receiver_text, (callee, [initial]))[1].append(piece)
-        return chains
-
-    def literal_byte_runs(self) -> Iterator[tuple[Node, bytes]]:
-        """Integer arrays (also `vec![..]` bodies) and byte strings of at least 4 bytes."""
-        for node in self._arrays_by_end.values():
-            values = _integers(node)
-            if values is not None and len(values) >= 4 and all(0 <= v < 256 for v in values):
-                yield node, bytes(values)
-        for node in self._strings:
-            raw = node.text or b""
-            if raw.startswith((b'b"', b"br")):
-                value = literal_text(text(node))
-                if value is not None and len(value[0]) >= 4:
-                    yield node, value[0].encode("latin-1", errors="replace")
 
 
 _ATTRIBUTE_LINE = re.compile(rb'[ \t]*#!?\[(?:[^"\n\\]|"(?:[^"\\\n]|\\.)*")*\][ \t]*(?:\r?\n|\Z)')
@@ -637,169 +457,6 @@ def _quoted_segment(line: bytes, at: int) -> bytes | None:
 def _from_env(path: tuple[str, ...]) -> bool:
     """`vars()` (imported), `env::vars()`, `std::env::vars()`: not `cc.vars()`'s kind."""
     return len(path) == 1 or path[-2] == "env"
-
-
-def _containing(nodes: list[Node], starts: list[int], offset: int) -> Node | None:
-    """The node of non-nesting `nodes` (sorted by start) that holds `offset`."""
-    i = bisect.bisect_right(starts, offset) - 1
-    if i >= 0 and nodes[i].start_byte <= offset < nodes[i].end_byte:
-        return nodes[i]
-    return None
-
-
-def _all_containing(nodes: list[Node], starts: list[int], offset: int) -> Iterator[Node]:
-    """The nodes of `nodes` (sorted by start, may nest) holding `offset`, innermost first.
-    Looks back a bounded number of nodes: nesting deeper than that is not real code."""
-    i = bisect.bisect_right(starts, offset) - 1
-    for node in nodes[max(0, i - 64) : i + 1][::-1]:
-        if node.start_byte <= offset < node.end_byte:
-            yield node
-
-
-def _integers(node: Node) -> list[int] | None:
-    """The values of an array literal (or `[..]` token tree) made of integer literals only."""
-    values = []
-    for child in node.named_children:
-        value = _integer(text(child)) if child.type == "integer_literal" else None
-        if value is None:
-            return None
-        values.append(value)
-    return values
-
-
-_INT_SUFFIX = re.compile(r"_?[ui](?:8|16|32|64|128|size)\Z")
-
-
-def _integer(literal: str) -> int | None:
-    digits = _INT_SUFFIX.sub("", literal).replace("_", "").lower()
-    try:
-        return int(digits, 0) if digits.startswith(("0x", "0o", "0b")) else int(digits, 10)
-    except ValueError:
-        return None
-
-
-def _literal_bytes(call: Node) -> bytes | None:
-    """Literal bytes passed to a decoder: `(vec![..])`, `(&[..])`, `([..])`, `(b"..")`,
-    `(b"..".to_vec())`; None if the argument is anything else."""
-    args = call.next_named_sibling
-    if args is None or args.type != "arguments" or args.named_child_count != 1:
-        return None
-    node: Node | None = args.named_children[0]
-    while node is not None and node.type in ("reference_expression", "call_expression"):
-        if node.type == "call_expression":  # `b"..".to_vec()`
-            node = node.child_by_field_name("function")
-            node = node.child_by_field_name("value") if node is not None else None
-        else:
-            node = node.child_by_field_name("value")
-    if node is None:
-        return None
-    if node.type == "macro_invocation":  # vec![..]
-        node = next((n for n in node.named_children if n.type == "token_tree"), None)
-    if node is not None and node.type in ("array_expression", "token_tree"):
-        values = _integers(node)
-        if values is not None and all(0 <= v < 256 for v in values):
-            return bytes(values)
-    elif node is not None and node.type in _STRING_NODES and (node.text or b"").startswith(b"b"):
-        value = literal_text(text(node))
-        if value is not None:
-            return value[0].encode("latin-1", errors="replace")
-    return None
-
-
-def _macro_pieces(macro: Node, name: str) -> list[str] | None:
-    """What `concat!(..)` joins, or what `format!(..)` makes of its literal parts: literal
-    values, and `_PLACEHOLDER` for anything known only at run time."""
-    args = next((n for n in macro.named_children if n.type == "token_tree"), None)
-    if args is None:
-        return None
-    values = [_group_value(group) for group in _comma_groups(args)]
-    if name == "concat":
-        return values
-    # format!: the format string's literal parts, its `{}` filled from literal arguments.
-    if not values or values[0] == _PLACEHOLDER:
-        return None
-    arguments = iter(values[1:])
-    pieces: list[str] = []
-    at = 0
-    template = values[0]
-    for spec in _FORMAT_SPEC.finditer(template):
-        pieces.append(template[at : spec.start()])
-        if spec.group(0) in ("{{", "}}"):
-            pieces.append(spec.group(0)[0])
-        else:
-            pieces.append(next(arguments, _PLACEHOLDER) if spec.group(0) == "{}" else _PLACEHOLDER)
-        at = spec.end()
-    pieces.append(template[at:])
-    return [p for p in pieces if p]
-
-
-def _comma_groups(tree: Node) -> Iterator[list[Node]]:
-    """The tokens of a macro's argument list, split at its top-level commas."""
-    group: list[Node] = []
-    for child in tree.children[1:-1]:  # inside the brackets
-        if child.type == ",":
-            yield group
-            group = []
-        else:
-            group.append(child)
-    if group:
-        yield group
-
-
-def _group_value(group: list[Node]) -> str:
-    if len(group) == 1 and group[0].type in _STRING_NODES:
-        value = literal_text(text(group[0]))
-        return value[0] if value is not None else _PLACEHOLDER
-    if len(group) == 1 and group[0].type in _LITERAL_NODES:
-        return text(group[0]).strip("'")
-    return _PLACEHOLDER
-
-
-def _plus_pieces(node: Node) -> list[str]:
-    """The operands of a `+` chain, left to right: literal values or placeholders."""
-    pieces: list[str] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if (
-            current.type == "binary_expression"
-            and current.child_by_field_name("operator") is not None
-        ):
-            operator = current.child_by_field_name("operator")
-            if operator is not None and operator.type == "+":
-                right = current.child_by_field_name("right")
-                left = current.child_by_field_name("left")
-                stack.extend(n for n in (right, left) if n is not None)
-                continue
-        value = _initial_literal(current)
-        pieces.append(value if value is not None else _PLACEHOLDER)
-    return pieces
-
-
-_OWNED = re.compile(
-    rb'^(?:&\s*)?(?:String::from\(\s*)?(?P<lit>"(?:[^"\\]|\\.)*"|r#*"[^"]*"#*)\s*\)?'
-    rb"(?:\s*\.\s*(?:to_string|to_owned|into)\(\s*\))?$",
-    re.S,
-)
-
-
-def _initial_literal(node: Node) -> str | None:
-    """The literal value of `"x"`, `&"x"`, `"x".to_string()`, `String::from("x")`."""
-    match = _OWNED.match((node.text or b"").strip())
-    if match is None:
-        return None
-    value = literal_text(match.group("lit").decode("utf-8", "replace"))
-    return value[0] if value is not None else None
-
-
-def _only_string_argument(args: Node | None) -> str | None:
-    if args is None or args.type != "arguments" or args.named_child_count != 1:
-        return None
-    child = args.named_children[0]
-    if child.type not in _STRING_NODES:
-        return None
-    value = literal_text(text(child))
-    return value[0] if value is not None else None
 
 
 def _resolve(file: str, literal: str, from_root: bool) -> str:

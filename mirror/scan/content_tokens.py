@@ -8,6 +8,7 @@ token's handler finds its node from where the match ends).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from enum import Enum
 
 from mirror.scan.multimatch import Patterns
@@ -50,8 +51,9 @@ _PROGRAMS = (
     rb"|invoke-\w+|start-bitstransfer|sh|bash|zsh|dash|ksh|cmd"
 )
 _CASELESS = 1
-_ONCE = 2  # a trigger: reported once per file, then found exactly by `_EXACT`
-_KEY = rb"(?:0[xX][0-9a-fA-F]+|\d+|b'[^'\n]{1,4}'|[A-Za-z_]\w*)"
+_ONCE = 2  # reported once per file, where it first matches
+# A decoding key written as a literal or a constant (`0x5a`, `b'k'`, `KEY`).
+_KEY_CONSTANT = rb"(?:0[xX][0-9a-fA-F]+|\d+|b'[^'\n]{1,4}'|[A-Z_][A-Z0-9_]*\b)"
 _EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
     # (expression, token, flags)
     (rb"://", Token.URL, 0),
@@ -67,14 +69,14 @@ _EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
     (rb"\"(?:HOME|USERPROFILE)\"", Token.STRING, 0),
     (rb"\"(?:[\w.-]*/)*(?:" + _PROGRAMS + rb")\b", Token.STRING, _CASELESS),
     (rb"\"[A-Za-z]:(?:\\\\[\w. -]+)*\\\\(?:" + _PROGRAMS + rb")\b", Token.STRING, _CASELESS),
-    (rb"\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da|k)?sh\b", Token.STRING, 0),
+    (rb"\| ?(?:sudo )?(?:ba|z|da|k)?sh[ \t\"';]", Token.STRING, 0),
     (rb"DownloadString|DownloadFile|FromBase64String|EncodedCommand|Invoke-", Token.STRING,
      _CASELESS),
     (rb"1-9A-HJ-NP-Za-km-z|\{6[46]\}", Token.STRING, 0),
     (rb"\b(?:AKIA|ASIA|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abprs]-|sk_live_|npm_)",
      Token.STRING, 0),
-    (rb"\[[ \t\r\n]*(?:" + _PRINTABLE_CODE + rb",[ \t\r\n]*){11}", Token.TEXT_ARRAY, _ONCE),
-    (rb"(?:env::|[^.\w])vars(?:_os)?[ \t]*\([ \t]*\)", Token.ENV_VARS, 0),
+    (rb"\[[ \t\r\n]*(?:" + _PRINTABLE_CODE + rb",[ \t\r\n]*){11}", Token.TEXT_ARRAY, 0),
+    (rb"\bvars(?:_os)?[ \t]*\([ \t]*\)", Token.ENV_VARS, 0),
     (rb"\bhome_dir\b", Token.HOME_DIR, 0),
     (rb"\bconcat![ \t]*[(\[{][^()\n]*\"[ \t]*,[ \t]*\"", Token.ASSEMBLY, 0),
     (rb"\bformat(?:_args)?![ \t]*\([ \t]*\"[^\"\n]*\{[^\"\n]*\"[ \t]*,[ \t\r\n]*\"",
@@ -85,11 +87,11 @@ _EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
      Token.ASSEMBLY, 0),
     (rb"from_utf8(?:_lossy|_unchecked)?[ \t]*\([ \t]*&?[ \t]*(?:vec![ \t]*)?(?:\[|b\")",
      Token.DECODE, 0),
-    (rb"[\^+-][ \t]*" + _KEY + rb"[ \t]*\)[ \t]*as[ \t]+char\b", Token.DECODE, 0),
-    (rb"\|[ \t]*[&*]?\w+[ \t]*\|[ \t]*\(?[ \t]*\*?\w+[ \t]*\^", Token.DECODE, 0),
-    (rb"\^=[ \t]*" + _KEY + rb"[ \t]*;", Token.DECODE, 0),
+    (rb"\)[ \t]*as[ \t]+char\b", Token.DECODE, 0),  # `(b ^ 0x5a) as char`
+    (rb"\|[ \t]*\(?[ \t]*\*?\w+[ \t]*\^[ \t]*" + _KEY_CONSTANT, Token.DECODE, 0),  # `|b| b ^ K`
+    (rb"\^=[ \t]*" + _KEY_CONSTANT + rb"[ \t]*;", Token.DECODE, 0),  # `*b ^= 0x5a;`
     (rb"\binclude_bytes![ \t]*\(", Token.INCLUDE_BYTES, 0),
-    (rb"#\[[ \t]*path[ \t]*=|\binclude![ \t]*\(", Token.PULL, _ONCE),
+    (rb"\bpath[ \t]*=[ \t]*\"|\binclude![ \t]*\(", Token.PULL, _ONCE),
 )  # fmt: skip
 # The capability reader's tokens first (reported by their start), then these (by their
 # end): one hyperscan scan per file for both readers.
@@ -101,21 +103,18 @@ _PATTERNS = Patterns(
     start_of_match=range(_SPLIT),
 )
 _TOKENS = tuple(token for _, token, _ in _EXPRESSIONS)
-# Where a trigger's matches really are: a long run of a base64 alphabet, an array of
-# printable codes up to its `]`. (Found in hyperscan these would be reported at every byte
-# of a run, and the run's end is costly to express there.)
-_EXACT = {
-    index: re.compile(
-        _B64 + rb"{120,}"
-        if token is Token.STRING
-        else rb"(?:" + _PRINTABLE_CODE + _SEP + rb"){11,}" + _PRINTABLE_CODE + rb"[ \t\r\n,]*\]"
-    )
-    for index, (_, token, flags) in enumerate(_EXPRESSIONS)
-    if flags & _ONCE and token is not Token.PULL
-}
-# How far before the first trigger match its exact match can start (a longer run starts
-# earlier only if the trigger would have matched earlier: it reports its first match).
-_EXACT_BACK = 64 * 1024
+# Base64 runs: the trigger says a file has one; they are found exactly by mapping the
+# alphabet to one byte (C speed): a regex would try each start position 120 times.
+_B64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+_B64_MAP = bytes(1 if byte in _B64_BYTES else 0 for byte in range(256))
+_B64_RUN = b"\x01" * 120
+# An array of printable codes from its `[` to its `]` (the trigger ends at its 12th code).
+_TEXT_ARRAY = re.compile(
+    rb"\[[ \t\r\n]*(?:" + _PRINTABLE_CODE + _SEP + rb")*" + _PRINTABLE_CODE + rb"[ \t\r\n,]*\]"
+)
+_B64_TRIGGER = next(
+    i for i, (_, token, flags) in enumerate(_EXPRESSIONS) if token is Token.STRING and flags & _ONCE
+)
 
 Hit = tuple[int, Token, int]  # (offset of the match's last byte, its token, its start or -1)
 
@@ -133,16 +132,31 @@ def content_hits(source: bytes) -> list[Hit]:
 
 
 def _content_hits(source: bytes, ends: list[tuple[int, int]]) -> list[Hit]:
-    """Every place a content token ends, in order (one per offset and token). Only the
-    triggers' exact matches know where they start (hyperscan is asked for ends only);
-    `PULL` is reported once, wherever it first is."""
+    """Every place a content token ends, in order (one per offset and token). Base64 runs
+    and arrays of codes are found exactly (with where they start); `PULL` is reported once,
+    wherever it first is."""
     found: list[Hit] = []
     for end, index in ends:
-        exact = _EXACT.get(index)
-        if exact is None:
-            found.append((end - 1, _TOKENS[index], -1))
-            continue
-        matches = exact.finditer(source, max(0, end - _EXACT_BACK))
-        found.extend((m.end() - 1, _TOKENS[index], m.start()) for m in matches)
-    found.sort(key=lambda hit: hit[0])  # (hyperscan reports ends in order; the triggers not)
+        token = _TOKENS[index]
+        if index == _B64_TRIGGER:
+            found.extend(_base64_runs(source, end - len(_B64_RUN)))
+        elif token is Token.TEXT_ARRAY:
+            opening = source.rfind(b"[", 0, end)
+            array = _TEXT_ARRAY.match(source, opening) if opening >= 0 else None
+            if array is not None:
+                found.append((array.end() - 1, token, opening))
+        else:
+            found.append((end - 1, token, -1))
+    found.sort(key=lambda hit: hit[0])  # (hyperscan reports ends in order; the runs not)
     return found
+
+
+def _base64_runs(source: bytes, start: int) -> Iterator[Hit]:
+    """The ends of the runs of 120+ base64-alphabet bytes from `start` (the first one)."""
+    mapped = source.translate(_B64_MAP)
+    at = mapped.find(_B64_RUN, start)
+    while at >= 0:
+        end = mapped.find(b"\0", at)
+        end = len(source) if end < 0 else end
+        yield end - 1, Token.STRING, at
+        at = mapped.find(_B64_RUN, end)

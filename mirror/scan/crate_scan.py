@@ -80,16 +80,15 @@ class CrateScan:
             results.setdefault(path, _FileResult()).findings.extend(file_writes)
         facts = CrateFacts(manifest.own_urls, self._embeddable)
         order = sorted(self._sizes, key=lambda p: _scan_order(p, build))
-        found: dict[Capability, int] = {}
+        budget = dict.fromkeys(_ALL, MAX_EVIDENCE)  # evidence still wanted, per capability
         for path in order:  # kept sources, in scan order: evidence budgets carry over
             source = self._sources.pop(path, None)
             if source is not None:
-                budget = {c: MAX_EVIDENCE - found.get(c, 0) for c in _ALL}
-                result = self._read(path, source, budget, facts, path in build)
+                result = self._read(path, source, dict(budget), facts, path in build)
                 results.setdefault(path, _FileResult()).capabilities.extend(result.capabilities)
                 results[path].findings.extend(result.findings)
                 for cap, _ in result.capabilities:
-                    found[cap] = found.get(cap, 0) + 1
+                    budget[cap] -= 1
         if self._deferred:
             self._second_pass(results, facts, build)
         return self._merge(manifest, order, results, build)

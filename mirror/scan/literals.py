@@ -73,6 +73,7 @@ def literal_text(literal: str) -> tuple[str, int] | None:
 
 _URL = re.compile(r"\b(?i:https?|wss?|ftp)://([\w.\-\[\]:@%{}\0]*)([^\s\"'<>\\^`|\0]*)")
 _IPV4 = re.compile(r"(?<![\w.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\w.]|\.\d)")
+OID_LINE = re.compile(rb"\b(?:sz)?OID(?:_|\b)|\boid\b|_oid\b")  # `szOID_RSA`, `OID_X`, `oid`
 _IPV6 = re.compile(r"(?<![\w:])\[?([0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})\]?(?![\w:])")
 # Documentation and code hosts: named by doc attributes (`#![doc(html_root_url = ..)]`) and
 # in messages to a person ("see https://docs.rs/x") without fetching anything.
@@ -94,7 +95,7 @@ def urls(
     `own_url`); documentation hosts inside an attribute or inside prose (a message with
     words around the URL, or a piece of a `concat!` of such: `prose`); loopback, "any" and
     broadcast addresses (no remote end); dotted numbers on a line naming an OID (X.509
-    object identifiers such as 2.5.4.3)."""
+    object identifiers such as 2.5.4.3) that start as an OID does, with 0, 1 or 2."""
     hosts: set[str] = set()
     prose = prose or len(text.split()) > 1
     for match in _URL.finditer(text) if "://" in text else ():
@@ -108,9 +109,11 @@ def urls(
         if own and own_url(url).startswith(tuple(own)):
             continue
         yield Finding.URL, f"{host or '(computed host)'}: {shown(url)}"
-    if not oid_line and "." in text:
+    if "." in text:
         for match in _IPV4.finditer(text):
             address = match.group(0)
+            if oid_line and int(match.group(1)) <= 2:
+                continue
             valid = all(int(part) <= 255 for part in match.groups())
             if valid and address not in hosts and _is_remote(address):
                 yield Finding.URL, f"IP address {address}: {shown(text)}"

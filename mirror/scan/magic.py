@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HEAD_NEEDED = 8192  # bytes of a file these functions look at (git's NUL test reads 8000)
+HEAD_BYTES = 8192  # bytes of a file these functions look at (git's NUL test reads 8000)
 MIN_EMBEDDED_DATA = 16 * 1024  # bytes of unrecognised non-text data `include_bytes!` may embed
 
 _BINARY_SUFFIXES = (".so", ".dll", ".dylib", ".a", ".lib", ".exe", ".o", ".obj", ".node", ".wasm")
@@ -30,9 +30,22 @@ _MEDIA_MAGIC = (
 )  # fmt: skip
 
 
+# The first byte of every magic number above (and of "MZ", "\xca\xfe" and "ustar" at 257):
+# a file starting with any other byte (most: text) is told apart without trying each one.
+_FIRST_BYTES = frozenset(
+    magic[0] for magic, _ in (*_EXECUTABLE_MAGIC, *_ARCHIVE_MAGIC, (b"MZ", ""), (b"\xca", ""))
+)
+
+
+def _maybe_magic(head: bytes) -> bool:
+    return bool(head) and (head[0] in _FIRST_BYTES or head[257:262] == b"ustar")
+
+
 def binary_kind(path: str, head: bytes, size: int) -> str | None:
     """What pre-built code a file is, by magic bytes first and then by name; None if none.
-    `head` is the file's first bytes (HEAD_NEEDED of them, or all of a smaller file)."""
+    `head` is the file's first bytes (HEAD_BYTES of them, or all of a smaller file)."""
+    if not _maybe_magic(head):
+        return _kind_by_name(path)
     if head.startswith(b"MZ") and _is_pe(head, size):
         return "PE (Windows) binary"
     if head.startswith(b"\xca\xfe\xba\xbe") and len(head) > 8 and head[7] < 20:
@@ -40,6 +53,10 @@ def binary_kind(path: str, head: bytes, size: int) -> str | None:
     for magic, kind in _EXECUTABLE_MAGIC:
         if head.startswith(magic):
             return kind
+    return _kind_by_name(path)
+
+
+def _kind_by_name(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1].lower()
     if name.endswith(_BINARY_SUFFIXES) or ".so." in name:
         return f"binary by name ({name.rsplit('.', 1)[-1]})"
@@ -60,6 +77,8 @@ def _is_pe(head: bytes, size: int) -> bool:
 def magic_kind(head: bytes, size: int | None = None) -> str | None:
     """An executable or an archive by its first bytes (`size`: the whole file's, if `head`
     is only its start); for decoded blobs and embedded files."""
+    if not _maybe_magic(head):
+        return None
     if head.startswith(b"MZ") and _is_pe(head, len(head) if size is None else size):
         return "PE (Windows) binary"
     for magic, kind in _EXECUTABLE_MAGIC + _ARCHIVE_MAGIC:
@@ -75,7 +94,7 @@ def embedded_kind(head: bytes, size: int) -> str | None:
     an archive, or a large block of data that is neither text nor a known media format
     (random or encrypted bytes hold a NUL in their first 8 KiB all but surely)."""
     kind = magic_kind(head, size)
-    unknown_data = b"\0" in head and not head.startswith(_MEDIA_MAGIC)
-    if kind is None and size >= MIN_EMBEDDED_DATA and unknown_data:
+    large_data = size >= MIN_EMBEDDED_DATA and b"\0" in head
+    if kind is None and large_data and not head.startswith(_MEDIA_MAGIC):
         kind = f"{size // 1024} KiB of non-text data"
     return kind

@@ -15,8 +15,10 @@ from collections.abc import Iterator
 _MOD = re.compile(rb"^[ \t]*(?:pub(?:\([^)\n]*\))?[ \t]+)?mod[ \t]+(?:r#)?(\w+)[ \t]*;", re.M)
 _PATH = re.compile(rb'#\[[ \t]*path[ \t]*=[ \t]*"([^"\n]+)"[ \t]*\]')
 _MOD_AFTER_PATH = re.compile(rb"(?:[^;{}]|\{[^{}]*\})*?\bmod[ \t]+(?:r#)?\w+[ \t]*;")
+# (A leading literal, not `\b`: the regex engine then jumps between `include!`s instead of
+# trying every byte of the file.)
 _INCLUDE = re.compile(
-    rb'\binclude!\s*\(\s*(?:concat!\s*\(\s*env!\s*\(\s*"CARGO_MANIFEST_DIR"\s*\)\s*,\s*)?'
+    rb'include!\s*\(\s*(?:concat!\s*\(\s*env!\s*\(\s*"CARGO_MANIFEST_DIR"\s*\)\s*,\s*)?'
     rb'"(?P<path>[^"\n]+)"'
 )
 _MANIFEST_DIR = b"CARGO_MANIFEST_DIR"
@@ -43,6 +45,9 @@ def pulled_files(file: str, source: bytes, is_root: bool, mods: bool = True) -> 
             yield _join(owner, f"{name}/mod.rs")
     if b"include!" in source:
         for match in _INCLUDE.finditer(source):
+            before = source[match.start() - 1 : match.start()] if match.start() else b""
+            if before.isalnum() or before == b"_":
+                continue  # `my_include!(..)`: another macro
             path = match.group("path").decode("utf-8", "replace")
             from_root = _MANIFEST_DIR in match.group(0)
             yield _join("", path.lstrip("/")) if from_root else _join(directory, path)

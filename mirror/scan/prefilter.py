@@ -26,9 +26,19 @@ for _path, _cap in RULE_PATHS:
     _TOKEN_CAPS[_seg] = _TOKEN_CAPS.get(_seg, frozenset()) | {_cap}
 for _name, _cap in (*BARE.items(), *METHODS.items()):
     _TOKEN_CAPS[_name] = _TOKEN_CAPS.get(_name, frozenset()) | {_cap}
-# Calls into libc (FFI, and FS for its file functions): `libc::open(..)` names `libc`, and so
-# does `use libc::{open}`, read for the alias, after which `open` is a second-pass token.
-_TOKEN_CAPS["libc"] = frozenset(CALL_RULES)
+# Calls into libc: `libc::` (FFI), `libc::open` and its kind (FS). A bare `libc` (in
+# `extern crate libc;`, a cfg, prose) grants nothing.
+_TOKEN_CAPS["libc::"] = frozenset({Capability.FFI})
+for _rule in CALL_RULES[Capability.FS]:
+    _TOKEN_CAPS[_rule] = frozenset({Capability.FS})
+_LIBC_FS = "|".join(rule.split("::")[1] for rule in CALL_RULES[Capability.FS])
+# Tokens that are patterns, not words: a `use libc::{..}` importing one of its file
+# functions (read for the alias, after which an imported `open` is a second-pass token).
+_PATTERN_TOKENS: dict[bytes, frozenset[Capability]] = {
+    rb"\buse[ \t\n\r]+(?:::)?libc::[^;]*\b(?:" + _LIBC_FS.encode() + rb")\b": frozenset(
+        {Capability.FS}
+    ),
+}
 _TOKEN_CAPS.update(
     {
         "File": frozenset({Capability.FS}),
@@ -62,8 +72,8 @@ LOCAL_TOKENS = {
 _WORD = b"A-Za-z0-9_"
 _EXTERN_CRATE = re.compile(rb"extern[ \t\n\r\f\v]+crate\b")
 _TOKENS = tuple(sorted(_TOKEN_CAPS))
-_CAPS = tuple(_TOKEN_CAPS[t] for t in _TOKENS)
-_LOCAL = tuple(LOCAL_TOKENS.get(t) for t in _TOKENS)
+_CAPS = (*(_TOKEN_CAPS[t] for t in _TOKENS), *_PATTERN_TOKENS.values())
+_LOCAL = (*(LOCAL_TOKENS.get(t) for t in _TOKENS), *(None for _ in _PATTERN_TOKENS))
 
 Hit = tuple[int, Capability | None]  # (offset, the one capability an item-local token grants)
 
@@ -71,14 +81,17 @@ Hit = tuple[int, Capability | None]  # (offset, the one capability an item-local
 def _expression(token: str) -> bytes:
     """`\\btoken\\b` in hyperscan's syntax (a space stands for any run of whitespace)."""
     body = rb"[ \t\n\r\f\v]+".join(re.escape(w.encode()) for w in token.split(" "))
-    # `std::*` ends in a non-word byte, where `\b` would demand a word byte next.
+    # `std::*` ends in a non-word byte, where `\b` would demand a word byte next; `libc::`
+    # is followed by the name it qualifies.
+    if token.endswith("::"):
+        return rb"\b" + body
     end = rb"\b" if token[-1].isalnum() or token[-1] == "_" else rb"(?:[^" + _WORD + rb"]|$)"
     return rb"\b" + body + end
 
 
 # Every token in one database, whatever is wanted: each scan filters by capability. (A
 # file's scan also looks for the content reader's tokens: `content_tokens.scan_tokens`.)
-EXPRESSIONS = tuple(_expression(t) for t in _TOKENS)
+EXPRESSIONS = (*(_expression(t) for t in _TOKENS), *_PATTERN_TOKENS)
 _TOKEN_PATTERNS = Patterns(EXPRESSIONS)
 _USE_WORDS = Patterns([rb"\buse\b", rb"\bcrate\b"])  # what `use` and `extern crate` hold
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 from tree_sitter import Node
 
 from mirror.errors import ArchiveError
+from mirror.scan.prefilter import code_start, comment_only
 from mirror.scan.syntax import thread_parser
 
 WHOLE_FILE_BYTES = 4 * 1024  # bytes; smaller files are parsed whole (cutting gains nothing)
@@ -83,7 +84,24 @@ class Regions:
         self.parsed: dict[tuple[int, int], Region | None] = {}  # None: did not parse cleanly
         self._parser = thread_parser()
         self._last: Region | None = None  # hits come in order: the last answer is likely
+        self._code_start: int | None = None
+        self._comment_lines: dict[int, bool] = {}  # line start -> certainly not code
         self._counted = (0, 0)  # (offset, newlines before it): count forward from the last
+
+    @property
+    def code_start(self) -> int:
+        """Where the file's first code may start (`prefilter.code_start`), worked out once."""
+        if self._code_start is None:
+            self._code_start = code_start(self.source)
+        return self._code_start
+
+    def comment_line(self, line_start: int, line_end: int) -> bool:
+        """`prefilter.comment_only` for a line, worked out once for all readers."""
+        comment = self._comment_lines.get(line_start)
+        if comment is None:
+            comment = comment_only(self.source, line_start, line_end)
+            self._comment_lines[line_start] = comment
+        return comment
 
     def region_of(self, offset: int) -> tuple[Region, bool]:
         """The region to read the hit at `offset` in, and whether it was parsed just now."""

@@ -26,8 +26,6 @@ from mirror.scan.macro_tokens import read_macro_body
 from mirror.scan.prefilter import (
     Hit,
     alias_regex,
-    code_start,
-    comment_only,
     find_tokens,
     is_token,
     mentions_token,
@@ -115,7 +113,7 @@ class _FileReader:
         self._budget = budget
         self._confirmed: dict[Capability, set[int]] = {cap: set() for cap in _LOCAL_CAPS}
         self._open: Region | None = None  # the region hits are being added to
-        self._code_start = code_start(source)  # hits before it are in the leading comments
+        self._code_start = regions.code_start  # hits before it are in the leading comments
         self._read_trees: set[tuple[int, int, int, int]] = set()  # macro bodies read, by place
 
     def parse_regions(self, hits: list[Hit]) -> None:
@@ -130,7 +128,7 @@ class _FileReader:
             line_start = source.rfind(b"\n", 0, hit) + 1
             line_end = source.find(b"\n", hit)
             line_end = len(source) if line_end < 0 else line_end
-            if comment_only(source, line_start, line_end):
+            if self.regions.comment_line(line_start, line_end):
                 continue
             region, fresh = self.regions.region_of(hit)
             if fresh:

@@ -238,7 +238,9 @@ def test_code_only_for_tests_holds_no_findings() -> None:
 
 
 def test_loopback_any_and_oid_are_not_addresses() -> None:
-    """Bare loopback/any/broadcast addresses have no remote end; OIDs look like addresses."""
+    """Bare loopback/any/broadcast addresses have no remote end; OIDs look like addresses
+    (on a line naming one, starting with 0, 1 or 2: hiding an address behind a name
+    containing "oid" does not work)."""
     report = lib(
         'pub const A: &str = "127.0.0.1:8080";\n'
         'pub const B: &str = "0.0.0.0";\n'
