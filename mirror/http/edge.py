@@ -111,6 +111,26 @@ def edge(
     return wrapped
 
 
+@web.middleware
+async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route of the mirror is a GET without a body, and cargo never sends one.
+
+    A request that announces a body anyway (`GET` with `Content-Length: 10737418240`) is
+    answered 413 at once, and its connection is closed after at most the app's short
+    lingering time: otherwise the handler would answer 200 and aiohttp would keep the
+    connection while it drains whatever the client keeps sending (a cheap way to tie up
+    connections).
+    """
+    if not request.body_exists:
+        return await handler(request)
+    metrics.request_counter("body", 413).inc()
+    response = web.Response(
+        status=413, text="crate-mirror: requests to this mirror carry no body\n"
+    )
+    response.force_close()
+    return response
+
+
 def _who(request: web.Request) -> str | None:
     """Who asked, for the audit log: the token's name when authenticated, and the address."""
     identity = request.get(IDENTITY)

@@ -116,6 +116,33 @@ def test_huge_declared_body_is_refused_without_reading_it(mirror: MirrorProcess)
     assert _normal_get(mirror, "/healthz")[0] == 200
 
 
+@pytest.mark.parametrize("target", ["/healthz", "/index/" + index_path("itoa"), "/nope"])
+def test_get_announcing_a_huge_body_is_refused_and_closed_at_once(
+    mirror: MirrorProcess, target: str
+) -> None:
+    """`GET` with `Content-Length: 10 GiB`: a 413 at once, whether the route exists or not,
+    and the connection closed after a short linger, not held while the body drains."""
+    head = f"GET {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", mirror.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b"x" * 4096)
+        answer = sock.recv(4096)
+        answered = time.monotonic() - started
+        with contextlib.suppress(ConnectionError):
+            while sock.recv(4096):  # the client sends no more: the server must close
+                pass
+        closed = time.monotonic() - started
+    assert _status_of(answer) == 413
+    assert b"carry no body" in answer
+    assert answered < 1.0
+    assert closed < 3.0  # the 1 s lingering time, not aiohttp's 10 s
+
+
+def test_get_with_an_empty_body_is_served(mirror: MirrorProcess) -> None:
+    """`Content-Length: 0` announces no body: such a GET is answered as usual."""
+    assert _send(mirror, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") == 200
+
+
 def test_thousands_of_idle_connections_do_not_block_normal_clients(
     mirror: MirrorProcess,
 ) -> None:
