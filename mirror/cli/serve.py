@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.config import Settings, load_settings
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, StartupError
 
 
 def register(sub: Any) -> None:
@@ -67,6 +67,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     from mirror.app import run as run_server
+    from mirror.listeners import Listeners
     from mirror.logs import configure_logging
     from mirror.sources.policy_files import PolicyFiles
     from mirror.trust.settings import TufSettings
@@ -81,6 +82,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    try:
+        # Before the "serving on" line and anything slow: a taken port is said at once.
+        listeners = Listeners.bind(
+            settings.listen_host,
+            settings.listen_port,
+            count=settings.workers,
+            backlog=settings.listen_backlog,
+        )
+    except StartupError as e:
+        print(f"crate-mirror: {e}", file=sys.stderr)
+        return 1
     print(
         f"crate-mirror serving on {settings.base_url}/index/ "
         f"({'offline' if settings.offline else 'upstream ' + settings.upstream_index}, "
@@ -89,24 +101,25 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if settings.workers == 1:
-        run_server(settings)
+        run_server(settings, listeners.claim(0))
         return 0
-    return _supervise(settings, run_server)
+    return _supervise(settings, run_server, listeners)
 
 
-def _supervise(settings: Settings, run_server: Any) -> int:
+def _supervise(settings: Settings, run_server: Any, listeners: Any) -> int:
     """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
     from mirror.audit import AuditHub
 
     hub = AuditHub(settings.audit_directory, settings.workers)
     procs = [
         multiprocessing.Process(
-            target=_worker, args=(settings, run_server, hub, i), name=f"worker-{i}"
+            target=_worker, args=(settings, run_server, hub, listeners, i), name=f"worker-{i}"
         )
         for i in range(settings.workers)
     ]
     for proc in procs:
         proc.start()
+    listeners.release()  # each worker holds its own sockets now
     hub.start()  # the audit chain is written here, for all workers
 
     def forward(signum: int, _frame: object) -> None:
@@ -122,9 +135,9 @@ def _supervise(settings: Settings, run_server: Any) -> int:
     return max((proc.exitcode or 0) for proc in procs)
 
 
-def _worker(settings: Settings, run_server: Any, hub: Any, index: int) -> None:
+def _worker(settings: Settings, run_server: Any, hub: Any, listeners: Any, index: int) -> None:
     _exit_with_parent()
-    run_server(settings, hub.claim(index))
+    run_server(settings, listeners.claim(index), hub.claim(index))
 
 
 def _exit_with_parent() -> None:
