@@ -111,9 +111,12 @@ def _supervise(settings: Settings, run_server: Any, listeners: Any) -> int:
     from mirror.audit import AuditHub
 
     hub = AuditHub(settings.audit_directory, settings.workers)
+    supervisor = os.getpid()
     procs = [
         multiprocessing.Process(
-            target=_worker, args=(settings, run_server, hub, listeners, i), name=f"worker-{i}"
+            target=_worker,
+            args=(settings, run_server, hub, listeners, i, supervisor),
+            name=f"worker-{i}",
         )
         for i in range(settings.workers)
     ]
@@ -135,19 +138,27 @@ def _supervise(settings: Settings, run_server: Any, listeners: Any) -> int:
     return max((proc.exitcode or 0) for proc in procs)
 
 
-def _worker(settings: Settings, run_server: Any, hub: Any, listeners: Any, index: int) -> None:
-    _exit_with_parent()
+def _worker(
+    settings: Settings, run_server: Any, hub: Any, listeners: Any, index: int, supervisor: int
+) -> None:
+    _exit_with_parent(supervisor)
     run_server(settings, listeners.claim(index), hub.claim(index))
 
 
-def _exit_with_parent() -> None:
-    """If the supervisor dies (even `kill -9`), stop: without it nothing audits our answers."""
+def _exit_with_parent(supervisor: int) -> None:
+    """If the supervisor dies (even `kill -9`), die at once: its thread wrote our audit events.
+
+    SIGKILL, not SIGTERM: a graceful stop would go on answering the requests in flight (a
+    slow upstream download can take many seconds), and nothing would audit those answers.
+    Crash safety is the same as for any `kill -9`: the store and the lock file are written
+    to temporary names and renamed into place.
+    """
     if sys.platform != "linux":
         return
     import ctypes
 
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != supervisor:  # it died before prctl took effect (we were re-parented)
+        os.kill(os.getpid(), signal.SIGKILL)
