@@ -73,6 +73,9 @@ def edge(
         try:
             if tokens is not None and not public:
                 identity = tokens.authenticate(request.headers.get("Authorization"))
+                if identity is None and tokens.problem is not None:
+                    metrics.request_counter(route, 503).inc()
+                    return _tokens_unusable()
                 if identity is None:
                     metrics.request_counter(route, 401).inc()
                     return _challenge(base_url)
@@ -144,6 +147,16 @@ def _challenge(base_url: str) -> web.Response:
         headers={"WWW-Authenticate": f'Cargo login_url="{base_url}/"'},
         text="crate-mirror: a valid token is required; ask the mirror's operators for one "
         "(`crate-mirror token add NAME`) and give it to cargo as CARGO_REGISTRIES_<NAME>_TOKEN\n",
+    )
+
+
+def _tokens_unusable() -> web.Response:
+    # Not a 401: the client's token may be fine; the mirror cannot tell (fail closed). The
+    # reason (with the file's path) is in the server's log, not in this body.
+    return web.Response(
+        status=503,
+        text="crate-mirror: the mirror's token file is invalid, so no token is accepted until "
+        "its operators fix it (the server log says what is wrong: tokens.file_invalid)\n",
     )
 
 

@@ -6,6 +6,12 @@ config.json and download request once the registry's config.json says `"auth-req
 header names a live token; `mirror.http.edge` turns "no" into a 401 with a `WWW-Authenticate`
 challenge, so this module stays free of HTTP types.
 
+The file is re-read when it changes. If it becomes invalid while the mirror runs (a hand
+edit gone wrong, a half-copied file), the store fails closed: no token is accepted, not even
+the old ones (an operator who meant to remove one must not find it still working), `problem`
+says why, and one `tokens.file_invalid` error is logged; the edge answers 503 until the file
+is valid again.
+
 The token file holds no secret: each token is kept as sha256(token). Tokens are 256 random
 bits, so a fast hash is enough (a slow KDF protects guessable passwords, and would cost
 milliseconds per request for 1,000 clients); a stolen file cannot be turned back into a
@@ -32,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from mirror.errors import BadRequest, ConfigError, NotFound, Problem
 from mirror.files import write_atomic
 
@@ -52,6 +60,7 @@ RELOAD_CHECK_SECONDS = 1.0  # how often the file's mtime is checked (revocation 
 # Only "read" exists: the mirror offers no administrative action over HTTP, so there is no
 # admin scope a client token could be confused with. Admin actions are CLI-only (local files).
 KNOWN_SCOPES = ("read",)
+log = structlog.get_logger("mirror.tokens")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -99,12 +108,15 @@ class TokenStore:
         self._records: list[TokenRecord] = []
         self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of what we loaded
         self._checked = 0.0  # monotonic time of the last stat
-        self._load()
+        # Why the file, changed while serving, accepts nobody (None while it is valid).
+        self.problem: str | None = None
+        self._load()  # at start-up an invalid file is a ConfigError: the server does not start
 
     # -- checking (the request path) ----------------------------------------------------------
 
     def authenticate(self, authorization_header: str | None) -> Identity | None:
-        """The identity a request's Authorization header proves, or None."""
+        """The identity a request's Authorization header proves, or None (always None while
+        the file is invalid: see `problem`)."""
         token = token_from_header(authorization_header)
         if token is None:
             return None
@@ -120,7 +132,9 @@ class TokenStore:
     # -- administration (CLI only) ------------------------------------------------------------
 
     def records(self) -> list[TokenRecord]:
-        self._reload_if_changed(force=True)
+        """Every token's record; raises ConfigError if the file is invalid."""
+        with self._lock:
+            self._load()
         return list(self._records)
 
     def add(self, name: str, scopes: Iterable[str] = ("read",)) -> str:
@@ -161,9 +175,31 @@ class TokenStore:
         if not force and now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        if _stamp(self.path) != self._stamp:
-            with self._lock:
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            try:
                 self._load()
+            except ConfigError as e:
+                self._fail_closed(stamp, str(e))
+                return
+        if self.problem is not None:
+            log.warning("tokens.file_valid_again", file=str(self.path), tokens=len(self._records))
+            self.problem = None
+
+    def _fail_closed(self, stamp: tuple[int, int] | None, problem: str) -> None:
+        """The file changed into something invalid: accept nobody until it is valid again."""
+        self._records, self._by_hash = [], {}
+        self._stamp = stamp  # re-read (and re-reported) only when it changes again
+        if problem != self.problem:
+            log.error(
+                "tokens.file_invalid",
+                file=str(self.path),
+                problem=problem,
+                effect="every request is refused with 503 until the file is valid again",
+            )
+        self.problem = problem
 
     def _load(self) -> None:
         """Read the file; a missing file means no tokens (every request is refused)."""

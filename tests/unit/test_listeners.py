@@ -78,5 +78,5 @@ def test_release_closes_the_supervisors_copies() -> None:
 
 
 def test_an_unknown_host_is_a_clear_startup_error() -> None:
-    with pytest.raises(StartupError, match="cannot listen on no-such-host.invalid:8080"):
+    with pytest.raises(StartupError, match=r"cannot listen on no-such-host\.invalid:8080"):
         Listeners.bind("no-such-host.invalid", 8080, count=1, backlog=16)
