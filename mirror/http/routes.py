@@ -32,6 +32,7 @@ def build_app(handlers: Handlers) -> web.Application:
         "/api/v1/crates/{name}/{version}/download", route("download", handlers.download)
     )
     app.router.add_get("/healthz", route("healthz", handlers.healthz, public=True))
+    app.router.add_get("/readyz", route("readyz", handlers.readyz, public=True))
     app.router.add_get("/metrics", route("metrics", handlers.metrics))
     app[HANDLERS] = handlers
     return app

@@ -29,6 +29,7 @@ class PolicyReloader:
         self._gate = gate
         self._scans = scans
         self._audit = audit
+        self.rejected: str | None = None  # the problems of the last rejected reload, if any
 
     def now(self) -> None:
         """Reload at once (SIGHUP)."""
@@ -53,11 +54,13 @@ class PolicyReloader:
             guard = CapabilityGuard.for_policy(self._files, self._scans, self._audit.record)
         except ConfigError as e:
             log.error("policy.reload_rejected", trigger=trigger, problems=str(e))
+            self.rejected = str(e)
             self._audit.record(
                 AuditEvent(action="policy.reload_rejected", rule="policy", reason=str(e)[:2000])
             )
             return
         self._gate.replace_policy(engine, guard)
+        self.rejected = None
         warn_expired(engine)
         log.info("policy.reloaded", trigger=trigger, digest=engine.policy.digest)
         self._audit.record(

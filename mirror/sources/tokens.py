@@ -129,6 +129,11 @@ class TokenStore:
             return None
         return Identity(record.name, frozenset(record.scopes))
 
+    def file_problem(self) -> str | None:
+        """Why the file accepts nobody right now (re-read first if it changed), or None."""
+        self._reload_if_changed()
+        return self.problem
+
     # -- administration (CLI only) ------------------------------------------------------------
 
     def records(self) -> list[TokenRecord]:

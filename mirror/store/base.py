@@ -81,6 +81,11 @@ class Store(Protocol):
 
     # -- maintenance --------------------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """Write, sync and remove a small probe; StorageError when the cache cannot take a
+        write (disk full, read-only, permissions). For readiness (`/readyz`)."""
+        ...
+
     def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         """Delete temporary files left by crashed processes; returns how many."""
         ...

@@ -37,6 +37,7 @@ from mirror.store.base import STALE_TMP_SECONDS, CachedIndex
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
 SPOOL_BYTES = 2**20  # crates up to this size are verified in memory, then written at once
+PROBE_BYTES = 4096  # bytes the writability probe writes and syncs (one page)
 
 
 class FilesystemStore:
@@ -231,6 +232,19 @@ class FilesystemStore:
         return removed
 
     # -- internals ----------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        # One page, not one byte: a disk with a few bytes left but no free block must fail.
+        probe = self._tmp_name("ready")
+        try:
+            with open(probe, "wb") as out:
+                out.write(b"\0" * PROBE_BYTES)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as e:
+            raise _storage_error(e, "checking that the cache is writable") from e
+        finally:
+            _unlink_quietly(probe)
 
     def _tmp_name(self, kind: str) -> Path:
         return self.tmp_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex}.part"
