@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.policy_cmd",
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
+    "mirror.cli.advisories_cmd",
     "mirror.cli.token_cmd",
     "mirror.cli.capabilities",
     "mirror.cli.tuf_cmd",

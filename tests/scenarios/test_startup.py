@@ -39,3 +39,20 @@ def test_a_busy_port_is_one_clear_line_before_serving(tmp_path: Path, workers: s
     assert "serving on" not in result.stderr  # never claimed to serve
     assert "Traceback" not in result.stderr
     assert took < START_FAILURE_SECONDS
+
+
+def test_a_strict_policy_without_its_advisory_db_says_how_to_fetch_it(tmp_path: Path) -> None:
+    """The shipped strict policy, with its database path moved to where there is none."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name in ("popular-crates.txt", "capabilities.lock.yaml"):
+        (policies / name).write_bytes((REPO / "policies" / name).read_bytes())
+    strict = (REPO / "policies" / "strict.yaml").read_text()
+    assert "db: /var/lib/crate-mirror/advisory-db" in strict
+    policy = policies / "strict.yaml"
+    policy.write_text(strict.replace("/var/lib/crate-mirror/advisory-db", str(tmp_path / "db")))
+    result = _serve(tmp_path, "--port", str(free_port()), "--policy", str(policy))
+    assert result.returncode == 2
+    assert f"does not exist: {tmp_path / 'db'}" in result.stderr
+    assert f"crate-mirror advisories update --policy {policy}" in result.stderr
+    assert "Traceback" not in result.stderr
