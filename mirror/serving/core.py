@@ -5,6 +5,8 @@
     download:  validate -> decide (name) -> index file -> decide (version)
                -> crate: memory, store or upstream (checksum) -> scan -> decide (capabilities)
                -> record
+               (a download the cached index file contradicts, a version it lacks or a crate
+               that misses its cksum, fetches that file from upstream once more first)
 
 The HTTP handlers (mirror.http), `prefetch` and `export` all call these two functions; each
 answer carries what its caller needs, including `reusable`: a check that stays true while the
@@ -18,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.config import Settings
-from mirror.errors import ArchiveError, IntegrityError, MirrorError, NotFound, TrustError
+from mirror.errors import (
+    ArchiveError,
+    IntegrityError,
+    MirrorError,
+    NotFound,
+    TruncatedBody,
+    TrustError,
+)
 from mirror.index import IndexLine, validate_name, validate_version
 from mirror.serving.downloads import CrateFetcher, CrateFile
 from mirror.serving.gate import Gate, Request
@@ -127,12 +136,14 @@ class MirrorCore:
         req = Request(client.request_id, client.who, route, name, version)
         gate = self.gate
         gate.check_name(req)  # decide (name)
-        entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
-        line = entry.index.find(version)
-        if line is None:
-            raise NotFound(f"{name}@{version} is not in the upstream index")
+        entry, line = await self._index_line(name, version)  # memory, store or upstream (+TUF)
         served = gate.check_version(req, entry, line)  # decide (version)
-        crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        try:
+            crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        except IntegrityError as e:
+            entry, line = await self._recheck_after_mismatch(entry, line, e)
+            served = gate.check_version(req, entry, line)  # decide (version) on the new line
+            crate = await self.crates.get(line)
         quiet = await gate.check_capabilities(req, line, crate)  # scan, decide (capabilities)
         gate.allowed(req, {"cksum": line.cksum})  # record
         reusable = None
@@ -140,6 +151,33 @@ class MirrorCore:
             # A first sighting recorded just now changed the generation: judge the new view.
             reusable = self._while_current(entry, gate.served_index(entry), offline=False)
         return CrateAnswer(line, crate, served, reusable)
+
+    # -- when a download contradicts the index file (issue 16) ----------------------------------
+
+    async def _index_line(self, name: str, version: str) -> tuple[IndexEntry, IndexLine]:
+        """The index line cargo asks for; a version our copy lacks is asked of upstream once
+        more (the copy may have arrived corrupted) before it is a 404."""
+        entry = await self.indexes.get(name)
+        line = entry.index.find(version)
+        if line is None:
+            entry = await self.indexes.recheck(name, entry, f"{version} is not listed")
+            line = entry.index.find(version)
+        if line is None:
+            raise NotFound(f"{name}@{version} is not in the upstream index")
+        return entry, line
+
+    async def _recheck_after_mismatch(
+        self, entry: IndexEntry, line: IndexLine, error: IntegrityError
+    ) -> tuple[IndexEntry, IndexLine]:
+        """The crate did not match the cksum of our copy's line: the crate or the copy is
+        wrong. If upstream's index file now says another cksum, the copy was; else `error`."""
+        if isinstance(error, TruncatedBody):
+            raise error  # a cut-short body says nothing about the index
+        fresh = await self.indexes.recheck(entry.name, entry, "checksum mismatch")
+        new_line = fresh.index.find(line.vers)
+        if new_line is None or new_line.cksum == line.cksum:
+            raise error
+        return fresh, new_line
 
     # -- around them --------------------------------------------------------------------------
 

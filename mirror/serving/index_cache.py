@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import structlog
 
@@ -21,7 +22,7 @@ from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.serving.views import DerivedViews
 from mirror.store import CachedIndex, Store
-from mirror.upstream.client import Upstream
+from mirror.upstream.client import IndexFetch, Upstream
 
 log = structlog.get_logger("mirror.index")
 MAX_REMEMBERED_404S = 100_000  # names whose upstream 404 is remembered at once
@@ -61,6 +62,7 @@ class IndexCache:
         self._entries = _BoundedEntries(memory_budget)
         self._missing: dict[str, float] = {}  # name -> monotonic deadline of a remembered 404
         self._flights: SingleFlight[IndexEntry] = SingleFlight()
+        self._rechecks: SingleFlight[IndexEntry] = SingleFlight()  # apart: never a 304 to share
 
     @property
     def offline(self) -> bool:
@@ -122,11 +124,7 @@ class IndexCache:
             return self._stale_or_raise(name, known, e)
 
         if fetch.status == 404:
-            if len(self._missing) >= MAX_REMEMBERED_404S:
-                self._missing.clear()  # random names must not grow memory without bound
-            self._missing[name] = time.monotonic() + self._negative_ttl
-            self._entries.pop(name)
-            raise NotFound(f"crate `{name}` does not exist upstream")
+            self._gone(name)
         if fetch.status == 304 and known is not None:
             metrics.cache_counter("index", "revalidated").inc()
             known.fresh_until = time.monotonic() + self._ttl
@@ -140,6 +138,50 @@ class IndexCache:
             return known
 
         metrics.cache_counter("index", "miss").inc()
+        return await self._accept(name, fetch)
+
+    # -- a copy a download contradicts ----------------------------------------------------------
+
+    async def recheck(self, name: str, suspect: IndexEntry, reason: str) -> IndexEntry:
+        """Fetch `name`'s index file again because a download contradicts `suspect`, our copy:
+        cargo asked for a version it does not list, or a crate did not match its checksum.
+
+        An index file that arrived with a flipped byte may still parse (a wrong version, a
+        wrong cksum); fresh, it would be trusted until `index_ttl` runs out. So: ask upstream
+        once more, without validators (the copy itself is in doubt, and a 304 would confirm
+        it), and keep whatever upstream sends now. Concurrent requests that doubt the same
+        copy share one fetch; one that comes after the copy was replaced gets the new one.
+        If upstream fails, the copy is kept but no longer fresh: the next request asks again.
+        """
+        if self._upstream is None:
+            return suspect  # offline: the copy is all there is
+        current = self._entries.get(name)
+        if current is not None and current is not suspect:
+            return current
+        return await self._rechecks.run(name, lambda: self._refetch(name, suspect, reason))
+
+    async def _refetch(self, name: str, suspect: IndexEntry, reason: str) -> IndexEntry:
+        assert self._upstream is not None
+        try:
+            fetch = await self._upstream.fetch_index(name)
+        except UpstreamError as e:
+            log.warning("index.recheck_failed", crate=name, reason=reason, error=str(e))
+            suspect.fresh_until = 0.0
+            return suspect
+        if fetch.status == 404:
+            self._gone(name)
+        changed = fetch.body != suspect.index.raw
+        log.warning("index.rechecked", crate=name, reason=reason, changed=changed)
+        if not changed:
+            suspect.fresh_until = time.monotonic() + self._ttl  # upstream confirms our copy
+            return suspect
+        metrics.cache_counter("index", "miss").inc()
+        return await self._accept(name, fetch)
+
+    # -- shared steps ---------------------------------------------------------------------------
+
+    async def _accept(self, name: str, fetch: IndexFetch) -> IndexEntry:
+        """A new body from upstream: verified (TUF), kept in memory and on disk."""
         verified_until = None
         if self._verifier is not None:
             verified_until = await self._verifier(name, fetch.body)  # raises TrustError
@@ -154,6 +196,14 @@ class IndexCache:
         await self._persist(name, fresh, fetch.body)
         self._entries.put(name, fresh)
         return fresh
+
+    def _gone(self, name: str) -> NoReturn:
+        """Upstream answered 404: remember it for `negative_ttl`, forget any copy."""
+        if len(self._missing) >= MAX_REMEMBERED_404S:
+            self._missing.clear()  # random names must not grow memory without bound
+        self._missing[name] = time.monotonic() + self._negative_ttl
+        self._entries.pop(name)
+        raise NotFound(f"crate `{name}` does not exist upstream")
 
     def _stale_or_raise(
         self, name: str, known: IndexEntry | None, error: UpstreamError
