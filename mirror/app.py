@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from aiohttp import web
 
 from mirror.config import Settings
+from mirror.http.accept import AcceptingSite
 from mirror.http.edge import quiet_bad_requests
 from mirror.http.front import MirrorRunner
 from mirror.http.handlers import Handlers
@@ -81,8 +82,7 @@ async def _serve(
     await runner.setup()
     try:
         for sock in sockets:
-            # The backlog again: the event loop calls listen() once more with this value.
-            await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
+            await AcceptingSite(runner, sock, backlog=settings.listen_backlog).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
