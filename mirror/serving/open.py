@@ -104,6 +104,8 @@ def open_mirror(
     )
 
     async def close() -> None:
+        await indexes.flush()  # what was answered before its disk copy was written
+        await crates.flush()
         if publisher is not None:
             await publisher.flush()
         if upstream is not None:

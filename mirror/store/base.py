@@ -38,13 +38,17 @@ class Store(Protocol):
         malformed digest. Only meaningful once `has_crate` is true."""
         ...
 
-    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
-        """Stream a download in, committing it only if its sha256 is `cksum` (IntegrityError
-        otherwise, and for more than `max_bytes`); returns `crate_path(cksum)`."""
+    async def receive_crate(
+        self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> bytes | Path:
+        """Stream a download in, verified: IntegrityError unless its sha256 is `cksum`, and for
+        more than `max_bytes`. A small crate comes back as its bytes, not yet stored (commit
+        it with `put_crate_bytes`; StorageError now if there is no room for it); a large one
+        is committed while it streams and `crate_path(cksum)` comes back."""
         ...
 
     def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
-        """Commit bytes already in memory (import); IntegrityError unless sha256 is `cksum`."""
+        """Commit bytes already in memory; IntegrityError unless sha256 is `cksum`."""
         ...
 
     def iter_crates(self) -> Iterator[str]:
