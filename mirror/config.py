@@ -44,6 +44,9 @@ class Settings:
     upstream_read_timeout: float = 30.0  # seconds without a byte from upstream
     upstream_concurrency: int = 32  # connections to upstream at once
     upstream_retries: int = 3  # extra attempts for 5xx/429/connection errors on GETs
+    # newest versions of a requested crate whose dependencies' index files are fetched ahead
+    # of cargo asking for them (0: off)
+    look_ahead_versions: int = 3
     offline: bool = False
     workers: int = 1  # server processes sharing the listening socket and the cache
     log_format: str = "json"  # json | console
@@ -224,7 +227,13 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     ):
         if getattr(s, name) < 1:
             bad(name, "must be at least 1")
-    for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file", "prepared_bytes"):
+    for name in (
+        "upstream_retries",
+        "hot_cache_bytes",
+        "hot_cache_max_file",
+        "prepared_bytes",
+        "look_ahead_versions",
+    ):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
     if s.log_format not in ("json", "console"):

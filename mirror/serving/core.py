@@ -32,6 +32,7 @@ from mirror.index import IndexLine, validate_name, validate_version
 from mirror.serving.downloads import CrateFetcher, CrateFile
 from mirror.serving.gate import Gate, Request
 from mirror.serving.index_cache import IndexCache, IndexEntry
+from mirror.serving.look_ahead import LookAhead
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader
@@ -90,6 +91,7 @@ class MirrorCore:
         *,
         publisher: Publisher | None = None,
         reloader: PolicyReloader | None = None,
+        look_ahead: LookAhead | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -100,6 +102,7 @@ class MirrorCore:
         self.config = config
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
+        self.look_ahead = look_ahead  # fetches the index files cargo will ask for next
 
     @property
     def offline(self) -> bool:
@@ -118,6 +121,8 @@ class MirrorCore:
         gate = self.gate
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        if self.look_ahead is not None:
+            self.look_ahead.after(entry)  # its dependencies come next: fetch them meanwhile
         if gate.capabilities is not None:
             await gate.capabilities.scan_ahead(entry, self.crates.get)
         offline = self.indexes.offline

@@ -41,6 +41,7 @@ class IndexEntry:
     verified_until: float | None = None  # unix time; None when no TUF is configured
     stale_reason: str | None = None  # set when served after an upstream failure
     views: DerivedViews = field(default_factory=DerivedViews)  # derived from this content
+    looked_ahead: bool = False  # its dependencies' index files were fetched (look_ahead.py)
 
 
 class IndexCache:
@@ -81,6 +82,14 @@ class IndexCache:
             raise NotFound(f"crate `{name}` does not exist upstream")
         # Many requests for the same stale name share one upstream round trip.
         return await self._flights.run(name, lambda: self._refresh(name, entry))
+
+    def known(self, name: str) -> bool:
+        """Whether `name` is in memory, being fetched, or known not to exist upstream."""
+        return (
+            name in self._entries
+            or self._flights.running(name)
+            or self._missing.get(name, 0.0) > time.monotonic()
+        )
 
     @staticmethod
     def is_fresh(entry: IndexEntry) -> bool:
@@ -309,6 +318,9 @@ class _BoundedEntries:
         self._budget = budget
         self._entries: OrderedDict[str, IndexEntry] = OrderedDict()
         self._size = 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries  # without counting as a use
 
     def get(self, name: str) -> IndexEntry | None:
         entry = self._entries.get(name)
