@@ -35,7 +35,9 @@ class Settings:
     max_index_bytes: int = 32 * 2**20  # bytes; one index file
     index_memory_bytes: int = 64 * 2**20  # bytes of index files kept in memory per worker
     hot_cache_bytes: int = 32 * 2**20  # bytes of small crates kept in memory per worker
-    hot_cache_max_file: int = 256 * 2**10  # bytes; larger crates are always sent with sendfile
+    # bytes; larger crates are always sent from their file (and their connection handed to
+    # the aiohttp handlers, which is what made a warm cargo fetch slower than nginx)
+    hot_cache_max_file: int = 4 * 2**20
     # bytes of finished responses the front door repeats for warm hits (0 = every request
     # goes through the aiohttp handlers)
     prepared_bytes: int = 32 * 2**20

@@ -124,6 +124,23 @@ async def test_small_crate_download_and_config_are_repeated(
     assert b'"dl"' in await config.read()
 
 
+async def test_a_megabyte_crate_is_repeated_too_so_its_connection_stays_fast(
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
+) -> None:
+    """winapi, libc, tokio are 0.6-1.2 MB: answered by a handler, each handed its connection to
+    aiohttp for the rest of a warm `cargo fetch` (cargo keeps two connections)."""
+    blob = random.Random(1).randbytes(1200 * 1024)  # incompressible, like winapi's 1.2 MB
+    small_upstream.registry.add_crate("big", "1.0.0", {"src/blob.bin": blob})
+    client = await mirror_client(small_upstream, fresh_connections=True)
+    url = "/api/v1/crates/big/1.0.0/download"
+    first = await client.get(url)
+    body = await first.read()
+    assert len(body) > 1024 * 1024
+    second = await client.get(url)
+    assert (second.status, second.headers["Server"]) == (200, FAST)
+    assert await second.read() == body
+
+
 async def test_a_policy_change_takes_effect_on_the_next_request(
     small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
