@@ -278,6 +278,8 @@ class IndexCache:
         unsaved = self._unsaved.get(name)
         if unsaved is not None:
             return unsaved
+        if not self._store.has_index(name):
+            return None  # a cold name: no thread hop for a file that is not there
         return await asyncio.to_thread(self._store.read_index, name)
 
     def _remember(self, name: str, disk: CachedIndex, *, fresh: bool) -> IndexEntry:

@@ -57,6 +57,10 @@ class Store(Protocol):
 
     # -- index files, with upstream's validators ----------------------------------------------
 
+    def has_index(self, name: str) -> bool:
+        """Whether an index file for `name` is stored (cheap: no read)."""
+        ...
+
     def read_index(self, name: str) -> CachedIndex | None:
         """The stored index file, or None if absent or unreadable (then it is fetched again)."""
         ...

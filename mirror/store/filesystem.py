@@ -158,6 +158,9 @@ class FilesystemStore:
     def index_file(self, name: str) -> Path:
         return self.index_dir / index_path(name)
 
+    def has_index(self, name: str) -> bool:
+        return self.index_file(name).is_file()
+
     def read_index(self, name: str) -> CachedIndex | None:
         """The cached index file, or None if absent or unreadable (then it is fetched again)."""
         try:

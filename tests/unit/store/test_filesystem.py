@@ -24,8 +24,9 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 def test_index_round_trip_and_corrupt_entries_read_as_missing(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     entry = CachedIndex(b'{"name":"a"}\n', '"etag"', "Mon, 01 Jan 2024 00:00:00 GMT", 1.5, 9.0)
+    assert not store.has_index("serde")
     store.write_index("serde", entry)
-    assert store.read_index("serde") == entry
+    assert store.has_index("serde") and store.read_index("serde") == entry
     store.index_file("serde").write_bytes(b"not json at all\nbody")
     assert store.read_index("serde") is None  # refetched, never served half-understood
     assert store.read_index("never-cached") is None
