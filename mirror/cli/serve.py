@@ -12,6 +12,7 @@ from typing import Any
 
 from mirror.config import Settings, load_settings
 from mirror.errors import ConfigError, StartupError
+from mirror.listeners import Listeners
 
 
 def register(sub: Any) -> None:
@@ -67,7 +68,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     from mirror.app import run as run_server
-    from mirror.listeners import Listeners
     from mirror.logs import configure_logging
     from mirror.sources.policy_files import PolicyFiles
     from mirror.trust.settings import TufSettings
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     return _supervise(settings, run_server, listeners)
 
 
-def _supervise(settings: Settings, run_server: Any, listeners: Any) -> int:
+def _supervise(settings: Settings, run_server: Any, listeners: Listeners) -> int:
     """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
     from mirror.audit import AuditHub
 
@@ -139,7 +139,12 @@ def _supervise(settings: Settings, run_server: Any, listeners: Any) -> int:
 
 
 def _worker(
-    settings: Settings, run_server: Any, hub: Any, listeners: Any, index: int, supervisor: int
+    settings: Settings,
+    run_server: Any,
+    hub: Any,
+    listeners: Listeners,
+    index: int,
+    supervisor: int,
 ) -> None:
     _exit_with_parent(supervisor)
     run_server(settings, listeners.claim(index), hub.claim(index))
