@@ -114,22 +114,26 @@ def edge(
     return wrapped
 
 
+# Methods whose routes may read a body (none of cargo's; a form a future route posts).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 @web.middleware
 async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every route of the mirror is a GET without a body, and cargo never sends one.
+    """A body is for a route that reads one; cargo never sends one.
 
-    A request that announces a body anyway (`GET` with `Content-Length: 10737418240`) is
-    answered 413 at once, and its connection is closed after at most the app's short
-    lingering time: otherwise the handler would answer 200 and aiohttp would keep the
-    connection while it drains whatever the client keeps sending (a cheap way to tie up
-    connections).
+    A request that announces a body anywhere else (`GET` with `Content-Length: 10737418240`,
+    or a `POST` no route takes) is answered 413 at once, and its connection is closed after
+    at most the app's short lingering time: otherwise the handler would answer 200 and aiohttp
+    would keep the connection while it drains whatever the client keeps sending (a cheap way
+    to tie up connections). A route that does read a body is held to `client_max_size`.
     """
-    if not request.body_exists:
+    if not request.body_exists or (
+        request.method in _BODY_METHODS and request.match_info.http_exception is None
+    ):
         return await handler(request)
     metrics.request_counter("body", 413).inc()
-    response = web.Response(
-        status=413, text="crate-mirror: requests to this mirror carry no body\n"
-    )
+    response = web.Response(status=413, text="crate-mirror: this route takes no request body\n")
     response.force_close()
     return response
 

@@ -19,7 +19,7 @@ def build_app(handlers: Handlers) -> web.Application:
         # A refused body is drained for at most `lingering_time` seconds after the 413 (so the
         # client can read its answer before the close), not aiohttp's default 10 s.
         handler_args={"max_field_size": 8190, "lingering_time": 1.0},
-        middlewares=[refuse_bodies],  # no route takes a body: refuse one before it is read
+        middlewares=[refuse_bodies],  # a body only where a route reads one: refused unread
     )
     core, tokens, base_url = handlers.core, handlers.tokens, handlers.settings.base_url
 

@@ -133,7 +133,7 @@ def test_get_announcing_a_huge_body_is_refused_and_closed_at_once(
                 pass
         closed = time.monotonic() - started
     assert _status_of(answer) == 413
-    assert b"carry no body" in answer
+    assert b"takes no request body" in answer
     assert answered < 1.0
     assert closed < 3.0  # the 1 s lingering time, not aiohttp's 10 s
 
