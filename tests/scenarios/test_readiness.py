@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from mirror.http.routes import HANDLERS
+from mirror.policy.schema import SCHEMA_VERSION
 from mirror.serving import readiness
 from mirror.sources import tokens as token_file
 from mirror.sources.policy_files import PolicyFiles
@@ -36,7 +37,7 @@ async def test_a_working_mirror_is_ready(
     small_upstream: FakeUpstream, mirror_client: MirrorClient, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\n")
+    policy.write_text(f"version: {SCHEMA_VERSION}\n")
     client = await mirror_client(small_upstream, policy=policy)
     status, body = await _ready(client)
     assert status == 200, body
@@ -111,9 +112,9 @@ async def test_a_rejected_policy_reload_is_reported_but_stays_ready(
 ) -> None:
     """The previous policy is still enforced, and every replica reads the same broken file."""
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\n")
+    policy.write_text(f"version: {SCHEMA_VERSION}\n")
     client = await mirror_client(small_upstream, policy=policy)
-    policy.write_text("version: 1\nrules:\n  typosquatting: {mode: block}\n")
+    policy.write_text(f"version: {SCHEMA_VERSION}\nrules:\n  typosquatting: {{mode: block}}\n")
     reloader = client.server.app[HANDLERS].core.reloader  # type: ignore[union-attr]
     assert reloader is not None
     reloader.now()
@@ -121,7 +122,7 @@ async def test_a_rejected_policy_reload_is_reported_but_stays_ready(
     assert status == 200
     assert "1 problem(s)" in body["checks"]["policy"]["reload_rejected"]
     assert "typosquatting" not in json.dumps(body)  # the problems are in the log
-    policy.write_text("version: 1\n")
+    policy.write_text(f"version: {SCHEMA_VERSION}\n")
     reloader.now()
     assert "reload_rejected" not in (await _ready(client))[1]["checks"]["policy"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mirror.cli import main
+from mirror.policy.schema import SCHEMA_VERSION
 from mirror.sources.policy_files import PolicyFiles
 from tests.fixtures.advisory_repo import advisory_remote, commit, git
 
@@ -19,7 +20,7 @@ def remote(tmp_path: Path) -> Path:
 def _policy(tmp_path: Path, source: Path) -> Path:
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "version: 1\nrules:\n  advisories:\n    mode: block\n    db: advisory-db\n"
+        f"version: {SCHEMA_VERSION}\nrules:\n  advisories:\n    mode: block\n    db: advisory-db\n"
         f"    source: {source}\n"
     )
     return policy

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import ConfigError, UpstreamUnavailable
+from mirror.policy.schema import SCHEMA_VERSION
 from mirror.sources.advisories import AdvisoryUpdateError, load_advisories, update_advisory_db
 from mirror.sources.policy_files import PolicyFiles
 from tests.fixtures.advisory_repo import advisory_remote, commit, git, write_advisory
@@ -107,7 +108,7 @@ def test_a_missing_database_says_how_to_fetch_it(tmp_path: Path) -> None:
     (no crates/)" with no hint."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "version: 1\nrules:\n  advisories:\n    mode: block\n    db: advisory-db\n"
+        f"version: {SCHEMA_VERSION}\nrules:\n  advisories:\n    mode: block\n    db: advisory-db\n"
         "    source: https://git.example.invalid/advisory-db.git\n"
     )
     with pytest.raises(ConfigError) as caught:
@@ -126,7 +127,8 @@ def test_a_running_policy_notices_the_new_copy(remote: Path, tmp_path: Path) -> 
     """The server's reloader polls `changed()`: the swapped-in directory counts as a change."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        f"version: 1\nrules:\n  advisories: {{mode: block, db: db, source: {remote}}}\n"
+        f"version: {SCHEMA_VERSION}\nrules:\n"
+        f"  advisories: {{mode: block, db: db, source: {remote}}}\n"
     )
     update_advisory_db(str(remote), tmp_path / "db")
     files = PolicyFiles(policy)
