@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,15 +66,16 @@ class Plan:
     duration: float  # seconds per measured wrk run
     warmup: float  # seconds of discarded wrk load before each measured run
     connections: int  # for the throughput runs
-    rss_connections: int  # for the peak-memory run
+    rss_connections: int  # for the peak-memory and p99 runs
     fetch_rounds: int  # alternating pairs of cargo fetches
     micro_quick: bool
+    p99_runs: int = 1  # runs at rss_connections (issue 16: p99 in each of 3 runs)
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls((1,), 3.0, 1.0, 64, 1000, 2, True)
-        return cls((1, 2), 10.0, 2.0, 64, 1000, 5, False)
+            return cls((1,), 3.0, 1.0, 64, 1000, 2, True, 1)
+        return cls((1, 2), 10.0, 2.0, 64, 1000, 5, False, 3)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-micro", action="store_true", help="do not run the policy micro-benchmarks"
     )
+    parser.add_argument(
+        "--only",
+        choices=("fetch", "load"),
+        help="run only the cargo fetch comparisons, or only the wrk load runs",
+    )
+    parser.add_argument(
+        "--fetch-rounds", type=int, help="alternating rounds per fetch comparison (default 5)"
+    )
+    parser.add_argument(
+        "--p99-runs", type=int, help="runs at 1,000 connections per worker count (default 3)"
+    )
+    parser.add_argument(
+        "--fetch-dir",
+        type=Path,
+        help="where cargo's projects and CARGO_HOME go (default: the run's temporary "
+        "directory). A tmpfs such as /dev/shm keeps cargo's own unpacking of ~100 crates, "
+        "and the page-cache writeback it leaves to the next round, out of the timings",
+    )
     args = parser.parse_args(argv)
     try:
         require_tools()
@@ -111,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_nofile_limit()  # inherited by the mirror, nginx and wrk: 1,000 connections need fds
     plan = Plan.of(args.quick)
+    if args.fetch_rounds is not None:
+        plan = dataclasses.replace(plan, fetch_rounds=args.fetch_rounds)
+    if args.p99_runs is not None:
+        plan = dataclasses.replace(plan, p99_runs=args.p99_runs)
     load_before = os.getloadavg()
     if load_before[0] > 1.0:
         print(
@@ -120,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="crate-mirror-bench-") as tmp:
-        results = Harness(Path(tmp), plan).run(skip_micro=args.skip_micro)
+        harness = Harness(Path(tmp), plan, args.only, args.fetch_dir)
+        results = harness.run(skip_micro=args.skip_micro or args.only is not None)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["loadavg_before"] = [round(x, 2) for x in load_before]
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -135,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Harness:
-    def __init__(self, tmp: Path, plan: Plan) -> None:
+    def __init__(
+        self, tmp: Path, plan: Plan, only: str | None = None, fetch_dir: Path | None = None
+    ) -> None:
         self.tmp = tmp
         self.plan = plan
-        steps = 3 + 4 * plan.fetch_rounds + 5 * len(plan.workers)
+        self.only = only  # "fetch" or "load": run just that part
+        self.fetch_dir = (
+            Path(tempfile.mkdtemp(prefix="crate-mirror-bench-fetch-", dir=fetch_dir))
+            if fetch_dir is not None
+            else tmp / "fetch"
+        )
+        steps = 3 + 4 * plan.fetch_rounds + (4 + plan.p99_runs) * len(plan.workers)
         self.bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
         self.mirror_env = {
             "CRATE_MIRROR_INDEX_TTL": str(INDEX_TTL),
@@ -169,16 +203,29 @@ class Harness:
                 "mirror_index_ttl_s": INDEX_TTL,
                 "fetch_rounds": self.plan.fetch_rounds,
                 "fetch_workers": 1,
+                "fetch_dir": str(self.fetch_dir),
+                "p99_runs": self.plan.p99_runs,
             },
         }
-        with self._upstream(registry) as upstream_url:
-            self.upstream_url = upstream_url
-            lockfile, crates = lock_project(self.tmp / "lock", upstream_url)
-            self.note(f"locked {crates} crates")
-            results["cold_fetch"] = self._cold_fetch(lockfile, crates).as_dict()
-            results["warm_fetch"] = self._warm_fetch(lockfile, crates).as_dict()
-            scenarios = self._scenarios(registry)
-            results["load"] = [row for w in self.plan.workers for row in self._load(w, scenarios)]
+        try:
+            with self._upstream(registry) as upstream_url:
+                self.upstream_url = upstream_url
+                lockfile, crates = lock_project(self.tmp / "lock", upstream_url)
+                self.note(f"locked {crates} crates")
+                self.warm_cache = self.tmp / "warm" / "cache"
+                if self.only != "load":
+                    results["cold_fetch"] = self._cold_fetch(lockfile, crates).as_dict()
+                    results["warm_fetch"] = self._warm_fetch(lockfile, crates).as_dict()
+                else:
+                    self._prime(lockfile)
+                if self.only != "fetch":
+                    scenarios = self._scenarios(registry)
+                    results["load"] = [
+                        row for w in self.plan.workers for row in self._load(w, scenarios)
+                    ]
+        finally:
+            if self.fetch_dir.parent != self.tmp:
+                shutil.rmtree(self.fetch_dir, ignore_errors=True)
         if not skip_micro:
             results["micro"] = run_micro_benchmarks(
                 self.plan.micro_quick, lambda t: self.bar.set_postfix_str(t)
@@ -237,7 +284,7 @@ class Harness:
                 yield mirror.index_url
 
         return compare_fetches(
-            self.tmp / "fetch",
+            self.fetch_dir,
             lockfile,
             crates,
             (("mirror (empty cache)", cold_mirror), ("direct upstream", direct)),
@@ -245,17 +292,21 @@ class Harness:
             self.note,
         )
 
+    def _prime(self, lockfile: Path) -> None:
+        """Fill the warm cache the load runs read (what the warm fetch does otherwise)."""
+        with self._mirror(self.warm_cache, 1) as mirror:
+            timed_fetch(self.fetch_dir / "prime", mirror.index_url, lockfile)
+
     def _warm_fetch(self, lockfile: Path, crates: int) -> Any:
-        self.warm_cache = self.tmp / "warm" / "cache"
         with self._mirror(self.warm_cache, 1) as mirror, self._nginx(1) as nginx:
-            timed_fetch(self.tmp / "fetch" / "prime", mirror.index_url, lockfile)  # fills cache
+            timed_fetch(self.fetch_dir / "prime", mirror.index_url, lockfile)  # fills cache
 
             @contextlib.contextmanager
             def via(url: str) -> Iterator[str]:
                 yield url
 
             return compare_fetches(
-                self.tmp / "fetch",
+                self.fetch_dir,
                 lockfile,
                 crates,
                 (
@@ -298,15 +349,21 @@ class Harness:
             for scenario in scenarios:
                 fetch_all(mirror.url, scenario.paths)  # one request per URL: the cache is warm
                 check_same_bytes(mirror.url, nginx.url, scenario.paths[:3])
-            runs = [(s, self.plan.connections) for s in scenarios]
-            runs.append((scenarios[0], self.plan.rss_connections))
-            for scenario, conns in runs:
+            runs: list[tuple[Scenario, int, int | None]] = [
+                (s, self.plan.connections, None) for s in scenarios
+            ]
+            runs += [
+                (scenarios[0], self.plan.rss_connections, i + 1) for i in range(self.plan.p99_runs)
+            ]
+            for scenario, conns, run in runs:
                 row: dict[str, Any] = {
                     "scenario": scenario.name,
                     "describe": scenario.describe,
                     "workers": workers,
                     "connections": conns,
                 }
+                if run is not None:
+                    row["run"] = run
                 for label, url in (("nginx", nginx.url), ("mirror", mirror.url)):
                     targets = (
                         conditional_targets(url, scenario.paths)

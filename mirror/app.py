@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from multiprocessing.connection import Connection
 
 from aiohttp import web
 
 from mirror.config import Settings
+from mirror.http.accept import AcceptingSite
 from mirror.http.console.routes import add_console
 from mirror.http.edge import quiet_bad_requests
 from mirror.http.front import MirrorRunner
@@ -75,29 +77,30 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     await app[CLOSER]()
 
 
-def run(settings: Settings, audit_connection: Connection | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (one process; `mirror.cli.serve` forks workers around it)."""
+def run(
+    settings: Settings,
+    sockets: Sequence[socket.socket],
+    audit_connection: Connection | None = None,
+) -> None:
+    """Serve on `sockets` (bound by mirror.listeners) until SIGINT/SIGTERM (one process;
+    `mirror.cli.serve` forks workers around it)."""
     quiet_bad_requests()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_serve(settings, audit_connection))
+    asyncio.run(_serve(settings, sockets, audit_connection))
 
 
-async def _serve(settings: Settings, audit_connection: Connection | None) -> None:
+async def _serve(
+    settings: Settings, sockets: Sequence[socket.socket], audit_connection: Connection | None
+) -> None:
     app = create_app(settings, audit_process=True, audit_connection=audit_connection)
     runner = MirrorRunner(app, access_log=None)  # every request is in the audit log already
     await runner.setup()
     try:
-        site = web.TCPSite(
-            runner,
-            settings.listen_host,
-            settings.listen_port,
-            reuse_port=settings.workers > 1,
-            backlog=settings.listen_backlog,
-        )
-        await site.start()
+        for sock in sockets:
+            await AcceptingSite(runner, sock, backlog=settings.listen_backlog).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -36,7 +36,9 @@ class Settings:
     max_index_bytes: int = 32 * 2**20  # bytes; one index file
     index_memory_bytes: int = 64 * 2**20  # bytes of index files kept in memory per worker
     hot_cache_bytes: int = 32 * 2**20  # bytes of small crates kept in memory per worker
-    hot_cache_max_file: int = 256 * 2**10  # bytes; larger crates are always sent with sendfile
+    # bytes; larger crates are always sent from their file (and their connection handed to
+    # the aiohttp handlers, which is what made a warm cargo fetch slower than nginx)
+    hot_cache_max_file: int = 4 * 2**20
     # bytes of finished responses the front door repeats for warm hits (0 = every request
     # goes through the aiohttp handlers)
     prepared_bytes: int = 32 * 2**20
@@ -45,6 +47,9 @@ class Settings:
     upstream_read_timeout: float = 30.0  # seconds without a byte from upstream
     upstream_concurrency: int = 32  # connections to upstream at once
     upstream_retries: int = 3  # extra attempts for 5xx/429/connection errors on GETs
+    # newest versions of a requested crate whose dependencies' index files are fetched ahead
+    # of cargo asking for them (0: off)
+    look_ahead_versions: int = 3
     offline: bool = False
     workers: int = 1  # server processes sharing the listening socket and the cache
     log_format: str = "json"  # json | console
@@ -289,7 +294,13 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
     ):
         if getattr(s, name) < 1:
             bad(name, "must be at least 1")
-    for name in ("upstream_retries", "hot_cache_bytes", "hot_cache_max_file", "prepared_bytes"):
+    for name in (
+        "upstream_retries",
+        "hot_cache_bytes",
+        "hot_cache_max_file",
+        "prepared_bytes",
+        "look_ahead_versions",
+    ):
         if getattr(s, name) < 0:
             bad(name, "must not be negative")
     if s.admin_tokens is not None and s.admin_tokens == s.auth_tokens:

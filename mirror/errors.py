@@ -13,7 +13,8 @@
     ├── StorageError          the cache could not be written (disk full, ...)   -> 507
     │   └── StoreUnavailable      the shared object store cannot be reached     -> 503
     ├── ArchiveError          a .crate is hostile or malformed                  -> 502
-    └── ConfigError           a settings or policy file is invalid (start-up)
+    ├── ConfigError           a settings or policy file is invalid (start-up)
+    └── StartupError          the server cannot start (its port is taken, ...)
 
 `mirror.http.edge` maps these to HTTP responses in exactly one place; nothing else in the
 package knows about status codes.
@@ -97,3 +98,7 @@ class ConfigError(MirrorError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+class StartupError(MirrorError):
+    """The server cannot start for a reason outside its files: its port is taken, say."""

@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "mirror.cli.explain",
     "mirror.cli.audit_cmd",
     "mirror.cli.corpus",
+    "mirror.cli.advisories_cmd",
     "mirror.cli.token_cmd",
     "mirror.cli.admin_cmd",
     "mirror.cli.capabilities",

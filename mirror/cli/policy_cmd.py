@@ -94,9 +94,10 @@ def _warnings(policy: Policy, today: dt.date) -> list[str]:
             )
     rules = policy.rules
     needed = " (the server will refuse to start without it)"
+    fetch = f"{needed}; fetch it with `crate-mirror advisories update --policy {policy.path}`"
     referenced = [
         ("rules.risk.corpus", rules.risk.mode, rules.risk.corpus, needed),
-        ("rules.advisories.db", rules.advisories.mode, rules.advisories.db, needed),
+        ("rules.advisories.db", rules.advisories.mode, rules.advisories.db, fetch),
         ("rules.capabilities.lock", rules.capabilities.mode, rules.capabilities.lock, " yet"),
     ]
     for fld, mode, path, consequence in referenced:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mirror.config import Settings, load_settings
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, StartupError
+from mirror.listeners import Listeners
 
 
 def register(sub: Any) -> None:
@@ -85,6 +86,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"crate-mirror: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    try:
+        # Before the "serving on" line and anything slow: a taken port is said at once.
+        listeners = Listeners.bind(
+            settings.listen_host,
+            settings.listen_port,
+            count=settings.workers,
+            backlog=settings.listen_backlog,
+        )
+    except StartupError as e:
+        print(f"crate-mirror: {e}", file=sys.stderr)
+        return 1
     print(
         f"crate-mirror serving on {settings.base_url}/index/ "
         f"({'offline' if settings.offline else 'upstream ' + settings.upstream_index}, "
@@ -93,25 +105,29 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if settings.workers == 1:
-        run_server(settings)
+        run_server(settings, listeners.claim(0))
         return 0
-    return _supervise(settings, run_server)
+    return _supervise(settings, run_server, listeners)
 
 
-def _supervise(settings: Settings, run_server: Any) -> int:
+def _supervise(settings: Settings, run_server: Any, listeners: Listeners) -> int:
     """Run N workers on one port (SO_REUSEPORT); forward signals so none is orphaned."""
     from mirror.audit import AuditHub
     from mirror.audit.index import IndexPlace
 
     hub = AuditHub(settings.audit_directory, settings.workers, IndexPlace.of(settings))
+    supervisor = os.getpid()
     procs = [
         multiprocessing.Process(
-            target=_worker, args=(settings, run_server, hub, i), name=f"worker-{i}"
+            target=_worker,
+            args=(settings, run_server, hub, listeners, i, supervisor),
+            name=f"worker-{i}",
         )
         for i in range(settings.workers)
     ]
     for proc in procs:
         proc.start()
+    listeners.release()  # each worker holds its own sockets now
     hub.start()  # the audit chain is written here, for all workers
 
     def forward(signum: int, _frame: object) -> None:
@@ -127,19 +143,32 @@ def _supervise(settings: Settings, run_server: Any) -> int:
     return max((proc.exitcode or 0) for proc in procs)
 
 
-def _worker(settings: Settings, run_server: Any, hub: Any, index: int) -> None:
-    _exit_with_parent()
-    run_server(settings, hub.claim(index))
+def _worker(
+    settings: Settings,
+    run_server: Any,
+    hub: Any,
+    listeners: Listeners,
+    index: int,
+    supervisor: int,
+) -> None:
+    _exit_with_parent(supervisor)
+    run_server(settings, listeners.claim(index), hub.claim(index))
 
 
-def _exit_with_parent() -> None:
-    """If the supervisor dies (even `kill -9`), stop: without it nothing audits our answers."""
+def _exit_with_parent(supervisor: int) -> None:
+    """If the supervisor dies (even `kill -9`), die at once: its thread wrote our audit events.
+
+    SIGKILL, not SIGTERM: a graceful stop would go on answering the requests in flight (a
+    slow upstream download can take many seconds), and nothing would audit those answers.
+    Crash safety is the same as for any `kill -9`: the store and the lock file are written
+    to temporary names and renamed into place.
+    """
     if sys.platform != "linux":
         return
     import ctypes
 
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != supervisor:  # it died before prctl took effect (we were re-parented)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -76,6 +76,9 @@ def edge(
         try:
             if tokens is not None and not public:
                 identity = tokens.authenticate(request.headers.get("Authorization"))
+                if identity is None and tokens.problem is not None:
+                    metrics.request_counter(route, 503).inc()
+                    return _tokens_unusable()
                 if identity is None:
                     metrics.request_counter(route, 401).inc()
                     return _challenge(base_url)
@@ -126,6 +129,30 @@ def edge(
     return wrapped
 
 
+# Methods whose routes may read a body (none of cargo's; a form a future route posts).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@web.middleware
+async def refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body is for a route that reads one; cargo never sends one.
+
+    A request that announces a body anywhere else (`GET` with `Content-Length: 10737418240`,
+    or a `POST` no route takes) is answered 413 at once, and its connection is closed after
+    at most the app's short lingering time: otherwise the handler would answer 200 and aiohttp
+    would keep the connection while it drains whatever the client keeps sending (a cheap way
+    to tie up connections). A route that does read a body is held to `client_max_size`.
+    """
+    if not request.body_exists or (
+        request.method in _BODY_METHODS and request.match_info.http_exception is None
+    ):
+        return await handler(request)
+    metrics.request_counter("body", 413).inc()
+    response = web.Response(status=413, text="crate-mirror: this route takes no request body\n")
+    response.force_close()
+    return response
+
+
 def _who(request: web.Request) -> str | None:
     """Who asked, for the audit log: the token's name when authenticated, and the address."""
     identity = request.get(IDENTITY)
@@ -139,6 +166,16 @@ def _challenge(base_url: str) -> web.Response:
         headers={"WWW-Authenticate": f'Cargo login_url="{base_url}/"'},
         text="crate-mirror: a valid token is required; ask the mirror's operators for one "
         "(`crate-mirror token add NAME`) and give it to cargo as CARGO_REGISTRIES_<NAME>_TOKEN\n",
+    )
+
+
+def _tokens_unusable() -> web.Response:
+    # Not a 401: the client's token may be fine; the mirror cannot tell (fail closed). The
+    # reason (with the file's path) is in the server's log, not in this body.
+    return web.Response(
+        status=503,
+        text="crate-mirror: the mirror's token file is invalid, so no token is accepted until "
+        "its operators fix it (the server log says what is wrong: tokens.file_invalid)\n",
     )
 
 

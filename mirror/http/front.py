@@ -75,6 +75,9 @@ class FastProtocol(asyncio.Protocol):
         self._client: str | None = None
         self._reading_paused = False
         self._closed = False  # answered a `Connection: close` request
+        # Checks an unfinished head as it trickles in (`_may_complete`):
+        self._probe: Any = None  # an httptools parser, made for each new unfinished head
+        self._probed = 0  # bytes of the unfinished head the probe has seen; 0 = a new head
         self.deadline = front.now + front.keepalive_timeout
         # Per request, filled by the parser callbacks:
         self._target = b""
@@ -123,8 +126,10 @@ class FastProtocol(asyncio.Protocol):
             if self._closed:
                 return
             start = end
+        if start:
+            self._probed = 0  # what is left begins a new request head
         self._buffer = buffer[start:]
-        if len(self._buffer) > MAX_HEAD:
+        if self._buffer and not self._may_complete(self._buffer):
             self._hand_over(self._buffer)
 
     def close(self) -> None:
@@ -218,11 +223,36 @@ class FastProtocol(asyncio.Protocol):
         self.deadline = front.now + front.keepalive_timeout
         return True
 
+    def _may_complete(self, partial: bytes) -> bool:
+        """Whether an unfinished head can still become a request this door answers.
+
+        A head with bare-LF line ends, or bytes that are no HTTP at all, never gets its
+        CRLFCRLF: waiting for one would leave the client unanswered until the idle limit.
+        llhttp (strict, as aiohttp's) rejects such input at its first bad byte, so each new
+        byte of an unfinished head is fed to a probe parser, and the first rejection hands the
+        connection to aiohttp, which answers 400 at once.
+        """
+        if len(partial) > MAX_HEAD:
+            return False
+        if self._probed == 0:
+            self._probe = httptools.HttpRequestParser(_Unobserved())
+        try:
+            self._probe.feed_data(partial[self._probed :])
+        except httptools.HttpParserError:
+            return False
+        self._probed = len(partial)
+        return True
+
     def _hand_over(self, unanswered: bytes) -> None:
         """From now on aiohttp serves this connection, starting with `unanswered`."""
         transport = self._transport
         assert transport is not None
         self._front.connections.discard(self)
+        if transport.is_closing():
+            # The client reset the connection while we answered an earlier pipelined request:
+            # nobody is left to answer, and aiohttp's protocol would hear of the loss before
+            # its request loop ever ran (an unretrieved AssertionError per connection).
+            return
         protocol = self._front.inner()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -230,6 +260,10 @@ class FastProtocol(asyncio.Protocol):
             transport.resume_reading()
         if unanswered:
             protocol.data_received(unanswered)
+
+
+class _Unobserved:
+    """A parser protocol without callbacks: the probe only asks whether the bytes are HTTP."""
 
 
 class MirrorRunner(web.AppRunner):

@@ -19,6 +19,7 @@ from mirror.http.edge import client_of
 from mirror.http.prepared import HitTally, Prepared, PreparedTable, prepared_response
 from mirror.index import parse_target_path, validate_name, validate_version
 from mirror.serving.core import FEED_MAX_LIMIT, CrateAnswer, MirrorCore
+from mirror.serving.readiness import Readiness, verdict
 from mirror.sources.tokens import TokenStore
 
 CRATE_TYPE = "application/x-tar"
@@ -36,6 +37,7 @@ class Handlers:
         # Warm hits the front door (mirror.http.front) answers without calling these handlers.
         self.prepared = PreparedTable(core.settings.prepared_bytes)
         self.tally = HitTally(core.gate)
+        self.readiness = Readiness(core.store, core.upstream, core.gate, core.reloader)
 
     # -- GET /index/{path} --------------------------------------------------------------------
 
@@ -129,6 +131,21 @@ class Handlers:
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(dict(self.core.health()))
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        """200 when upstream, the cache, the policy (and the token file) are fine, else 503
+        with the reasons: for load balancers and orchestrators (liveness is /healthz)."""
+        checks = await self.readiness.checks()
+        if self.tokens is not None:
+            problem = self.tokens.file_problem()
+            checks["tokens"] = (
+                {"ok": True}
+                if problem is None
+                else {"ok": False, "error": "the token file is invalid; no token is accepted"}
+            )
+        ready, reasons = verdict(checks)
+        body = {"ready": ready, "reasons": reasons, "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         self.tally.flush()  # what the front door served since its last tick

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mirror.http.edge import Handler, edge
+from mirror.http.edge import Handler, edge, refuse_bodies
 from mirror.http.handlers import Handlers
 
 HANDLERS = web.AppKey("handlers", Handlers)
@@ -14,7 +14,13 @@ HANDLERS = web.AppKey("handlers", Handlers)
 
 def build_app(handlers: Handlers) -> web.Application:
     # Generous but finite limits on what a client may send (slowloris, header floods).
-    app = web.Application(client_max_size=64 * 1024, handler_args={"max_field_size": 8190})
+    app = web.Application(
+        client_max_size=64 * 1024,
+        # A refused body is drained for at most `lingering_time` seconds after the 413 (so the
+        # client can read its answer before the close), not aiohttp's default 10 s.
+        handler_args={"max_field_size": 8190, "lingering_time": 1.0},
+        middlewares=[refuse_bodies],  # a body only where a route reads one: refused unread
+    )
     core, tokens, base_url = handlers.core, handlers.tokens, handlers.settings.base_url
 
     def route(name: str, handler: Handler, *, public: bool = False) -> Handler:
@@ -32,6 +38,7 @@ def build_app(handlers: Handlers) -> web.Application:
             route("feed", handlers.near_name_feed, public=feed == "public"),
         )
     app.router.add_get("/healthz", route("healthz", handlers.healthz, public=True))
+    app.router.add_get("/readyz", route("readyz", handlers.readyz, public=True))
     app.router.add_get("/metrics", route("metrics", handlers.metrics))
     app[HANDLERS] = handlers
     return app

@@ -76,6 +76,9 @@ _R = TypeVar("_R", RiskRule, DenyRule, YankedRule, MinAgeRule, AdvisoriesRule, C
 _TAG = "tag:yaml.org,2002:"
 # Keys of older policy versions, and what replaced them (named in the error).
 _RENAMED = {"typosquat": "risk"}
+# Git transports an advisory-db `source` may use (rules.advisories.source).
+_GIT_URL = re.compile(r"(https?|ssh|git|file)://[^\s]+\Z")
+_SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s:][^\s]*\Z")  # git@host:org/repo
 
 
 def parse_policy(data: bytes, path: Path) -> Policy:
@@ -284,7 +287,7 @@ class _Reader:
         "deny": ("mode",),
         "yanked": ("mode",),
         "min_age": ("mode", "age", "missing_pubtime"),
-        "advisories": ("mode", "db", "ignore", "informational"),
+        "advisories": ("mode", "db", "ignore", "informational", "source"),
         "capabilities": ("mode", "lock", "first_seen"),
     }
 
@@ -443,7 +446,28 @@ class _Reader:
             kind = self.choice(item, f"{fld}.informational[{i}]", Informational, names)
             if kind is not None:
                 kinds.append(kind)
-        return AdvisoriesRule(d.mode, db or d.db, frozenset(ignore), frozenset(kinds))
+        source = self.git_source(body["source"], f"{fld}.source") if "source" in body else None
+        return AdvisoriesRule(
+            d.mode, db or d.db, frozenset(ignore), frozenset(kinds), source or d.source
+        )
+
+    def git_source(self, node: yaml.Node, fld: str) -> str | None:
+        """A git URL (https, http, ssh, git, file, or scp-like user@host:path) or a local path.
+
+        Only these transports: git's `ext::` would run a command, and an argument that starts
+        with `-` would be read as an option by `git clone`.
+        """
+        text = self.string(node, fld)
+        if text is None:
+            return None
+        if _GIT_URL.match(text) or _SCP_LIKE.match(text):
+            return text
+        if not text or text.startswith("-") or "::" in text or "://" in text:
+            self.problem(
+                node, fld, f"{text!r} is not a git URL (https, ssh, git, file) or a local path"
+            )
+            return None
+        return str(self.base / Path(text).expanduser())
 
     def capabilities(
         self, body: dict[str, yaml.Node], fld: str, d: CapabilitiesRule

@@ -138,12 +138,18 @@ class MinAgeRule:
     missing_pubtime: MissingPubtime = MissingPubtime.ALLOW
 
 
+RUSTSEC_ADVISORY_DB = "https://github.com/rustsec/advisory-db.git"
+
+
 @dataclass(frozen=True)
 class AdvisoriesRule:
     mode: Mode = Mode.OFF
     db: Path | None = None
     ignore: frozenset[str] = frozenset()
     informational: frozenset[Informational] = frozenset()  # kinds treated like vulnerabilities
+    # Where `crate-mirror advisories update` clones `db` from: a git URL, or a local path
+    # (made absolute against the policy file's directory).
+    source: str = RUSTSEC_ADVISORY_DB
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@
     download:  validate -> decide (name) -> index file -> weigh the evidence -> decide
                (version) -> crate: memory, store or upstream (checksum) -> scan -> decide
                (malicious version, capabilities) -> record
+               (a download the cached index file contradicts, a version it lacks or a crate
+               that misses its cksum, fetches that file from upstream once more first)
 
 The HTTP handlers (mirror.http), `prefetch` and `export` all call these two functions; each
 answer carries what its caller needs, including `reusable`: a check that stays true while the
@@ -28,6 +30,7 @@ from mirror.errors import (
     IntegrityError,
     MirrorError,
     NotFound,
+    TruncatedBody,
     TrustError,
 )
 from mirror.index import IndexLine, validate_name, validate_version
@@ -36,6 +39,7 @@ from mirror.serving.downloads import CrateFetcher, CrateFile
 from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate, Request
 from mirror.serving.index_cache import IndexCache, IndexEntry
+from mirror.serving.look_ahead import LookAhead
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader
@@ -107,6 +111,7 @@ class MirrorCore:
         *,
         publisher: Publisher | None = None,
         reloader: PolicyReloader | None = None,
+        look_ahead: LookAhead | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -118,6 +123,7 @@ class MirrorCore:
         self.evidence = evidence  # what the malicious-crate rule weighs, gathered per content
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
+        self.look_ahead = look_ahead  # fetches the index files cargo will ask for next
 
     @property
     def offline(self) -> bool:
@@ -139,6 +145,8 @@ class MirrorCore:
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
         gate.check_crate(req, await gate.risk_view(entry, self.evidence.view))  # weigh
+        if self.look_ahead is not None:
+            self.look_ahead.after(entry)  # its dependencies come next: fetch them meanwhile
         if gate.capabilities is not None:
             await gate.capabilities.scan_ahead(entry, self.crates.get)
         offline = self.indexes.offline
@@ -157,14 +165,18 @@ class MirrorCore:
         req = Request(client.request_id, client.who, route, name, version)
         gate = self.gate
         gate.check_name(req)  # decide (name)
-        entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
+        entry, line = await self._index_line(name, version)  # memory, store or upstream (+TUF)
         view = await gate.risk_view(entry, self.evidence.view)  # weigh the evidence
         gate.check_crate(req, view)
-        line = entry.index.find(version)
-        if line is None:
-            raise NotFound(f"{name}@{version} is not in the upstream index")
         served = gate.check_version(req, entry, line)  # decide (version)
-        crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        try:
+            crate = await self.crates.get(line)  # memory, store or upstream (checksum)
+        except IntegrityError as e:
+            entry, line = await self._recheck_after_mismatch(entry, line, e)
+            view = await gate.risk_view(entry, self.evidence.view)  # weigh the new file
+            gate.check_crate(req, view)
+            served = gate.check_version(req, entry, line)  # decide (version) on the new line
+            crate = await self.crates.get(line)
         if view is not None and gate.engine is not None:  # scan, decide (malicious version)
             engine = gate.engine
             await gate.check_risk_download(
@@ -182,6 +194,33 @@ class MirrorCore:
             # A first sighting recorded just now changed the generation: judge the new view.
             reusable = self._while_current(entry, gate.served_index(entry), offline=False)
         return CrateAnswer(line, crate, served, reusable)
+
+    # -- when a download contradicts the index file (issue 16) ----------------------------------
+
+    async def _index_line(self, name: str, version: str) -> tuple[IndexEntry, IndexLine]:
+        """The index line cargo asks for; a version our copy lacks is asked of upstream once
+        more (the copy may have arrived corrupted) before it is a 404."""
+        entry = await self.indexes.get(name)
+        line = entry.index.find(version)
+        if line is None:
+            entry = await self.indexes.recheck(name, entry, f"{version} is not listed")
+            line = entry.index.find(version)
+        if line is None:
+            raise NotFound(f"{name}@{version} is not in the upstream index")
+        return entry, line
+
+    async def _recheck_after_mismatch(
+        self, entry: IndexEntry, line: IndexLine, error: IntegrityError
+    ) -> tuple[IndexEntry, IndexLine]:
+        """The crate did not match the cksum of our copy's line: the crate or the copy is
+        wrong. If upstream's index file now says another cksum, the copy was; else `error`."""
+        if isinstance(error, TruncatedBody):
+            raise error  # a cut-short body says nothing about the index
+        fresh = await self.indexes.recheck(entry.name, entry, "checksum mismatch")
+        new_line = fresh.index.find(line.vers)
+        if new_line is None or new_line.cksum == line.cksum:
+            raise error
+        return fresh, new_line
 
     # -- around them --------------------------------------------------------------------------
 

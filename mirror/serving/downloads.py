@@ -1,9 +1,15 @@
 """Getting a `.crate`: from memory, the store (its local directory, then a bucket shared with
 other replicas) or upstream, verified against its index line, fetched at most once however
-many requests ask for it at the same time."""
+many requests ask for it at the same time.
+
+A small crate fresh from upstream is answered from memory as soon as it is verified, and
+committed to the store right after (`flush` waits for those commits): the fsync'd write is
+not on the path of the request that fetched it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +21,7 @@ from mirror import metrics
 from mirror.errors import (
     IntegrityError,
     NotFound,
+    StorageError,
     StoreUnavailable,
     TruncatedBody,
     UpstreamUnavailable,
@@ -57,12 +64,18 @@ class HotCrates:
             body = path.read_bytes()
         except OSError:
             return None
+        self.keep(cksum, body)
+        return body
+
+    def keep(self, cksum: str, body: bytes) -> None:
+        """Hold a crate already in memory, if it is small enough."""
+        if self._budget <= 0 or len(body) > self._max_file or cksum in self._bodies:
+            return
         self._bodies[cksum] = body
         self._size += len(body)
         while self._size > self._budget:
             _, evicted = self._bodies.popitem(last=False)
             self._size -= len(evicted)
-        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,23 +105,25 @@ class CrateFetcher:
         self._hot = hot
         self._learn_dl = learn_dl  # upstream's `dl` template, if config.json failed at start
         self._max_bytes = max_bytes
-        self._flights: SingleFlight[Path] = SingleFlight()
+        self._flights: SingleFlight[CrateFile] = SingleFlight()
+        self._uncommitted: dict[str, bytes] = {}  # verified, answered, not yet in the store
+        self._commits: set[asyncio.Task[None]] = set()
 
     async def get(self, line: IndexLine) -> CrateFile:
         """The verified crate for `line`: memory, else the store, else upstream (checksum)."""
         body = self._hot.get(line.cksum)
+        if body is None:
+            body = self._uncommitted.get(line.cksum)
         if body is not None:
             metrics.cache_counter("crate", "hit").inc()
             return CrateFile(self.store.crate_path(line.cksum), body, True)
-        was_cached = self.store.has_crate(line.cksum)
-        if was_cached:
+        if self.store.has_crate(line.cksum):
             metrics.cache_counter("crate", "hit").inc()
             path = self.store.crate_path(line.cksum)
-        else:
-            path = await self._flights.run(line.cksum, lambda: self._fetch(line))
-        return CrateFile(path, self._hot.load(line.cksum, path), was_cached)
+            return CrateFile(path, self._hot.load(line.cksum, path), True)
+        return await self._flights.run(line.cksum, lambda: self._fetch(line))
 
-    async def _fetch(self, line: IndexLine) -> Path:
+    async def _fetch(self, line: IndexLine) -> CrateFile:
         """A crate not stored here: from the shared store if it has a good copy, else upstream.
         A damaged shared copy is never served (the upstream copy replaces it); with the shared
         store down and no upstream either, the answer says both."""
@@ -116,7 +131,7 @@ class CrateFetcher:
         try:
             path = await self.store.load_crate(line.cksum, self._max_bytes)
             if path is not None:
-                return path
+                return CrateFile(path, self._hot.load(line.cksum, path), False)
         except (IntegrityError, StoreUnavailable) as e:
             shared_error = e
             log.warning(
@@ -140,7 +155,12 @@ class CrateFetcher:
                 f"upstream ({e})"
             ) from e
 
-    async def _download(self, line: IndexLine) -> Path:
+    async def flush(self) -> None:
+        """Wait until every crate answered from memory is in the store (or failed to be)."""
+        while self._commits:
+            await asyncio.gather(*self._commits)
+
+    async def _download(self, line: IndexLine) -> CrateFile:
         assert self._upstream is not None
         if not self._upstream.has_config:
             await self._learn_dl()  # upstream was down at start: learn its `dl` now
@@ -149,7 +169,8 @@ class CrateFetcher:
         for attempt in range(attempts):
             try:
                 async with self._upstream.download(line.name, line.vers, line.cksum) as chunks:
-                    return await self.store.write_crate(line.cksum, chunks, self._max_bytes)
+                    received = await self.store.receive_crate(line.cksum, chunks, self._max_bytes)
+                return self._answer(line.cksum, received)
             except IntegrityError as e:
                 log.error(
                     "crate.rejected",
@@ -164,3 +185,23 @@ class CrateFetcher:
                 log.error("crate.upstream_failed", crate=line.name, version=line.vers, error=str(e))
                 raise
         raise AssertionError("unreachable")
+
+    def _answer(self, cksum: str, received: bytes | Path) -> CrateFile:
+        if isinstance(received, Path):  # large: already committed while it streamed
+            return CrateFile(received, self._hot.load(cksum, received), False)
+        self._hot.keep(cksum, received)
+        self._uncommitted[cksum] = received
+        task = asyncio.get_running_loop().create_task(self._commit(cksum, received))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+        return CrateFile(self.store.crate_path(cksum), received, False)
+
+    async def _commit(self, cksum: str, body: bytes) -> None:
+        try:
+            await asyncio.to_thread(self.store.put_crate_bytes, cksum, body)
+        except StorageError as e:
+            # The client has its verified crate; the cache does not, and the next request
+            # fetches it again. Disk trouble is what /readyz reports.
+            log.error("crate.commit_failed", cksum=cksum, error=str(e))
+        finally:
+            self._uncommitted.pop(cksum, None)

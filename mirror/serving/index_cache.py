@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import structlog
 
@@ -29,7 +30,7 @@ from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.serving.views import DerivedViews
 from mirror.store import CachedIndex, Store
-from mirror.upstream.client import Upstream
+from mirror.upstream.client import IndexFetch, Upstream
 
 log = structlog.get_logger("mirror.index")
 MAX_REMEMBERED_404S = 100_000  # names whose upstream 404 is remembered at once
@@ -49,6 +50,7 @@ class IndexEntry:
     stale_reason: str | None = None  # set when served after an upstream failure
     first_seen: float | None = None  # unix time this mirror first fetched this crate's index
     views: DerivedViews = field(default_factory=DerivedViews)  # derived from this content
+    looked_ahead: bool = False  # its dependencies' index files were fetched (look_ahead.py)
 
 
 class IndexCache:
@@ -70,6 +72,9 @@ class IndexCache:
         self._entries = _BoundedEntries(memory_budget)
         self._missing: dict[str, float] = {}  # name -> monotonic deadline of a remembered 404
         self._flights: SingleFlight[IndexEntry] = SingleFlight()
+        self._rechecks: SingleFlight[IndexEntry] = SingleFlight()  # apart: never a 304 to share
+        self._unsaved: dict[str, CachedIndex] = {}  # newest copy per name not yet on disk
+        self._saving: dict[str, asyncio.Task[None]] = {}
 
     @property
     def offline(self) -> bool:
@@ -87,6 +92,14 @@ class IndexCache:
         # Many requests for the same stale name share one upstream round trip.
         return await self._flights.run(name, lambda: self._refresh(name, entry))
 
+    def known(self, name: str) -> bool:
+        """Whether `name` is in memory, being fetched, or known not to exist upstream."""
+        return (
+            name in self._entries
+            or self._flights.running(name)
+            or self._missing.get(name, 0.0) > time.monotonic()
+        )
+
     @staticmethod
     def is_fresh(entry: IndexEntry) -> bool:
         """Whether `get` would return this entry without asking anyone."""
@@ -98,7 +111,7 @@ class IndexCache:
         if entry is None or self._upstream is None:
             # Offline, the disk is the only source, and `import` may have changed it.
             try:
-                disk = await asyncio.to_thread(self._store.read_index, name)
+                disk = await self._read_disk(name)
             except StoreUnavailable as e:
                 shared_error = e
             if disk is not None and disk.shared and self._verifier is not None:
@@ -144,11 +157,7 @@ class IndexCache:
             return self._stale_or_raise(name, known, e)
 
         if fetch.status == 404:
-            if len(self._missing) >= MAX_REMEMBERED_404S:
-                self._missing.clear()  # random names must not grow memory without bound
-            self._missing[name] = time.monotonic() + self._negative_ttl
-            self._entries.pop(name)
-            raise NotFound(f"crate `{name}` does not exist upstream")
+            self._gone(name)
         if fetch.status == 304 and known is not None:
             metrics.cache_counter("index", "revalidated").inc()
             known.fresh_until = time.monotonic() + self._ttl
@@ -159,11 +168,56 @@ class IndexCache:
             if self._verifier is not None:
                 # The copy is unchanged, but it is only trusted under current metadata.
                 known.verified_until = await self._verifier(name, known.index.raw)
-            await self._persist(name, known, known.index.raw)
+            self._persist(name, known, known.index.raw)
             self._entries.put(name, known)
             return known
 
         metrics.cache_counter("index", "miss").inc()
+        return await self._accept(name, fetch, known.first_seen if known is not None else None)
+
+    # -- a copy a download contradicts ----------------------------------------------------------
+
+    async def recheck(self, name: str, suspect: IndexEntry, reason: str) -> IndexEntry:
+        """Fetch `name`'s index file again because a download contradicts `suspect`, our copy:
+        cargo asked for a version it does not list, or a crate did not match its checksum.
+
+        An index file that arrived with a flipped byte may still parse (a wrong version, a
+        wrong cksum); fresh, it would be trusted until `index_ttl` runs out. So: ask upstream
+        once more, without validators (the copy itself is in doubt, and a 304 would confirm
+        it), and keep whatever upstream sends now. Concurrent requests that doubt the same
+        copy share one fetch; one that comes after the copy was replaced gets the new one.
+        If upstream fails, the copy is kept but no longer fresh: the next request asks again.
+        """
+        if self._upstream is None:
+            return suspect  # offline: the copy is all there is
+        current = self._entries.get(name)
+        if current is not None and current is not suspect:
+            return current
+        return await self._rechecks.run(name, lambda: self._refetch(name, suspect, reason))
+
+    async def _refetch(self, name: str, suspect: IndexEntry, reason: str) -> IndexEntry:
+        assert self._upstream is not None
+        try:
+            fetch = await self._upstream.fetch_index(name)
+        except UpstreamError as e:
+            log.warning("index.recheck_failed", crate=name, reason=reason, error=str(e))
+            suspect.fresh_until = 0.0
+            return suspect
+        if fetch.status == 404:
+            self._gone(name)
+        changed = fetch.body != suspect.index.raw
+        log.warning("index.rechecked", crate=name, reason=reason, changed=changed)
+        if not changed:
+            suspect.fresh_until = time.monotonic() + self._ttl  # upstream confirms our copy
+            return suspect
+        metrics.cache_counter("index", "miss").inc()
+        return await self._accept(name, fetch, suspect.first_seen)
+
+    # -- shared steps ---------------------------------------------------------------------------
+
+    async def _accept(self, name: str, fetch: IndexFetch, first_seen: float | None) -> IndexEntry:
+        """A new body from upstream: verified (TUF), kept in memory and on disk. `first_seen`:
+        when this mirror first fetched the crate's index (None: now)."""
         verified_until = None
         if self._verifier is not None:
             verified_until = await self._verifier(name, fetch.body)  # raises TrustError
@@ -174,9 +228,9 @@ class IndexCache:
             last_modified=fetch.last_modified,
             fresh_until=time.monotonic() + self._ttl,
             verified_until=verified_until,
-            first_seen=(known.first_seen if known is not None else None) or time.time(),
+            first_seen=first_seen or time.time(),
         )
-        await self._persist(name, fresh, fetch.body)
+        self._persist(name, fresh, fetch.body)
         self._entries.put(name, fresh)
         return fresh
 
@@ -190,6 +244,14 @@ class IndexCache:
             log.error("index.shared_copy_rejected", crate=name, error=str(e))
             return None
         return dataclasses.replace(disk, verified_until=verified_until, shared=False)
+
+    def _gone(self, name: str) -> NoReturn:
+        """Upstream answered 404: remember it for `negative_ttl`, forget any copy."""
+        if len(self._missing) >= MAX_REMEMBERED_404S:
+            self._missing.clear()  # random names must not grow memory without bound
+        self._missing[name] = time.monotonic() + self._negative_ttl
+        self._entries.pop(name)
+        raise NotFound(f"crate `{name}` does not exist upstream")
 
     def _stale_or_raise(
         self, name: str, known: IndexEntry | None, error: UpstreamError
@@ -213,8 +275,13 @@ class IndexCache:
         self._entries.put(name, known)
         return known
 
-    async def _persist(self, name: str, entry: IndexEntry, body: bytes) -> None:
-        record = CachedIndex(
+    # -- the disk copy, written after the answer ------------------------------------------------
+
+    def _persist(self, name: str, entry: IndexEntry, body: bytes) -> None:
+        """Store the entry on disk soon, not before the answer: the fsync'd write costs a cold
+        `cargo fetch` ~8 ms per index file here. The disk copy is only for other workers and
+        restarts; if a newer copy arrives before the write, only the newer one is written."""
+        self._unsaved[name] = CachedIndex(
             body=body,
             etag=entry.etag,
             last_modified=entry.last_modified,
@@ -222,11 +289,36 @@ class IndexCache:
             verified_until=entry.verified_until,
             first_seen=entry.first_seen,
         )
+        if name not in self._saving:
+            self._saving[name] = asyncio.get_running_loop().create_task(self._save(name))
+
+    async def _save(self, name: str) -> None:
         try:
-            await asyncio.to_thread(self._store.write_index, name, record)
-        except StorageError as e:
-            # Serving from memory still works; the next process start just refetches.
-            log.error("index.persist_failed", crate=name, error=str(e))
+            while (record := self._unsaved.get(name)) is not None:
+                try:
+                    await asyncio.to_thread(self._store.write_index, name, record)
+                except StorageError as e:
+                    # Serving from memory still works; the next process start just refetches.
+                    log.error("index.persist_failed", crate=name, error=str(e))
+                if self._unsaved.get(name) is record:
+                    del self._unsaved[name]
+        finally:
+            # No await since the last look at `_unsaved`: a newer copy cannot slip in between.
+            del self._saving[name]
+
+    async def flush(self) -> None:
+        """Wait until every index file answered so far is on disk (or failed to be)."""
+        while self._saving:
+            await asyncio.gather(*self._saving.values())
+
+    async def _read_disk(self, name: str) -> CachedIndex | None:
+        """The disk copy, or the one about to be written there."""
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            return unsaved
+        if not self._store.has_index(name):
+            return None  # a cold name: no thread hop for a file that is not there
+        return await asyncio.to_thread(self._store.read_index, name)
 
     def _remember(self, name: str, disk: CachedIndex, *, fresh: bool) -> IndexEntry:
         entry = self._from_disk(name, disk)
@@ -267,6 +359,9 @@ class _BoundedEntries:
         self._budget = budget
         self._entries: OrderedDict[str, IndexEntry] = OrderedDict()
         self._size = 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries  # without counting as a use
 
     def get(self, name: str) -> IndexEntry | None:
         entry = self._entries.get(name)

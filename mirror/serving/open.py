@@ -24,6 +24,7 @@ from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate
 from mirror.serving.index_cache import IndexCache
 from mirror.serving.lock_sync import LockSync
+from mirror.serving.look_ahead import LookAhead
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader, warn_expired
@@ -104,6 +105,9 @@ def open_mirror(
     crates = CrateFetcher(
         store, upstream, hot, config.learn_upstream, max_bytes=settings.max_crate_bytes
     )
+    look_ahead = None
+    if upstream is not None and settings.look_ahead_versions > 0:
+        look_ahead = LookAhead(indexes, versions=settings.look_ahead_versions)
     publisher = None
     if trust.repository is not None:
         publisher = Publisher(MirrorRepository(trust.repository))
@@ -120,9 +124,14 @@ def open_mirror(
         EvidenceGatherer(indexes, crates, scans),
         publisher=publisher,
         reloader=reloader,
+        look_ahead=look_ahead,
     )
 
     async def close() -> None:
+        if look_ahead is not None:
+            await look_ahead.stop()
+        await indexes.flush()  # what was answered before its disk copy was written
+        await crates.flush()
         if publisher is not None:
             await publisher.flush()
         if upstream is not None:

@@ -37,6 +37,8 @@ class PolicyReloader:
         # Replicas: keeps the capability lock in step with the others (mirror.serving.lock_sync)
         self.lock_sync: LockSync | None = None
 
+        self.rejected: str | None = None  # the problems of the last rejected reload, if any
+
     @property
     def files(self) -> PolicyFiles:
         return self._files
@@ -75,11 +77,13 @@ class PolicyReloader:
             )
         except ConfigError as e:
             log.error("policy.reload_rejected", trigger=trigger, problems=str(e))
+            self.rejected = str(e)
             self._audit.record(
                 AuditEvent(action="policy.reload_rejected", rule="policy", reason=str(e)[:2000])
             )
             return
         self._gate.replace_policy(engine, guard)
+        self.rejected = None
         warn_expired(engine)
         log.info("policy.reloaded", trigger=trigger, digest=engine.policy.digest)
         self._audit.record(

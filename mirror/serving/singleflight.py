@@ -17,6 +17,9 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Future[T]] = {}
 
+    def running(self, key: str) -> bool:
+        return key in self._inflight
+
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         pending = self._inflight.get(key)
         if pending is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mirror.errors import ConfigError, Problem
+from mirror.policy.advisories import AdvisoryDb
 from mirror.policy.decision import Mode
 from mirror.policy.engine import PolicyEngine
 from mirror.policy.model import Policy, parse_policy
@@ -43,10 +44,7 @@ class PolicyFiles:
         """Read everything; raises ConfigError (and changes nothing) if any of it is invalid."""
         policy = load_policy(self.path)
         names = self._name_index(policy)
-        rule = policy.rules.advisories
-        advisories = None
-        if rule.mode is not Mode.OFF and rule.db is not None:
-            advisories = load_advisories(rule.db)
+        advisories = self._advisories(policy)
         self.policy = policy
         self._stamps = {p: _mtime(p) for p in self._watched(policy)}
         return PolicyEngine(policy, names, advisories)
@@ -59,8 +57,7 @@ class PolicyFiles:
         corpus = self.corpus_path(policy)
         if rules.risk.mode is not Mode.OFF and corpus is not None:
             load_corpus(corpus)
-        if rules.advisories.mode is not Mode.OFF and rules.advisories.db is not None:
-            load_advisories(rules.advisories.db)
+        self._advisories(policy)
         if rules.capabilities.mode is not Mode.OFF:
             load_lock(self.lock_path(policy))
 
@@ -76,6 +73,29 @@ class PolicyFiles:
 
     def lock_path(self, policy: Policy) -> Path:
         return policy.rules.capabilities.lock or self.path.parent / "capabilities.lock.yaml"
+
+    def _advisories(self, policy: Policy) -> AdvisoryDb | None:
+        rule = policy.rules.advisories
+        if rule.mode is Mode.OFF or rule.db is None:
+            return None
+        try:
+            return load_advisories(rule.db)
+        except ConfigError as e:
+            if (rule.db / "crates").is_dir():
+                raise  # a malformed advisory: the problems name the file and line
+            # Missing or not a checkout: say how to get one, not only what is wrong.
+            raise ConfigError(
+                [
+                    Problem(
+                        str(self.path),
+                        None,
+                        "rules.advisories.db",
+                        f"{e.problems[0].message}: {rule.db}. Fetch the advisory database "
+                        f"with `crate-mirror advisories update --policy {self.path}` (clones "
+                        f"{rule.source}), or set rules.advisories.mode: off",
+                    )
+                ]
+            ) from e
 
     def _name_index(self, policy: Policy) -> NameIndex | None:
         rule = policy.rules.risk
@@ -101,6 +121,9 @@ class PolicyFiles:
             paths.append(corpus)
         if policy.rules.capabilities.mode is not Mode.OFF:
             paths.append(self.lock_path(policy))
+        advisories = policy.rules.advisories
+        if advisories.mode is not Mode.OFF and advisories.db is not None:
+            paths.append(advisories.db)  # `advisories update` puts a new directory there
         return paths
 
 

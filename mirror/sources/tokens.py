@@ -6,6 +6,12 @@ config.json and download request once the registry's config.json says `"auth-req
 header names a live token; `mirror.http.edge` turns "no" into a 401 with a `WWW-Authenticate`
 challenge, so this module stays free of HTTP types.
 
+The file is re-read when it changes. If it becomes invalid while the mirror runs (a hand
+edit gone wrong, a half-copied file), the store fails closed: no token is accepted, not even
+the old ones (an operator who meant to remove one must not find it still working), `problem`
+says why, and one `tokens.file_invalid` error is logged; the edge answers 503 until the file
+is valid again.
+
 Admins of the review console have tokens of their own, in a file of their own with another
 prefix (`cma_`, scope `admin`; `admin_tokens()`): a cargo token is never an admin token, and
 an admin token is never accepted from cargo, whatever is in either file.
@@ -37,6 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from mirror.errors import BadRequest, ConfigError, NotFound, Problem
 from mirror.files import write_atomic
 
@@ -62,6 +70,8 @@ RELOAD_CHECK_SECONDS = 1.0  # how often the file's mtime is checked (revocation 
 KNOWN_SCOPES = ("read",)
 ADMIN_PREFIX = "cma_"
 ADMIN_SCOPES = ("admin",)
+
+log = structlog.get_logger("mirror.tokens")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -113,12 +123,15 @@ class TokenStore:
         self._records: list[TokenRecord] = []
         self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of what we loaded
         self._checked = 0.0  # monotonic time of the last stat
-        self._load()
+        # Why the file, changed while serving, accepts nobody (None while it is valid).
+        self.problem: str | None = None
+        self._load()  # at start-up an invalid file is a ConfigError: the server does not start
 
     # -- checking (the request path) ----------------------------------------------------------
 
     def authenticate(self, authorization_header: str | None) -> Identity | None:
-        """The identity a request's Authorization header proves, or None."""
+        """The identity a request's Authorization header proves, or None (always None while
+        the file is invalid: see `problem`)."""
         token = token_from_header(authorization_header)
         if token is None or not token.startswith(self.prefix):
             return None  # the other kind of token (client vs admin) never counts here
@@ -130,6 +143,11 @@ class TokenStore:
         if record is None or not hmac.compare_digest(record.sha256, digest):
             return None
         return Identity(record.name, frozenset(record.scopes))
+
+    def file_problem(self) -> str | None:
+        """Why the file accepts nobody right now (re-read first if it changed), or None."""
+        self._reload_if_changed()
+        return self.problem
 
     # -- administration (CLI only) ------------------------------------------------------------
 
@@ -144,7 +162,9 @@ class TokenStore:
         return None
 
     def records(self) -> list[TokenRecord]:
-        self._reload_if_changed(force=True)
+        """Every token's record; raises ConfigError if the file is invalid."""
+        with self._lock:
+            self._load()
         return list(self._records)
 
     def add(self, name: str, scopes: Iterable[str] | None = None) -> str:
@@ -185,9 +205,31 @@ class TokenStore:
         if not force and now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        if _stamp(self.path) != self._stamp:
-            with self._lock:
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            try:
                 self._load()
+            except ConfigError as e:
+                self._fail_closed(stamp, str(e))
+                return
+        if self.problem is not None:
+            log.warning("tokens.file_valid_again", file=str(self.path), tokens=len(self._records))
+            self.problem = None
+
+    def _fail_closed(self, stamp: tuple[int, int] | None, problem: str) -> None:
+        """The file changed into something invalid: accept nobody until it is valid again."""
+        self._records, self._by_hash = [], {}
+        self._stamp = stamp  # re-read (and re-reported) only when it changes again
+        if problem != self.problem:
+            log.error(
+                "tokens.file_invalid",
+                file=str(self.path),
+                problem=problem,
+                effect="every request is refused with 503 until the file is valid again",
+            )
+        self.problem = problem
 
     def _load(self) -> None:
         """Read the file; a missing file means no tokens (every request is refused)."""

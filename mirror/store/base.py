@@ -60,13 +60,18 @@ class Store(Protocol):
         store cannot be reached); None when no shared copy exists (or nothing is shared)."""
         ...
 
-    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
-        """Stream a download in, committing it only if its sha256 is `cksum` (IntegrityError
-        otherwise, and for more than `max_bytes`); returns `crate_path(cksum)`."""
+    async def receive_crate(
+        self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> bytes | Path:
+        """Stream a download in, verified: IntegrityError unless its sha256 is `cksum`, and for
+        more than `max_bytes`. A small crate comes back as its bytes, not yet stored (commit
+        it with `put_crate_bytes`; StorageError now if there is no room for it); a large one
+        is committed while it streams (and shared, with a shared store) and
+        `crate_path(cksum)` comes back."""
         ...
 
     def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
-        """Commit bytes already in memory (import); IntegrityError unless sha256 is `cksum`."""
+        """Commit bytes already in memory; IntegrityError unless sha256 is `cksum`."""
         ...
 
     def iter_crates(self) -> Iterator[str]:
@@ -74,6 +79,10 @@ class Store(Protocol):
         ...
 
     # -- index files, with upstream's validators ----------------------------------------------
+
+    def has_index(self, name: str) -> bool:
+        """Whether an index file for `name` is stored (cheap: no read)."""
+        ...
 
     def read_index(self, name: str) -> CachedIndex | None:
         """The stored index file, or None if absent or unreadable (then it is fetched again).
@@ -109,6 +118,11 @@ class Store(Protocol):
         ...
 
     # -- maintenance --------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Write, sync and remove a small probe; StorageError when the cache cannot take a
+        write (disk full, read-only, permissions). For readiness (`/readyz`)."""
+        ...
 
     def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         """Delete temporary files left by crashed processes; returns how many."""

@@ -10,12 +10,12 @@ through to the bucket, and what comes back is checked before it is kept or serve
     scan report   a sealed record, pulled when a scan is needed (before scanning here)
     config.json   a sealed record, pulled at start when the local copy is missing
 
-Writes go to the local store, and only then, verified, up to the bucket in the background
-(`write_crate` returns as soon as the local copy is committed: cargo does not wait for the
-upload, and uploads wait for a quarter-second pause in the store's traffic, five seconds at
-most, so replication does not slow the fetch that caused it). Large crates go up as
-multipart uploads, so a replica killed mid-upload leaves no object, only an unfinished upload
-that `open` aborts once it is older than an hour. Two replicas uploading the same crate write
+Writes go to the local store, and only then, verified, up to the bucket in the background (a
+crate is shared once it is committed locally: cargo does not wait for the upload, and
+uploads wait for a quarter-second pause in the store's traffic, five seconds at most, so
+replication does not slow the fetch that caused it). Large crates go up as multipart
+uploads, so a replica killed mid-upload leaves no object, only an unfinished upload that
+`open` aborts once it is older than an hour. Two replicas uploading the same crate write
 identical bytes under the same key: harmless.
 
 The bucket is reached through `Bucket` (mirror.upstream.s3.S3Client: the one way out). When it
@@ -204,21 +204,30 @@ class S3Store:
             if chunks is None:
                 return None
             try:
-                path = await self.local.write_crate(cksum, chunks, max_bytes)
+                received = await self.local.receive_crate(cksum, chunks, max_bytes)
             except IntegrityError as e:
                 # Never kept, never served: the caller goes upstream (whose good copy then
                 # replaces this one in the bucket) or answers with this reason.
                 metrics.cache_counter("crate", "shared_rejected").inc()
                 log.error("store.crate_rejected", key=key, error=str(e))
                 raise IntegrityError(f"the object store's copy of {cksum} is damaged: {e}") from e
+        if isinstance(received, bytes):
+            path = await asyncio.to_thread(self.local.put_crate_bytes, cksum, received)
+        else:
+            path = received
         metrics.cache_counter("crate", "shared").inc()
         return path
 
-    async def write_crate(self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int) -> Path:
+    async def receive_crate(
+        self, cksum: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> bytes | Path:
         self._touch()
-        path = await self.local.write_crate(cksum, chunks, max_bytes)  # verified, committed
-        self._upload(crate_key(cksum), lambda: self.bucket.put_file(crate_key(cksum), path, cksum))
-        return path
+        received = await self.local.receive_crate(cksum, chunks, max_bytes)  # verified
+        if isinstance(received, Path):  # committed while it streamed: share it now
+            self._upload(
+                crate_key(cksum), lambda: self.bucket.put_file(crate_key(cksum), received, cksum)
+            )
+        return received  # small: shared by put_crate_bytes when the caller commits it
 
     def put_crate_bytes(self, cksum: str, data: bytes) -> Path:
         path = self.local.put_crate_bytes(cksum, data)
@@ -229,6 +238,10 @@ class S3Store:
         return self.local.iter_crates()
 
     # -- index files --------------------------------------------------------------------------
+
+    def has_index(self, name: str) -> bool:
+        # Here or perhaps in the bucket: only a name the bucket lacked skips the look there.
+        return self.local.has_index(name) or name not in self._names_not_shared
 
     def read_index(self, name: str) -> CachedIndex | None:
         found = self.local.read_index(name)
@@ -342,6 +355,9 @@ class S3Store:
         return body
 
     # -- maintenance --------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        self.local.check_writable()  # the bucket's health is upstream health for /readyz
 
     def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         return self.local.remove_stale_tmp(older_than)

@@ -189,10 +189,25 @@ def test_targets_are_judged_against_the_issue_goals() -> None:
         "warm hits req/s ratio": False,
         "warm hits p99 ratio": True,
         "peak RSS MB at 1000 connections": False,
+        "p99 ratio at 1000 connections": True,
         "RSS growth MB per concurrent 5 MB download": True,  # 30 MB over 64 downloads
-        "cold cargo fetch mirror/direct": True,
+        "cold cargo fetch mirror/direct": False,  # 1.2 > 1.1 (issue 16)
         "warm cargo fetch mirror/nginx": False,
     }
+
+
+def test_p99_at_1000_connections_is_judged_in_every_run() -> None:
+    """Issue 16: p99 <= 2x nginx's at 1,000 connections in each of the runs, not on average."""
+    rows = [_load_row("index_hit", 1000, 1.0, p99, 100.0) for p99 in (1.2, 2.4, 0.9)]
+    for i, row in enumerate(rows):
+        row["run"] = i + 1
+    targets = summarize_targets({"load": rows}, 5 * 2**20)
+    p99 = [(t["target"], t["met"]) for t in targets if t["target"].startswith("p99 ratio")]
+    assert p99 == [
+        ("p99 ratio at 1000 connections (workers=1, run 1)", True),
+        ("p99 ratio at 1000 connections (workers=1, run 2)", False),
+        ("p99 ratio at 1000 connections (workers=1, run 3)", True),
+    ]
 
 
 def test_markdown_report_has_every_section() -> None:
@@ -227,7 +242,7 @@ def test_markdown_report_has_every_section() -> None:
     assert "| index_hit | 1 | 64 | 1,000 | 1,000 | 0.40 |" in text
     assert "| mirror vs direct | 113 | 3.00 | 2.00 | 1.50 |" in text
     assert "mb_per_s 4.9" in text
-    assert "| cold cargo fetch mirror/direct | 1.50 | <= 1.3 | no |" in text
+    assert "| cold cargo fetch mirror/direct | 1.50 | <= 1.1 | no |" in text
 
 
 def test_fetch_comparison_alternates_sides_and_takes_medians(

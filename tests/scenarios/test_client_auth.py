@@ -4,6 +4,7 @@ audit log names the token holder and never the token; a revoke needs no restart.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources import tokens as token_file
 from mirror.sources.tokens import TokenStore
+from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.upstream import FakeUpstream
 
 AiohttpClient = Callable[[web.Application], Any]
@@ -85,3 +87,44 @@ async def test_revoked_token_is_refused_by_a_running_server(
     assert (await client.get(path, headers={"Authorization": token})).status == 200
     store.revoke("bob")
     assert (await client.get(path, headers={"Authorization": token})).status == 401
+
+
+async def test_a_token_file_broken_while_serving_refuses_everyone_with_503(
+    mirror_client: MirrorClient,
+    small_upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The operator removes a token by hand and leaves invalid JSON: through the front door
+    and the handlers alike, every request gets a clear 503 (no connection dropped with a
+    `Fatal error on transport`, no old token let in), until the file is valid again."""
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
+    store = TokenStore(tmp_path / "tokens.json")
+    kept, removed = store.add("kept"), store.add("removed")
+    client = await mirror_client(small_upstream, fresh_connections=True, auth_tokens=store.path)
+    index = "/index/" + index_path("itoa")
+    download = f"/api/v1/crates/itoa/{small_upstream.registry.versions('itoa')[-1]}/download"
+    for target in (index, index, download, download):  # the second of each is prepared
+        resp = await client.get(target, headers={"Authorization": kept})
+        assert resp.status == 200
+    assert resp.headers["Server"] == "crate-mirror"  # the front door answered it
+
+    data = json.loads(store.path.read_text())
+    data["tokens"] = [t for t in data["tokens"] if t["name"] != "removed"]
+    store.path.write_text(json.dumps(data)[:-1] + ",}")  # the trailing comma
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for token in (kept, removed, None):
+            for target in (index, download, "/index/config.json"):
+                headers = {"Authorization": token} if token else {}
+                resp = await client.get(target, headers=headers)
+                body = await resp.text()
+                assert resp.status == 503, (target, body)
+                assert "token file is invalid" in body
+                assert kept not in body and removed not in body
+    assert [r.getMessage() for r in caplog.records] == []  # no `Fatal error on transport`
+    assert (await client.get("/healthz")).status == 200  # alive, only refusing
+
+    store.path.write_text(json.dumps(data))
+    assert (await client.get(index, headers={"Authorization": kept})).status == 200
+    assert (await client.get(index, headers={"Authorization": removed})).status == 401

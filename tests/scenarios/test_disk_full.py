@@ -94,7 +94,10 @@ def test_disk_full_is_a_clear_error_and_cached_crates_keep_flowing(
             for _ in range(3):
                 assert _get(dl_small) == (200, small_registry.crate_bytes(small, small_v))
                 assert _get(mirror.url + "/index/" + index_path(small))[0] == 200
-            assert _get(mirror.url + "/healthz")[0] == 200
+            assert _get(mirror.url + "/healthz")[0] == 200  # alive ...
+            status, body = _get(mirror.url + "/readyz")  # ... but not ready for more builds
+            assert status == 503
+            assert b"cache: cache disk is full" in body
 
             # Space comes back: the same request now succeeds, verified.
             os.unlink(small_disk / "filler")

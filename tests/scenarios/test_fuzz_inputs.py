@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from hypothesis import strategies as st
 from mirror.app import create_app
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError
+from mirror.http.front import MirrorRunner
 from mirror.index import (
     CrateRef,
     IndexFile,
@@ -351,7 +353,7 @@ def recorder() -> OpenRecorder:
 def serving(app: web.Application, port_wanted: int = 0) -> Iterator[int]:
     """Serve `app` on 127.0.0.1 from a thread with its own loop; yields the port."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    runner = MirrorRunner(app, access_log=None)  # the front door first, as `serve` does
     started = threading.Event()
     port: list[int] = []
 
@@ -398,13 +400,29 @@ def upstream_process(registry: Registry) -> Iterator[str]:
         proc.wait(15)
 
 
-def raw_request(port: int, method: str, target: str, headers: dict[str, str] | None = None) -> int:
-    """Send one request byte for byte (no client-side URL cleaning); return the status."""
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+BARE_LF_ANSWER_SECONDS = 2.0  # a bare-LF head is refused at once, not after the idle limit
+
+
+def raw_request(
+    port: int,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    *,
+    eol: str = "\r\n",
+    after: bytes = b"",
+) -> int:
+    """Send one request byte for byte (no client-side URL cleaning); return the status.
+
+    `eol` ends every line of the head (CRLF, or a bare LF no server may wait on); `after`
+    is sent behind the head on the same connection, unanswered (a pipelined request).
+    """
+    extra = "".join(f"{k}: {v}{eol}" for k, v in (headers or {}).items())
+    timeout = BARE_LF_ANSWER_SECONDS if eol == "\n" else 10
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(
-            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
-            .encode("utf-8", "surrogateescape")
+            f"{method} {target} HTTP/1.1{eol}Host: 127.0.0.1{eol}{extra}Connection: close{eol}{eol}"
+            .encode("utf-8", "surrogateescape") + after
         )  # fmt: skip
         head = b""
         while b"\r\n" not in head:
@@ -414,6 +432,25 @@ def raw_request(port: int, method: str, target: str, headers: dict[str, str] | N
             head += chunk
     status_line = head.split(b"\r\n", 1)[0].split()
     return int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+
+
+def reset_after_pipelining(port: int, warm: str, method: str, target: str) -> None:
+    """A warm hit and a fuzzed request in one write, then a reset instead of reading."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {warm} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            .encode("utf-8", "surrogateescape")
+        )  # fmt: skip
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# How a fuzzed request reaches the server: a plain head, one whose lines end in bare LF (never
+# a CRLFCRLF to wait for), or behind a warm hit the front door answers, then a reset.
+connection_shapes = st.sampled_from(("plain", "plain", "plain", "bare LF", "pipelined, then reset"))
+# Where an escaped exception would be logged: aiohttp's loggers, and asyncio's for a task
+# whose exception nobody retrieved.
+LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio")
 
 
 class ErrorLogs(logging.Handler):
@@ -460,33 +497,45 @@ def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(
     rec = recorder()
     rec.ignored_thread = threading.get_ident()
     errors = ErrorLogs()
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+    for name in LOGGERS:
         logging.getLogger(name).addHandler(errors)
     with upstream_process(small_registry) as upstream_url:
         settings = mirror_settings(None, upstream_index=upstream_url + "/")
         app = create_app(settings)  # start-up reads (policy, Python modules) happen before
         statuses: dict[int, int] = {}
+        resets = 0
+        warm_hit = "/index/" + index_path("serde")
         with serving(app) as port:
-            # Warm up: import-on-first-use of codecs and the like is Python, not the mirror.
-            for warm in ("/index/config.json", "/index/" + index_path("serde"), "/nope"):
+            # Warm up: import-on-first-use of codecs and the like is Python, not the mirror;
+            # the second serde request leaves a prepared answer for the front door.
+            for warm in ("/index/config.json", warm_hit, warm_hit, "/nope"):
                 raw_request(port, "GET", warm)
             rec.paths.clear()
             rec.active = True
             try:
 
                 @fuzz
-                @given(st.sampled_from(METHODS), paths, request_headers)
-                def one(method: str, path: str, headers: dict[str, str]) -> None:
-                    status = raw_request(port, method, path, headers)
+                @given(st.sampled_from(METHODS), paths, request_headers, connection_shapes)
+                def one(method: str, path: str, headers: dict[str, str], shape: str) -> None:
+                    nonlocal resets
+                    if shape == "pipelined, then reset":
+                        reset_after_pipelining(port, warm_hit, method, path)
+                        resets += 1
+                        return
+                    eol = "\n" if shape == "bare LF" else "\r\n"
+                    status = raw_request(port, method, path, headers, eol=eol)
                     statuses[status] = statuses.get(status, 0) + 1
-                    assert 0 < status < 500, (method, path, status)
+                    assert 0 < status < 500, (method, path, shape, status)
+                    if shape == "bare LF":
+                        assert status == 400, (method, path, status)
 
                 one()
             finally:
                 rec.active = False
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+    for name in LOGGERS:
         logging.getLogger(name).removeHandler(errors)
-    assert sum(statuses.values()) >= FUZZ_EXAMPLES
+    assert sum(statuses.values()) + resets >= FUZZ_EXAMPLES
+    assert resets and statuses.get(400)
     assert errors.records == [], [r.getMessage() for r in errors.records[:5]]
     allowed = [settings.cache_dir, Path(sys.prefix), Path(sys.base_prefix)]
     stray = rec.outside(allowed)

@@ -10,7 +10,10 @@ Measured on aiohttp 3.14: both kinds are closed after exactly 75 s, aiohttp's ke
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import struct
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -64,6 +67,12 @@ def _send(mirror: MirrorProcess, data: bytes, *, timeout: float = 10.0) -> int:
     return _status_of(answer)
 
 
+def _answer_time(mirror: MirrorProcess, data: bytes, *, timeout: float) -> tuple[int, float]:
+    """(status, seconds until the first answer byte or the close) for raw bytes."""
+    started = time.monotonic()
+    return _send(mirror, data, timeout=timeout), time.monotonic() - started
+
+
 def _normal_get(mirror: MirrorProcess, path: str) -> tuple[int, float]:
     started = time.monotonic()
     with urllib.request.urlopen(mirror.url + path, timeout=30) as resp:
@@ -105,6 +114,33 @@ def test_huge_declared_body_is_refused_without_reading_it(mirror: MirrorProcess)
     assert 400 <= status < 500
     assert time.monotonic() - started < 5
     assert _normal_get(mirror, "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("target", ["/healthz", "/index/" + index_path("itoa"), "/nope"])
+def test_get_announcing_a_huge_body_is_refused_and_closed_at_once(
+    mirror: MirrorProcess, target: str
+) -> None:
+    """`GET` with `Content-Length: 10 GiB`: a 413 at once, whether the route exists or not,
+    and the connection closed after a short linger, not held while the body drains."""
+    head = f"GET {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", mirror.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b"x" * 4096)
+        answer = sock.recv(4096)
+        answered = time.monotonic() - started
+        with contextlib.suppress(ConnectionError):
+            while sock.recv(4096):  # the client sends no more: the server must close
+                pass
+        closed = time.monotonic() - started
+    assert _status_of(answer) == 413
+    assert b"takes no request body" in answer
+    assert answered < 1.0
+    assert closed < 3.0  # the 1 s lingering time, not aiohttp's 10 s
+
+
+def test_get_with_an_empty_body_is_served(mirror: MirrorProcess) -> None:
+    """`Content-Length: 0` announces no body: such a GET is answered as usual."""
+    assert _send(mirror, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") == 200
 
 
 def test_thousands_of_idle_connections_do_not_block_normal_clients(
@@ -162,3 +198,60 @@ def test_slowloris_clients_are_cut_off(mirror: MirrorProcess) -> None:
         trickle.close()
         silent.close()
     assert closed == {"trickle": True, "silent": True}
+
+
+BAD_HEADS = {
+    "bare LF line ends": b"GET /healthz HTTP/1.1\nHost: x\n\n",
+    "bare LF after the request line": b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n",
+    "bare LF in a header": b"GET /healthz HTTP/1.1\r\nHost: x\n",
+    "TLS hello on the plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage",
+    "no URL": b"GET garbage\r\n",
+    "space in a header name": b"GET /healthz HTTP/1.1\r\nHo st: x\r\n",
+}
+
+
+@pytest.mark.parametrize("head", BAD_HEADS.values(), ids=BAD_HEADS.keys())
+def test_malformed_heads_without_crlfcrlf_get_400_at_once(
+    mirror: MirrorProcess, head: bytes
+) -> None:
+    """A head that can never end in CRLFCRLF is refused at its first bad byte, as plain
+    aiohttp does, not left waiting for the idle limit (HEADER_TIMEOUT_EXPECTED)."""
+    status, took = _answer_time(mirror, head, timeout=HEADER_TIMEOUT_EXPECTED / 2)
+    assert status == 400
+    assert took < 2.0
+
+
+PIPELINED_RESETS = 300  # connections; before the fix about one in ten left a traceback
+
+
+def test_pipelined_hit_then_reset_leaves_no_traceback(mirror: MirrorProcess) -> None:
+    """A warm hit and a request the front door hands over, sent together, then a reset: the
+    front door's answer to the hit fails, and nothing is left for aiohttp to choke on.
+
+    The server is stopped (SIGSTOP) while the clients connect, send and reset, so every
+    connection reaches it with its requests and its reset already queued: the race the
+    issue measured under load, made certain.
+    """
+    hit = "/index/" + index_path("itoa")
+    for _ in range(2):  # the handler answers the first and prepares the second
+        assert _normal_get(mirror, hit)[0] == 200
+    pipelined = (
+        f"GET {hit} HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    ).encode()
+    assert mirror.proc is not None
+    log_size = mirror.log_path.stat().st_size
+    os.kill(mirror.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(PIPELINED_RESETS):
+            sock = socket.create_connection(("127.0.0.1", mirror.port), timeout=5)
+            sock.sendall(pipelined)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST, not FIN
+    finally:
+        os.kill(mirror.proc.pid, signal.SIGCONT)
+    for _ in range(3):  # every reset connection has been read, answered and dropped by now
+        assert _normal_get(mirror, "/healthz")[0] == 200
+        time.sleep(0.3)
+    new_lines = mirror.log_path.read_bytes()[log_size:].decode(errors="replace")
+    for symptom in ("Traceback", "Task exception was never retrieved", "Fatal error"):
+        assert symptom not in new_lines, new_lines[-3000:]

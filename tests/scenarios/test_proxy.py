@@ -179,6 +179,9 @@ async def test_corrupt_download_is_502_and_never_cached(
     small_upstream.faults.add(fault, match="/serde/", times=10)
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
+    core = client.server.app[HANDLERS].core  # type: ignore[union-attr]
+    await core.indexes.flush()  # the index file is written after the answer: let it land
+    await core.crates.flush()
     cache = mirror_settings(small_upstream).cache_dir
     assert list(FilesystemStore(cache).iter_crates()) == []
     assert list((cache / "tmp").iterdir()) == []

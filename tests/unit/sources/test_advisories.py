@@ -10,37 +10,7 @@ from mirror.errors import ConfigError
 from mirror.policy.advisories import Advisory, parse_advisory
 from mirror.policy.semver import Version, VersionReq
 from mirror.sources.advisories import load_advisories
-
-
-def write_advisory(
-    db: Path,
-    crate: str,
-    ident: str,
-    *,
-    patched: list[str] | None = None,
-    unaffected: list[str] | None = None,
-    extra: str = "",
-) -> Path:
-    """Write one advisory in the advisory-db Markdown format; returns its path."""
-    path = db / "crates" / crate / f"{ident}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "```toml",
-        "[advisory]",
-        f'id = "{ident}"',
-        f'package = "{crate}"',
-        'date = "2023-06-20"',
-        'url = "https://example.invalid/issue"',
-        extra,
-        "",
-        "[versions]",
-        f"patched = {patched or []!r}".replace("'", '"'),
-    ]
-    if unaffected is not None:
-        lines.append(f"unaffected = {unaffected!r}".replace("'", '"'))
-    lines += ["```", "", f"# {crate} is broken", "", "Details."]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from tests.fixtures.advisory_repo import write_advisory
 
 
 def test_reads_the_advisory_db_format(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from mirror.errors import BadRequest, ConfigError, NotFound
 from mirror.sources import tokens as token_file
@@ -116,6 +117,53 @@ def test_a_corrupt_token_file_is_a_config_error(tmp_path: Path, content: bytes) 
     path.write_bytes(content)
     with pytest.raises(ConfigError):
         TokenStore(path)
+
+
+def _edit_by_hand(path: Path, content: bytes) -> None:
+    """Write `content` as an editor would, and make sure the store sees a new stamp."""
+    before = path.stat().st_mtime_ns
+    path.write_bytes(content)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_token_file_that_turns_invalid_accepts_nobody(
+    tokens: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed while serving too: the old tokens stop working (one of them the operator
+    was removing), `problem` says why, and one alert is logged however many requests come."""
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
+    kept, removed = tokens.add("kept"), tokens.add("removed")
+    server_view = TokenStore(tokens.path)
+    assert server_view.authenticate(removed) is not None
+    good = tokens.path.read_bytes()
+    broken = good.replace(b'"name": "removed"', b'"name": "removed",,')  # a slip of the hand
+    _edit_by_hand(tokens.path, broken)
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert server_view.authenticate(kept) is None
+            assert server_view.authenticate(removed) is None
+    assert server_view.problem is not None and "not JSON" in server_view.problem
+    alerts = [e for e in logs if e["event"] == "tokens.file_invalid"]
+    assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
+    assert str(tokens.path) in alerts[0]["file"]
+    assert kept not in repr(logs) and removed not in repr(logs)
+    _edit_by_hand(tokens.path, good)
+    with capture_logs() as logs:
+        assert server_view.authenticate(kept) is not None
+    assert server_view.problem is None
+    assert [e["event"] for e in logs] == ["tokens.file_valid_again"]
+
+
+def test_an_unreadable_token_file_while_serving_accepts_nobody(
+    tokens: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(token_file, "RELOAD_CHECK_SECONDS", 0.0)
+    token = tokens.add("ci")
+    server_view = TokenStore(tokens.path)
+    tokens.path.unlink()
+    tokens.path.mkdir()  # reading it fails (EISDIR) whoever runs the test, root included
+    assert server_view.authenticate(token) is None
+    assert server_view.problem is not None
 
 
 def test_header_parsing() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from mirror.errors import IntegrityError, StorageError
 from mirror.store import CachedIndex, FilesystemStore
-from mirror.store.filesystem import SPOOL_BYTES
+from mirror.store.filesystem import ROOM_MARGIN, SPOOL_BYTES
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -24,27 +24,50 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 def test_index_round_trip_and_corrupt_entries_read_as_missing(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     entry = CachedIndex(b'{"name":"a"}\n', '"etag"', "Mon, 01 Jan 2024 00:00:00 GMT", 1.5, 9.0)
+    assert not store.has_index("serde")
     store.write_index("serde", entry)
-    assert store.read_index("serde") == entry
+    assert store.has_index("serde") and store.read_index("serde") == entry
     store.index_file("serde").write_bytes(b"not json at all\nbody")
     assert store.read_index("serde") is None  # refetched, never served half-understood
     assert store.read_index("never-cached") is None
 
 
-async def test_write_crate_commits_only_the_right_bytes(tmp_path: Path) -> None:
+async def test_a_small_crate_comes_back_verified_and_is_stored_only_when_committed(
+    tmp_path: Path,
+) -> None:
     store = FilesystemStore(tmp_path)
     data = b"crate bytes" * 100
     cksum = hashlib.sha256(data).hexdigest()
-    path = await store.write_crate(cksum, _chunks(data[:500], data[500:]), max_bytes=10_000)
-    assert path.read_bytes() == data and store.has_crate(cksum)
+    received = await store.receive_crate(cksum, _chunks(data[:500], data[500:]), 10_000)
+    assert received == data and not store.has_crate(cksum)
+    assert store.put_crate_bytes(cksum, data).read_bytes() == data and store.has_crate(cksum)
 
     other = hashlib.sha256(b"other").hexdigest()
     with pytest.raises(IntegrityError, match="checksum mismatch"):
-        await store.write_crate(other, _chunks(b"tampered"), max_bytes=10_000)
+        await store.receive_crate(other, _chunks(b"tampered"), max_bytes=10_000)
     with pytest.raises(IntegrityError, match="limit"):
-        await store.write_crate(other, _chunks(b"x" * 600, b"x" * 600), max_bytes=1000)
+        await store.receive_crate(other, _chunks(b"x" * 600, b"x" * 600), max_bytes=1000)
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        store.put_crate_bytes(other, b"tampered")  # the commit checks again
     assert not store.has_crate(other)
     assert list(store.tmp_dir.iterdir()) == []  # nothing half-written left behind
+
+
+async def test_a_small_crate_is_refused_when_the_disk_has_no_room_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It is answered before it is committed: a disk that cannot take it is a 507 now."""
+    store = FilesystemStore(tmp_path)
+    data = b"x" * 1000
+    real = os.statvfs(tmp_path)
+
+    class Full:
+        f_frsize = real.f_frsize
+        f_bavail = (ROOM_MARGIN + len(data)) // real.f_frsize - 1  # one block short
+
+    monkeypatch.setattr(os, "statvfs", lambda _path: Full)
+    with pytest.raises(StorageError, match="cache disk is full"):
+        await store.receive_crate(hashlib.sha256(data).hexdigest(), _chunks(data), 10_000)
 
 
 async def test_large_crates_stream_through_a_temp_file_with_the_same_checks(
@@ -56,14 +79,14 @@ async def test_large_crates_stream_through_a_temp_file_with_the_same_checks(
     data = piece * ((SPOOL_BYTES // len(piece)) + 3)
     cksum = hashlib.sha256(data).hexdigest()
     parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-    path = await store.write_crate(cksum, _chunks(*parts), max_bytes=len(data))
-    assert path.read_bytes() == data
+    path = await store.receive_crate(cksum, _chunks(*parts), max_bytes=len(data))
+    assert isinstance(path, Path) and path.read_bytes() == data  # committed as it streamed
 
     other = hashlib.sha256(b"other").hexdigest()
     with pytest.raises(IntegrityError, match="checksum mismatch"):
-        await store.write_crate(other, _chunks(*parts), max_bytes=len(data))
+        await store.receive_crate(other, _chunks(*parts), max_bytes=len(data))
     with pytest.raises(IntegrityError, match="limit"):
-        await store.write_crate(other, _chunks(*parts), max_bytes=len(data) - 1)
+        await store.receive_crate(other, _chunks(*parts), max_bytes=len(data) - 1)
     assert not store.has_crate(other)
     assert list(store.tmp_dir.iterdir()) == []
 
