@@ -35,7 +35,7 @@ import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -140,7 +140,7 @@ class S3Store:
         # UPLOAD_MAX_DELAY), so a cold `cargo fetch` does not share the CPU with its own
         # replication; at shutdown they go at once.
         self._busy_until = 0.0  # monotonic time until which the store counts as busy
-        self._closing = False
+        self._closing = asyncio.Event()  # set by `close`: waiting uploads go at once
         # name -> (sha256 of the body the bucket has, monotonic time it was put or read): a
         # revalidation that changed nothing is not uploaded again before INDEX_REUPLOAD_SECONDS
         # (each replica would otherwise PUT every hot index file once per index_ttl; peers
@@ -170,7 +170,7 @@ class S3Store:
             )
 
     async def close(self) -> None:
-        self._closing = True
+        self._closing.set()
         await asyncio.sleep(0)  # uploads handed over from worker threads join `_pending`
         if self._pending:
             _, pending = await asyncio.wait(set(self._pending), timeout=CLOSE_TIMEOUT)
@@ -402,8 +402,11 @@ class S3Store:
         assert self._slots is not None
         self._touch()
         deadline = time.monotonic() + UPLOAD_MAX_DELAY
-        while not self._closing and (now := time.monotonic()) < min(self._busy_until, deadline):
-            await asyncio.sleep(min(self._busy_until, deadline) - now)
+        while not self._closing.is_set() and (now := time.monotonic()) < (
+            until := min(self._busy_until, deadline)
+        ):
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), until - now)
         async with self._slots:
             try:
                 await start()

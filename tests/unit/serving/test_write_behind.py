@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from mirror.errors import StorageError
 from mirror.request_ids import next_request_id
-from mirror.serving import open as open_module
+from mirror.serving import shared_store
 from mirror.serving.core import Client, MirrorCore
 from mirror.serving.open import Closer, open_mirror
 from mirror.store import CachedIndex, FilesystemStore
@@ -61,7 +61,7 @@ def client() -> Client:
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     HeldStore.instances.clear()
-    monkeypatch.setattr(open_module, "FilesystemStore", HeldStore)
+    monkeypatch.setattr(shared_store, "FilesystemStore", HeldStore)
     yield
 
 

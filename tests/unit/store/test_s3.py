@@ -39,6 +39,13 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
         yield data[i : i + 1000]
 
 
+async def _write(store: S3Store, cksum: str, data: bytes) -> None:
+    """A download, as the crate fetcher stores it: received (verified), then committed."""
+    received = await store.receive_crate(cksum, _chunks(data), LIMIT)
+    if isinstance(received, bytes):
+        await asyncio.to_thread(store.put_crate_bytes, cksum, received)
+
+
 async def _opened(*stores: S3Store) -> None:
     for store in stores:
         await store.open()
@@ -51,7 +58,7 @@ async def test_a_crate_written_by_one_replica_is_read_by_another(
     a, b = _store(tmp_path / "a", s3_bucket), _store(tmp_path / "b", s3_bucket)
     await _opened(a, b)
     try:
-        await a.write_crate(CKSUM, _chunks(CRATE), LIMIT)
+        await _write(a, CKSUM, CRATE)
         await asyncio.to_thread(a.write_scan, CKSUM, b'{"report": 1}')
         await a.flush()
         assert s3_bucket.read(crate_key(CKSUM)) == CRATE
@@ -94,7 +101,7 @@ async def test_a_large_crate_is_uploaded_in_parts(s3_bucket: TestBucket, tmp_pat
     a = _store(tmp_path / "a", s3_bucket)
     await a.open()
     try:
-        await a.write_crate(cksum, _chunks(data), LIMIT)
+        await _write(a, cksum, data)
         await a.flush()
     finally:
         await a.close()
@@ -168,7 +175,7 @@ async def test_an_unreachable_bucket_leaves_the_local_cache_serving(
     b = _store(tmp_path / "b", s3_bucket, store_proxy.url)
     await b.open()  # does not fail
     try:
-        await b.write_crate(CKSUM, _chunks(CRATE), LIMIT)  # local commit; the upload fails
+        await _write(b, CKSUM, CRATE)  # local commit; the upload fails
         await b.flush()
         assert b.crate_path(CKSUM).read_bytes() == CRATE
         with pytest.raises(StoreUnavailable, match="after 2 attempts"):
@@ -266,7 +273,7 @@ async def test_uploads_wait_for_a_pause_and_go_at_once_on_close(
     crates = [os.urandom(100 + i) for i in range(6)]
     started = time.monotonic()
     for data in crates[:5]:  # a burst: one crate every 0.05 s
-        await store.write_crate(hashlib.sha256(data).hexdigest(), _chunks(data), LIMIT)
+        await _write(store, hashlib.sha256(data).hexdigest(), data)
         await asyncio.sleep(0.05)
     burst = time.monotonic() - started
     assert bucket.puts == {}  # still busy: nothing went up during the burst
@@ -274,7 +281,7 @@ async def test_uploads_wait_for_a_pause_and_go_at_once_on_close(
     assert len(bucket.puts) == 5
     assert min(bucket.puts.values()) - started >= burst + 0.5  # after a pause
     last = crates[5]
-    await store.write_crate(hashlib.sha256(last).hexdigest(), _chunks(last), LIMIT)
+    await _write(store, hashlib.sha256(last).hexdigest(), last)
     closing = time.monotonic()
     await store.close()
     assert bucket.puts[crate_key(hashlib.sha256(last).hexdigest())] - closing < 0.5
@@ -313,7 +320,7 @@ async def test_two_replicas_uploading_the_same_crate_is_harmless(
     await _opened(a, b)
     try:
         await asyncio.gather(
-            a.write_crate(cksum, _chunks(data), LIMIT), b.write_crate(cksum, _chunks(data), LIMIT)
+            _write(a, cksum, data), _write(b, cksum, data)
         )
         await asyncio.gather(a.close(), b.close())
     finally:
