@@ -196,6 +196,34 @@ def test_every_relative_link_resolves() -> None:
     assert [problem for page in pages() for problem in broken_links(page)] == []
 
 
+_TEST_REF = re.compile(r"\btests/[\w/]+\.py(?:::\w+)?")
+
+
+def missing_test_references(text: str, root: Path = ROOT) -> list[str]:
+    """Test files (and `file::test` names) a page cites that do not exist."""
+    missing = []
+    for ref in sorted(set(_TEST_REF.findall(text))):
+        path, _, name = ref.partition("::")
+        source = root / path
+        if not source.is_file() or (name and f"def {name}(" not in source.read_text()):
+            missing.append(ref)
+    return missing
+
+
+def test_every_cited_test_exists(tmp_path: Path) -> None:
+    """Pages cite tests as evidence (`tests/scenarios/test_soak.py::test_x`): each must exist,
+    so a moved or renamed test cannot leave a claim pointing at nothing."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("def test_b(): ...\n")
+    page = "`tests/test_a.py::test_b` `tests/test_a.py::test_c` `tests/test_gone.py`"
+    assert missing_test_references(page, tmp_path) == [
+        "tests/test_a.py::test_c",
+        "tests/test_gone.py",
+    ]
+    cited = {p.name: missing_test_references(p.read_text()) for p in pages()}
+    assert {name: refs for name, refs in cited.items() if refs} == {}
+
+
 def test_readme_maps_every_docs_page() -> None:
     """The README's map of docs/ links every page there, so none is orphaned."""
     linked = {
