@@ -211,3 +211,27 @@ def test_seed_lock_allows_the_versions_it_was_reviewed_on(name: str, version: st
         real, load_lock(REPO_LOCK), CapabilityRule(Mode.BLOCK, "require-approval")
     )
     assert decision.action is Action.ALLOW, decision.reason
+
+
+def test_recording_many_crates_parses_the_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trust-on-first-use records one crate at a time: a write must not re-parse the whole
+    file it wrote itself (3,000 crates took 1.3 s each), yet any other change is read."""
+    from mirror.sources import capability_lockfile
+
+    parsed: list[Path] = []
+    real = capability_lockfile.load_located
+    monkeypatch.setattr(capability_lockfile, "load_located", lambda p: parsed.append(p) or real(p))
+    path = tmp_path / "tofu.yaml"
+    for i in range(20):
+        update_lock(
+            path, lambda lock, i=i: lock.with_approval(f"c{i}", None, {C.FS}, "t", "r", WHEN)
+        )
+    assert parsed == []  # each write's own result is known without reading it back
+    assert len(load_lock(path).crates) == 20 and parsed == []
+    edited = path.read_text().replace('reason: "r"', 'reason: "edited by hand"', 1)
+    path.write_text(edited)  # in place: same inode, new mtime and size
+    reasons = {a.reason for apps in load_lock(path).crates.values() for a in apps}
+    assert "edited by hand" in reasons
+    assert parsed == [path]
