@@ -2,8 +2,9 @@
 
 `scan_crate` streams the archive (`archive.CrateFiles`), reads `Cargo.toml` for build scripts,
 proc-macros and `links`, looks for shipped binaries by name and magic bytes, and reads every
-`.rs` file with tree-sitter (`rust.scan_rust`) for capabilities and (`content.read_content`)
-for suspicious content (`findings`). Each capability and finding carries its evidence.
+`.rs` file, and every file one pulls in under another name (`include!("x.txt")`), with
+tree-sitter (`rust.scan_rust`) for capabilities and (`content.read_content`) for suspicious
+content (`findings`). Each capability and finding carries its evidence.
 """
 
 from __future__ import annotations

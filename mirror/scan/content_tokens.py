@@ -91,7 +91,7 @@ _EXPRESSIONS: tuple[tuple[bytes, Token, int], ...] = (
     (rb"\|[ \t]*\(?[ \t]*\*?\w+[ \t]*\^[ \t]*" + _KEY_CONSTANT, Token.DECODE, 0),  # `|b| b ^ K`
     (rb"\^=[ \t]*" + _KEY_CONSTANT + rb"[ \t]*;", Token.DECODE, 0),  # `*b ^= 0x5a;`
     (rb"\binclude_bytes![ \t]*\(", Token.INCLUDE_BYTES, 0),
-    (rb"\bpath[ \t]*=[ \t]*\"|\binclude![ \t]*\(", Token.PULL, _ONCE),
+    (rb"\bpath\s*=\s*r?#*\"|\binclude\s*!\s*[(\[{]", Token.PULL, _ONCE),  # as modules.py
 )  # fmt: skip
 # The capability reader's tokens first (reported by their start), then these (by their
 # end): one hyperscan scan per file for both readers.

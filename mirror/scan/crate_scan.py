@@ -3,7 +3,10 @@
 Memory stays bounded whatever the archive holds (issue 16: an accepted archive of zeros used
 to peak at 543 MB): the archive streams past once, keeping `.rs` sources and `Cargo.toml` up
 to `limits.max_kept_bytes`; the source beyond that is streamed a second time and read as it
-passes. Of every other file only its size and what its first bytes say are kept.
+passes. Of every other file only its size and what its first bytes say are kept, unless a
+file read as Rust pulls it in (`include!("x.txt")`, `#[path = "x.dat"] mod x;`): rustc
+compiles it whatever its name, so it is read as Rust too, in one more pass per level of such
+files.
 
 Files are read in scan order (the build script and what it pulls in, then `src/`, then the
 rest), so the evidence kept per kind is the first in that order; files read in the second
@@ -39,6 +42,10 @@ from mirror.scan.report import (
 from mirror.scan.rust import scan_rust
 
 MAX_BUILD_SOURCE = 4 * 1024 * 1024  # bytes of build-script source fetched again if not kept
+# Passes over the archive for files other than `.rs` that are pulled in (and for build files
+# not kept): each level of a chain of them costs one more inflation of the whole archive, so a
+# chain of thousands of tiny files would cost thousands. Real crates need one or two.
+MAX_PULL_PASSES = 8
 _ALL = tuple(Capability)  # iterating the enum itself is slow, and is done once per file
 _MANIFEST = "Cargo.toml"
 
@@ -63,8 +70,10 @@ class CrateScan:
         self._sizes: dict[str, int] = {}  # every file
         self._binaries: dict[str, str] = {}  # path -> pre-built code it is
         self._embeddable: dict[str, str] = {}  # path -> why `include_bytes!` of it is suspect
-        self._pulls: dict[str, list[str]] = {}  # .rs file -> the files it pulls in
+        self._pulls: dict[str, list[str]] = {}  # file read -> the files it pulls in
         self._build_sources: dict[str, bytes] = {}  # build files not kept, fetched again
+        self._read_files: set[str] = set()  # files read as Rust
+        self._passes = 0  # extra passes over the archive for pulled-in files
 
     def report(self) -> CapabilityReport:
         prefix = self._first_pass()
@@ -75,6 +84,9 @@ class CrateScan:
         build = self._build_files(manifest)
         results: dict[str, _FileResult] = {}
         writes = writes_outside_out_dir(self._build_files_sources(build))
+        # Build files other than `.rs` were fetched, never kept: read them with the rest.
+        fetched = self._build_sources.items()
+        self._sources.update({p: s for p, s in fetched if p not in self._deferred})
         self._build_sources.clear()
         for path, file_writes in _by_file(writes).items():
             results.setdefault(path, _FileResult()).findings.extend(file_writes)
@@ -90,7 +102,8 @@ class CrateScan:
                 for cap, _ in result.capabilities:
                     budget[cap] -= 1
         if self._deferred:
-            self._second_pass(results, facts, build)
+            self._read_again(self._deferred, results, facts, build)
+        self._read_pulled_in(results, facts, build)
         return self._merge(manifest, order, results, build)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -129,16 +142,48 @@ class CrateScan:
         wanted = set(paths)
         if not wanted:
             return {}
+        self._count_pass()
         files = CrateFiles(self._data, self._limits, lambda path, _: path in wanted)
         return {e.path: e.content for e in files if e.content is not None}
 
-    def _second_pass(
+    def _read_pulled_in(
         self, results: dict[str, _FileResult], facts: CrateFacts, build: Mapping[str, int]
     ) -> None:
-        """Read the `.rs` files not kept in memory, as they stream past again. Each is read
-        with a whole budget of its own: merging keeps the first lines in scan order."""
+        """Read the files of the crate that files read pull in and that were not read yet
+        (other than `.rs`: a payload in `data/x.txt` pulled in with `include!` was never
+        seen), level by level until none is left: each file is read once, so files pulling
+        each other in end."""
+        while True:
+            wanted = {
+                target
+                for targets in self._pulls.values()
+                for target in targets
+                if target in self._sizes and target not in self._read_files
+            }
+            if not wanted:
+                return
+            self._count_pass()
+            self._read_again(wanted, results, facts, build)
+
+    def _count_pass(self) -> None:
+        self._passes += 1
+        # Fail closed: a chain cut short would leave its last files unread.
+        if self._passes > MAX_PULL_PASSES:
+            raise ArchiveError(
+                f"files pull in files (include!, #[path]) more than {MAX_PULL_PASSES} levels deep"
+            )
+
+    def _read_again(
+        self,
+        paths: set[str],
+        results: dict[str, _FileResult],
+        facts: CrateFacts,
+        build: Mapping[str, int],
+    ) -> None:
+        """Read `paths` (not kept in memory) as they stream past again. Each is read with a
+        whole budget of its own: merging keeps the first lines in scan order."""
         budget = dict.fromkeys(_ALL, MAX_EVIDENCE)
-        files = CrateFiles(self._data, self._limits, lambda path, _: path in self._deferred)
+        files = CrateFiles(self._data, self._limits, lambda path, _: path in paths)
         for entry in files:
             if entry.content is not None:
                 result = self._read(entry.path, entry.content, budget, facts, entry.path in build)
@@ -154,7 +199,8 @@ class CrateScan:
         facts: CrateFacts,
         build: bool,
     ) -> _FileResult:
-        """Capabilities and findings of one `.rs` file, its items parsed once for both."""
+        """Capabilities and findings of one file read as Rust, its items parsed once for both."""
+        self._read_files.add(path)
         result = _FileResult()
         wanted = frozenset(c for c, left in budget.items() if left > 0)
         regions = Regions(source, path)
@@ -183,7 +229,7 @@ class CrateScan:
             for path in frontier:
                 source = self._sources.get(path) or self._build_sources.get(path, b"")
                 for target in pulled_files(path, source, is_root=path == script):
-                    if target.endswith(".rs") and target in self._sizes and target not in found:
+                    if target in self._sizes and target not in found:
                         found.append(target)
                         following.append(target)
             frontier = following

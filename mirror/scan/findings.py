@@ -23,8 +23,9 @@ def context_of(report: CapabilityReport, file: str) -> Context:
     they can be read) and, when the build script is not at the crate root, everything in
     its directory. macro / runtime: `src/` of a proc-macro / normal crate, and any other
     `.rs` file no cargo target claims (it could be pulled in with `#[path]`: assume the
-    worst). other: `tests/`, `examples/`, `benches/`, unless something built pulls the file
-    in (recorded in `report.pulled_in`)."""
+    worst), as any other file read as Rust (pulled in as `include!("data/x.txt")`). other:
+    `tests/`, `examples/`, `benches/`, unless something built pulls the file in (recorded
+    in `report.pulled_in`)."""
     return context_from(report.build_script, report.proc_macro, report.pulled_in, file)
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-REPORT_FORMAT = 4  # bump when scanning changes, so stored reports are redone
+REPORT_FORMAT = 5  # bump when scanning changes, so stored reports are redone
 MAX_EVIDENCE = 20  # evidence entries kept per capability or finding per crate (scan order)
 
 

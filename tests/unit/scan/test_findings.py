@@ -341,7 +341,7 @@ def test_report_json_round_trip_with_findings_and_contexts() -> None:
             manifest='build = "build/main.rs"\n',
         )
     )
-    assert report.to_json()["format"] == REPORT_FORMAT == 4
+    assert report.to_json()["format"] == REPORT_FORMAT == 5
     again = CapabilityReport.from_json(json.loads(json.dumps(report.to_json())))
     assert again == report
     assert again.build_script == "build/main.rs" and again.proc_macro is False
