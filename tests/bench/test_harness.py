@@ -188,6 +188,7 @@ def test_targets_are_judged_against_the_issue_goals() -> None:
     assert met == {
         "warm hits req/s ratio": False,
         "warm hits p99 ratio": True,
+        "req/s ratio at 1000 connections": False,  # 0.4 < 1.0, in every run
         "peak RSS MB at 1000 connections": False,
         "p99 ratio at 1000 connections": True,
         "RSS growth MB per concurrent 5 MB download": True,  # 30 MB over 64 downloads
