@@ -21,7 +21,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mirror.scan.capabilities import CapabilityReport, scan_crate
-from mirror.scan.findings import Context, Finding, context_of
+from mirror.scan.findings import context_of
+from mirror.scan.report import Context, Finding
 from tests.fixtures.crates import DEBIAN_REGISTRY, pack_crate
 
 
