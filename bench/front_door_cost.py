@@ -26,7 +26,10 @@ from tests.fixtures.registry import build_registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
 
-VARIANTS = (("front door", {}), ("handlers only", {"CRATE_MIRROR_PREPARED_BYTES": "0"}))
+VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("front door", {}),
+    ("handlers only", {"CRATE_MIRROR_PREPARED_BYTES": "0"}),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +63,7 @@ def _measure(
         for _ in range(2):  # the first is decided by the handler, which prepares the second
             with urllib.request.urlopen(url, timeout=10) as resp:
                 resp.read()
+        assert mirror.proc is not None  # start() returned, so the process is running
         pid = mirror.proc.pid
         before = _cpu_seconds(pid)
         wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", url]

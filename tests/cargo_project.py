@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CARGO_TIMEOUT", "CargoProject"]
+__all__ = ["CARGO_TIMEOUT", "CargoProject", "Dependencies"]
+
+# name -> "req" or {"version": ..., "features": ...}, as written under [dependencies]
+Dependencies = Mapping[str, str | Mapping[str, Any]]
 
 CARGO_TIMEOUT = 600.0  # seconds for one cargo invocation; a full offline build is ~1-2 min
 # Variables that would make cargo use another registry, config, token or toolchain setting.
@@ -44,7 +47,7 @@ class CargoProject:
         self,
         tmp_path: Path,
         registry_url: str,
-        deps: Mapping[str, str | Mapping[str, Any]],
+        deps: Dependencies,
         *,
         name: str = "fixture-app",
         net_retry: int = 0,

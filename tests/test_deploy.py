@@ -55,7 +55,7 @@ def test_each_replica_is_a_valid_mirror_configuration() -> None:
 def test_volumes_are_declared_and_the_audit_volume_is_shared() -> None:
     data = _compose()
     declared = set(data["volumes"])
-    mounts = {}
+    mounts: dict[str, list[str]] = {}
     for name, service in data["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]

@@ -62,7 +62,7 @@ def _lines(text: str) -> Iterator[tuple[int, str, bool]]:
 def paragraphs(text: str) -> list[tuple[int, str]]:
     """(first line, whitespace-normalized text) of each paragraph; a fenced block is one."""
     found: list[tuple[int, str]] = []
-    start, lines = 0, []
+    start, lines = 0, list[str]()
     for number, line, fenced in [*_lines(text), (0, "", False)]:  # a blank line ends the last
         if fenced or line.strip():
             start = start if lines else number
@@ -305,8 +305,9 @@ def try_it_commands() -> list[str]:
 
 def _wait_for_line(proc: subprocess.Popen[str], timeout: float) -> str:
     got: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     assert got and got[0].strip(), f"no output within {timeout:.0f}s (exit {proc.poll()})"

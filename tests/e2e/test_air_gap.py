@@ -12,13 +12,17 @@ from pathlib import Path
 import pytest
 
 from mirror.store import FilesystemStore
-from tests.cargo_project import CargoProject
+from tests.cargo_project import CargoProject, Dependencies
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
 
 pytestmark = pytest.mark.e2e
-DEPS = {"serde": {"version": "1", "features": ["derive"]}, "serde_json": "1", "rand": "0.8"}
+DEPS: Dependencies = {
+    "serde": {"version": "1", "features": ["derive"]},
+    "serde_json": "1",
+    "rand": "0.8",
+}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.cargo_project import CargoProject
+from tests.cargo_project import CargoProject, Dependencies
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
 
 pytestmark = pytest.mark.e2e
 
-PROJECT_DEPS = {
+PROJECT_DEPS: Dependencies = {
     "serde": {"version": "1", "features": ["derive"]},
     "serde_json": "1",
     "rust_decimal": "1",

@@ -46,6 +46,7 @@ async def test_index_download_tuf_and_corpus_all_go_through_the_upstream_client(
         FakeUpstream(small_registry) as upstream,
         TestServer(static_app(signed.metadata_dir), host="127.0.0.1") as metadata,
     ):
+        assert upstream.port is not None and metadata.port is not None  # both are listening
         connects.ports |= {upstream.port, metadata.port}
         tuf = {
             "upstream": {
@@ -113,6 +114,7 @@ async def test_webhook_alerts_go_out_through_the_upstream_package(
     connects = Connects()
     audit = AuditLog(tmp_path / "audit")
     async with TestServer(app, host="127.0.0.1") as receiver:
+        assert receiver.port is not None  # listening
         connects.ports.add(receiver.port)
         hook = Hook("r", str(receiver.make_url("/hook")), "json", frozenset({"block"}))
         dispatcher = AlertDispatcher(

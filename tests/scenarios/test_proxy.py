@@ -16,6 +16,7 @@ from mirror.config import Settings
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.store import FilesystemStore
+from tests.fixtures.faults import FaultKind
 from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -172,14 +173,14 @@ async def test_corrupt_download_is_502_and_never_cached(
     small_upstream: FakeUpstream,
     small_registry: Registry,
     mirror_settings: Callable[..., Settings],
-    fault: str,
+    fault: FaultKind,
 ) -> None:
     """A flipped byte, a short body or a lying Content-Length is refused and leaves nothing."""
     version = small_registry.versions("serde")[0]
     small_upstream.faults.add(fault, match="/serde/", times=10)
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
-    core = client.server.app[HANDLERS].core  # type: ignore[union-attr]
+    core = client.app[HANDLERS].core
     await core.indexes.flush()  # the index file is written after the answer: let it land
     await core.crates.flush()
     cache = mirror_settings(small_upstream).cache_dir
@@ -315,7 +316,7 @@ async def test_download_works_when_upstream_config_was_unreachable_at_start(
     """Upstream down while the mirror started: the first download learns `dl` itself."""
     core = client.app[HANDLERS].core
     assert core.upstream is not None
-    core.upstream._dl_template = None  # type: ignore[attr-defined]  # config.json failed at start
+    core.upstream._dl_template = None  # config.json failed at start
     core.config._body = None
     version = small_registry.versions("ryu")[0]
     resp = await client.get(_dl(client, "ryu", version))

@@ -115,7 +115,7 @@ async def test_a_rejected_policy_reload_is_reported_but_stays_ready(
     policy.write_text(f"version: {SCHEMA_VERSION}\n")
     client = await mirror_client(small_upstream, policy=policy)
     policy.write_text(f"version: {SCHEMA_VERSION}\nrules:\n  typosquatting: {{mode: block}}\n")
-    reloader = client.server.app[HANDLERS].core.reloader  # type: ignore[union-attr]
+    reloader = client.app[HANDLERS].core.reloader
     assert reloader is not None
     reloader.now()
     status, body = await _ready(client)

@@ -32,8 +32,8 @@ from tests.fixtures.upstream import FakeUpstream
 NAMES = ("itoa", "ryu", "memchr")
 
 
-async def cli(*argv: str) -> None:
-    """A `crate-mirror` command, off the event loop (it may run its own)."""
+async def cli(*argv: str | Path) -> None:
+    """A `crate-mirror` command, off the event loop (it may run its own); paths as they are."""
     assert await asyncio.to_thread(main, [str(a) for a in argv]) == 0, argv
 
 
@@ -138,7 +138,7 @@ async def test_chain_from_signed_upstream_to_downstream_client(
     (tmp_path / "a-root-v1.json").write_bytes((a_repo / "metadata" / "1.root.json").read_bytes())
 
     lock = lockfile(tmp_path / "Cargo.lock", small_registry)
-    export = ["export", "--config", a_yaml, "--lockfile", lock, "--no-progress"]
+    export: list[str | Path] = ["export", "--config", a_yaml, "--lockfile", lock, "--no-progress"]
     await cli(*export, "--out", tmp_path / "bundle-1.tar")
     # A verified every index file against the signed upstream before serving or exporting it.
     assert (tmp_path / "a-upstream-metadata" / "timestamp.json").is_file()

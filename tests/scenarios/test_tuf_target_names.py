@@ -121,7 +121,7 @@ async def test_default_ngclient_downloads_and_verifies_served_index_files(
             str(downstream), metadata_url, str(tmp_path / "out"), targets_url, bootstrap=None
         )
         updater.refresh()
-        got = {}
+        got: dict[str, bytes] = {}
         for path in served:
             info = updater.get_targetinfo(path)
             if info is None:

@@ -113,7 +113,7 @@ def imports_of(module: str, source: str, known: set[str]) -> Iterator[Import]:
 def project_imports() -> list[Import]:
     modules = all_modules()
     known = set(modules)
-    found = []
+    found: list[Import] = []
     for name, path in modules.items():
         found.extend(imports_of(name, path.read_text(encoding="utf-8"), known))
     return found

@@ -23,7 +23,9 @@ def write(directory: Path, events: list[AuditEvent], **options: Any) -> None:
     log.close()
 
 
-def hold(crate: str, version: str | None, rule: str = "capabilities", action: str = "block"):
+def hold(
+    crate: str, version: str | None, rule: str = "capabilities", action: str = "block"
+) -> AuditEvent:
     return AuditEvent(action, rule, f"{crate} held", route="download", crate=crate, version=version)
 
 
@@ -45,7 +47,9 @@ def lines(directory: Path, name: str = "audit-000001.jsonl") -> list[dict[str, A
     return [json.loads(raw) for raw in (directory / name).read_text().splitlines()]
 
 
-def rewrite(directory: Path, events: list[dict[str, Any]], name: str = "audit-000001.jsonl"):
+def rewrite(
+    directory: Path, events: list[dict[str, Any]], name: str = "audit-000001.jsonl"
+) -> None:
     (directory / name).write_text("".join(canonical_json(e) + "\n" for e in events))
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -151,7 +152,7 @@ async def test_metadata_dir_holds_plain_role_names_only(served: Served, tmp_path
         "targets.json",
         f"{bin_role}.json",
     }
-    stored = Metadata.from_file(str(tmp_path / "md" / f"{bin_role}.json"))
+    stored: Metadata[Targets] = Metadata.from_file(str(tmp_path / "md" / f"{bin_role}.json"))
     assert target in stored.signed.targets
 
 
@@ -229,7 +230,7 @@ def diamond_repository(directory: Path) -> Path:
         head, _, name = path.rpartition("/")
         (directory / "targets" / head).mkdir(parents=True, exist_ok=True)
         (directory / "targets" / head / f"{digest}.{name}").write_bytes(body)
-    files = {
+    files: dict[str, tuple[Metadata[Any], list[CryptoSigner]]] = {
         "1.root.json": (Metadata(root), [signers["root"]]),
         "1.targets.json": (Metadata(targets), [signers["targets"]]),
         "1.parent-a.json": (Metadata(parents["a"]), [keys["a"]]),

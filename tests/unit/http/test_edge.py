@@ -36,7 +36,8 @@ def configured() -> Iterator[None]:
 def test_parse_errors_are_demoted_and_real_errors_kept(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("aiohttp.server")
     with caplog.at_level(logging.INFO, logger="aiohttp.server"):
-        logger.handle(_record(BadStatusLine(b"\x16\x03\x01 garbage")))
+        # A TLS hello sent to the plain-HTTP port; aiohttp keeps the repr of a raw line.
+        logger.handle(_record(BadStatusLine(repr(b"\x16\x03\x01 garbage"))))
         try:
             raise RuntimeError("a real bug")
         except RuntimeError as e:

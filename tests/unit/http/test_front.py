@@ -30,7 +30,8 @@ ITOA = "/index/" + index_path("itoa")
 
 
 def _mirror(client: TestClient[Any, Any]) -> Handlers:
-    return client.server.app[HANDLERS]  # type: ignore[union-attr]
+    handlers: Handlers = client.app[HANDLERS]
+    return handlers
 
 
 class Raw:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
@@ -218,16 +220,24 @@ def test_recording_many_crates_parses_the_file_once(
 ) -> None:
     """Trust-on-first-use records one crate at a time: a write must not re-parse the whole
     file it wrote itself (3,000 crates took 1.3 s each), yet any other change is read."""
+    from mirror import yamlfile
     from mirror.sources import capability_lockfile
 
     parsed: list[Path] = []
-    real = capability_lockfile.load_located
-    monkeypatch.setattr(capability_lockfile, "load_located", lambda p: parsed.append(p) or real(p))
+    real = yamlfile.load_located  # the function capability_lockfile imported
+
+    def counted(p: Path) -> Any:
+        parsed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(capability_lockfile, "load_located", counted)
     path = tmp_path / "tofu.yaml"
+
+    def approving(name: str) -> Callable[[CapabilityLock], CapabilityLock]:
+        return lambda lock: lock.with_approval(name, None, {C.FS}, "t", "r", WHEN)
+
     for i in range(20):
-        update_lock(
-            path, lambda lock, i=i: lock.with_approval(f"c{i}", None, {C.FS}, "t", "r", WHEN)
-        )
+        update_lock(path, approving(f"c{i}"))
     assert parsed == []  # each write's own result is known without reading it back
     assert len(load_lock(path).crates) == 20 and parsed == []
     edited = path.read_text().replace('reason: "r"', 'reason: "edited by hand"', 1)

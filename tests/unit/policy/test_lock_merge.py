@@ -43,7 +43,7 @@ def test_their_revocation_is_kept_when_we_changed_nothing_there() -> None:
 def test_a_widened_approval_replaces_the_old_one() -> None:
     ours = BASE.with_approval("itoa", None, {Capability.FFI}, "someone", "more", WHEN)
     merged = merge_locks(BASE, ours, BASE)
-    assert merged.approved_for("itoa", "1.0.0") == {Capability.UNSAFE, Capability.FFI}
+    assert merged.approved_for("itoa", "1.0.0") == frozenset({Capability.UNSAFE, Capability.FFI})
     assert len(merged.crates["itoa"]) == 1
 
 
@@ -86,7 +86,7 @@ def test_a_revoke_racing_a_new_approval_keeps_the_approval_and_a_valid_lock(
     theirs = BASE.with_approval("itoa", "^2", {Capability.FFI}, "bob", "v2 reviewed", WHEN)
     merged = merge_locks(BASE, ours, theirs)
     assert merged.revocation("itoa") is None
-    assert merged.approved_for("itoa", "2.0.0") == {Capability.FFI}
+    assert merged.approved_for("itoa", "2.0.0") == frozenset({Capability.FFI})
     assert merged.approved_for("itoa", "1.0.0") == frozenset()  # the revoked approval is gone
     save_lock(merged, tmp_path / "lock.yaml")
     assert load_lock(tmp_path / "lock.yaml") == merged

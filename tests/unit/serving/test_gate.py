@@ -85,6 +85,12 @@ class FakeGuard:
     async def scan_ahead(self, entry: IndexEntry, fetch: object) -> None:
         pass
 
+    def reviewer(self, name: str, version: str | None = None) -> str | None:
+        return None  # nobody has looked at any crate
+
+    def approve_command(self, name: str, version: str) -> str:
+        return f"crate-mirror approve {name}@{version}"
+
 
 def engine(text: str = POLICY) -> CountingEngine:
     return CountingEngine(

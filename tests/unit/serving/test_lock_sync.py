@@ -224,9 +224,9 @@ async def test_one_process_of_a_replica_syncs_and_another_takes_over_when_it_sto
     places = _places(tmp_path / "a")
     client = _client(s3_bucket)
     first, second = CountingBucket(client), CountingBucket(client)
-    one = asyncio.ensure_future(LockSync.for_places(places, first, 0.05).run())  # type: ignore[arg-type]
+    one = asyncio.ensure_future(LockSync.for_places(places, first, 0.05).run())
     await asyncio.sleep(0.3)
-    two = asyncio.ensure_future(LockSync.for_places(places, second, 0.05).run())  # type: ignore[arg-type]
+    two = asyncio.ensure_future(LockSync.for_places(places, second, 0.05).run())
     try:
         await asyncio.sleep(0.5)
         assert first.heads >= 2 and second.heads == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
 
-def _line(name: str, vers: str, deps: list[dict[str, Any]]) -> bytes:
+def _line(name: str, vers: str, deps: Sequence[object]) -> bytes:  # any JSON upstream sends
     return json.dumps({"name": name, "vers": vers, "cksum": "0" * 64, "deps": deps}).encode()
 
 

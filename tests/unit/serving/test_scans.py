@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import IntegrityError
+from mirror.scan import capabilities
 from mirror.scan.report import Capability as C
 from mirror.scan.report import CapabilityReport
 from mirror.serving import scans as scans_module
@@ -58,8 +59,8 @@ async def test_known_report_skips_scanning_and_concurrent_asks_share_one_scan(
     """Fifty requests for one new crate make one scan; later asks are answered without one."""
     store = FilesystemStore(tmp_path)
     data = make_crate({"src/lib.rs": "use std::fs;\n"})
-    real_scan = scans_module.scan_crate
-    calls = []
+    real_scan = capabilities.scan_crate  # the function scans_module imported
+    calls: list[int] = []
 
     def counting(body: bytes) -> CapabilityReport:
         calls.append(len(body))

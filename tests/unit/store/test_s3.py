@@ -319,9 +319,7 @@ async def test_two_replicas_uploading_the_same_crate_is_harmless(
     a, b = _store(tmp_path / "a", s3_bucket), _store(tmp_path / "b", s3_bucket)
     await _opened(a, b)
     try:
-        await asyncio.gather(
-            _write(a, cksum, data), _write(b, cksum, data)
-        )
+        await asyncio.gather(_write(a, cksum, data), _write(b, cksum, data))
         await asyncio.gather(a.close(), b.close())
     finally:
         await a.close()

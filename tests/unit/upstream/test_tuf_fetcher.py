@@ -44,7 +44,8 @@ async def server() -> AsyncIterator[tuple[TestServer, list[str]]]:
     app.router.add_get("/ok.json", ok)
     app.router.add_get("/endless.json", endless)
     app.router.add_get("/declared.json", declared)
-    async with TestServer(app, host="127.0.0.1") as srv:
+    srv = TestServer(app, host="127.0.0.1")
+    async with srv:
         yield srv, agents
 
 
