@@ -6,6 +6,7 @@ report can be re-rendered from any saved JSON file: `python -m bench.report FILE
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -186,6 +187,22 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Print the Markdown tables of saved `bench.run` results again.",
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="bench/results/<timestamp>.json")
+    args = parser.parse_args(argv)
+    for path in args.results:
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            print(f"bench.report: {path}: {e}", file=sys.stderr)
+            return 1
+        print(render_markdown(results))
+    return 0
+
+
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print(render_markdown(json.loads(Path(arg).read_text())))
+    sys.exit(main())
