@@ -42,7 +42,7 @@ from mirror.policy.evidence import (
     RunsAt,
     VersionFacts,
 )
-from mirror.policy.schema import RiskRule
+from mirror.policy.schema import RiskRule, describe_duration
 from mirror.policy.signals import MISSING, SIGNALS
 
 __all__ = [
@@ -291,16 +291,26 @@ def _history_signals(history: CrateHistory, rule: RiskRule, now: datetime) -> li
         age = now - first
         if age < rule.young:
             out.append(
-                _signal(rule, "young_crate", f"first published {_ago(age)} ago", first + rule.young)
+                _signal(
+                    rule,
+                    "young_crate",
+                    f"first published {describe_duration(age)} ago",
+                    first + rule.young,
+                )
             )
         if age < rule.new:
             # On top of young: the first days are when malicious crates live (most are
             # found and removed within hours to days).
             out.append(
-                _signal(rule, "new_crate", f"less than {_ago(rule.new)} old", first + rule.new)
+                _signal(
+                    rule,
+                    "new_crate",
+                    f"less than {describe_duration(rule.new)} old",
+                    first + rule.new,
+                )
             )
         elif age >= rule.old:
-            out.append(_signal(rule, "old_crate", f"first published {_ago(age)} ago"))
+            out.append(_signal(rule, "old_crate", f"first published {describe_duration(age)} ago"))
     elif history.predates_pubtime:
         out.append(
             _signal(
@@ -350,7 +360,7 @@ def _version_evidence(
             _signal(
                 rule,
                 "new_version",
-                f"{version.line.vers} published {_ago(now - published)} ago",
+                f"{version.line.vers} published {describe_duration(now - published)} ago",
                 published + rule.new_version,
             )
         )
@@ -359,7 +369,8 @@ def _version_evidence(
             _signal(
                 rule,
                 "first_seen",
-                f"first requested through this mirror {_ago(now - version.first_seen)} ago",
+                "first requested through this mirror "
+                f"{describe_duration(now - version.first_seen)} ago",
                 version.first_seen + FIRST_SEEN_WINDOW,
             )
         )
@@ -493,7 +504,8 @@ def _dependency_signals(
                 _signal(
                     rule,
                     "dependency_young",
-                    f"adds dependency `{dep.name}`, first published {_ago(now - first)} ago",
+                    f"adds dependency `{dep.name}`, first published "
+                    f"{describe_duration(now - first)} ago",
                     first + rule.young,
                 )
             )
@@ -594,17 +606,6 @@ def _points(points: float) -> str:
 def _cite(evidence: Sequence[str]) -> str:
     first = evidence[0]
     return first if len(evidence) == 1 else f"{first}, +{len(evidence) - 1} more"
-
-
-def _ago(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    if seconds >= 120:
-        return f"{seconds // 60} minutes"
-    return f"{seconds} seconds"
 
 
 def _utc(now: datetime) -> datetime:

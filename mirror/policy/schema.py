@@ -194,3 +194,15 @@ def parse_duration(text: str) -> timedelta:
     for number, unit in _DURATION_RE.findall(compact):
         total += timedelta(**{_UNITS[unit]: int(number)})
     return total
+
+
+def describe_duration(delta: timedelta) -> str:
+    """A duration as a reason shows it: `3 days`, `5 hours`, `12 minutes`, `40 seconds`."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"

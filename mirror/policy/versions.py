@@ -9,7 +9,7 @@ version gets the same decision as a 403.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from mirror.index import IndexLine
 from mirror.policy.advisories import Advisory
@@ -21,6 +21,7 @@ from mirror.policy.model import (
     MissingPubtime,
     YankedRule,
 )
+from mirror.policy.schema import describe_duration
 from mirror.policy.semver import Version
 
 
@@ -151,8 +152,8 @@ def min_age(line: IndexLine, rule: MinAgeRule, now: datetime) -> Decision | None
     return Decision.matched(
         rule.mode,
         "min_age",
-        f"`{line.name}` {line.vers} was published {_human(age)} ago; this mirror waits "
-        f"{_human(rule.age)} before serving new versions",
+        f"`{line.name}` {line.vers} was published {describe_duration(age)} ago; this mirror waits "
+        f"{describe_duration(rule.age)} before serving new versions",
         {
             "version": line.vers,
             "pubtime": line.pubtime,
@@ -209,14 +210,3 @@ def _entry_details(entry: ListEntry, version: str | None) -> dict[str, object]:
     if version is not None:
         details["version"] = version
     return details
-
-
-def _human(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    if seconds >= 120:
-        return f"{seconds // 60} minutes"
-    return f"{seconds} seconds"

@@ -8,10 +8,10 @@ number of processes may write the same one (identical bytes; the last write wins
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 STALE_TMP_SECONDS = 3600  # temp files older than this belong to a dead process
 
@@ -29,6 +29,40 @@ class CachedIndex:
     # read from a store shared with other replicas (checked against its record, but TUF, when
     # configured, must verify it again before it is served: the record is not a TUF signature)
     shared: bool = False
+
+    def meta(self) -> dict[str, Any]:
+        """What is stored beside the body: a header line on disk, a sealed record in a bucket."""
+        return {
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "fetched": self.fetched_at,
+            "verified_until": self.verified_until,
+            "first_seen": self.first_seen,
+        }
+
+    @classmethod
+    def from_meta(
+        cls, body: bytes, meta: Mapping[str, Any], *, shared: bool = False
+    ) -> CachedIndex:
+        """The inverse of `meta`; KeyError, TypeError or ValueError for metadata that is not
+        (a field of the wrong type is dropped, never passed on as a validator)."""
+        return cls(
+            body,
+            _text(meta.get("etag")),
+            _text(meta.get("last_modified")),
+            float(meta["fetched"]),
+            _number(meta.get("verified_until")),
+            _number(meta.get("first_seen")),
+            shared,
+        )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class Store(Protocol):

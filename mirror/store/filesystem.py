@@ -182,27 +182,12 @@ class FilesystemStore:
         if not sep:
             return None
         try:
-            meta = json.loads(header)
-            return CachedIndex(
-                body,
-                meta.get("etag"),
-                meta.get("last_modified"),
-                float(meta["fetched"]),
-                meta.get("verified_until"),
-                meta.get("first_seen"),
-            )
+            return CachedIndex.from_meta(body, json.loads(header))
         except (ValueError, KeyError, TypeError):
             return None
 
     def write_index(self, name: str, entry: CachedIndex) -> None:
-        meta = {
-            "etag": entry.etag,
-            "last_modified": entry.last_modified,
-            "fetched": entry.fetched_at,
-            "verified_until": entry.verified_until,
-            "first_seen": entry.first_seen,
-        }
-        header = json.dumps(meta, separators=(",", ":")).encode()
+        header = json.dumps(entry.meta(), separators=(",", ":")).encode()
         try:
             self._write_atomic(self.index_file(name), header + b"\n" + entry.body)
         except OSError as e:

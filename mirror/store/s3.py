@@ -263,14 +263,7 @@ class S3Store:
             if len(self._crates_not_shared) > MAX_UNSHARED:
                 self._crates_not_shared.clear()
             self._crates_not_shared.update(line.cksum for line in IndexFile.parse(entry.body).lines)
-        meta = {
-            "etag": entry.etag,
-            "last_modified": entry.last_modified,
-            "fetched": entry.fetched_at,
-            "verified_until": entry.verified_until,
-            "first_seen": entry.first_seen,
-        }
-        record = seal("index", name, entry.body, meta, self._record_key)
+        record = seal("index", name, entry.body, entry.meta(), self._record_key)
         self._upload(index_key(name), lambda: self._put(index_key(name), record))
 
     def iter_index_names(self) -> Iterator[str]:
@@ -292,15 +285,7 @@ class S3Store:
                 return None
             meta, body = unseal("index", name, found[0], self._record_key)
             self._note_index(name, hashlib.sha256(body).hexdigest(), time.monotonic())
-            return CachedIndex(
-                body,
-                _text(meta.get("etag")),
-                _text(meta.get("last_modified")),
-                float(meta["fetched"]),
-                _number(meta.get("verified_until")),
-                first_seen=_number(meta.get("first_seen")),
-                shared=True,
-            )
+            return CachedIndex.from_meta(body, meta, shared=True)
         except (KeyError, TypeError, ValueError):
             log.error("store.record_rejected", key=key, error="bad metadata")
         except IntegrityError as e:
@@ -419,11 +404,3 @@ class S3Store:
 
     async def _put(self, key: str, body: bytes) -> None:
         await self.bucket.put(key, body)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
