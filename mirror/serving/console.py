@@ -45,6 +45,12 @@ class ConsoleBackend:
         self.places = _places(core)
         self.desk = ReviewDesk(self.index, core.store, self.places, core.gate.audit)
 
+    async def settled_desk(self) -> ReviewDesk:
+        """The review desk, once what the mirror answered from memory is in the store: the
+        desk reads index files and crates from there (mirror/serving/write_behind.py)."""
+        await self.core.writes.flush()
+        return self.desk
+
     def decisions(self, query: EventQuery, before: int | None, limit: int) -> list[EventRow]:
         self.desk.current()
         return self.index.events(query, limit=limit, before=before)

@@ -44,6 +44,7 @@ from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader
 from mirror.serving.views import Judged, RiskView, ServedIndex
+from mirror.serving.write_behind import WriteBehind
 from mirror.store import Store
 from mirror.upstream.client import Upstream
 
@@ -112,6 +113,7 @@ class MirrorCore:
         publisher: Publisher | None = None,
         reloader: PolicyReloader | None = None,
         look_ahead: LookAhead | None = None,
+        writes: WriteBehind,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -124,6 +126,8 @@ class MirrorCore:
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
         self.look_ahead = look_ahead  # fetches the index files cargo will ask for next
+        # Store writes of what was answered from memory; `flush` before reading the store.
+        self.writes = writes
 
     @property
     def offline(self) -> bool:

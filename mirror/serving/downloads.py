@@ -3,13 +3,12 @@ other replicas) or upstream, verified against its index line, fetched at most on
 many requests ask for it at the same time.
 
 A small crate fresh from upstream is answered from memory as soon as it is verified, and
-committed to the store right after (`flush` waits for those commits): the fsync'd write is
-not on the path of the request that fetched it.
+committed to the store later (write_behind.py): the fsync'd write is not on the path of the
+request that fetched it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from mirror.errors import (
 )
 from mirror.index import IndexLine
 from mirror.serving.singleflight import SingleFlight
+from mirror.serving.write_behind import WriteBehind
 from mirror.store import Store
 from mirror.upstream.client import Upstream
 
@@ -99,6 +99,7 @@ class CrateFetcher:
         learn_dl: Callable[[], Awaitable[None]],
         *,
         max_bytes: int,
+        writes: WriteBehind | None = None,
     ) -> None:
         self.store = store
         self._upstream = upstream  # None: offline
@@ -107,7 +108,7 @@ class CrateFetcher:
         self._max_bytes = max_bytes
         self._flights: SingleFlight[CrateFile] = SingleFlight()
         self._uncommitted: dict[str, bytes] = {}  # verified, answered, not yet in the store
-        self._commits: set[asyncio.Task[None]] = set()
+        self._writes = writes if writes is not None else WriteBehind()
 
     async def get(self, line: IndexLine) -> CrateFile:
         """The verified crate for `line`: memory, else the store, else upstream (checksum)."""
@@ -155,11 +156,6 @@ class CrateFetcher:
                 f"upstream ({e})"
             ) from e
 
-    async def flush(self) -> None:
-        """Wait until every crate answered from memory is in the store (or failed to be)."""
-        while self._commits:
-            await asyncio.gather(*self._commits)
-
     async def _download(self, line: IndexLine) -> CrateFile:
         assert self._upstream is not None
         if not self._upstream.has_config:
@@ -191,17 +187,22 @@ class CrateFetcher:
             return CrateFile(received, self._hot.load(cksum, received), False)
         self._hot.keep(cksum, received)
         self._uncommitted[cksum] = received
-        task = asyncio.get_running_loop().create_task(self._commit(cksum, received))
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
+        self._writes.put(
+            ("crate", cksum),
+            lambda: self._commit(cksum, received),
+            lambda: self._settle(cksum),
+            len(received),
+        )
         return CrateFile(self.store.crate_path(cksum), received, False)
 
-    async def _commit(self, cksum: str, body: bytes) -> None:
+    def _settle(self, cksum: str) -> None:
+        """Committed (or failed to be: then the next request fetches it again)."""
+        self._uncommitted.pop(cksum, None)
+
+    def _commit(self, cksum: str, body: bytes) -> None:
         try:
-            await asyncio.to_thread(self.store.put_crate_bytes, cksum, body)
+            self.store.put_crate_bytes(cksum, body)
         except StorageError as e:
             # The client has its verified crate; the cache does not, and the next request
             # fetches it again. Disk trouble is what /readyz reports.
             log.error("crate.commit_failed", cksum=cksum, error=str(e))
-        finally:
-            self._uncommitted.pop(cksum, None)

@@ -29,6 +29,7 @@ from mirror.errors import (
 from mirror.index import IndexFile
 from mirror.serving.singleflight import SingleFlight
 from mirror.serving.views import DerivedViews
+from mirror.serving.write_behind import WriteBehind
 from mirror.store import CachedIndex, Store
 from mirror.upstream.client import IndexFetch, Upstream
 
@@ -63,6 +64,7 @@ class IndexCache:
         negative_ttl: float,
         verifier: Verifier | None = None,
         memory_budget: int = 64 * 2**20,  # bytes of index files held in memory (LRU)
+        writes: WriteBehind | None = None,
     ) -> None:
         self._store = store
         self._upstream = upstream  # None means offline: never contact upstream
@@ -74,7 +76,7 @@ class IndexCache:
         self._flights: SingleFlight[IndexEntry] = SingleFlight()
         self._rechecks: SingleFlight[IndexEntry] = SingleFlight()  # apart: never a 304 to share
         self._unsaved: dict[str, CachedIndex] = {}  # newest copy per name not yet on disk
-        self._saving: dict[str, asyncio.Task[None]] = {}
+        self._writes = writes if writes is not None else WriteBehind()
 
     @property
     def offline(self) -> bool:
@@ -278,10 +280,10 @@ class IndexCache:
     # -- the disk copy, written after the answer ------------------------------------------------
 
     def _persist(self, name: str, entry: IndexEntry, body: bytes) -> None:
-        """Store the entry on disk soon, not before the answer: the fsync'd write costs a cold
-        `cargo fetch` ~8 ms per index file here. The disk copy is only for other workers and
-        restarts; if a newer copy arrives before the write, only the newer one is written."""
-        self._unsaved[name] = CachedIndex(
+        """Store the entry on disk later, not before the answer (write_behind.py). The disk
+        copy is only for other workers and restarts; of two copies waiting, only the newer
+        one is written."""
+        record = CachedIndex(
             body=body,
             etag=entry.etag,
             last_modified=entry.last_modified,
@@ -289,27 +291,20 @@ class IndexCache:
             verified_until=entry.verified_until,
             first_seen=entry.first_seen,
         )
-        if name not in self._saving:
-            self._saving[name] = asyncio.get_running_loop().create_task(self._save(name))
+        self._unsaved[name] = record
 
-    async def _save(self, name: str) -> None:
-        try:
-            while (record := self._unsaved.get(name)) is not None:
-                try:
-                    await asyncio.to_thread(self._store.write_index, name, record)
-                except StorageError as e:
-                    # Serving from memory still works; the next process start just refetches.
-                    log.error("index.persist_failed", crate=name, error=str(e))
-                if self._unsaved.get(name) is record:
-                    del self._unsaved[name]
-        finally:
-            # No await since the last look at `_unsaved`: a newer copy cannot slip in between.
-            del self._saving[name]
+        def write() -> None:
+            try:
+                self._store.write_index(name, record)
+            except StorageError as e:
+                # Serving from memory still works; the next process start just refetches.
+                log.error("index.persist_failed", crate=name, error=str(e))
 
-    async def flush(self) -> None:
-        """Wait until every index file answered so far is on disk (or failed to be)."""
-        while self._saving:
-            await asyncio.gather(*self._saving.values())
+        def settle() -> None:
+            if self._unsaved.get(name) is record:
+                del self._unsaved[name]
+
+        self._writes.put(("index", name), write, settle, len(body))
 
     async def _read_disk(self, name: str) -> CachedIndex | None:
         """The disk copy, or the one about to be written there."""

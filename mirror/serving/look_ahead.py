@@ -13,7 +13,6 @@ policy judges each file when cargo asks for it, as before.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import structlog
 
@@ -32,16 +31,7 @@ def dependency_names(index: IndexFile, *, versions: int) -> list[str]:
     names: dict[str, None] = {}
     own = {line.name.lower() for line in index.lines}
     for line in index.lines[-versions:] if versions > 0 else ():
-        try:
-            deps = json.loads(line.raw).get("deps")
-        except ValueError:
-            continue
-        for dep in deps if isinstance(deps, list) else ():
-            if not isinstance(dep, dict) or dep.get("kind") == "dev":
-                continue
-            name = dep.get("package") or dep.get("name")
-            if not isinstance(name, str):
-                continue
+        for name in line.deps:
             try:
                 validate_name(name)  # upstream's bytes: only legal names become fetches
             except BadRequest:

@@ -30,6 +30,7 @@ from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader, warn_expired
 from mirror.serving.scans import Scans
 from mirror.serving.shared_store import open_store
+from mirror.serving.write_behind import WriteBehind
 from mirror.sources.policy_files import PolicyFiles
 from mirror.store import Store
 from mirror.store.s3 import S3Store
@@ -90,6 +91,7 @@ def open_mirror(
             reloader.lock_sync = LockSync.for_places(
                 guard.places, store.bucket, settings.lock_sync_interval
             )
+    writes = WriteBehind()  # what requests were answered before it was in the store
     indexes = IndexCache(
         store,
         upstream,
@@ -97,13 +99,19 @@ def open_mirror(
         negative_ttl=settings.negative_ttl,
         verifier=verifier.verify_crate_index if verifier else None,
         memory_budget=settings.index_memory_bytes,
+        writes=writes,
     )
     config = RegistryConfig(
         settings.base_url, store, upstream, auth_required=settings.auth_tokens is not None
     )
     hot = HotCrates(settings.hot_cache_bytes, settings.hot_cache_max_file)
     crates = CrateFetcher(
-        store, upstream, hot, config.learn_upstream, max_bytes=settings.max_crate_bytes
+        store,
+        upstream,
+        hot,
+        config.learn_upstream,
+        max_bytes=settings.max_crate_bytes,
+        writes=writes,
     )
     look_ahead = None
     if upstream is not None and settings.look_ahead_versions > 0:
@@ -125,13 +133,13 @@ def open_mirror(
         publisher=publisher,
         reloader=reloader,
         look_ahead=look_ahead,
+        writes=writes,
     )
 
     async def close() -> None:
         if look_ahead is not None:
             await look_ahead.stop()
-        await indexes.flush()  # what was answered before its disk copy was written
-        await crates.flush()
+        await writes.flush()  # what was answered before its copy was in the store
         if publisher is not None:
             await publisher.flush()
         if upstream is not None:

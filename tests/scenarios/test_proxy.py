@@ -181,8 +181,7 @@ async def test_corrupt_download_is_502_and_never_cached(
     resp = await client.get(_dl(client, "serde", version))
     assert resp.status == 502
     core = client.app[HANDLERS].core
-    await core.indexes.flush()  # the index file is written after the answer: let it land
-    await core.crates.flush()
+    await core.writes.flush()  # the index file and crate are written after the answer
     cache = mirror_settings(small_upstream).cache_dir
     assert list(FilesystemStore(cache).iter_crates()) == []
     assert list((cache / "tmp").iterdir()) == []
