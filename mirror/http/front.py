@@ -26,6 +26,9 @@ from mirror.http.prepared import http_date
 from mirror.http.routes import HANDLERS
 
 MAX_HEAD = 8 * 1024  # bytes of request head we answer; larger goes to aiohttp and its limits
+# A body up to this size is joined to its head and written as one buffer; a larger one (most
+# crates) is written as it is (writev): copying 20 KB per hit cost 2-3 µs of the ~22 µs.
+JOIN_MAX = 4 * 1024
 CLOSE = b"Connection: close\r\n"
 TICK_SECONDS = 1.0  # Date header refresh, idle sweep, audit/metrics batch
 
@@ -212,7 +215,7 @@ class FastProtocol(asyncio.Protocol):
             handlers.tally.count(prepared, 304, 0, client)
         else:
             body = prepared.body
-            if len(body) < 65536:
+            if len(body) <= JOIN_MAX:
                 transport.write(prepared.ok + date_line + body)
             else:
                 transport.writelines((prepared.ok, date_line, body))
