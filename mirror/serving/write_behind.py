@@ -4,10 +4,10 @@ A crate or an index file fresh from upstream is answered from memory; its copy i
 serves restarts, other workers and replicas. Written one by one as they arrived, those
 fsync'd writes ran on pool threads beside the requests of the same cold `cargo fetch`: about
 half of the mirror's CPU went to them and to the thread switches they caused, on a machine
-whose other core cargo itself keeps busy (docs/benchmarks.md, "Cold cargo fetch"). So a write
-waits until none has been queued for `quiet` seconds (the build's burst is over), and then
-all that are queued go in one batch on one thread; never longer than `max_lag` after the
-oldest was queued, and at once when `max_bytes` are held.
+whose other core cargo itself keeps busy (docs/benchmarks.md, "Cold: the writes competed
+with the requests"). So a write waits until none has been queued for `quiet` seconds (the
+build's burst is over), and then all that are queued go in one batch on one thread; never
+longer than `max_lag` after the oldest was queued, and at once when `max_bytes` are held.
 
 Until it is written, the owner answers from its pending copy (`IndexCache`'s unsaved index
 files, `CrateFetcher`'s uncommitted crates). A process that dies first loses only cache
