@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -30,6 +30,11 @@ upstream_latency = Histogram(
 )
 decisions = Counter(
     "crate_mirror_decisions", "Policy decisions", ["action", "rule"], registry=REGISTRY
+)
+store_writes_queued = Gauge(
+    "crate_mirror_store_writes_queued",
+    "Index files and crates answered from memory and not yet written to the store",
+    registry=REGISTRY,
 )
 
 

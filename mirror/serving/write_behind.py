@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from mirror import metrics
+
 log = structlog.get_logger("mirror.write_behind")
 
 QUIET = 0.2  # seconds without a new write before a batch starts
@@ -57,6 +59,7 @@ class WriteBehind:
         self._oldest = 0.0  # monotonic time the oldest queued write was queued
         self._newest = 0.0  # and the newest
         self._flushing = 0  # flush() calls waiting: write now
+        self._writing = 0  # writes of the batch on the writer thread
         self._wake: asyncio.Event | None = None  # made with the task, on the loop that runs it
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +81,7 @@ class WriteBehind:
         self._queued[key] = _Write(write, settle, size)
         self._bytes += size
         self._newest = now
+        self._report()
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(self._wake))
@@ -107,11 +111,14 @@ class WriteBehind:
                 batch = list(self._queued.values())
                 self._queued.clear()
                 self._bytes = 0
+                self._writing = len(batch)
                 try:
                     await asyncio.to_thread(_write_all, batch)
                 finally:
                     for item in batch:
                         item.settle()
+                    self._writing = 0
+                    self._report()
         finally:
             self._task = self._wake = None
 
@@ -121,6 +128,10 @@ class WriteBehind:
             return 0.0
         due = min(self._newest + self._quiet, self._oldest + self._max_lag)
         return due - self._clock()
+
+    def _report(self) -> None:
+        """What a crash now would lose from the cache (the metric operators watch)."""
+        metrics.store_writes_queued.set(len(self._queued) + self._writing)
 
 
 def _write_all(batch: list[_Write]) -> None:

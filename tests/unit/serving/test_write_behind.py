@@ -21,6 +21,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mirror.errors import StorageError
+from mirror.metrics import REGISTRY
 from mirror.request_ids import next_request_id
 from mirror.serving import open as open_module
 from mirror.serving import shared_store
@@ -219,6 +220,16 @@ async def test_a_quiet_moment_writes_the_whole_batch_on_one_thread() -> None:
     settlers = {tid for kind, _, tid in log.events if kind == "settle"}
     assert len(writers) == 1 and loop_thread not in writers  # one hop for the batch
     assert settlers == {loop_thread}  # the owners' pending copies change on the loop only
+
+
+async def test_the_metric_counts_what_is_not_in_the_store_yet() -> None:
+    writes = WriteBehind(quiet=1000.0, max_lag=1000.0)
+    log = Log()
+    log.put(writes, "a")
+    log.put(writes, "b")
+    assert REGISTRY.get_sample_value("crate_mirror_store_writes_queued") == 2
+    await asyncio.wait_for(writes.flush(), WAIT)
+    assert REGISTRY.get_sample_value("crate_mirror_store_writes_queued") == 0
 
 
 async def test_flush_writes_now_and_only_the_newest_copy_of_a_key() -> None:
