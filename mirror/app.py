@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 
 from aiohttp import web
 
+from mirror import heap
 from mirror.config import Settings
 from mirror.http.accept import AcceptingSite
 from mirror.http.console.routes import add_console
@@ -105,6 +106,7 @@ async def _serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        heap.settle()  # what start-up built stays out of full collections (mirror/heap.py)
         await stop.wait()
     finally:
         await runner.cleanup()

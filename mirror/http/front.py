@@ -72,7 +72,8 @@ class FrontDoor:
 class FastProtocol(asyncio.Protocol):
     def __init__(self, front: FrontDoor) -> None:
         self._front = front
-        self._parser = httptools.HttpRequestParser(self)
+        # None once the connection ended or was handed over (`_release`).
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._client: str | None = None
@@ -101,6 +102,13 @@ class FastProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._front.connections.discard(self)
+        self._release()
+
+    def _release(self) -> None:
+        """The parsers call back into this protocol: a cycle only the garbage collector would
+        free. Broken when the connection ends or leaves, a protocol is freed at once (1,000
+        connections per wrk run otherwise made full collections of 55-70 ms)."""
+        self._parser = self._probe = None
 
     def pause_writing(self) -> None:
         # A client that sends requests but does not read answers: stop reading its requests.
@@ -159,6 +167,7 @@ class FastProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         # Asked here: llhttp resets these flags once the message is complete.
+        assert self._parser is not None  # it is the parser calling
         self._keep_alive = self._parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
@@ -173,6 +182,7 @@ class FastProtocol(asyncio.Protocol):
         self._complete = self._keep_alive = self._odd = False
         self._messages = 0
         parser = self._parser
+        assert parser is not None  # data_received stops once the connection is released
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
@@ -256,6 +266,7 @@ class FastProtocol(asyncio.Protocol):
             # nobody is left to answer, and aiohttp's protocol would hear of the loss before
             # its request loop ever ran (an unretrieved AssertionError per connection).
             return
+        self._release()
         protocol = self._front.inner()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -11,6 +11,7 @@ import datetime
 
 import structlog
 
+from mirror import heap
 from mirror.audit import AuditEvent, AuditSink
 from mirror.config import Settings
 from mirror.errors import ConfigError
@@ -83,6 +84,7 @@ class PolicyReloader:
             )
             return
         self._gate.replace_policy(engine, guard)
+        heap.settle()  # the new policy's indexes out of full collections, the old ones freed
         self.rejected = None
         warn_expired(engine)
         log.info("policy.reloaded", trigger=trigger, digest=engine.policy.digest)

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -52,16 +53,27 @@ def _get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def _wait_until_stored(base: str) -> None:
+    """The mirror writes what it answered from memory once it is quiet: wait for that."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        metrics = _get(base + "/metrics")[1].decode()
+        if "crate_mirror_store_writes_queued 0.0" in metrics:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the mirror did not write what it answered within 30 s")
+
+
 def _fill(path: Path) -> None:
     """Write until the file system says ENOSPC."""
-    with open(path, "wb") as f:
-        block = b"\0" * 65536
-        try:
+    try:
+        with open(path, "wb") as f:
+            block = b"\0" * 65536
             while True:
                 f.write(block)
                 f.flush()
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
+    except OSError as e:  # from a write, or from the close that flushes the rest
+        assert e.errno == errno.ENOSPC
     with contextlib.suppress(OSError), open(path, "ab") as f:
         while True:  # the last few bytes, in small writes
             f.write(b"\0" * 512)
@@ -81,6 +93,7 @@ def test_disk_full_is_a_clear_error_and_cached_crates_keep_flowing(
             dl_big = f"{mirror.url}/api/v1/crates/{big}/{big_v}/download"
             assert _get(dl_small) == (200, small_registry.crate_bytes(small, small_v))
             assert _get(mirror.url + "/index/" + index_path(big))[0] == 200
+            _wait_until_stored(mirror.url)  # cached before the disk fills, not only in memory
 
             _fill(small_disk / "filler")
             status, body = _get(dl_big)

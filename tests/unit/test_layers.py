@@ -3,7 +3,8 @@ those inside functions and under TYPE_CHECKING) points down the layers, and noth
 in a circle. See docs/architecture.md for the picture.
 
     cli -> app (composition) -> http -> serving -> sources, policy, scan, trust, audit,
-    store, upstream -> base (errors, config, index, files, metrics, logs, request_ids, yamlfile)
+    store, upstream -> base (errors, config, index, files, heap, metrics, logs, request_ids,
+    yamlfile)
 """
 
 from __future__ import annotations
