@@ -45,11 +45,10 @@ class ConsoleBackend:
         self.places = _places(core)
         self.desk = ReviewDesk(self.index, core.store, self.places, core.gate.audit)
 
-    async def settled_desk(self) -> ReviewDesk:
-        """The review desk, once what the mirror answered from memory is in the store: the
-        desk reads index files and crates from there (mirror/serving/write_behind.py)."""
+    async def settle(self) -> None:
+        """Write what the mirror answered from memory to the store: the desk reads index files
+        and crates from there (mirror/serving/write_behind.py)."""
         await self.core.writes.flush()
-        return self.desk
 
     def decisions(self, query: EventQuery, before: int | None, limit: int) -> list[EventRow]:
         self.desk.current()

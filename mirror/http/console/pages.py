@@ -146,8 +146,8 @@ class Pages:
     async def review(self, request: web.Request, ctx: Context) -> web.StreamResponse:
         crate = request.query.get("crate", "")
         version = request.query.get("version", "")
-        desk = await self.backend.settled_desk()
-        review = await asyncio.to_thread(desk.review, crate, version)
+        await self.backend.settle()
+        review = await asyncio.to_thread(self.backend.desk.review, crate, version)
         if review is None:
             raise NotFound(f"nothing is held under {crate} {version}")
         return page("review.html", admin=ctx.admin, csrf=ctx.csrf, nav="pending", r=review)
@@ -163,7 +163,8 @@ class Pages:
         targets = parse_targets(chosen)
         if not targets:
             raise BadRequest("choose at least one crate version")
-        desk = await self.backend.settled_desk()
+        await self.backend.settle()
+        desk = self.backend.desk
         if decision in ("approve", "approve-all"):
             outcome = await asyncio.to_thread(
                 desk.approve, targets, ctx.admin, reason, via="console"
@@ -180,7 +181,7 @@ class Pages:
         text = ctx.field("lockfile")
         if not text.strip():
             raise BadRequest("paste the contents of a Cargo.lock")
-        await self.backend.settled_desk()
+        await self.backend.settle()
         holds, rows = await asyncio.to_thread(self.backend.lockfile_page, text)
         return page("pending.html", admin=ctx.admin, csrf=ctx.csrf, nav="pending",
                     holds=holds, denied=[], rows=rows, lockfile=True, total=len(holds),
