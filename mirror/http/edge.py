@@ -27,6 +27,7 @@ from mirror.errors import (
     UpstreamNotFound,
     UpstreamUnavailable,
 )
+from mirror.http.reply import Reply
 from mirror.request_ids import next_request_id
 from mirror.serving.core import Client, MirrorCore
 from mirror.sources.tokens import TokenStore
@@ -63,6 +64,59 @@ def client_of(request: web.Request) -> Client:
     return Client(rid, _who(request))
 
 
+def failure(
+    route: str,
+    error: Exception,
+    core: MirrorCore,
+    *,
+    request_id: str | None,
+    who: str | None,
+    path: str,
+    crate: str,
+    version: str | None,
+) -> Reply:
+    """What a request that raised gets, whichever protocol carries it (aiohttp's or the front
+    door's): the status and the text cargo prints, one log line, and the audit record of a
+    verification failure."""
+    if not isinstance(error, MirrorError):
+        # A bug, not a verdict: never leak internals, but give the id to find the traceback.
+        log.error("request.crashed", route=route, path=path, request_id=request_id, exc_info=error)
+        return Reply.text(500, f"crate-mirror: internal error (request {request_id})\n")
+    status = _status_for(error)
+    text = str(error) if isinstance(error, Blocked) else f"crate-mirror: {error}"
+    if request_id and not isinstance(error, Blocked):
+        text += f" (request {request_id})"
+    if isinstance(error, Blocked):
+        # One line per refused request in the server's own log (the audit log has the
+        # decision; this is for whoever watches the server).
+        log.warning(
+            "request.blocked",
+            route=route,
+            rule=error.rule,
+            path=path,
+            client=who,
+            request_id=request_id,
+        )
+    elif status >= 500:
+        log.error(
+            "request.failed",
+            route=route,
+            path=path,
+            status=status,
+            error=str(error),
+            request_id=request_id,
+        )
+    client = Client(request_id or next_request_id(), who)
+    core.record_failure(client, route, crate, version, error)
+    return Reply.text(status, text + "\n")
+
+
+def crate_of_index_path(path: str) -> str:
+    """The crate an index path names: its last segment, without the sha256 prefix of a TUF
+    consistent-snapshot name."""
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+
+
 def edge(
     route: str,
     handler: Handler,
@@ -84,45 +138,18 @@ def edge(
                     return _challenge(base_url)
                 request[IDENTITY] = identity.name
             response = await handler(request)
-        except MirrorError as e:
-            status = _status_for(e)
-            rid = request.get(REQUEST_ID)
-            text = str(e) if isinstance(e, Blocked) else f"crate-mirror: {e}"
-            if rid and not isinstance(e, Blocked):
-                text += f" (request {rid})"
-            if isinstance(e, Blocked):
-                # One line per refused request in the server's own log (the audit log has
-                # the decision; this is for whoever watches the server).
-                log.warning(
-                    "request.blocked",
-                    route=route,
-                    rule=e.rule,
-                    path=request.path,
-                    client=_who(request),
-                    request_id=rid,
-                )
-            elif status >= 500:
-                log.error(
-                    "request.failed",
-                    route=route,
-                    path=request.path,
-                    status=status,
-                    error=str(e),
-                    request_id=rid,
-                )
+        except Exception as e:
             info = request.match_info
-            # The last path segment, without the sha256 prefix of a TUF consistent-snapshot name.
-            crate = info.get("name") or info.get("path", "").rsplit("/", 1)[-1].rsplit(".", 1)[-1]
-            client = Client(rid or next_request_id(), _who(request))
-            core.record_failure(client, route, crate, info.get("version"), e)
-            response = web.Response(status=status, text=text + "\n")
-        except Exception:
-            # A bug, not a verdict: never leak internals, but give the id to find the traceback.
-            rid = request.get(REQUEST_ID)
-            log.exception("request.crashed", route=route, path=request.path, request_id=rid)
-            response = web.Response(
-                status=500, text=f"crate-mirror: internal error (request {rid})\n"
-            )
+            response = failure(
+                route,
+                e,
+                core,
+                request_id=request.get(REQUEST_ID),
+                who=_who(request),
+                path=request.path,
+                crate=info.get("name") or crate_of_index_path(info.get("path", "")),
+                version=info.get("version"),
+            ).to_aiohttp()
         metrics.request_counter(route, response.status).inc()
         return response
 

@@ -1,12 +1,16 @@
-"""The front door: every connection starts here, and warm hits never leave it.
+"""The front door: every connection starts here, and cargo's requests never leave it.
 
-A connection is parsed with httptools (llhttp, the parser aiohttp uses too). A request that
-the table of prepared responses (mirror.http.prepared) can answer exactly, a plain HTTP/1.1 GET
-with no body, is answered here with bytes decided earlier by the handlers.
-Anything else, from the first request that is not such a hit (a miss, a stale entry, a
-missing token, a body, a malformed line), hands the connection, with every byte not yet
-answered, to aiohttp's own protocol for good: every decision and every error stays in
-the handlers and the core, and this module only repeats what it was given.
+A connection is parsed with httptools (llhttp, the parser aiohttp uses too). A plain HTTP/1.1
+GET with no body is answered here:
+- a request the table of prepared responses (mirror.http.prepared) can answer exactly, with
+  bytes decided earlier by the handlers;
+- any other request for one of cargo's routes (config.json, an index file, a download), by
+  asking the same handlers for a `Reply` (mirror.http.reply) and writing it. While that
+  request is decided, the connection is not read: pipelined requests wait their turn.
+Anything else (another route, a missing token, a body, HTTP/1.0, HEAD, a query or an escaped
+target, a malformed line) hands the connection, with every byte not yet answered, to
+aiohttp's own protocol for good. Every decision and every error stays in the handlers, the
+edge (mirror.http.edge) and the core; this module only writes what they return.
 
 The per-hit budget is what the benchmark targets allow (a small fraction of nginx's time per
 request), which is why this is a bare asyncio protocol and not an aiohttp handler.
@@ -15,22 +19,56 @@ request), which is why this is a bare asyncio protocol and not an aiohttp handle
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import re
 import time
-from typing import Any, cast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import httptools
+import structlog
 from aiohttp import web
 
+from mirror import metrics
+from mirror.http.edge import crate_of_index_path, failure
 from mirror.http.handlers import Handlers, etags
 from mirror.http.prepared import http_date
+from mirror.http.reply import Reply, response_head
 from mirror.http.routes import HANDLERS
+from mirror.request_ids import next_request_id
+from mirror.serving.core import Client
 
+log = structlog.get_logger("mirror.http")
 MAX_HEAD = 8 * 1024  # bytes of request head we answer; larger goes to aiohttp and its limits
 # A body up to this size is joined to its head and written as one buffer; a larger one (most
 # crates) is written as it is (writev): copying 20 KB per hit cost 2-3 µs of the ~22 µs.
 JOIN_MAX = 4 * 1024
 CLOSE = b"Connection: close\r\n"
 TICK_SECONDS = 1.0  # Date header refresh, idle sweep, audit/metrics batch
+FILE_CHUNK = 256 * 1024  # bytes read from a large crate's file per write
+# Targets this door routes itself: what aiohttp's router would match the same way. No escapes
+# (`%`), queries, dot segments or empty segments (yarl normalises those before routing).
+_PLAIN_TARGET = re.compile(rb"(?:/[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*)+")
+
+# A route this door serves: ("config",), ("index", path) or ("download", name, version).
+Route = tuple[str, ...]
+
+
+def cargo_route(target: bytes) -> Route | None:
+    """The cargo route `target` names, or None for anything aiohttp's router must judge."""
+    if not _PLAIN_TARGET.fullmatch(target):
+        return None
+    text = target.decode("ascii")
+    if text == "/index/config.json":
+        return ("config",)
+    if text.startswith("/index/"):
+        return ("index", text.removeprefix("/index/"))
+    parts = text.split("/")
+    if len(parts) == 7 and parts[1:4] == ["api", "v1", "crates"] and parts[6] == "download":
+        return ("download", parts[4], parts[5])
+    return None
 
 
 class FrontDoor:
@@ -41,6 +79,7 @@ class FrontDoor:
         self.handlers = handlers
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[FastProtocol] = set()
+        self.deciding: set[asyncio.Task[None]] = set()  # cargo requests being decided
         self.now = time.monotonic()
         self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
@@ -60,13 +99,54 @@ class FrontDoor:
 
     def pre_shutdown(self) -> None:
         for conn in list(self.connections):
-            conn.close()  # nothing is in flight on a fast connection
+            conn.close_when_idle()  # a request being decided is answered first
         self.inner.pre_shutdown()
 
     async def shutdown(self, timeout: float | None = None) -> None:
         self._timer.cancel()
+        if self.deciding:
+            await asyncio.wait(self.deciding, timeout=timeout)
+        for conn in list(self.connections):
+            conn.close()
         self.handlers.tally.flush()  # before the app's cleanup closes the audit log
         await self.inner.shutdown(timeout)
+
+    async def reply(
+        self, route: Route, client: Client, if_none_match: str | None, key: bytes
+    ) -> Reply:
+        """Ask the handlers for `route`; whatever it raises becomes the edge's reply."""
+        handlers = self.handlers
+        crate, version = "", None
+        try:
+            if route[0] == "index":
+                crate = crate_of_index_path(route[1])
+                return await handlers.index_reply(route[1], client, if_none_match, key)
+            if route[0] == "download":
+                crate, version = route[1], route[2]
+                return await handlers.download_reply(crate, version, client, key)
+            return await handlers.config_reply(key)
+        except Exception as e:
+            return failure(
+                route[0],
+                e,
+                handlers.core,
+                request_id=client.request_id,
+                who=client.who,
+                path=key.decode("ascii"),
+                crate=crate,
+                version=version,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A request being decided, as parsed before the connection moved on."""
+
+    route: Route
+    client: str | None  # who, for the audit log: the token's name and the address
+    if_none_match: str | None
+    target: bytes
+    keep_alive: bool
 
 
 class FastProtocol(asyncio.Protocol):
@@ -79,6 +159,9 @@ class FastProtocol(asyncio.Protocol):
         self._client: str | None = None
         self._reading_paused = False
         self._closed = False  # answered a `Connection: close` request
+        self._deciding = False  # a request is with the handlers: read nothing until answered
+        self._close_when_idle = False  # shutting down: close once the answer is written
+        self._drained: asyncio.Future[None] | None = None  # set while writing waits
         # Checks an unfinished head as it trickles in (`_may_complete`):
         self._probe: Any = None  # an httptools parser, made for each new unfinished head
         self._probed = 0  # bytes of the unfinished head the probe has seen; 0 = a new head
@@ -103,6 +186,8 @@ class FastProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._front.connections.discard(self)
         self._release()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)  # a large crate's writer stops at is_closing()
 
     def _release(self) -> None:
         """The parsers call back into this protocol: a cycle only the garbage collector would
@@ -118,11 +203,17 @@ class FastProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         assert self._transport is not None
-        self._transport.resume_reading()
+        if not self._deciding:
+            self._transport.resume_reading()
         self._reading_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
+            return
+        if self._deciding:  # arrived before reading paused: answered after the current one
+            self._buffer += data
             return
         buffer = self._buffer + data if self._buffer else data
         start = 0
@@ -137,6 +228,9 @@ class FastProtocol(asyncio.Protocol):
             if self._closed:
                 return
             start = end
+            if self._deciding:
+                self._buffer, self._probed = buffer[start:], 0
+                return
         if start:
             self._probed = 0  # what is left begins a new request head
         self._buffer = buffer[start:]
@@ -146,6 +240,12 @@ class FastProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def close_when_idle(self) -> None:
+        if self._deciding:
+            self._close_when_idle = True
+        else:
+            self.close()
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -210,7 +310,11 @@ class FastProtocol(asyncio.Protocol):
             client = f"{identity.name} ({client})"
         prepared = handlers.prepared.get(self._target)
         if prepared is None:
-            return False
+            route = cargo_route(self._target)
+            if route is None:
+                return False
+            self._decide(route, client)
+            return True
         transport = self._transport
         assert transport is not None
         # Without keep-alive (HTTP/1.1 `Connection: close`): answer, then close.
@@ -235,6 +339,93 @@ class FastProtocol(asyncio.Protocol):
             self._closed = True
         self.deadline = front.now + front.keepalive_timeout
         return True
+
+    # -- requests the handlers decide now ------------------------------------------------------
+
+    def _decide(self, route: Route, client: str | None) -> None:
+        """Start deciding a cargo request; nothing more is read until it is answered."""
+        transport = self._transport
+        assert transport is not None
+        self._deciding = True
+        self.deadline = math.inf  # not idle: the idle sweep must not close it meanwhile
+        transport.pause_reading()
+        inm = self._if_none_match.decode("latin-1") if self._if_none_match is not None else None
+        asked = _Asked(route, client, inm, self._target, self._keep_alive)
+        task = asyncio.get_running_loop().create_task(self._answer_or_cut(asked))
+        front = self._front
+        front.deciding.add(task)
+        task.add_done_callback(front.deciding.discard)
+
+    async def _answer_or_cut(self, asked: _Asked) -> None:
+        try:
+            await self._answer_decided(asked)
+        except Exception as e:
+            # A bug while writing: one structured line, and a connection that cannot hang
+            # (it is not read while deciding, and the idle sweep skips it).
+            path = asked.target.decode("ascii")
+            log.error("request.crashed", route=asked.route[0], path=path, exc_info=e)
+            if self._transport is not None:
+                self._transport.abort()
+
+    async def _answer_decided(self, asked: _Asked) -> None:
+        front = self._front
+        route, target = asked.route, asked.target
+        client = Client(next_request_id(), asked.client)
+        reply = await front.reply(route, client, asked.if_none_match, target)
+        metrics.request_counter(route[0], reply.status).inc()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # the client left; the request was decided (and audited) all the same
+        keep_alive = asked.keep_alive and not self._close_when_idle
+        date_line = front.date_line if keep_alive else CLOSE + front.date_line
+        try:
+            if reply.file is not None:
+                await self._write_file(reply, date_line)
+            else:
+                length = None if reply.status == 304 else len(reply.body)  # 304: no body
+                head = response_head(reply.status, reply.headers, length) + date_line
+                if len(reply.body) <= JOIN_MAX:
+                    transport.write(head + reply.body)
+                else:
+                    transport.writelines((head, reply.body))
+        except OSError as e:
+            # The crate's file went away or broke mid-answer: its length is promised, so the
+            # only honest end is to cut the connection (cargo retries).
+            log.error("request.cut", route=route[0], path=target.decode("ascii"), error=str(e))
+            transport.abort()
+            return
+        if not keep_alive:
+            transport.close()
+            self._closed = True
+            return
+        self._deciding = False
+        self.deadline = front.now + front.keepalive_timeout
+        if not self._reading_paused:
+            transport.resume_reading()
+        if self._buffer:
+            pending, self._buffer = self._buffer, b""
+            self.data_received(pending)
+
+    async def _write_file(self, reply: Reply, date_line: bytes) -> None:
+        """A large crate, in chunks as the client takes them (never all in memory)."""
+        assert reply.file is not None and self._transport is not None
+        transport = self._transport
+        handle: BinaryIO = await asyncio.to_thread(_open, reply.file)
+        try:
+            size = await asyncio.to_thread(_size, handle)
+            transport.write(response_head(reply.status, reply.headers, size) + date_line)
+            sent = 0
+            while sent < size and not transport.is_closing():
+                chunk = await asyncio.to_thread(handle.read, min(FILE_CHUNK, size - sent))
+                if not chunk:
+                    raise OSError(f"{reply.file} ended after {sent} of {size} bytes")
+                transport.write(chunk)
+                sent += len(chunk)
+                if self._reading_paused:  # the client's buffer is full: wait until it reads
+                    self._drained = asyncio.get_running_loop().create_future()
+                    await self._drained
+        finally:
+            await asyncio.to_thread(handle.close)
 
     def _may_complete(self, partial: bytes) -> bool:
         """Whether an unfinished head can still become a request this door answers.
@@ -274,6 +465,14 @@ class FastProtocol(asyncio.Protocol):
             transport.resume_reading()
         if unanswered:
             protocol.data_received(unanswered)
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _size(handle: BinaryIO) -> int:
+    return os.fstat(handle.fileno()).st_size
 
 
 class _Unobserved:

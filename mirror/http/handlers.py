@@ -16,9 +16,10 @@ from mirror import metrics
 from mirror.config import Settings
 from mirror.errors import BadRequest, NotFound
 from mirror.http.edge import client_of
-from mirror.http.prepared import HitTally, Prepared, PreparedTable, prepared_response
+from mirror.http.prepared import HitTally, PreparedTable, prepared_response
+from mirror.http.reply import Reply
 from mirror.index import parse_target_path, validate_name, validate_version
-from mirror.serving.core import FEED_MAX_LIMIT, CrateAnswer, MirrorCore
+from mirror.serving.core import FEED_MAX_LIMIT, Client, MirrorCore
 from mirror.serving.readiness import Readiness, verdict
 from mirror.sources.tokens import TokenStore
 
@@ -42,8 +43,20 @@ class Handlers:
     # -- GET /index/{path} --------------------------------------------------------------------
 
     async def index_file(self, request: web.Request) -> web.StreamResponse:
-        name, digest = parse_target_path(request.match_info["path"])
-        answer = await self.core.serve_index(name, client_of(request))
+        reply = await self.index_reply(
+            request.match_info["path"],
+            client_of(request),
+            request.headers.get("If-None-Match"),
+            _table_key(request),
+        )
+        return reply.to_aiohttp()
+
+    async def index_reply(
+        self, path: str, client: Client, if_none_match: str | None, key: bytes | None
+    ) -> Reply:
+        """`key`: the request target, when the answer may be left in the prepared table."""
+        name, digest = parse_target_path(path)
+        answer = await self.core.serve_index(name, client)
         if digest is not None and hashlib.sha256(answer.body).hexdigest() != digest:
             # A TUF client names the bytes its signed metadata lists (consistent snapshots);
             # newer bytes are served under their own name once the mirror has signed them.
@@ -51,9 +64,9 @@ class Handlers:
         headers = {"ETag": answer.etag, "Cache-Control": INDEX_CACHE_CONTROL}
         if answer.stale:
             headers["Warning"] = STALE_WARNING
-        elif answer.reusable is not None:
-            self._prepare(
-                request,
+        elif answer.reusable is not None and key is not None:
+            self.prepared.put(
+                key,
                 prepared_response(
                     "index",
                     answer.body,
@@ -64,57 +77,61 @@ class Handlers:
                     details=answer.summary,
                 ),
             )
-        if answer.etag in etags(request.headers.get("If-None-Match")):
-            return web.Response(status=304, headers=headers)
+        if answer.etag in etags(if_none_match):
+            return Reply(304, headers)
         metrics.bytes_counter("index").inc(len(answer.body))
-        return web.Response(body=answer.body, headers=headers, content_type="text/plain")
+        return Reply(200, {**headers, "Content-Type": "text/plain"}, answer.body)
 
     # -- GET /api/v1/crates/{name}/{version}/download -----------------------------------------
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        name = validate_name(request.match_info["name"])
-        version = validate_version(request.match_info["version"])
-        answer = await self.core.fetch_crate(name, version, client_of(request))
+        info = request.match_info
+        reply = await self.download_reply(
+            info["name"], info["version"], client_of(request), _table_key(request)
+        )
+        return reply.to_aiohttp()
+
+    async def download_reply(
+        self, name: str, version: str, client: Client, key: bytes | None
+    ) -> Reply:
+        answer = await self.core.fetch_crate(validate_name(name), validate_version(version), client)
         body = answer.crate.body
-        if body is None:  # a large crate: sendfile, never read into memory
+        headers = {"Content-Type": CRATE_TYPE}
+        if body is None:  # a large crate: streamed from its file, never read into memory
             path = answer.crate.path
             metrics.bytes_counter("download").inc(path.stat().st_size)
-            return web.FileResponse(path, headers={"Content-Type": CRATE_TYPE})
-        if answer.reusable is not None:
-            self._prepare_download(request, answer, body)
+            return Reply(200, headers, file=path)
+        if answer.reusable is not None and key is not None:
+            self.prepared.put(
+                key,
+                prepared_response(
+                    "download",
+                    body,
+                    headers,
+                    answer.reusable,
+                    crate=answer.line.name,
+                    version=answer.line.vers,
+                    details={"cksum": answer.line.cksum},
+                ),
+            )
         metrics.bytes_counter("download").inc(len(body))
-        return web.Response(body=body, content_type=CRATE_TYPE)
-
-    def _prepare_download(self, request: web.Request, answer: CrateAnswer, body: bytes) -> None:
-        assert answer.reusable is not None
-        self._prepare(
-            request,
-            prepared_response(
-                "download",
-                body,
-                {"Content-Type": CRATE_TYPE},
-                answer.reusable,
-                crate=answer.line.name,
-                version=answer.line.vers,
-                details={"cksum": answer.line.cksum},
-            ),
-        )
+        return Reply(200, headers, body)
 
     # -- GET /index/config.json ---------------------------------------------------------------
 
     async def config_json(self, request: web.Request) -> web.StreamResponse:
+        return (await self.config_reply(_table_key(request))).to_aiohttp()
+
+    async def config_reply(self, key: bytes | None) -> Reply:
         config = self.core.config
         body = await config.served()
-        self._prepare(
-            request,
-            prepared_response(
-                "config",
-                body,
-                {"Content-Type": "application/json"},
-                lambda: config.is_current(body),
-            ),
-        )
-        return web.Response(body=body, content_type="application/json")
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            self.prepared.put(
+                key,
+                prepared_response("config", body, headers, lambda: config.is_current(body)),
+            )
+        return Reply(200, headers, body)
 
     # -- GET /feed/near-names.{json,atom} -----------------------------------------------------
 
@@ -151,14 +168,6 @@ class Handlers:
         self.tally.flush()  # what the front door served since its last tick
         return web.Response(body=metrics.render(), content_type="text/plain")
 
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _prepare(self, request: web.Request, prepared: Prepared) -> None:
-        """Leave a decided response for the front door to repeat while it stays true."""
-        target = request.raw_path
-        if target.isascii() and "?" not in target and "%" not in target:
-            self.prepared.put(target.encode("ascii"), prepared)
-
 
 FEED_DEFAULT_LIMIT = 100  # entries when the request does not say
 
@@ -169,6 +178,14 @@ def _limit(text: str | None) -> int:
     if not text.isdigit() or not 1 <= int(text) <= FEED_MAX_LIMIT:
         raise BadRequest(f"limit must be a number from 1 to {FEED_MAX_LIMIT}")
     return int(text)
+
+
+def _table_key(request: web.Request) -> bytes | None:
+    """The target the front door looks answers up by, for targets it can look up at all."""
+    target = request.raw_path
+    if target.isascii() and "?" not in target and "%" not in target:
+        return target.encode("ascii")
+    return None
 
 
 def etags(header: str | None) -> list[str]:

@@ -21,11 +21,9 @@ from email.utils import formatdate
 from typing import Any
 
 from mirror import metrics
+from mirror.http.reply import response_head
 from mirror.request_ids import next_request_id
 from mirror.serving.gate import Gate, Request
-
-_REASONS = {200: b"OK", 304: b"Not Modified"}
-SERVER_HEADER = b"Server: crate-mirror\r\n"
 
 
 @dataclass(eq=False, slots=True)  # identity equality: it is a tally key
@@ -40,14 +38,6 @@ class Prepared:
     crate: str | None = None
     version: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-
-
-def response_head(status: int, headers: Mapping[str, str], length: int | None) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
-    lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()]
-    if length is not None:
-        lines.append(b"Content-Length: %d\r\n" % length)
-    return b"".join(lines) + SERVER_HEADER
 
 
 def prepared_response(

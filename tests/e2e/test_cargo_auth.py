@@ -12,7 +12,8 @@ What cargo needs (found with these tests; see docs/reliability.md, "Client token
 
 The first tests put a small middleware in front of the real mirror app that does what the
 server's own check does, using mirror.sources.tokens (so cargo's side is tested on its own);
-the last test runs the real server with `auth_tokens` set.
+so that every request meets that middleware, the front door hands all of them to aiohttp
+(`_through_the_middleware`). The last test runs the real server with `auth_tokens` set.
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def _cargo(
         ["cargo", *args], cwd=project.dir, env=env, capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _through_the_middleware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The front door answers cargo's routes itself, past any aiohttp middleware: here it
+    must hand every request over (the separate server process of the last test is not
+    affected)."""
+    monkeypatch.setattr("mirror.http.front.cargo_route", lambda target: None)
 
 
 @pytest.fixture
