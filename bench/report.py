@@ -106,6 +106,11 @@ def summarize_targets(results: dict[str, Any], blob_bytes: int) -> list[dict[str
             rows.append(_target(name, per_download, goal, per_download < size_mb))
     fetches = (
         ("cold_fetch", "cold cargo fetch mirror/direct", TARGET_COLD_RATIO),
+        (
+            "cold_fetch_default_policy",
+            "cold cargo fetch mirror/direct, shipped default policy",
+            TARGET_COLD_RATIO,
+        ),
         ("warm_fetch", "warm cargo fetch mirror/nginx", TARGET_WARM_RATIO),
     )
     for key, name, limit in fetches:
@@ -160,7 +165,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| runs A | runs B |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("cold_fetch", "warm_fetch"):
+    for key in ("cold_fetch", "cold_fetch_default_policy", "warm_fetch"):
         if key in results:
             f = results[key]
             out.append(

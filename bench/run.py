@@ -57,6 +57,8 @@ BLOB_CRATE = ("bench-blob", "1.0.0")
 BLOB_BYTES = 5 * 2**20  # incompressible payload of the "5 MB crate"
 SMALL_CRATE_MAX = 64 * 1024  # bytes; crates at most this big make the "small crate" rotation
 INDEX_TTL = 86400  # seconds; the warm runs must never revalidate with upstream
+# What a deployment runs (the README's first command): the cold fetch is measured with it too.
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 WRK_THREADS = 1  # wrk shares the 2 cores with the server under test; one thread is enough
 
 
@@ -172,7 +174,7 @@ class Harness:
             if fetch_dir is not None
             else tmp / "fetch"
         )
-        steps = 3 + 4 * plan.fetch_rounds + (4 + plan.p99_runs) * len(plan.workers)
+        steps = 3 + 6 * plan.fetch_rounds + (4 + plan.p99_runs) * len(plan.workers)
         self.bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
         self.mirror_env = {
             "CRATE_MIRROR_INDEX_TTL": str(INDEX_TTL),
@@ -215,6 +217,9 @@ class Harness:
                 self.warm_cache = self.tmp / "warm" / "cache"
                 if self.only != "load":
                     results["cold_fetch"] = self._cold_fetch(lockfile, crates).as_dict()
+                    results["cold_fetch_default_policy"] = self._cold_fetch(
+                        lockfile, crates, policy=DEFAULT_POLICY
+                    ).as_dict()
                     results["warm_fetch"] = self._warm_fetch(lockfile, crates).as_dict()
                 else:
                     self._prime(lockfile)
@@ -241,10 +246,13 @@ class Harness:
         return fixture_upstream(registry)
 
     @contextlib.contextmanager
-    def _mirror(self, cache: Path, workers: int) -> Iterator[MirrorProcess]:
+    def _mirror(
+        self, cache: Path, workers: int, policy: Path | None = None
+    ) -> Iterator[MirrorProcess]:
         mirror = MirrorProcess(
             cache,
             upstream=self.upstream_url + "/",
+            policy=policy,
             env=self.mirror_env,
             extra=["--workers", str(workers)],
         )
@@ -272,7 +280,11 @@ class Harness:
 
     # -- cargo fetch ----------------------------------------------------------------------
 
-    def _cold_fetch(self, lockfile: Path, crates: int) -> Any:
+    def _cold_fetch(self, lockfile: Path, crates: int, policy: Path | None = None) -> Any:
+        """Without a policy the mirror is a verifying proxy; with the shipped default policy
+        it also decides every request as a deployment does (name checks, evidence, a
+        capability scan of each crate it has not seen)."""
+
         @contextlib.contextmanager
         def direct() -> Iterator[str]:
             yield self.upstream_url
@@ -280,14 +292,15 @@ class Harness:
         @contextlib.contextmanager
         def cold_mirror() -> Iterator[str]:
             cache = self.tmp / f"cold-cache-{time.monotonic_ns()}" / "cache"
-            with self._mirror(cache, 1) as mirror:
+            with self._mirror(cache, 1, policy) as mirror:
                 yield mirror.index_url
 
+        label = "mirror (empty cache)" if policy is None else "mirror (empty cache, default policy)"
         return compare_fetches(
             self.fetch_dir,
             lockfile,
             crates,
-            (("mirror (empty cache)", cold_mirror), ("direct upstream", direct)),
+            ((label, cold_mirror), ("direct upstream", direct)),
             self.plan.fetch_rounds,
             self.note,
         )
