@@ -202,7 +202,10 @@ def _stored_crate(ref: CrateRef, store: FilesystemStore) -> bytes:
     """The .crate bytes of name@version: cached index file -> cksum -> the stored crate."""
     cached = store.read_index(ref.name)
     if cached is None:
-        raise NotFound(f"{ref.name} is not in the cache")
+        raise NotFound(
+            f"{ref.name} is not in the cache (what the mirror answered moments ago is written "
+            "to it within seconds: try again)"
+        )
     line = IndexFile.parse(cached.body).find(ref.version)
     if line is None:
         raise NotFound(f"{ref} is not in the cached index file")

@@ -40,6 +40,7 @@ REVOKED_KEYS = ("revoked_by", "revoked_at", "reason")
 # Decision detail: a version hidden from the index only until its scan is known (the serving
 # side scans it in the background; a download scans it on the spot, so it is not enforced).
 PENDING_SCAN = "pending_scan"
+RECORDING = "recording"  # detail: allowed on first sighting, its scan and record follow
 
 
 @dataclass(frozen=True)

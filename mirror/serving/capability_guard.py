@@ -1,5 +1,11 @@
 """The capability lock at serving time: judge each crate by its scan, record first sightings.
 
+A first sighting under `first_seen: trust` (a crate the lock has no entry for) is allowed
+whatever its scan finds, so it is answered once its archive passed the checks that refuse a
+hostile `.crate`; the scan and the record follow in the background (mirror.serving.scans).
+Another version of that crate asked for meanwhile waits for the record, so it is still
+compared with the first. Everything else waits for its scan, as a verdict depends on it.
+
 The decision itself is pure (`mirror.policy.capability_lock.decide_capabilities`); this module
 does the I/O around it: scan reports (mirror.serving.scans, once per sha256), the two lock
 files (the reviewed lock people approve in, and the trust-on-first-use records, written under
@@ -25,15 +31,18 @@ import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from mirror.audit import AuditEvent
 from mirror.config import Settings
-from mirror.errors import ConfigError, MirrorError
+from mirror.errors import ArchiveError, ConfigError, MirrorError
 from mirror.index import IndexFile, IndexLine
 from mirror.policy.capability_lock import (
     PENDING_SCAN,
+    RECORDING,
+    RULE,
     CapabilityRule,
     decide_capabilities,
     merged,
@@ -54,6 +63,19 @@ SCANS_AHEAD_AT_ONCE = 2  # background scans of new versions running at the same 
 
 Audit = Callable[[AuditEvent], None]
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
+
+
+@dataclass
+class _Sighting:
+    """A first sighting being recorded: `checked` once its archive passed, `recorded` when
+    its scan and record are done (or failed). Recorded once, by whoever gets its scan first:
+    the background, or a request for another version of the crate that cannot wait for it."""
+
+    line: IndexLine
+    crate: CrateFile
+    checked: asyncio.Future[None]
+    recorded: asyncio.Future[None]
+    claimed: bool = False  # someone is recording it
 
 
 @dataclass(frozen=True)
@@ -112,7 +134,8 @@ class CapabilityGuard:
         self._audit = audit
         self._policy_digest = policy_digest  # of the policy this guard was built from
         self._scanning: asyncio.Semaphore | None = None  # made on the serving loop
-        self._background: set[asyncio.Future[list[None]]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
+        self._sightings: dict[str, _Sighting] = {}  # crate name -> its first sighting
 
     @classmethod
     def for_policy(
@@ -182,6 +205,17 @@ class CapabilityGuard:
 
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:
         self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
+        if self._scans.known(line.cksum) is None:
+            sighting = self._sightings.get(line.name)
+            if sighting is not None and sighting.line.vers == line.vers:
+                await asyncio.shield(sighting.checked)  # ArchiveError: refused here too
+                return _recording(line)
+            if sighting is not None:
+                # Judged against the first version's record: made now if the background
+                # scanner has not got to it yet.
+                await self._record(sighting, background=False)
+            elif self._trusted_on_first_use(line):
+                return await self._first_sighting(line, crate)
         report = await self._scans.report(line.cksum, crate.read)
         decision = self._decide(line, report)
         if decision.details.get("record"):
@@ -189,6 +223,110 @@ class CapabilityGuard:
         elif decision.action is not Action.ALLOW:
             self._changes += 1  # newly known verdict: index views drop this version
         return decision
+
+    async def settle(self) -> None:
+        """Wait until every first sighting answered so far is recorded (or failed)."""
+        pending = [s.recorded for s in self._sightings.values()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _trusted_on_first_use(self, line: IndexLine) -> bool:
+        """Whether `decide_capabilities` allows this version whatever its scan finds."""
+        unknown = self._lock.approved_for(line.name, line.vers) is None
+        return self._rule.first_seen == "trust" and unknown
+
+    async def _first_sighting(self, line: IndexLine, crate: CrateFile) -> Decision:
+        """Answer once the archive is safe to hand out; scan and record in the background."""
+        loop = asyncio.get_running_loop()
+        sighting = _Sighting(line, crate, loop.create_future(), loop.create_future())
+        self._sightings[line.name] = sighting  # before any await: one first sighting per crate
+        try:
+            await self._scans.check_archive(line.cksum, crate.read)
+        except BaseException as e:
+            sighting.checked.set_exception(e if isinstance(e, Exception) else ArchiveError(str(e)))
+            sighting.checked.exception()  # retrieved: the requests that shared it raised it
+            self._end_sighting(line.name, sighting)
+            raise
+        sighting.checked.set_result(None)
+        task = asyncio.ensure_future(self._record(sighting, background=True))
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
+        return _recording(line)
+
+    async def _record(self, sighting: _Sighting, *, background: bool) -> None:
+        """Scan the first sighting and record it, once; other callers wait for that."""
+        line, read = sighting.line, sighting.crate.read
+        if not sighting.claimed:
+            try:
+                report = await self._scans.report(line.cksum, read, background=background)
+            except MirrorError as e:
+                if not sighting.claimed:
+                    sighting.claimed = True
+                    self._scan_failed(sighting, e)
+            except Exception:  # often a background task: a bug must be logged, not lost
+                if not sighting.claimed:
+                    sighting.claimed = True
+                    log.exception(
+                        "capabilities.first_seen_crashed", crate=line.name, version=line.vers
+                    )
+                    self._end_sighting(line.name, sighting)
+            except BaseException:  # cancelled (shutdown): nobody waits for it any more
+                self._end_sighting(line.name, sighting)
+                raise
+            else:
+                if not sighting.claimed:
+                    sighting.claimed = True
+                    try:
+                        await self._record_report(line, report)
+                    except Exception:  # the lock file could not be written: said, not lost
+                        log.exception(
+                            "capabilities.first_seen_unrecorded", crate=line.name, version=line.vers
+                        )
+                    finally:
+                        self._end_sighting(line.name, sighting)
+        await asyncio.shield(sighting.recorded)
+
+    async def _record_report(self, line: IndexLine, report: CapabilityReport) -> None:
+        self.generation  # noqa: B018 (an approval or a revoke since the answer counts)
+        decision = self._decide(line, report)
+        if decision.details.get("record"):
+            await asyncio.to_thread(self._record_first_seen, line, report)
+        elif decision.action is not Action.ALLOW:
+            # The lock changed meanwhile (an approval of another version, a revoke): the
+            # version was answered already, so say so where people look.
+            self._changes += 1
+            self._audit(self._event(line, decision, route="download"))
+
+    def _scan_failed(self, sighting: _Sighting, error: MirrorError) -> None:
+        line = sighting.line
+        log.error(
+            "capabilities.first_seen_failed", crate=line.name, version=line.vers, error=str(error)
+        )
+        reason = (
+            f"{line.name} {line.vers} was answered on first sighting, but its scan failed "
+            f"({error}); it is not in the capability lock"
+        )
+        self._audit(self._event(line, Decision(Action.WARN, RULE, reason), route="download"))
+        self._end_sighting(line.name, sighting)
+
+    def _end_sighting(self, name: str, sighting: _Sighting) -> None:
+        if self._sightings.get(name) is sighting:
+            del self._sightings[name]
+        if not sighting.recorded.done():
+            sighting.recorded.set_result(None)
+
+    def _event(self, line: IndexLine, decision: Decision, *, route: str) -> AuditEvent:
+        return AuditEvent(
+            action=decision.action.value,
+            rule=decision.rule,
+            reason=decision.reason,
+            route=route,
+            crate=line.name,
+            version=line.vers,
+            policy_digest=self._policy_digest,
+            cksum=line.cksum,
+            details=dict(decision.details),
+        )
 
     def _decide(self, line: IndexLine, report: CapabilityReport) -> Decision:
         # Judge the crate by the name and version the index lists, never by what its own
@@ -316,19 +454,17 @@ class CapabilityGuard:
         decision = self._decide(line, report)
         if decision.action is not Action.ALLOW:
             self._changes += 1
-            self._audit(
-                AuditEvent(
-                    action=decision.action.value,
-                    rule=decision.rule,
-                    reason=decision.reason,
-                    route="index",
-                    crate=line.name,
-                    version=line.vers,
-                    policy_digest=self._policy_digest,
-                    cksum=line.cksum,
-                    details=dict(decision.details),
-                )
-            )
+            self._audit(self._event(line, decision, route="index"))
+
+
+def _recording(line: IndexLine) -> Decision:
+    return Decision(
+        Action.ALLOW,
+        RULE,
+        f"{line.name} is new to the capability lock; trusted on first use, recorded once its "
+        "scan is done",
+        {RECORDING: True},
+    )
 
 
 def _not_scanned_yet(line: IndexLine) -> Decision:

@@ -47,7 +47,10 @@ class ConsoleBackend:
 
     async def settle(self) -> None:
         """Write what the mirror answered from memory to the store: the desk reads index files
-        and crates from there (mirror/serving/write_behind.py)."""
+        and crates from there (mirror/serving/write_behind.py); and wait for the first
+        sightings answered before their record (mirror/serving/capability_guard.py)."""
+        if self.core.gate.capabilities is not None:
+            await self.core.gate.capabilities.settle()
         await self.core.writes.flush()
 
     def decisions(self, query: EventQuery, before: int | None, limit: int) -> list[EventRow]:

@@ -21,7 +21,7 @@ from mirror import metrics
 from mirror.audit import AuditEvent, AuditSink
 from mirror.errors import Blocked
 from mirror.index import IndexFile, IndexLine, etag_of
-from mirror.policy.capability_lock import PENDING_SCAN
+from mirror.policy.capability_lock import PENDING_SCAN, RECORDING
 from mirror.policy.decision import Action, Decision
 from mirror.policy.engine import PolicyEngine, explain, strongest
 from mirror.request_ids import next_request_id
@@ -53,6 +53,10 @@ class CapabilityCheck(Protocol):
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
 
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision: ...
+
+    async def settle(self) -> None:
+        """Wait until the first sightings answered so far are recorded."""
+        ...
 
     async def scan_ahead(
         self, entry: IndexEntry, fetch: Callable[[IndexLine], Awaitable[CrateFile]]
@@ -321,7 +325,8 @@ class Gate:
             return True
         decision = await self.capabilities.decide(line, crate)
         self._enforce(req, decision)
-        return decision.action is Action.ALLOW
+        # A first sighting still being recorded: decided again next time, not repeated.
+        return decision.action is Action.ALLOW and not decision.details.get(RECORDING)
 
     # -- outcomes -----------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ upstream client; call it once, last.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 
@@ -40,6 +42,7 @@ from mirror.trust.upstream import UpstreamVerifier
 from mirror.upstream.client import Upstream, UpstreamClient
 from mirror.upstream.tuf_fetcher import TufFetcher
 
+SETTLE_TIMEOUT = 10.0  # seconds shutdown waits for first sightings to be recorded
 log = structlog.get_logger("mirror.open")
 Closer = Callable[[], Awaitable[None]]
 
@@ -139,6 +142,12 @@ def open_mirror(
     async def close() -> None:
         if look_ahead is not None:
             await look_ahead.stop()
+        if gate.capabilities is not None:
+            # First sightings answered before their record: recorded before we stop, unless
+            # that takes too long (then the next request for them is a first sighting again).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate.capabilities.settle(), SETTLE_TIMEOUT)
+        scans.close()
         await writes.flush()  # what was answered before its copy was in the store
         if publisher is not None:
             await publisher.flush()

@@ -2,23 +2,36 @@
 
 A crate is immutable (named by its sha256), so its scan never changes: the report is kept in
 the store as JSON by sha256 (`Store.read_scan`/`write_scan`) and in memory for the hot ones.
-Concurrent requests for the same new crate share one scan (in a worker thread: scanning is
-CPU work and must not stall the event loop). Anything that wants content evidence about a
-crate (the capability guard today) asks here.
+Concurrent requests for the same new crate share one scan. A request that waits for it scans
+in a worker thread (CPU work must not stall the event loop). A scan nobody waits for (a
+crate trusted on first use, recorded after it was answered) runs in a separate process at
+low priority: in a thread it would hold the GIL the event loop needs, and it must not take
+the CPU from the requests and builds that are waiting. Anything that wants content evidence
+about a crate (the capability guard today) asks here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-from mirror.scan.capabilities import scan_crate
+import structlog
+
+from mirror.errors import ArchiveError
+from mirror.scan.capabilities import check_archive, scan_crate
 from mirror.scan.report import CapabilityReport
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
 
+log = structlog.get_logger("mirror.scans")
 MAX_REPORTS_IN_MEMORY = 20_000  # reports kept in memory; the rest are read from the store
+BACKGROUND_NICE = 19  # where SCHED_IDLE is missing: the background scanner's niceness
+BACKGROUND_IDLE = 30.0  # seconds without a background scan before its process is stopped
 
 
 class Scans:
@@ -29,6 +42,7 @@ class Scans:
         # Counts reports made by this process: views that hide what is not scanned yet are
         # recomputed when it moves (the capability guard adds it to its generation).
         self.generation = 0
+        self._background = _BackgroundScanner()
 
     def known(self, sha256: str) -> CapabilityReport | None:
         """The report of an already scanned crate, without scanning."""
@@ -39,30 +53,65 @@ class Scans:
                 self._remember(report)
         return report
 
-    async def report(self, sha256: str, read: Callable[[], bytes]) -> CapabilityReport:
+    async def report(
+        self, sha256: str, read: Callable[[], bytes], *, background: bool = False
+    ) -> CapabilityReport:
         """The report of the crate with this sha256; `read` gives its bytes if it needs a scan.
+        `background`: nobody waits for it (scanned at low priority in another process).
         Raises ArchiveError for a hostile or malformed crate (never stored: asked again)."""
         known = self.known(sha256)
         if known is not None:
             return known
-        return await self._in_flight.run(sha256, lambda: self._shared_or_scan(sha256, read))
+        if not background:
+            return await self._in_flight.run(
+                sha256, lambda: self._shared_or_scan(sha256, read, False)
+            )
+        # One background scan at a time, in order; until its turn comes, a request that
+        # cannot wait scans the crate itself (and this one then finds its report).
+        async with self._background.turn:
+            known = self.known(sha256)
+            if known is not None:
+                return known
+            return await self._in_flight.run(
+                sha256, lambda: self._shared_or_scan(sha256, read, True)
+            )
 
-    async def _shared_or_scan(self, sha256: str, read: Callable[[], bytes]) -> CapabilityReport:
+    async def check_archive(self, sha256: str, read: Callable[[], bytes]) -> None:
+        """Raise ArchiveError for a crate its scan would refuse as an archive, without the
+        scan (a crate already scanned passed this long ago)."""
+        if self.known(sha256) is None:
+            await asyncio.to_thread(lambda: check_archive(read()))
+
+    async def _shared_or_scan(
+        self, sha256: str, read: Callable[[], bytes], background: bool
+    ) -> CapabilityReport:
         """A replica that shares a store asks it first: a peer may have scanned this crate."""
         report = decode(await self._store.load_scan(sha256), sha256)
         if report is not None:
             self._remember(report)
             return report
+        if background:
+            data = await asyncio.to_thread(read)
+            body = await self._background.scan(data)
+            report = decode(body, sha256)
+            if report is None:
+                raise ArchiveError(f"the background scan of {sha256} gave an unreadable report")
+            return await asyncio.to_thread(self._keep, report, body)
         return await asyncio.to_thread(lambda: self.scan_bytes(read()))
 
     def scan_bytes(self, data: bytes) -> CapabilityReport:
         """Scan a crate's bytes and store the report (StorageError if the store refuses)."""
         report = scan_crate(data)
-        body = json.dumps(report.to_json(), separators=(",", ":")).encode()
+        return self._keep(report, _encode(report))
+
+    def _keep(self, report: CapabilityReport, body: bytes) -> CapabilityReport:
         self._store.write_scan(report.sha256, body)
         self._remember(report)
         self.generation += 1
         return report
+
+    def close(self) -> None:
+        self._background.stop()
 
     def stored(self) -> Iterator[CapabilityReport]:
         """Every readable stored report (order unspecified)."""
@@ -87,3 +136,73 @@ def decode(body: bytes | None, sha256: str) -> CapabilityReport | None:
     except ValueError:
         return None
     return report if report.sha256 == sha256 else None
+
+
+class _BackgroundScanner:
+    """One low-priority process for the scans nobody waits for: started when the first one
+    comes, stopped after BACKGROUND_IDLE seconds without any (it holds the scanner's parsers,
+    tens of MB), started again when needed."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._running = 0
+        self._idle: asyncio.TimerHandle | None = None
+        self._turn: asyncio.Lock | None = None  # made on the serving loop
+
+    @property
+    def turn(self) -> asyncio.Lock:
+        """Held by the background scan under way (asyncio's lock wakes waiters in order)."""
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        return self._turn
+
+    async def scan(self, data: bytes) -> bytes:
+        """The crate's report, as the JSON the store keeps (what crosses the process line)."""
+        loop = asyncio.get_running_loop()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._pool is None:
+            # spawn, not fork: this process runs threads (the event loop's executor, audit).
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority)
+        pool = self._pool
+        self._running += 1
+        try:
+            return await loop.run_in_executor(pool, _scan_to_json, data)
+        except BrokenProcessPool as e:
+            # The scanner died (killed, out of memory): the next scan starts a new one.
+            if self._pool is pool:
+                self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise ArchiveError(f"the background scanner stopped: {e}") from e
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._pool is not None:
+                self._idle = loop.call_later(BACKGROUND_IDLE, self.stop)
+
+    def stop(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _encode(report: CapabilityReport) -> bytes:
+    return json.dumps(report.to_json(), separators=(",", ":")).encode()
+
+
+def _scan_to_json(data: bytes) -> bytes:
+    """Runs in the background scanner's process."""
+    return _encode(scan_crate(data))
+
+
+def _lower_priority() -> None:
+    """Run only when a CPU would otherwise be idle (Linux SCHED_IDLE), else at the lowest
+    niceness: a cold build is waiting for the CPUs, this scan is not."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(BACKGROUND_NICE)

@@ -67,8 +67,10 @@ def test_evil_update_is_held_back_until_approved(tmp_path: Path, debian_registry
             project = CargoProject(tmp_path / "app", mirror.index_url, {"tinyhelper": "1"})
             assert project.generate_lockfile().returncode == 0
             assert project.fetch().returncode == 0
-            # Trust on first use recorded version N, in the cache (never the checkout's lock).
-            assert "tinyhelper" in (cache / "state" / "capabilities.tofu.yaml").read_text()
+            # Trust on first use recorded version N, in the cache (never the checkout's lock),
+            # once its scan, which the answer did not wait for, was done.
+            tofu = cache / "state" / "capabilities.tofu.yaml"
+            _wait_for(lambda: tofu.exists() and "tinyhelper" in tofu.read_text())
             assert not lock.exists()
             _wait_for(
                 lambda: any(

@@ -14,6 +14,7 @@ import pytest
 
 from mirror.audit.index import AuditIndex
 from mirror.cli import main
+from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources.capability_lockfile import load_lock
 from tests.fixtures.pytest_plugin import MirrorClient
@@ -32,6 +33,14 @@ def policy_file(directory: Path, first_seen: str = "trust", lock: str | None = N
         f"version: 2\nrules:\n  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
     )
     return path
+
+
+async def settled(client: Any) -> None:
+    """First sightings are recorded after their answer, and what was answered from memory
+    reaches the store after it too: wait for both, as the console does before it reads."""
+    core = client.app[HANDLERS].core
+    await core.gate.capabilities.settle()
+    await core.writes.flush()
 
 
 async def versions_served(client: Any, name: str) -> list[str]:
@@ -54,6 +63,7 @@ async def test_a_revoked_crate_stays_blocked_and_is_never_trusted_on_first_use_a
     client = await mirror_client(small_upstream, policy=policy, index_ttl=0)
     old = small_registry.versions("cfg-if")[-1]
     assert (await client.get(f"/api/v1/crates/cfg-if/{old}/download")).status == 200
+    await settled(client)
     flags = ["--lock", str(lock), "--cache-dir", str(cache)]
     assert main(["approve", f"cfg-if@{old}", "--reason", "tiny macro crate", *flags]) == 0
     small_registry.add_crate("cfg-if", "99.0.0", {"build.rs": RUNS_SH})
@@ -117,6 +127,7 @@ async def test_trust_on_first_use_never_writes_the_checkouts_lock(
     client = await mirror_client(small_upstream, policy=policy)
     version = small_upstream.registry.versions("itoa")[-1]
     assert (await client.get(f"/api/v1/crates/itoa/{version}/download")).status == 200
+    await settled(client)
     assert tracked.read_bytes() == before
     assert sorted(p.name for p in policies.iterdir()) == ["capabilities.lock.yaml", "policy.yaml"]
     recorded = load_lock(tmp_path / "cache" / "state" / "capabilities.tofu.yaml")

@@ -82,6 +82,9 @@ class FakeGuard:
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:
         return self.verdicts.get(line.vers, Decision.allow())
 
+    async def settle(self) -> None:
+        pass
+
     async def scan_ahead(self, entry: IndexEntry, fetch: object) -> None:
         pass
 

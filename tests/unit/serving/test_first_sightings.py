@@ -1,0 +1,176 @@
+"""First sightings under `first_seen: trust`: answered once the archive is safe, scanned and
+recorded after, at low priority, in another process (mirror.serving.capability_guard,
+mirror.serving.scans).
+
+The background scan is gated in most tests (`_Gated`), so what is answered before the scan
+ends is visible; one test runs the real low-priority process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mirror.audit import AuditEvent
+from mirror.config import Settings
+from mirror.errors import ArchiveError
+from mirror.index import IndexLine
+from mirror.policy.capability_lock import RECORDING
+from mirror.policy.decision import Action, Mode
+from mirror.policy.schema import CapabilitiesRule
+from mirror.serving import scans as scans_module
+from mirror.serving.capability_guard import CapabilityGuard, LockPlaces
+from mirror.serving.downloads import CrateFile
+from mirror.serving.scans import Scans
+from mirror.store import FilesystemStore
+from tests.unit.scan.test_archive import build_tar, gz
+from tests.unit.scan.test_capabilities import make_crate
+
+
+class _Gated:
+    """The background scanner, in this process, held until `release`."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started: list[int] = []
+        self.turn = asyncio.Lock()
+
+    async def scan(self, data: bytes) -> bytes:
+        self.started.append(len(data))
+        await self.gate.wait()
+        return scans_module._scan_to_json(data)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def _guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: Mode = Mode.WARN
+) -> tuple[CapabilityGuard, list[AuditEvent], _Gated]:
+    """A guard whose background scans wait for `release`, and the audit events it sends."""
+    settings = Settings(cache_dir=tmp_path / "cache")
+    places = LockPlaces.of(tmp_path / "capabilities.lock.yaml", settings)
+    scans = Scans(FilesystemStore(tmp_path / "cache"))
+    gated = _Gated()
+    monkeypatch.setattr(scans, "_background", gated)
+    audit: list[AuditEvent] = []
+    guard = CapabilityGuard(places, CapabilitiesRule(mode=mode), scans, audit.append)
+    return guard, audit, gated
+
+
+def _crate(tmp_path: Path, name: str, version: str, source: str) -> tuple[IndexLine, CrateFile]:
+    data = make_crate({"src/lib.rs": source}, name=name, version=version)
+    cksum = hashlib.sha256(data).hexdigest()
+    raw = json.dumps({"name": name, "vers": version, "cksum": cksum, "deps": []}).encode()
+    path = tmp_path / f"{cksum}.crate"
+    path.write_bytes(data)
+    return IndexLine.parse(raw), CrateFile(path, data, was_cached=False)
+
+
+def _recorded(guard: CapabilityGuard) -> str:
+    """The trust-on-first-use records, as written."""
+    path = guard.places.recorded
+    return path.read_text() if path.exists() else ""
+
+
+async def test_a_first_sighting_is_answered_before_its_scan_and_recorded_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard, audit, gated = _guard(tmp_path, monkeypatch)
+    line, crate = _crate(tmp_path, "demo", "1.0.0", "use std::net::TcpStream;\n")
+    decision = await asyncio.wait_for(guard.decide(line, crate), 5)
+    assert decision.action is Action.ALLOW and decision.details.get(RECORDING)
+    await asyncio.sleep(0.05)
+    assert gated.started and "demo" not in _recorded(guard)  # scanning, nothing recorded yet
+    again = await asyncio.wait_for(guard.decide(line, crate), 5)  # same version meanwhile
+    assert again.details.get(RECORDING)
+    gated.release()
+    await asyncio.wait_for(guard.settle(), 10)
+    assert "demo" in _recorded(guard) and "net" in _recorded(guard)
+    approvals = [e for e in audit if e.action == "approve"]
+    assert len(approvals) == 1 and "trust on first use" in approvals[0].reason
+    final = await guard.decide(line, crate)  # known now: a plain allow, no scan
+    assert final.action is Action.ALLOW and not final.details.get(RECORDING)
+    assert len(gated.started) == 1
+
+
+async def test_a_hostile_archive_is_refused_before_any_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive checks a scan would make still come first: nothing is handed out."""
+    guard, audit, gated = _guard(tmp_path, monkeypatch)
+    data = gz(build_tar([("demo-1.0.0/Cargo.toml", b"[package]\n"), ("demo-1.0.0/../../x", b"")]))
+    cksum = hashlib.sha256(data).hexdigest()
+    raw = json.dumps({"name": "demo", "vers": "1.0.0", "cksum": cksum}).encode()
+    line, crate = IndexLine.parse(raw), CrateFile(tmp_path / "x.crate", data, was_cached=False)
+    for _ in range(2):  # and again: a refused sighting leaves nothing behind
+        with pytest.raises(ArchiveError, match="unsafe path"):
+            await guard.decide(line, crate)
+    assert not gated.started and not guard._sightings and not audit
+
+
+async def test_another_version_is_compared_with_the_first_once_it_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first version seen is trusted; a second one asked for while the first is still
+    being scanned waits for that record, and what it adds is held (mode block)."""
+    guard, _, gated = _guard(tmp_path, monkeypatch, Mode.BLOCK)
+    first, first_crate = _crate(tmp_path, "demo", "1.0.0", "pub fn f() {}\n")
+    second, second_crate = _crate(tmp_path, "demo", "1.1.0", "use std::net::TcpStream;\n")
+    assert (await guard.decide(first, first_crate)).details.get(RECORDING)
+    await asyncio.sleep(0.05)  # the background scan of 1.0.0 has started
+    waiting = asyncio.ensure_future(guard.decide(second, second_crate))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # not judged against a lock without 1.0.0
+    gated.release()
+    decision = await asyncio.wait_for(waiting, 10)
+    assert decision.action is Action.BLOCK and "net (src/lib.rs:1" in decision.reason
+    assert "demo" in _recorded(guard) and "1.0.0" in _recorded(guard)
+
+
+async def test_a_request_does_not_queue_behind_other_background_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first version's scan has not had its background turn yet (another crate's scan
+    holds it): the request for the second version scans the first itself."""
+    guard, _, gated = _guard(tmp_path, monkeypatch, Mode.BLOCK)
+    other, other_crate = _crate(tmp_path, "other", "1.0.0", "pub fn g() {}\n")
+    first, first_crate = _crate(tmp_path, "demo", "1.0.0", "pub fn f() {}\n")
+    second, second_crate = _crate(tmp_path, "demo", "1.1.0", "pub fn f() {}\n")
+    await guard.decide(other, other_crate)  # takes the background turn and holds it (gated)
+    await guard.decide(first, first_crate)  # its background scan waits for its turn
+    await asyncio.sleep(0.05)
+    decision = await asyncio.wait_for(guard.decide(second, second_crate), 10)
+    assert decision.action is Action.ALLOW and not decision.details.get(RECORDING)
+    assert "demo" in _recorded(guard)  # 1.0.0 recorded by the request ...
+    assert "other" not in _recorded(guard)  # ... while `other` still waits for its scan
+    gated.release()
+    await asyncio.wait_for(guard.settle(), 10)
+    assert "other" in _recorded(guard)
+    assert len(gated.started) == 1  # demo 1.0.0 was never scanned twice
+
+
+async def test_the_background_scanner_is_a_separate_idle_priority_process(
+    tmp_path: Path,
+) -> None:
+    scans = Scans(FilesystemStore(tmp_path))
+    data = make_crate({"src/lib.rs": "use std::process::Command;\n"})
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        report = await asyncio.wait_for(scans.report(sha256, lambda: data, background=True), 60)
+        assert report == Scans(FilesystemStore(tmp_path / "direct")).scan_bytes(data)
+        assert Scans(FilesystemStore(tmp_path)).known(sha256) == report  # stored
+        pool = scans._background._pool
+        assert pool is not None
+        loop = asyncio.get_running_loop()
+        child = await loop.run_in_executor(pool, os.getpid)
+        policy = await loop.run_in_executor(pool, os.sched_getscheduler, 0)
+        assert child != os.getpid() and policy == os.SCHED_IDLE
+    finally:
+        scans.close()
+    assert scans._background._pool is None
