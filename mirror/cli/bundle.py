@@ -119,6 +119,7 @@ async def _export(
             index_files[ref.name] = answer.served_index.body
             crates[answer.line.cksum] = answer.crate.path
             bar.update(1)
+        await core.settle()  # the capability records of crates seen for the first time
     finally:
         bar.close()
         await close()

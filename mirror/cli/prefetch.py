@@ -94,6 +94,7 @@ async def _prefetch(
             concurrency=concurrency,
             on_done=lambda ref, outcome: bar.update(1),
         )
+        await core.settle()  # the capability records of crates seen for the first time
     finally:
         bar.close()
         await close()

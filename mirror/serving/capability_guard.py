@@ -228,6 +228,7 @@ class CapabilityGuard:
         """Wait until every first sighting answered so far is recorded (or failed)."""
         pending = [s.recorded for s in self._sightings.values()]
         if pending:
+            log.info("capabilities.recording", crates=len(pending))  # a batch command may wait
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _trusted_on_first_use(self, line: IndexLine) -> bool:

@@ -49,9 +49,7 @@ class ConsoleBackend:
         """Write what the mirror answered from memory to the store: the desk reads index files
         and crates from there (mirror/serving/write_behind.py); and wait for the first
         sightings answered before their record (mirror/serving/capability_guard.py)."""
-        if self.core.gate.capabilities is not None:
-            await self.core.gate.capabilities.settle()
-        await self.core.writes.flush()
+        await self.core.settle()
 
     def decisions(self, query: EventQuery, before: int | None, limit: int) -> list[EventRow]:
         self.desk.current()

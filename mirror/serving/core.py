@@ -274,6 +274,14 @@ class MirrorCore:
             approve = self.gate.capabilities.approve_command(name, approve_version)
         return Explanation(name, view, judged, held_by, approve)
 
+    async def settle(self) -> None:
+        """Wait for what was answered before it was written: first sightings' records
+        (mirror/serving/capability_guard.py), then the store writes (write_behind.py).
+        Batch commands call it before they finish; the console before it reads the store."""
+        if self.gate.capabilities is not None:
+            await self.gate.capabilities.settle()
+        await self.writes.flush()
+
     def health(self) -> Mapping[str, Any]:
         return {"status": "ok", "offline": self.offline}
 

@@ -38,9 +38,7 @@ def policy_file(directory: Path, first_seen: str = "trust", lock: str | None = N
 async def settled(client: Any) -> None:
     """First sightings are recorded after their answer, and what was answered from memory
     reaches the store after it too: wait for both, as the console does before it reads."""
-    core = client.app[HANDLERS].core
-    await core.gate.capabilities.settle()
-    await core.writes.flush()
+    await client.app[HANDLERS].core.settle()
 
 
 async def versions_served(client: Any, name: str) -> list[str]:

@@ -102,3 +102,28 @@ def test_prefetch_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["prefetch", "--crate", "not a crate", "--cache-dir", str(tmp_path)]) == 2
     assert "expected name@version" in capsys.readouterr().err
     assert main(["prefetch", "--cache-dir", str(tmp_path)]) == 2
+
+
+def test_prefetch_records_every_first_sighting_before_it_returns(
+    tmp_path: Path,
+    small_registry: Registry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """First sightings are answered before their scan (in the background); a batch command
+    waits for all of their records, not only the few seconds a server's shutdown allows
+    (here none), so the cache it leaves has every one."""
+    monkeypatch.setattr("mirror.serving.open.SETTLE_TIMEOUT", 0.0)
+    policy = tmp_path / "policies" / "policy.yaml"
+    policy.parent.mkdir()
+    policy.write_text("version: 2\nrules:\n  capabilities: {mode: warn, first_seen: trust}\n")
+    cache = tmp_path / "cache"
+    names = ("itoa", "ryu", "serde")
+    crates = [f"--crate={name}@{small_registry.versions(name)[0]}" for name in names]
+    with FakeUpstream(small_registry).in_thread() as upstream:
+        args = ["prefetch", *crates, "--no-progress", "--cache-dir", str(cache)]
+        args += ["--upstream", upstream.url + "/", "--policy", str(policy)]
+        assert main(args) == 0
+    assert "fetched 3" in capsys.readouterr().out
+    recorded = (cache / "state" / "capabilities.tofu.yaml").read_text()
+    assert all(f"{name}:" in recorded for name in names), recorded
