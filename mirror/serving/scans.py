@@ -43,6 +43,7 @@ class Scans:
         # recomputed when it moves (the capability guard adds it to its generation).
         self.generation = 0
         self._background = _BackgroundScanner()
+        self._background_running: set[str] = set()  # sha256s the background is scanning
 
     def known(self, sha256: str) -> CapabilityReport | None:
         """The report of an already scanned crate, without scanning."""
@@ -63,6 +64,10 @@ class Scans:
         if known is not None:
             return known
         if not background:
+            if sha256 in self._background_running:
+                # Someone waits now: an idle-priority process may take seconds more to get
+                # to it, so scan here too (the same report, written twice at most).
+                return await asyncio.to_thread(lambda: self.scan_bytes(read()))
             return await self._in_flight.run(
                 sha256, lambda: self._shared_or_scan(sha256, read, False)
             )
@@ -92,7 +97,11 @@ class Scans:
             return report
         if background:
             data = await asyncio.to_thread(read)
-            body = await self._background.scan(data)
+            self._background_running.add(sha256)
+            try:
+                body = await self._background.scan(data)
+            finally:
+                self._background_running.discard(sha256)
             report = decode(body, sha256)
             if report is None:
                 raise ArchiveError(f"the background scan of {sha256} gave an unreadable report")

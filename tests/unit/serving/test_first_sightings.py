@@ -118,19 +118,20 @@ async def test_another_version_is_compared_with_the_first_once_it_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first version seen is trusted; a second one asked for while the first is still
-    being scanned waits for that record, and what it adds is held (mode block)."""
+    being scanned in the background is judged against the first's record, which that request
+    makes itself rather than wait for an idle-priority process: what it adds is held."""
     guard, _, gated = _guard(tmp_path, monkeypatch, Mode.BLOCK)
     first, first_crate = _crate(tmp_path, "demo", "1.0.0", "pub fn f() {}\n")
     second, second_crate = _crate(tmp_path, "demo", "1.1.0", "use std::net::TcpStream;\n")
     assert (await guard.decide(first, first_crate)).details.get(RECORDING)
-    await asyncio.sleep(0.05)  # the background scan of 1.0.0 has started
-    waiting = asyncio.ensure_future(guard.decide(second, second_crate))
-    await asyncio.sleep(0.1)
-    assert not waiting.done()  # not judged against a lock without 1.0.0
-    gated.release()
-    decision = await asyncio.wait_for(waiting, 10)
+    await asyncio.sleep(0.05)
+    assert gated.started  # the background scan of 1.0.0 is under way (and held)
+    decision = await asyncio.wait_for(guard.decide(second, second_crate), 10)
     assert decision.action is Action.BLOCK and "net (src/lib.rs:1" in decision.reason
     assert "demo" in _recorded(guard) and "1.0.0" in _recorded(guard)
+    gated.release()
+    await asyncio.wait_for(guard.settle(), 10)
+    assert _recorded(guard).count("first seen as demo 1.0.0") == 1  # once, by the request
 
 
 async def test_a_request_does_not_queue_behind_other_background_scans(
