@@ -30,7 +30,7 @@ from mirror.store import Store
 
 log = structlog.get_logger("mirror.scans")
 MAX_REPORTS_IN_MEMORY = 20_000  # reports kept in memory; the rest are read from the store
-BACKGROUND_NICE = 19  # where SCHED_IDLE is missing: the background scanner's niceness
+BACKGROUND_NICE = 19  # the background scanner's niceness: a CPU's leftovers, yet never none
 BACKGROUND_IDLE = 30.0  # seconds without a background scan before its process is stopped
 
 
@@ -65,7 +65,7 @@ class Scans:
             return known
         if not background:
             if sha256 in self._background_running:
-                # Someone waits now: an idle-priority process may take seconds more to get
+                # Someone waits now: the low-priority process may take seconds more to get
                 # to it, so scan here too (the same report, written twice at most).
                 return await asyncio.to_thread(lambda: self.scan_bytes(read()))
             return await self._in_flight.run(
@@ -209,9 +209,6 @@ def _scan_to_json(data: bytes) -> bytes:
 
 
 def _lower_priority() -> None:
-    """Run only when a CPU would otherwise be idle (Linux SCHED_IDLE), else at the lowest
-    niceness: a cold build is waiting for the CPUs, this scan is not."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.nice(BACKGROUND_NICE)
+    """The lowest niceness: a cold build is waiting for the CPUs, this scan is not. Not
+    SCHED_IDLE: on a server that is never idle its records would never be written."""
+    os.nice(BACKGROUND_NICE)
