@@ -194,10 +194,21 @@ def _single_edit(r: str, p: str) -> str | None:
     return "edit-distance"
 
 
-def _add(index: dict[str, list[str]], key: str, canon: str) -> None:
-    names = index.setdefault(key, [])
-    if canon not in names:
-        names.append(canon)
+# Protected names by derived form. Most forms name one protected crate: those all share one
+# 1-tuple per crate (`ones`), never a list each. At 20,000 names the deletion neighbourhood
+# alone has 250,000 keys; a list per key cost about 25 MB in every serving process.
+Names = tuple[str, ...]
+
+
+def _add(index: dict[str, Names], key: str, canon: str, ones: dict[str, Names]) -> None:
+    names = index.get(key)
+    if names is None:
+        one = ones.get(canon)
+        if one is None:
+            one = ones[canon] = (canon,)
+        index[key] = one
+    elif canon not in names:
+        index[key] = (*names, canon)
 
 
 # Shifts of the middle part worth looking up, by (requested length - protected length):
@@ -231,51 +242,52 @@ class TyposquatIndex:
         self._allow = frozenset(canonical_name(n) for n in allow)
 
         # Derived form -> canonical protected names having it.
-        self._deletes: dict[str, list[str]] = {}  # the name and its 1-deletions
-        self._segments: dict[int, tuple[dict[str, list[str]], ...]] = {}  # length -> 3 parts
-        self._plans: dict[int, list[tuple[dict[str, list[str]], int, int]]] = {}  # lazily
-        self._compact: dict[str, list[str]] = {}  # separators removed
-        self._words: dict[str, list[str]] = {}  # words sorted
-        self._skeletons: dict[str, list[str]] = {}  # look-alikes folded
-        self._affixed: dict[str, list[str]] = {}  # the name and its affix-stripped bases
-        self._digits: dict[str, list[str]] = {}  # the name minus one trailing digit
+        self._deletes: dict[str, Names] = {}  # the name and its 1-deletions
+        self._segments: dict[int, tuple[dict[str, Names], ...]] = {}  # length -> 3 parts
+        self._plans: dict[int, list[tuple[dict[str, Names], int, int]]] = {}  # lazily
+        self._compact: dict[str, Names] = {}  # separators removed
+        self._words: dict[str, Names] = {}  # words sorted
+        self._skeletons: dict[str, Names] = {}  # look-alikes folded
+        self._affixed: dict[str, Names] = {}  # the name and its affix-stripped bases
+        self._digits: dict[str, Names] = {}  # the name minus one trailing digit
         self._numbers: dict[str, list[tuple[int, str]]] = {}  # the name minus its number
-        self._unnumbered: dict[str, list[str]] = {}  # the name without its trailing number
+        self._unnumbered: dict[str, Names] = {}  # the name without its trailing number
+        self._ones: dict[str, Names] = {}  # one shared 1-tuple per protected name (`_add`)
         for canon in self._protected:
             self._index_one(canon, t)
 
     def _index_one(self, canon: str, t: SquatThresholds) -> None:
-        _add(self._deletes, canon, canon)
+        _add(self._deletes, canon, canon, self._ones)
         for d in _deletions(canon):
-            _add(self._deletes, d, canon)
+            _add(self._deletes, d, canon, self._ones)
         n = len(canon)
         if n >= t.distance2_min_length:
             parts = self._segments.setdefault(n, ({}, {}, {}))
             a, b = n // 3, 2 * n // 3
-            _add(parts[0], canon[:a], canon)
-            _add(parts[1], canon[a:b], canon)
-            _add(parts[2], canon[b:], canon)
+            _add(parts[0], canon[:a], canon, self._ones)
+            _add(parts[1], canon[a:b], canon, self._ones)
+            _add(parts[2], canon[b:], canon, self._ones)
         compact = canon.replace("_", "")
         if len(compact) >= t.separator_min_length:
-            _add(self._compact, compact, canon)
+            _add(self._compact, compact, canon, self._ones)
         words = _words_key(canon)
         if words is not None:
-            _add(self._words, words, canon)
+            _add(self._words, words, canon, self._ones)
         if n >= t.lookalike_min_length:
-            _add(self._skeletons, _skeleton(canon), canon)
-        _add(self._affixed, canon, canon)
+            _add(self._skeletons, _skeleton(canon), canon, self._ones)
+        _add(self._affixed, canon, canon, self._ones)
         for base in _affix_bases(canon, t.affix_min_base_length):
-            _add(self._affixed, base, canon)
+            _add(self._affixed, base, canon, self._ones)
         m = _TRAILING_DIGITS.match(canon)
         if m and len(m[3]) == 1 and len(m[1]) >= t.version_min_base_length + 1:
-            _add(self._digits, m[1] + m[2], canon)
+            _add(self._digits, m[1] + m[2], canon, self._ones)
         numbered = _TRAILING_NUMBER.match(canon) if t.number_step else None
         if numbered and len(numbered[1]) >= t.number_min_base_length:
             self._numbers.setdefault(numbered[1] + numbered[2], []).append(
                 (int(numbered[3]), canon)
             )
             if len(numbered[1]) >= t.version_min_base_length:
-                _add(self._unnumbered, numbered[1], canon)
+                _add(self._unnumbered, numbered[1], canon, self._ones)
 
     def __len__(self) -> int:
         return len(self._protected)
@@ -382,7 +394,7 @@ class TyposquatIndex:
             distance = DamerauLevenshtein.distance
             found.extend((p, "edit-distance") for p in far if distance(r, p, score_cutoff=2) <= 2)
 
-    def _segment_plan(self, lr: int) -> list[tuple[dict[str, list[str]], int, int]]:
+    def _segment_plan(self, lr: int) -> list[tuple[dict[str, Names], int, int]]:
         """For a requested name of length `lr`: which slice of it to look up in which part
         index. Pigeonhole: each long protected name is cut in three parts; two edits leave
         one part intact, at the start, at the end, or in the middle shifted by at most two."""
