@@ -175,3 +175,29 @@ async def test_the_background_scanner_is_a_separate_lowest_priority_process(
     finally:
         scans.close()
     assert scans._background._pool is None
+
+
+async def test_a_background_scanner_that_dies_is_replaced_at_the_next_scan(
+    tmp_path: Path,
+) -> None:
+    """Killed (the OOM killer, an operator): the scan under way fails as a scan does, and the
+    next one starts a new process."""
+    import signal
+
+    scans = Scans(FilesystemStore(tmp_path))
+    scanner = scans._background
+    small = make_crate({"src/lib.rs": "pub fn f() {}\n"})
+    try:
+        await asyncio.wait_for(scanner.scan(small), 60)  # the process is up
+        pool = scanner._pool
+        assert pool is not None
+        (pid,) = pool._processes  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        with pytest.raises(ArchiveError, match="background scanner stopped"):
+            await asyncio.wait_for(scanner.scan(small), 60)
+        assert scanner._pool is None
+        body = await asyncio.wait_for(scanner.scan(small), 60)  # a new process
+        assert json.loads(body)["sha256"] == hashlib.sha256(small).hexdigest()
+    finally:
+        scans.close()
