@@ -191,7 +191,7 @@ async def test_a_background_scanner_that_dies_is_replaced_at_the_next_scan(
         await asyncio.wait_for(scanner.scan(small), 60)  # the process is up
         pool = scanner._pool
         assert pool is not None
-        (pid,) = pool._processes  # type: ignore[attr-defined]
+        (pid,) = pool._processes
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.5)
         with pytest.raises(ArchiveError, match="background scanner stopped"):
