@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -21,15 +22,19 @@ allow:
 """
 
 
-def test_expired_entries_are_logged_at_load(
+async def test_expired_entries_are_logged_at_load(
     tmp_path: Path,
+    aiohttp_client: Any,
     mirror_app: Callable[[Settings], web.Application],
     mirror_settings: Callable[..., Settings],
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     with capture_logs() as logs:
-        mirror_app(mirror_settings(None, offline=True, policy=policy))
+        app = mirror_app(mirror_settings(None, offline=True, policy=policy))
+    # Started and cleaned up by the fixture: an app never cleaned up keeps its audit writer
+    # thread, which then opens files in this test's directory during later tests.
+    await aiohttp_client(app)
     expired = [e for e in logs if e["event"] == "policy.entry_expired"]
     assert len(expired) == 1
     assert expired[0]["expired"] == "2020-01-31"
