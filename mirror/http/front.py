@@ -329,10 +329,7 @@ class FastProtocol(asyncio.Protocol):
             handlers.tally.count(prepared, 304, 0, client)
         else:
             body = prepared.body
-            if len(body) <= JOIN_MAX:
-                transport.write(prepared.ok + date_line + body)
-            else:
-                transport.writelines((prepared.ok, date_line, body))
+            _send(transport, prepared.ok + date_line, body)
             handlers.tally.count(prepared, 200, len(body), client)
         if not self._keep_alive:
             transport.close()  # once the answer is flushed; anything sent after it is dropped
@@ -384,10 +381,7 @@ class FastProtocol(asyncio.Protocol):
             else:
                 length = None if reply.status == 304 else len(reply.body)  # 304: no body
                 head = response_head(reply.status, reply.headers, length) + date_line
-                if len(reply.body) <= JOIN_MAX:
-                    transport.write(head + reply.body)
-                else:
-                    transport.writelines((head, reply.body))
+                _send(transport, head, reply.body)
         except OSError as e:
             # The crate's file went away or broke mid-answer: its length is promised, so the
             # only honest end is to cut the connection (cargo retries).
@@ -410,9 +404,8 @@ class FastProtocol(asyncio.Protocol):
         """A large crate, in chunks as the client takes them (never all in memory)."""
         assert reply.file is not None and self._transport is not None
         transport = self._transport
-        handle: BinaryIO = await asyncio.to_thread(_open, reply.file)
+        handle, size = await asyncio.to_thread(_open, reply.file)
         try:
-            size = await asyncio.to_thread(_size, handle)
             transport.write(response_head(reply.status, reply.headers, size) + date_line)
             sent = 0
             while sent < size and not transport.is_closing():
@@ -467,12 +460,18 @@ class FastProtocol(asyncio.Protocol):
             protocol.data_received(unanswered)
 
 
-def _open(path: Path) -> BinaryIO:
-    return path.open("rb")
+def _send(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
+    """A head and its body: joined when small, side by side (writev) when not."""
+    if len(body) <= JOIN_MAX:
+        transport.write(head + body)
+    else:
+        transport.writelines((head, body))
 
 
-def _size(handle: BinaryIO) -> int:
-    return os.fstat(handle.fileno()).st_size
+def _open(path: Path) -> tuple[BinaryIO, int]:
+    """The file and its size, in one trip to a worker thread."""
+    handle = path.open("rb")
+    return handle, os.fstat(handle.fileno()).st_size
 
 
 class _Unobserved:

@@ -27,8 +27,8 @@ class Reply:
     file: Path | None = None  # a large crate: streamed from disk, never read into memory
 
     @classmethod
-    def text(cls, status: int, text: str, headers: Mapping[str, str] | None = None) -> Reply:
-        return cls(status, {**(headers or {}), "Content-Type": TEXT}, text.encode())
+    def text(cls, status: int, text: str) -> Reply:
+        return cls(status, {"Content-Type": TEXT}, text.encode())
 
     def to_aiohttp(self) -> web.StreamResponse:
         if self.file is not None:

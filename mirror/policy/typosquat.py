@@ -194,21 +194,7 @@ def _single_edit(r: str, p: str) -> str | None:
     return "edit-distance"
 
 
-# Protected names by derived form. Most forms name one protected crate: those all share one
-# 1-tuple per crate (`ones`), never a list each. At 20,000 names the deletion neighbourhood
-# alone has 250,000 keys; a list per key cost about 25 MB in every serving process.
-Names = tuple[str, ...]
-
-
-def _add(index: dict[str, Names], key: str, canon: str, ones: dict[str, Names]) -> None:
-    names = index.get(key)
-    if names is None:
-        one = ones.get(canon)
-        if one is None:
-            one = ones[canon] = (canon,)
-        index[key] = one
-    elif canon not in names:
-        index[key] = (*names, canon)
+Names = tuple[str, ...]  # protected names sharing a derived form
 
 
 # Shifts of the middle part worth looking up, by (requested length - protected length):
@@ -257,37 +243,50 @@ class TyposquatIndex:
             self._index_one(canon, t)
 
     def _index_one(self, canon: str, t: SquatThresholds) -> None:
-        _add(self._deletes, canon, canon, self._ones)
+        self._add(self._deletes, canon, canon)
         for d in _deletions(canon):
-            _add(self._deletes, d, canon, self._ones)
+            self._add(self._deletes, d, canon)
         n = len(canon)
         if n >= t.distance2_min_length:
             parts = self._segments.setdefault(n, ({}, {}, {}))
             a, b = n // 3, 2 * n // 3
-            _add(parts[0], canon[:a], canon, self._ones)
-            _add(parts[1], canon[a:b], canon, self._ones)
-            _add(parts[2], canon[b:], canon, self._ones)
+            self._add(parts[0], canon[:a], canon)
+            self._add(parts[1], canon[a:b], canon)
+            self._add(parts[2], canon[b:], canon)
         compact = canon.replace("_", "")
         if len(compact) >= t.separator_min_length:
-            _add(self._compact, compact, canon, self._ones)
+            self._add(self._compact, compact, canon)
         words = _words_key(canon)
         if words is not None:
-            _add(self._words, words, canon, self._ones)
+            self._add(self._words, words, canon)
         if n >= t.lookalike_min_length:
-            _add(self._skeletons, _skeleton(canon), canon, self._ones)
-        _add(self._affixed, canon, canon, self._ones)
+            self._add(self._skeletons, _skeleton(canon), canon)
+        self._add(self._affixed, canon, canon)
         for base in _affix_bases(canon, t.affix_min_base_length):
-            _add(self._affixed, base, canon, self._ones)
+            self._add(self._affixed, base, canon)
         m = _TRAILING_DIGITS.match(canon)
         if m and len(m[3]) == 1 and len(m[1]) >= t.version_min_base_length + 1:
-            _add(self._digits, m[1] + m[2], canon, self._ones)
+            self._add(self._digits, m[1] + m[2], canon)
         numbered = _TRAILING_NUMBER.match(canon) if t.number_step else None
         if numbered and len(numbered[1]) >= t.number_min_base_length:
             self._numbers.setdefault(numbered[1] + numbered[2], []).append(
                 (int(numbered[3]), canon)
             )
             if len(numbered[1]) >= t.version_min_base_length:
-                _add(self._unnumbered, numbered[1], canon, self._ones)
+                self._add(self._unnumbered, numbered[1], canon)
+
+    def _add(self, index: dict[str, Names], key: str, canon: str) -> None:
+        """Most forms name one protected crate: those all share that crate's 1-tuple, never
+        a list each. At 20,000 names the deletion neighbourhood alone has 250,000 keys; a list
+        per key cost about 25 MB in every serving process."""
+        names = index.get(key)
+        if names is None:
+            one = self._ones.get(canon)
+            if one is None:
+                one = self._ones[canon] = (canon,)
+            index[key] = one
+        elif canon not in names:
+            index[key] = (*names, canon)
 
     def __len__(self) -> int:
         return len(self._protected)

@@ -46,9 +46,7 @@ class ConsoleBackend:
         self.desk = ReviewDesk(self.index, core.store, self.places, core.gate.audit)
 
     async def settle(self) -> None:
-        """Write what the mirror answered from memory to the store: the desk reads index files
-        and crates from there (mirror/serving/write_behind.py); and wait for the first
-        sightings answered before their record (mirror/serving/capability_guard.py)."""
+        """Before the desk reads the store and the locks (`MirrorCore.settle`)."""
         await self.core.settle()
 
     def decisions(self, query: EventQuery, before: int | None, limit: int) -> list[EventRow]:
