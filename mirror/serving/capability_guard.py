@@ -60,6 +60,9 @@ from mirror.sources.policy_files import PolicyFiles
 
 log = structlog.get_logger("mirror.capabilities")
 SCANS_AHEAD_AT_ONCE = 2  # background scans of new versions running at the same time
+# First sightings are scanned once downloads pause this long (a build's fetch is over) ...
+RECORD_WHEN_QUIET = 0.5
+RECORD_WITHIN = 10.0  # ... or this long after they were answered, whichever comes first
 
 Audit = Callable[[AuditEvent], None]
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
@@ -136,6 +139,8 @@ class CapabilityGuard:
         self._scanning: asyncio.Semaphore | None = None  # made on the serving loop
         self._background: set[asyncio.Future[Any]] = set()
         self._sightings: dict[str, _Sighting] = {}  # crate name -> its first sighting
+        self._last_decided = 0.0  # loop time of the last download decided
+        self._hurry: asyncio.Event | None = None  # set by `settle`: record now (serving loop)
 
     @classmethod
     def for_policy(
@@ -205,6 +210,7 @@ class CapabilityGuard:
 
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:
         self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
+        self._last_decided = asyncio.get_running_loop().time()
         if self._scans.known(line.cksum) is None:
             sighting = self._sightings.get(line.name)
             if sighting is not None and sighting.line.vers == line.vers:
@@ -227,6 +233,9 @@ class CapabilityGuard:
     async def settle(self) -> None:
         """Wait until every first sighting answered so far is recorded (or failed)."""
         pending = [s.recorded for s in self._sightings.values()]
+        if self._hurry is not None:
+            self._hurry.set()  # the records waiting for a pause are made now
+            self._hurry = None  # later ones wait for a pause again
         if pending:
             log.info("capabilities.recording", crates=len(pending))  # a batch command may wait
             await asyncio.gather(*pending, return_exceptions=True)
@@ -249,10 +258,29 @@ class CapabilityGuard:
             self._end_sighting(line.name, sighting)
             raise
         sighting.checked.set_result(None)
-        task = asyncio.ensure_future(self._record(sighting, background=True))
+        task = asyncio.ensure_future(self._record_later(sighting))
         self._background.add(task)  # keep a reference until it is done
         task.add_done_callback(self._background.discard)
         return _recording(line)
+
+    async def _record_later(self, sighting: _Sighting) -> None:
+        """Record a first sighting once downloads pause: a cold build asks for its crates one
+        after another, and a scan meanwhile, even at the lowest priority, takes CPU time its
+        requests then wait for (docs/benchmarks.md). Nothing waits for the record but a
+        request for another version of the crate, which makes it itself."""
+        loop = asyncio.get_running_loop()
+        if self._hurry is None:
+            self._hurry = asyncio.Event()
+        hurry = self._hurry
+        deadline = loop.time() + RECORD_WITHIN
+        while not hurry.is_set():
+            now = loop.time()
+            wait = min(self._last_decided + RECORD_WHEN_QUIET, deadline) - now
+            if wait <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), wait)
+        await self._record(sighting, background=True)
 
     async def _record(self, sighting: _Sighting, *, background: bool) -> None:
         """Scan the first sighting and record it, once; other callers wait for that."""
@@ -371,8 +399,8 @@ class CapabilityGuard:
         a hand-written approval without `reviewed`, than every version already scanned.
         Yanked versions are left alone (cargo resolves to them only from a Cargo.lock).
         """
-        if not index.lines or self._lock.approved_for(index.lines[0].name, "0.0.0") is None:
-            return []  # not in the lock: trust-on-first-use or approval happens at download
+        if not self._in_lock(index):
+            return []  # trust-on-first-use or approval happens at download
         floor = self._floor(index.lines[0].name, reports)
         if floor is None:
             return []
@@ -384,6 +412,11 @@ class CapabilityGuard:
             and _version_key(line.vers) > floor
         ]
         return sorted(new, key=lambda line: _version_key(line.vers))
+
+    def _in_lock(self, index: IndexFile) -> bool:
+        return (
+            bool(index.lines) and self._lock.approved_for(index.lines[0].name, "0.0.0") is not None
+        )
 
     def _floor(
         self, name: str, reports: Mapping[str, CapabilityReport | None]
@@ -407,17 +440,26 @@ class CapabilityGuard:
         nothing scanned yet) is the newest version scanned first, once, while requests wait.
         """
         views = entry.views
-        if views.scan_ahead is None:
-            views.scan_ahead = asyncio.ensure_future(self._start_scans(entry.index, fetch))
+        started = views.scan_ahead
+        if started is None:
+            if not self._in_lock(entry.index):
+                return  # trust-on-first-use or approval happens at download (asked each time:
+                # an approval may add the crate)
+            started = views.scan_ahead = asyncio.ensure_future(
+                self._start_scans(entry.index, fetch)
+            )
         try:
-            await asyncio.shield(views.scan_ahead)
+            if started.done():
+                started.result()  # without a turn of the loop: most index requests come here
+            else:
+                await asyncio.shield(started)
         except Exception:
             views.scan_ahead = None  # a bug must not stick to this index forever
             raise
 
     async def _start_scans(self, index: IndexFile, fetch: FetchCrate) -> None:
-        if not index.lines or self._lock.approved_for(index.lines[0].name, "0.0.0") is None:
-            return  # not in the lock: trust-on-first-use or approval happens at download
+        if not self._in_lock(index):
+            return
         reports = {line.vers: self._scans.known(line.cksum) for line in index.lines}
         if self._floor(index.lines[0].name, reports) is None:
             candidates = [line for line in index.lines if not line.yanked]

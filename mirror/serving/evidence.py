@@ -64,7 +64,7 @@ class EvidenceGatherer:
     ) -> None:
         self._indexes = indexes
         self._crates = crates
-        self._scans = scans
+        self.scans = scans
         self._clock = clock
 
     async def view(
@@ -86,7 +86,7 @@ class EvidenceGatherer:
         about = [
             line
             for line in entry.index.lines
-            if line.vers in scan or line is newest or self._scans.known(line.cksum) is not None
+            if line.vers in scan or line is newest or self.scans.known(line.cksum) is not None
         ]
         limit = asyncio.Semaphore(CONCURRENCY)
 
@@ -126,7 +126,7 @@ class EvidenceGatherer:
         reviewer: Reviewer,
     ) -> Decision | None:
         """A version judged at its download, now that its crate is here to scan."""
-        report = await self._scans.report(line.cksum, crate.read)
+        report = await self.scans.report(line.cksum, crate.read)
         facts = await self.version_facts(
             entry, line, engine, scan=False, first_seen=entry.first_seen, report=report
         )
@@ -150,12 +150,12 @@ class EvidenceGatherer:
         scan of an earlier version (what the crate always did), the dependencies it adds."""
         problem = None
         if report is None:
-            report = self._scans.known(line.cksum)
+            report = self.scans.known(line.cksum)
         if report is None and scan:
             try:
                 crate = await asyncio.wait_for(self._crates.get(line), SCAN_TIMEOUT)
                 report = await asyncio.wait_for(
-                    self._scans.report(line.cksum, crate.read), SCAN_TIMEOUT
+                    self.scans.report(line.cksum, crate.read), SCAN_TIMEOUT
                 )
             except TimeoutError:
                 problem = f"no scan within {SCAN_TIMEOUT:.0f} s"
@@ -203,7 +203,7 @@ class EvidenceGatherer:
             if candidate.vers == line.vers:
                 break
             previous = candidate
-        report = self._scans.known(previous.cksum) if previous is not None else None
+        report = self.scans.known(previous.cksum) if previous is not None else None
         return content_facts(report) if report is not None else None
 
     async def _dependencies(

@@ -103,6 +103,12 @@ class Gate:
     def engine(self) -> PolicyEngine | None:
         return self._engine
 
+    @property
+    def scans_crates(self) -> bool:
+        """Whether the policy's verdicts read crates' contents (capabilities, or risk)."""
+        engine = self._engine
+        return self.capabilities is not None or (engine is not None and engine.judges_risk)
+
     def replace_policy(
         self, engine: PolicyEngine | None, capabilities: CapabilityCheck | None
     ) -> None:

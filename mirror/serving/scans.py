@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 import structlog
 
 from mirror.errors import ArchiveError
-from mirror.scan.capabilities import check_archive, scan_crate
+from mirror.scan.capabilities import check_archive, compiled_patterns, scan_crate, warm_up
 from mirror.scan.report import CapabilityReport
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
@@ -80,6 +80,10 @@ class Scans:
             return await self._in_flight.run(
                 sha256, lambda: self._shared_or_scan(sha256, read, True)
             )
+
+    async def warm_up(self) -> None:
+        """Ready the scanner in this process (mirror.scan.capabilities.warm_up)."""
+        await asyncio.to_thread(warm_up)
 
     async def check_archive(self, sha256: str, read: Callable[[], bytes]) -> None:
         """Raise ArchiveError for a crate its scan would refuse as an archive, without the
@@ -174,7 +178,12 @@ class _BackgroundScanner:
         if self._pool is None:
             # spawn, not fork: this process runs threads (the event loop's executor, audit).
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority)
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=context,
+                initializer=_prepare,
+                initargs=(compiled_patterns(),),  # compiled here already: not again there
+            )
         pool = self._pool
         self._running += 1
         try:
@@ -208,7 +217,10 @@ def _scan_to_json(data: bytes) -> bytes:
     return _encode(scan_crate(data))
 
 
-def _lower_priority() -> None:
-    """The lowest niceness: a cold build is waiting for the CPUs, this scan is not. Not
-    SCHED_IDLE: on a server that is never idle its records would never be written."""
+def _prepare(databases: dict[str, bytes]) -> None:
+    """Runs first in the background scanner's process: the lowest niceness (a cold build is
+    waiting for the CPUs, this scan is not), then the scanner readied with the serving
+    process's compiled patterns. Not SCHED_IDLE: on a server that is never idle its records
+    would never be written."""
     os.nice(BACKGROUND_NICE)
+    warm_up(databases)

@@ -3,6 +3,7 @@ close it; what it answers is what the handlers, prefetch and export render."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from mirror.audit import read_events
 from mirror.errors import BadRequest, IntegrityError, NotFound
 from mirror.request_ids import next_request_id
+from mirror.serving import scans as scans_module
 from mirror.serving.core import Client
 from mirror.serving.open import open_mirror
 from tests.fixtures.registry import Registry
@@ -64,3 +66,36 @@ async def test_only_verification_failures_are_audited_as_blocks(
     assert [(e["action"], e["rule"], e["reason"]) for e in events] == [
         ("block", "checksum", "mismatch")
     ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "warmed"),
+    [
+        (None, False),  # decides nothing from contents: the scanner is never loaded
+        ("capabilities:\n    mode: warn\n", True),
+        ("risk:\n    mode: warn\n    corpus: popular.txt\n", True),
+    ],
+)
+async def test_the_scanner_is_readied_before_serving_when_the_policy_scans(
+    policy: str | None,
+    warmed: bool,
+    mirror_settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first scan loads the Rust reader and compiles the patterns (~0.3 s): a cold build's
+    first crate that waits for a scan must not pay for it, nor the requests behind it."""
+    calls: list[object] = []
+    monkeypatch.setattr(scans_module, "warm_up", lambda: calls.append("warm"))
+    overrides: dict[str, Any] = {}
+    if policy is not None:
+        (tmp_path / "popular.txt").write_text("serde\ntokio\n")
+        path = tmp_path / "policy.yaml"
+        path.write_text(f"version: 2\nrules:\n  {policy.replace(chr(10), chr(10) + '  ')}")
+        overrides["policy"] = path
+    core, close = open_mirror(mirror_settings(None, offline=True, **overrides))
+    try:
+        await core.start()
+    finally:
+        await close()
+    assert calls == (["warm"] if warmed else [])

@@ -1,9 +1,10 @@
 """First sightings under `first_seen: trust`: answered once the archive is safe, scanned and
-recorded after, at the lowest priority, in another process (mirror.serving.capability_guard,
-mirror.serving.scans).
+recorded after downloads pause, at the lowest priority, in another process
+(mirror.serving.capability_guard, mirror.serving.scans).
 
 The background scan is gated in most tests (`_Gated`), so what is answered before the scan
-ends is visible; one test runs the real low-priority process.
+ends is visible, and starts without waiting for a pause unless a test says otherwise; one
+test runs the real low-priority process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mirror.index import IndexLine
 from mirror.policy.capability_lock import RECORDING
 from mirror.policy.decision import Action, Mode
 from mirror.policy.schema import CapabilitiesRule
+from mirror.serving import capability_guard as guard_module
 from mirror.serving import scans as scans_module
 from mirror.serving.capability_guard import CapabilityGuard, LockPlaces
 from mirror.serving.downloads import CrateFile
@@ -50,9 +52,17 @@ class _Gated:
 
 
 def _guard(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: Mode = Mode.WARN
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: Mode = Mode.WARN,
+    *,
+    quiet: float = 0.0,
+    within: float = 10.0,
 ) -> tuple[CapabilityGuard, list[AuditEvent], _Gated]:
-    """A guard whose background scans wait for `release`, and the audit events it sends."""
+    """A guard whose background scans wait for `release`, and the audit events it sends.
+    Background scans start once downloads paused for `quiet` seconds, or `within` seconds."""
+    monkeypatch.setattr(guard_module, "RECORD_WHEN_QUIET", quiet)
+    monkeypatch.setattr(guard_module, "RECORD_WITHIN", within)
     settings = Settings(cache_dir=tmp_path / "cache")
     places = LockPlaces.of(tmp_path / "capabilities.lock.yaml", settings)
     scans = Scans(FilesystemStore(tmp_path / "cache"))
@@ -97,6 +107,62 @@ async def test_a_first_sighting_is_answered_before_its_scan_and_recorded_after(
     final = await guard.decide(line, crate)  # known now: a plain allow, no scan
     assert final.action is Action.ALLOW and not final.details.get(RECORDING)
     assert len(gated.started) == 1
+
+
+async def test_first_sightings_are_scanned_once_downloads_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold build asks for its crates one after another: scans meanwhile would take the CPU
+    time its requests wait for, so they start once the downloads pause."""
+    guard, _, gated = _guard(tmp_path, monkeypatch, quiet=0.4, within=60)
+    crates = [_crate(tmp_path, f"c{i}", "1.0.0", "pub fn f() {}\n") for i in range(8)]
+    for line, crate in crates:  # a download every 0.1 s, each a first sighting
+        assert (await guard.decide(line, crate)).details.get(RECORDING)
+        await asyncio.sleep(0.1)
+    assert not gated.started  # 0.8 s of downloads, and no scan yet
+    await asyncio.sleep(1.0)
+    assert gated.started  # the pause came
+    gated.release()
+    await asyncio.wait_for(guard.settle(), 10)
+    assert all(f"c{i}" in _recorded(guard) for i in range(8))
+
+
+async def test_a_server_that_never_pauses_still_records_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard, _, gated = _guard(tmp_path, monkeypatch, quiet=60, within=0.3)
+    first, first_crate = _crate(tmp_path, "first", "1.0.0", "pub fn f() {}\n")
+    await guard.decide(first, first_crate)
+    for i in range(10):  # downloads keep coming
+        line, crate = _crate(tmp_path, f"c{i}", "1.0.0", "pub fn f() {}\n")
+        await guard.decide(line, crate)
+        await asyncio.sleep(0.1)
+        if gated.started:
+            break
+    assert gated.started, "no scan started within 1 s of downloads"
+    gated.release()
+    await asyncio.wait_for(guard.settle(), 10)
+
+
+async def test_settle_records_at_once_and_later_sightings_wait_for_a_pause_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prefetch`, `export` and the console call settle: they do not wait for a pause. A
+    server that was asked once defers the sightings after it again."""
+    guard, _, gated = _guard(tmp_path, monkeypatch, quiet=60, within=120)
+    gated.release()
+    early, early_crate = _crate(tmp_path, "early", "1.0.0", "pub fn f() {}\n")
+    await guard.decide(early, early_crate)
+    await asyncio.sleep(0.1)
+    assert not gated.started
+    await asyncio.wait_for(guard.settle(), 10)
+    assert "early" in _recorded(guard)
+    late, late_crate = _crate(tmp_path, "late", "1.0.0", "pub fn f() {}\n")
+    await guard.decide(late, late_crate)
+    await asyncio.sleep(0.2)
+    assert len(gated.started) == 1 and "late" not in _recorded(guard)
+    await asyncio.wait_for(guard.settle(), 10)
+    assert "late" in _recorded(guard)
 
 
 async def test_a_hostile_archive_is_refused_before_any_answer(
