@@ -251,7 +251,7 @@ class CapabilityGuard:
         sighting = _Sighting(line, crate, loop.create_future(), loop.create_future())
         self._sightings[line.name] = sighting  # before any await: one first sighting per crate
         try:
-            await self._scans.check_archive(line.cksum, crate.read)
+            await self._scans.check_archive(line.cksum, crate.read, body=crate.body)
         except BaseException as e:
             sighting.checked.set_exception(e if isinstance(e, Exception) else ArchiveError(str(e)))
             sighting.checked.exception()  # retrieved: the requests that shared it raised it

@@ -31,6 +31,7 @@ from mirror.store import Store
 log = structlog.get_logger("mirror.scans")
 MAX_REPORTS_IN_MEMORY = 20_000  # reports kept in memory; the rest are read from the store
 BACKGROUND_NICE = 19  # the background scanner's niceness: a CPU's leftovers, yet never none
+CHECK_ON_LOOP_BYTES = 128 * 1024  # archives checked on the event loop: about 2 ms at most
 BACKGROUND_IDLE = 30.0  # seconds without a background scan before its process is stopped
 
 
@@ -85,11 +86,19 @@ class Scans:
         """Ready the scanner in this process (mirror.scan.capabilities.warm_up)."""
         await asyncio.to_thread(warm_up)
 
-    async def check_archive(self, sha256: str, read: Callable[[], bytes]) -> None:
+    async def check_archive(
+        self, sha256: str, read: Callable[[], bytes], *, body: bytes | None = None
+    ) -> None:
         """Raise ArchiveError for a crate its scan would refuse as an archive, without the
-        scan (a crate already scanned passed this long ago)."""
-        if self.known(sha256) is None:
-            await asyncio.to_thread(lambda: check_archive(read()))
+        scan (a crate already scanned passed this long ago). `body`: its bytes, if in memory."""
+        if self.known(sha256) is not None:
+            return
+        if body is not None and len(body) <= CHECK_ON_LOOP_BYTES:
+            # In a thread, the check's Python would hold the GIL the event loop needs just
+            # the same, and the trip there and back costs more than the check itself.
+            check_archive(body)
+            return
+        await asyncio.to_thread(lambda: check_archive(read()))
 
     async def _shared_or_scan(
         self, sha256: str, read: Callable[[], bytes], background: bool

@@ -165,15 +165,19 @@ async def test_settle_records_at_once_and_later_sightings_wait_for_a_pause_again
     assert "late" in _recorded(guard)
 
 
+@pytest.mark.parametrize("in_memory", [True, False])  # checked on the loop, or in a thread
 async def test_a_hostile_archive_is_refused_before_any_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    in_memory: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The archive checks a scan would make still come first: nothing is handed out."""
     guard, audit, gated = _guard(tmp_path, monkeypatch)
     data = gz(build_tar([("demo-1.0.0/Cargo.toml", b"[package]\n"), ("demo-1.0.0/../../x", b"")]))
     cksum = hashlib.sha256(data).hexdigest()
     raw = json.dumps({"name": "demo", "vers": "1.0.0", "cksum": cksum}).encode()
-    line, crate = IndexLine.parse(raw), CrateFile(tmp_path / "x.crate", data, was_cached=False)
+    path = tmp_path / "x.crate"
+    path.write_bytes(data)
+    crate = CrateFile(path, data if in_memory else None, was_cached=False)
+    line = IndexLine.parse(raw)
     for _ in range(2):  # and again: a refused sighting leaves nothing behind
         with pytest.raises(ArchiveError, match="unsafe path"):
             await guard.decide(line, crate)
