@@ -43,6 +43,7 @@ __all__ = [
     "compiled_patterns",
     "ordered",
     "parse_capabilities",
+    "report_json",
     "report_lines",
     "scan_crate",
     "warm_up",
@@ -150,6 +151,11 @@ def report_lines(report: CapabilityReport) -> list[str]:
         out.append(f"    {finding.value}")
         out.extend(f"      [{context_of(report, e.file).value}] {e}" for e in evidence)
     return out
+
+
+def report_json(report: CapabilityReport) -> bytes:
+    """The report as compact JSON: what the store keeps (`CapabilityReport.from_json` reads it)."""
+    return json.dumps(report.to_json(), separators=(",", ":")).encode()
 
 
 def dumps(report: CapabilityReport) -> str:

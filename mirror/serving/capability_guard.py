@@ -2,7 +2,8 @@
 
 A first sighting under `first_seen: trust` (a crate the lock has no entry for) is allowed
 whatever its scan finds, so it is answered once its archive passed the checks that refuse a
-hostile `.crate`; the scan and the record follow in the background (mirror.serving.scans).
+hostile `.crate`; the scan and the record follow in the background once downloads pause
+(mirror.serving.scans).
 Another version of that crate asked for meanwhile waits for the record, so it is still
 compared with the first. Everything else waits for its scan, as a verdict depends on it.
 
@@ -442,9 +443,10 @@ class CapabilityGuard:
         views = entry.views
         started = views.scan_ahead
         if started is None:
+            # Not in the lock: trust on first use or approval happens at download. Asked on
+            # every request, as an approval may add the crate.
             if not self._in_lock(entry.index):
-                return  # trust-on-first-use or approval happens at download (asked each time:
-                # an approval may add the crate)
+                return
             started = views.scan_ahead = asyncio.ensure_future(
                 self._start_scans(entry.index, fetch)
             )

@@ -5,34 +5,29 @@ the store as JSON by sha256 (`Store.read_scan`/`write_scan`) and in memory for t
 Concurrent requests for the same new crate share one scan. A request that waits for it scans
 in a worker thread (CPU work must not stall the event loop). A scan nobody waits for (a
 crate trusted on first use, recorded after it was answered) runs in a separate process at
-low priority: in a thread it would hold the GIL the event loop needs, and it must not take
-the CPU from the requests and builds that are waiting. Anything that wants content evidence
-about a crate (the capability guard today) asks here.
+low priority (mirror.serving.background_scanner): in a thread it would hold the GIL the event
+loop needs, and it must not take the CPU from the requests and builds that are waiting.
+Anything that wants content evidence about a crate (the capability guard today) asks here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import structlog
 
 from mirror.errors import ArchiveError
-from mirror.scan.capabilities import check_archive, compiled_patterns, scan_crate, warm_up
+from mirror.scan.capabilities import check_archive, report_json, scan_crate, warm_up
 from mirror.scan.report import CapabilityReport
+from mirror.serving.background_scanner import BackgroundScanner
 from mirror.serving.singleflight import SingleFlight
 from mirror.store import Store
 
 log = structlog.get_logger("mirror.scans")
 MAX_REPORTS_IN_MEMORY = 20_000  # reports kept in memory; the rest are read from the store
-BACKGROUND_NICE = 19  # the background scanner's niceness: a CPU's leftovers, yet never none
 CHECK_ON_LOOP_BYTES = 128 * 1024  # archives checked on the event loop: about 2 ms at most
-BACKGROUND_IDLE = 30.0  # seconds without a background scan before its process is stopped
 
 
 class Scans:
@@ -43,7 +38,7 @@ class Scans:
         # Counts reports made by this process: views that hide what is not scanned yet are
         # recomputed when it moves (the capability guard adds it to its generation).
         self.generation = 0
-        self._background = _BackgroundScanner()
+        self._background = BackgroundScanner()
         self._background_running: set[str] = set()  # sha256s the background is scanning
 
     def known(self, sha256: str) -> CapabilityReport | None:
@@ -124,7 +119,7 @@ class Scans:
     def scan_bytes(self, data: bytes) -> CapabilityReport:
         """Scan a crate's bytes and store the report (StorageError if the store refuses)."""
         report = scan_crate(data)
-        return self._keep(report, _encode(report))
+        return self._keep(report, report_json(report))
 
     def _keep(self, report: CapabilityReport, body: bytes) -> CapabilityReport:
         self._store.write_scan(report.sha256, body)
@@ -158,78 +153,3 @@ def decode(body: bytes | None, sha256: str) -> CapabilityReport | None:
     except ValueError:
         return None
     return report if report.sha256 == sha256 else None
-
-
-class _BackgroundScanner:
-    """One low-priority process for the scans nobody waits for: started when the first one
-    comes, stopped after BACKGROUND_IDLE seconds without any (it holds the scanner's parsers,
-    tens of MB), started again when needed."""
-
-    def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
-        self._running = 0
-        self._idle: asyncio.TimerHandle | None = None
-        self._turn: asyncio.Lock | None = None  # made on the serving loop
-
-    @property
-    def turn(self) -> asyncio.Lock:
-        """Held by the background scan under way (asyncio's lock wakes waiters in order)."""
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        return self._turn
-
-    async def scan(self, data: bytes) -> bytes:
-        """The crate's report, as the JSON the store keeps (what crosses the process line)."""
-        loop = asyncio.get_running_loop()
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._pool is None:
-            # spawn, not fork: this process runs threads (the event loop's executor, audit).
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                1,
-                mp_context=context,
-                initializer=_prepare,
-                initargs=(compiled_patterns(),),  # compiled here already: not again there
-            )
-        pool = self._pool
-        self._running += 1
-        try:
-            return await loop.run_in_executor(pool, _scan_to_json, data)
-        except BrokenProcessPool as e:
-            # The scanner died (killed, out of memory): the next scan starts a new one.
-            if self._pool is pool:
-                self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise ArchiveError(f"the background scanner stopped: {e}") from e
-        finally:
-            self._running -= 1
-            if self._running == 0 and self._pool is not None:
-                self._idle = loop.call_later(BACKGROUND_IDLE, self.stop)
-
-    def stop(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
-def _encode(report: CapabilityReport) -> bytes:
-    return json.dumps(report.to_json(), separators=(",", ":")).encode()
-
-
-def _scan_to_json(data: bytes) -> bytes:
-    """Runs in the background scanner's process."""
-    return _encode(scan_crate(data))
-
-
-def _prepare(databases: dict[str, bytes]) -> None:
-    """Runs first in the background scanner's process: the lowest niceness (a cold build is
-    waiting for the CPUs, this scan is not), then the scanner readied with the serving
-    process's compiled patterns. Not SCHED_IDLE: on a server that is never idle its records
-    would never be written."""
-    os.nice(BACKGROUND_NICE)
-    warm_up(databases)

@@ -24,8 +24,8 @@ from mirror.index import IndexLine
 from mirror.policy.capability_lock import RECORDING
 from mirror.policy.decision import Action, Mode
 from mirror.policy.schema import CapabilitiesRule
+from mirror.scan.capabilities import report_json, scan_crate
 from mirror.serving import capability_guard as guard_module
-from mirror.serving import scans as scans_module
 from mirror.serving.capability_guard import CapabilityGuard, LockPlaces
 from mirror.serving.downloads import CrateFile
 from mirror.serving.scans import Scans
@@ -45,7 +45,7 @@ class _Gated:
     async def scan(self, data: bytes) -> bytes:
         self.started.append(len(data))
         await self.gate.wait()
-        return scans_module._scan_to_json(data)
+        return report_json(scan_crate(data))
 
     def release(self) -> None:
         self.gate.set()
@@ -226,9 +226,26 @@ async def test_a_request_does_not_queue_behind_other_background_scans(
     assert len(gated.started) == 1  # demo 1.0.0 was never scanned twice
 
 
-async def test_the_background_scanner_is_a_separate_lowest_priority_process(
+def _children() -> set[int]:
+    """This process's child processes."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                children.add(int(entry.name))
+    return children
+
+
+async def test_the_background_scanner_is_one_separate_lowest_priority_process(
     tmp_path: Path,
 ) -> None:
+    """One process and nothing else: multiprocessing's spawn would add a resource tracker
+    (13 MB) that outlives it."""
+    before = _children()
     scans = Scans(FilesystemStore(tmp_path))
     data = make_crate({"src/lib.rs": "use std::process::Command;\n"})
     sha256 = hashlib.sha256(data).hexdigest()
@@ -236,15 +253,28 @@ async def test_the_background_scanner_is_a_separate_lowest_priority_process(
         report = await asyncio.wait_for(scans.report(sha256, lambda: data, background=True), 60)
         assert report == Scans(FilesystemStore(tmp_path / "direct")).scan_bytes(data)
         assert Scans(FilesystemStore(tmp_path)).known(sha256) == report  # stored
-        pool = scans._background._pool
-        assert pool is not None
-        loop = asyncio.get_running_loop()
-        child = await loop.run_in_executor(pool, os.getpid)
-        nice = await loop.run_in_executor(pool, os.getpriority, os.PRIO_PROCESS, 0)
-        assert child != os.getpid() and nice == os.getpriority(os.PRIO_PROCESS, 0) + 19
+        pid = scans._background.pid
+        assert pid is not None and pid != os.getpid()
+        assert _children() - before == {pid}
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 19
     finally:
         scans.close()
-    assert scans._background._pool is None
+    assert scans._background.pid is None
+
+
+async def test_a_hostile_crate_is_refused_by_the_background_scanner_as_by_a_scan(
+    tmp_path: Path,
+) -> None:
+    scans = Scans(FilesystemStore(tmp_path))
+    hostile = gz(build_tar([("demo-1.0.0/Cargo.toml", b"[package]\n"), ("demo-1.0.0/../x", b"")]))
+    try:
+        with pytest.raises(ArchiveError, match="unsafe path"):
+            await asyncio.wait_for(scans._background.scan(hostile), 60)
+        good = make_crate({"src/lib.rs": "pub fn f() {}\n"})
+        body = await asyncio.wait_for(scans._background.scan(good), 60)  # the same process
+        assert json.loads(body)["sha256"] == hashlib.sha256(good).hexdigest()
+    finally:
+        scans.close()
 
 
 async def test_a_background_scanner_that_dies_is_replaced_at_the_next_scan(
@@ -259,15 +289,15 @@ async def test_a_background_scanner_that_dies_is_replaced_at_the_next_scan(
     small = make_crate({"src/lib.rs": "pub fn f() {}\n"})
     try:
         await asyncio.wait_for(scanner.scan(small), 60)  # the process is up
-        pool = scanner._pool
-        assert pool is not None
-        (pid,) = pool._processes
+        pid = scanner.pid
+        assert pid is not None
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.5)
         with pytest.raises(ArchiveError, match="background scanner stopped"):
             await asyncio.wait_for(scanner.scan(small), 60)
-        assert scanner._pool is None
+        assert scanner.pid is None
         body = await asyncio.wait_for(scanner.scan(small), 60)  # a new process
         assert json.loads(body)["sha256"] == hashlib.sha256(small).hexdigest()
+        assert scanner.pid not in (None, pid)
     finally:
         scans.close()
