@@ -96,7 +96,8 @@ class BackgroundScanner:
             self._proc = None
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        proc.wait()  # killed: at once
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)  # killed: at once (else `subprocess` reaps it later)
         if self._pipe is None or not self._pipe.locked():
             _close(proc)  # else the scan under way sees the end of its pipe and closes them
 
