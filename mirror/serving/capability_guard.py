@@ -11,11 +11,11 @@ The decision itself is pure (`mirror.policy.capability_lock.decide_capabilities`
 does the I/O around it: scan reports (mirror.serving.scans, once per sha256), the two lock
 files (the reviewed lock people approve in, and the trust-on-first-use records, written under
 a file lock in the cache directory, never into the checkout), and, for crates already in the
-lock, scanning new versions in the background when their index file changes: until its scan
-is known a new version is simply not in the served index, so `cargo update` never resolves
-to a version that would be refused, and never waits for a scan either. What it decides on
-its own (a first sighting, a version held back ahead of time) goes to the audit callback it
-is given.
+lock, scanning new versions in the background when their index file changes: under `mode:
+block`, until its scan is known a new version is simply not in the served index, so `cargo
+update` never resolves to a version that would be refused, and never waits for a scan
+either. What it decides on its own (a first sighting, a version held back ahead of time) goes
+to the audit callback it is given.
 
 An approval or a revoke takes effect at once in every worker: the writer bumps the lock epoch
 (mirror.sources.capability_lockfile.LockEpoch), and `generation`, read before each decision
@@ -195,7 +195,8 @@ class CapabilityGuard:
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]:
         """Versions of this index file to hold back: those a known scan says need approval,
-        and, of a crate in the lock, new versions not scanned yet (served once they are)."""
+        and, of a crate in the lock under `mode: block`, new versions not scanned yet (served
+        once they are)."""
         self.generation  # noqa: B018 (reloads the locks if someone approved meanwhile)
         out: dict[str, Decision] = {}
         reports = {line.vers: self._scans.known(line.cksum) for line in index.lines}
@@ -205,8 +206,11 @@ class CapabilityGuard:
                 decision = self._decide(line, report)
                 if decision.action is not Action.ALLOW:
                     out[line.vers] = decision
-        for line in self._unscanned_new(index, reports):
-            out[line.vers] = _not_scanned_yet(line)
+        if self._rule.mode is Mode.BLOCK:
+            # Only a scan that can hold a version back is waited for: a dry run (`warn`)
+            # serves the new version at once and records what its scan finds.
+            for line in self._unscanned_new(index, reports):
+                out[line.vers] = _not_scanned_yet(line)
         return out
 
     async def decide(self, line: IndexLine, crate: CrateFile) -> Decision:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mirror.audit import read_events
 from mirror.audit.index import AuditIndex
 from mirror.cli import main
 from mirror.http.routes import HANDLERS
@@ -171,6 +172,44 @@ async def test_every_unscanned_new_version_is_hidden_and_nothing_waits_for_the_s
     index.refresh()
     held = sorted((h.crate, h.version) for h in index.pending())
     assert held == [("gizmo", f"1.0.{p}") for p in range(1, 5)]
+
+
+async def test_a_dry_run_serves_a_new_version_at_once_and_records_what_its_scan_finds(
+    mirror_client: MirrorClient,
+    small_upstream: FakeUpstream,
+    small_registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """`mode: warn` serves everything: a new version of a crate in the lock is not held back
+    while it is scanned; what the scan finds beyond the lock is on the record as a warning."""
+    small_registry.add_crate("gizmo", "1.0.0", {"src/lib.rs": PLAIN})
+    (tmp_path / "policies").mkdir()
+    policy = tmp_path / "policies" / "policy.yaml"
+    policy.write_text("version: 2\nrules:\n  capabilities: {mode: warn, first_seen: trust}\n")
+    (tmp_path / "policies" / "capabilities.lock.yaml").write_text(
+        "version: 1\ncrates:\n  gizmo:\n    - capabilities: []\n      approved_by: reviewer\n"
+        '      approved_at: "2026-01-01T00:00:00Z"\n      reason: plain\n'
+        '      reviewed: "1.0.0"\n'
+    )
+    small_registry.add_crate("gizmo", "1.1.0", {"build.rs": RUNS_SH})
+    client = await mirror_client(small_upstream, policy=policy)
+    small_upstream.faults.add("delay", match="/gizmo/", seconds=0.5, times=1)
+    assert await versions_served(client, "gizmo") == ["1.0.0", "1.1.0"]  # not held back
+    events: list[dict[str, Any]] = []
+    for _ in range(100):  # the scan runs in the background
+        client.app[HANDLERS].core.gate.audit.flush()
+        events = [
+            e
+            for e in read_events(tmp_path / "cache" / "audit")
+            if e.get("crate") == "gizmo" and e.get("version") == "1.1.0"
+        ]
+        if any(e["action"] == "warn" for e in events):
+            break
+        await asyncio.sleep(0.1)
+    warned = [e for e in events if e["action"] == "warn"]
+    assert warned and "process" in warned[0]["reason"]
+    resp = await client.get("/api/v1/crates/gizmo/1.1.0/download")
+    assert resp.status == 200
 
 
 async def test_a_download_of_a_version_hidden_until_scanned_is_scanned_on_the_spot(
