@@ -70,6 +70,11 @@ class BackgroundScanner:
                 except (OSError, ValueError, EOFError) as e:  # ValueError: a pipe closed by stop
                     self._end(proc)
                     raise ArchiveError(f"the background scanner stopped: {e}") from e
+                except asyncio.CancelledError:
+                    # Its answer would reach nobody, and the thread still holds the pipe: the
+                    # next scan starts a new process rather than read this one's answer.
+                    self._end(proc)
+                    raise
         finally:
             self._running -= 1
             if self._running == 0 and self._proc is not None:

@@ -301,3 +301,25 @@ async def test_a_background_scanner_that_dies_is_replaced_at_the_next_scan(
         assert scanner.pid not in (None, pid)
     finally:
         scans.close()
+
+
+async def test_a_scan_cancelled_midway_leaves_the_next_one_a_fresh_process(
+    tmp_path: Path,
+) -> None:
+    """Its answer would otherwise be read as the next crate's report."""
+    scans = Scans(FilesystemStore(tmp_path))
+    scanner = scans._background
+    first = make_crate({"src/lib.rs": "pub fn f() {}\n"}, name="first")
+    second = make_crate({"src/lib.rs": "use std::net::TcpStream;\n"}, name="second")
+    try:
+        task = asyncio.ensure_future(scanner.scan(first))
+        await asyncio.sleep(0.05)  # started, no answer yet (the process is still starting)
+        pid = scanner.pid
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        body = await asyncio.wait_for(scanner.scan(second), 60)
+        assert json.loads(body)["sha256"] == hashlib.sha256(second).hexdigest()
+        assert scanner.pid not in (None, pid)
+    finally:
+        scans.close()
