@@ -26,14 +26,25 @@ RUNS_SH = b'fn main() { std::process::Command::new("sh").status().ok(); }\n'
 PLAIN = b"pub fn f() {}\n"
 
 
-def policy_file(directory: Path, first_seen: str = "trust", lock: str | None = None) -> Path:
+def policy_file(
+    directory: Path, first_seen: str = "trust", lock: str | None = None, mode: str = "block"
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     where = f", lock: {lock}" if lock else ""
     path = directory / "policy.yaml"
     path.write_text(
-        f"version: 2\nrules:\n  capabilities: {{mode: block, first_seen: {first_seen}{where}}}\n"
+        f"version: 2\nrules:\n  capabilities: {{mode: {mode}, first_seen: {first_seen}{where}}}\n"
     )
     return path
+
+
+def gizmo_reviewed_plain(directory: Path) -> None:
+    """The lock beside the policy: gizmo may do nothing, as reviewed at 1.0.0."""
+    (directory / "capabilities.lock.yaml").write_text(
+        "version: 1\ncrates:\n  gizmo:\n    - capabilities: []\n      approved_by: reviewer\n"
+        '      approved_at: "2026-01-01T00:00:00Z"\n      reason: plain\n'
+        '      reviewed: "1.0.0"\n'
+    )
 
 
 async def settled(client: Any) -> None:
@@ -144,11 +155,7 @@ async def test_every_unscanned_new_version_is_hidden_and_nothing_waits_for_the_s
     served, the index answers before any scan, and scans finish in the background."""
     small_registry.add_crate("gizmo", "1.0.0", {"src/lib.rs": PLAIN})
     policy = policy_file(tmp_path / "policies")
-    (tmp_path / "policies" / "capabilities.lock.yaml").write_text(
-        "version: 1\ncrates:\n  gizmo:\n    - capabilities: []\n      approved_by: reviewer\n"
-        '      approved_at: "2026-01-01T00:00:00Z"\n      reason: plain\n'
-        '      reviewed: "1.0.0"\n'
-    )
+    gizmo_reviewed_plain(tmp_path / "policies")
     for patch in range(1, 5):
         small_registry.add_crate("gizmo", f"1.0.{patch}", {"build.rs": RUNS_SH})
     small_registry.add_crate("gizmo", "1.0.5", {"src/lib.rs": PLAIN})
@@ -183,14 +190,8 @@ async def test_a_dry_run_serves_a_new_version_at_once_and_records_what_its_scan_
     """`mode: warn` serves everything: a new version of a crate in the lock is not held back
     while it is scanned; what the scan finds beyond the lock is on the record as a warning."""
     small_registry.add_crate("gizmo", "1.0.0", {"src/lib.rs": PLAIN})
-    (tmp_path / "policies").mkdir()
-    policy = tmp_path / "policies" / "policy.yaml"
-    policy.write_text("version: 2\nrules:\n  capabilities: {mode: warn, first_seen: trust}\n")
-    (tmp_path / "policies" / "capabilities.lock.yaml").write_text(
-        "version: 1\ncrates:\n  gizmo:\n    - capabilities: []\n      approved_by: reviewer\n"
-        '      approved_at: "2026-01-01T00:00:00Z"\n      reason: plain\n'
-        '      reviewed: "1.0.0"\n'
-    )
+    policy = policy_file(tmp_path / "policies", mode="warn")
+    gizmo_reviewed_plain(tmp_path / "policies")
     small_registry.add_crate("gizmo", "1.1.0", {"build.rs": RUNS_SH})
     client = await mirror_client(small_upstream, policy=policy)
     small_upstream.faults.add("delay", match="/gizmo/", seconds=0.5, times=1)
@@ -222,11 +223,7 @@ async def test_a_download_of_a_version_hidden_until_scanned_is_scanned_on_the_sp
     (scanned then), with no 403 for "not scanned yet"."""
     small_registry.add_crate("gizmo", "1.0.0", {"src/lib.rs": PLAIN})
     policy = policy_file(tmp_path / "policies")
-    (tmp_path / "policies" / "capabilities.lock.yaml").write_text(
-        "version: 1\ncrates:\n  gizmo:\n    - capabilities: []\n      approved_by: reviewer\n"
-        '      approved_at: "2026-01-01T00:00:00Z"\n      reason: plain\n'
-        '      reviewed: "1.0.0"\n'
-    )
+    gizmo_reviewed_plain(tmp_path / "policies")
     small_registry.add_crate("gizmo", "1.1.0", {"src/lib.rs": PLAIN})
     client = await mirror_client(small_upstream, policy=policy)
     small_upstream.faults.add("delay", match="/gizmo/", seconds=0.5, times=1)
