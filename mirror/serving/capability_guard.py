@@ -19,7 +19,8 @@ to the audit callback it is given.
 
 An approval or a revoke takes effect at once in every worker: the writer bumps the lock epoch
 (mirror.sources.capability_lockfile.LockEpoch), and `generation`, read before each decision
-and on every warm hit, reloads the locks when it moved.
+and on every warm hit, reloads the locks when it moved. A finished scan changes only the
+verdicts about its own crate (`scanned_since`).
 """
 
 from __future__ import annotations
@@ -158,12 +159,22 @@ class CapabilityGuard:
 
     @property
     def generation(self) -> int:
-        """Changes whenever a verdict may have: a scan finished, a first sighting was recorded,
-        or someone approved or revoked (the epoch; then the locks are reloaded here)."""
+        """Changes whenever any verdict may have: a first sighting was recorded, a verdict
+        newly learnt, or someone approved or revoked (the epoch; then the locks are reloaded
+        here). A finished scan changes only its own crate's: `scanned_since`."""
         epoch = self._epoch.read()
         if epoch != self._epoch_seen:
             self._reload(epoch)
-        return self._changes + self._scans.generation
+        return self._changes
+
+    @property
+    def scans_made(self) -> int:
+        """Counts the scans this process made; a mark for `scanned_since`."""
+        return self._scans.generation
+
+    def scanned_since(self, mark: int, index: IndexFile) -> bool:
+        """Whether a version of `index` was scanned after `scans_made` was `mark`."""
+        return self._scans.made_since(mark, (line.cksum for line in index.lines))
 
     @property
     def places(self) -> LockPlaces:
@@ -437,7 +448,7 @@ class CapabilityGuard:
 
         Once per index content. Nothing waits for those scans: until a version's scan is
         known, `known_verdicts` keeps it out of the served index (cargo resolves to what is
-        known), and when a scan finishes the scans' generation moves, so the next request
+        known), and when a scan finishes `scanned_since` says so, so the next request
         gets a view with the version in it, or held back if it needs approval. Without this,
         `cargo update` would lock a new version that the download then refuses.
 

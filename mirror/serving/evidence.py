@@ -96,7 +96,11 @@ class EvidenceGatherer:
                     entry, line, engine, scan=line.vers in scan, first_seen=entry.first_seen
                 )
 
-        facts = {f.line.vers: f for f in await asyncio.gather(*(one(line) for line in about))}
+        if len(about) == 1:  # most crates: no task, and no turns of a busy event loop
+            found = [await one(about[0])]
+        else:
+            found = await asyncio.gather(*(one(line) for line in about))
+        facts = {f.line.vers: f for f in found}
         judged = engine.decide_crate(
             name,
             history,

@@ -47,7 +47,16 @@ class CapabilityCheck(Protocol):
 
     @property
     def generation(self) -> int:
-        """Changes whenever a verdict may have changed."""
+        """Changes whenever any verdict may have changed."""
+        ...
+
+    @property
+    def scans_made(self) -> int:
+        """Moves when a scan is made: a mark for `scanned_since`."""
+        ...
+
+    def scanned_since(self, mark: int, index: IndexFile) -> bool:
+        """Whether a verdict about `index` may have changed with a scan made since `mark`."""
         ...
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]: ...
@@ -121,8 +130,22 @@ class Gate:
 
     @property
     def generation(self) -> Generation:
-        caps = self.capabilities.generation if self.capabilities is not None else 0
-        return (self._generation, caps)
+        caps = self.capabilities
+        if caps is None:
+            return (self._generation, 0, 0)
+        return (self._generation, caps.generation, caps.scans_made)
+
+    def _holds(self, stamp: Generation, entry: IndexEntry) -> Generation | None:
+        """The current generation if a view of `entry` made under `stamp` still holds (the
+        caller stamps the view with it), else None. Only the scans moved: the view holds
+        unless one of them is of a version of this very crate."""
+        now = self.generation
+        if stamp == now:
+            return stamp
+        caps = self.capabilities
+        if caps is None or stamp[:2] != now[:2] or caps.scanned_since(stamp[2], entry.index):
+            return None
+        return now
 
     @property
     def policy_digest(self) -> str | None:
@@ -159,10 +182,23 @@ class Gate:
         return (
             memo is not None
             and memo[1] is served
-            and memo[0] == self.generation
+            and self._served_holds(entry, memo, offline=offline)
             and (self._engine is None or self._clock() < self._day_ends)
             and self._risk_current(entry)
         )
+
+    def _served_holds(
+        self, entry: IndexEntry, memo: tuple[Generation, ServedIndex], *, offline: bool
+    ) -> bool:
+        stamp = self._holds(memo[0], entry)
+        if stamp is None:
+            return False
+        if stamp is not memo[0]:
+            if offline:
+                entry.views.offline = (stamp, memo[1])
+            else:
+                entry.views.full = (stamp, memo[1])
+        return True
 
     def _new_day(self, now: float) -> None:
         self._names.clear()
@@ -177,11 +213,12 @@ class Gate:
     ) -> ServedIndex:
         """The filtered index for this entry; `is_cached` (offline) hides crates we lack."""
         views = entry.views
-        memo = views.offline if is_cached is not None else views.full
-        if memo is not None and memo[0] == self.generation:
+        offline = is_cached is not None
+        memo = views.offline if offline else views.full
+        if memo is not None and self._served_holds(entry, memo, offline=offline):
             return memo[1]
         served = self._filter(entry, is_cached)
-        if is_cached is not None:
+        if offline:
             views.offline = (self.generation, served)
         else:
             views.full = (self.generation, served)
@@ -234,9 +271,12 @@ class Gate:
         if engine is None or not engine.judges_risk:
             return None
         views = entry.views
-        if views.risk is not None and views.risk[0] == self.generation:
-            view = views.risk[1]
+        memo = views.risk
+        if memo is not None and (stamp := self._holds(memo[0], entry)) is not None:
+            view = memo[1]
             if view is None or view.current(self._clock()):
+                if stamp is not memo[0]:
+                    views.risk = (stamp, view)
                 return view
         if views.risk_pending is None:
             generation = self.generation
@@ -296,7 +336,12 @@ class Gate:
         memo = entry.views.risk
         if memo is None or memo[1] is None:
             return True
-        return memo[0] == self.generation and memo[1].current(self._clock())
+        stamp = self._holds(memo[0], entry)
+        if stamp is None or not memo[1].current(self._clock()):
+            return False
+        if stamp is not memo[0]:
+            entry.views.risk = (stamp, memo[1])
+        return True
 
     def _risk_versions(self, entry: IndexEntry) -> Mapping[str, Decision]:
         """The versions the latest judgement holds back. A judgement made under an older

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
 
@@ -27,6 +27,7 @@ from mirror.store import Store
 
 log = structlog.get_logger("mirror.scans")
 MAX_REPORTS_IN_MEMORY = 20_000  # reports kept in memory; the rest are read from the store
+MAX_MADE_REMEMBERED = 20_000  # scans whose count `made_since` can tell; older ones count as new
 CHECK_ON_LOOP_BYTES = 128 * 1024  # archives checked on the event loop: about 2 ms at most
 
 
@@ -35,9 +36,12 @@ class Scans:
         self._store = store
         self._reports: dict[str, CapabilityReport] = {}
         self._in_flight: SingleFlight[CapabilityReport] = SingleFlight()
-        # Counts reports made by this process: views that hide what is not scanned yet are
-        # recomputed when it moves (the capability guard adds it to its generation).
+        # Counts reports made by this process. A view derived from an index file is
+        # recomputed when a scan of one of its versions was made after it (`made_since`), not
+        # on every scan: during a cold build that recomputed most of them for nothing.
         self.generation = 0
+        self._made: dict[str, int] = {}  # sha256 -> `generation` right after its report
+        self._made_floor = 0  # scans up to this count were forgotten
         self._background = BackgroundScanner()
         self._background_running: set[str] = set()  # sha256s the background is scanning
 
@@ -49,6 +53,15 @@ class Scans:
             if report is not None:
                 self._remember(report)
         return report
+
+    def made_since(self, mark: int, sha256s: Iterable[str]) -> bool:
+        """Whether a report of any of these crates was made after `generation` was `mark`."""
+        if mark == self.generation:
+            return False
+        if mark < self._made_floor:
+            return True  # it may have been one of those forgotten
+        made = self._made
+        return any(made.get(sha256, 0) > mark for sha256 in sha256s)
 
     async def report(
         self, sha256: str, read: Callable[[], bytes], *, background: bool = False
@@ -125,6 +138,12 @@ class Scans:
         self._store.write_scan(report.sha256, body)
         self._remember(report)
         self.generation += 1
+        made = self._made
+        made.pop(report.sha256, None)  # in the order they were made: the oldest go first
+        made[report.sha256] = self.generation
+        if len(made) > MAX_MADE_REMEMBERED:
+            for sha256 in list(made)[: len(made) // 2]:
+                self._made_floor = max(self._made_floor, made.pop(sha256))
         return report
 
     def close(self) -> None:

@@ -17,8 +17,9 @@ from mirror.policy.decision import Action, Decision
 from mirror.policy.evidence import CrateHistory, NameFacts, VersionFacts
 from mirror.policy.risk import Assessment
 
-# (policy generation, capability generation): a view is current while both are unchanged.
-Generation = tuple[int, int]
+# (policy generation, capability lock generation, scans made): a view is current while the
+# first two are unchanged and no scan made since is of its own crate (mirror.serving.gate).
+Generation = tuple[int, int, int]
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,44 @@ async def test_the_scanner_is_readied_before_serving_when_the_policy_scans(
     finally:
         await close()
     assert calls == (["warm"] if warmed else [])
+
+
+async def test_a_scan_is_judged_again_only_for_its_own_crate(
+    small_upstream: FakeUpstream,
+    small_registry: Registry,
+    mirror_settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the shipped policy's rules (risk, and capabilities recording first sightings), a
+    cold build scans the crates its reviewed lock lists while it runs. Each of those scans
+    used to make every other crate's evidence be gathered and judged again on its next
+    request; now only the scanned crate's is."""
+    (tmp_path / "popular.txt").write_text("serde\nitoa\nryu\n")
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "version: 2\nrules:\n"
+        "  risk:\n    mode: block\n    corpus: popular.txt\n"
+        "  capabilities:\n    mode: warn\n    lock: lock.yaml\n    first_seen: trust\n"
+    )
+    gathered: list[str] = []
+    core, close = open_mirror(mirror_settings(small_upstream, policy=path))
+    view = core.evidence.view
+
+    async def counted(entry: Any, *args: Any) -> Any:
+        gathered.append(entry.name)
+        return await view(entry, *args)
+
+    monkeypatch.setattr(core.evidence, "view", counted)
+    try:
+        await core.start()
+        first = {name: await core.serve_index(name, client()) for name in ("itoa", "ryu")}
+        assert gathered == ["itoa", "ryu"]
+        ryu = small_registry.versions("ryu")[0]
+        core.evidence.scans.scan_bytes(small_registry.crate_bytes("ryu", ryu))
+        again = await core.serve_index("itoa", client())
+        assert gathered == ["itoa", "ryu"] and again.body == first["itoa"].body
+        await core.serve_index("ryu", client())
+        assert gathered == ["itoa", "ryu", "ryu"]  # its own scan: judged again
+    finally:
+        await close()

@@ -75,6 +75,16 @@ class FakeGuard:
     def __init__(self) -> None:
         self.generation = 0
         self.verdicts: dict[str, Decision] = {}
+        self.scans_made = 0
+        self.scanned: dict[str, int] = {}  # cksum -> scans_made right after its scan
+
+    def scan(self, cksum: str) -> None:
+        """What the guard sees when a scan of this crate is made."""
+        self.scans_made += 1
+        self.scanned[cksum] = self.scans_made
+
+    def scanned_since(self, mark: int, index: IndexFile) -> bool:
+        return any(self.scanned.get(line.cksum, 0) > mark for line in index.lines)
 
     def known_verdicts(self, index: IndexFile) -> Mapping[str, Decision]:
         return dict(self.verdicts)
@@ -101,10 +111,11 @@ def engine(text: str = POLICY) -> CountingEngine:
     )
 
 
-def entry(name: str, *versions: str) -> IndexEntry:
+def entry(name: str, *versions: str, first: int = 1) -> IndexEntry:
+    """Versions' cksums count up from `first`."""
     lines = [
         json.dumps({"name": name, "vers": v, "deps": [], "cksum": f"{i:064x}", "features": {}})
-        for i, v in enumerate(versions, start=1)
+        for i, v in enumerate(versions, start=first)
     ]
     body = ("\n".join(lines) + "\n").encode()
     return IndexEntry(name, IndexFile.parse(body), None, None, fresh_until=0.0)
@@ -195,6 +206,33 @@ def test_views_are_kept_per_content_and_generation() -> None:
     third = gate.served_index(itoa)
     assert set(third.hidden) == {"1.0.2"}  # the deny entry is gone, the verdict stays
     assert len(published) == 3
+
+
+def test_a_scan_recomputes_only_the_views_of_its_own_crate() -> None:
+    """A scan made anywhere used to make every index view be computed again: during a cold
+    build with the shipped policy, the scans of its three locked crates recomputed the views
+    of most of the others, on their downloads. Now only the scanned crate's views are."""
+    clock, guard = Clock(LAST_SECOND - 3600), FakeGuard()
+    gate = Gate(Audit(), engine(), guard, clock=clock)
+    itoa, ryu = entry("itoa", "1.0.0", "1.0.2"), entry("ryu", "1.0.5", first=10)
+    for e in (itoa, ryu):
+        gate.check_name(request(e.name))  # the core decides the name first, as always
+    views = {e.name: gate.served_index(e) for e in (itoa, ryu)}
+    guard.scan(ryu.index.lines[0].cksum)  # a scan of ryu 1.0.5 ...
+    assert gate.still_serves(itoa, views["itoa"], offline=False)  # ... leaves itoa's
+    assert gate.served_index(itoa) is views["itoa"]
+    assert not gate.still_serves(ryu, views["ryu"], offline=False)  # ... not its own
+    again = gate.served_index(ryu)
+    assert again is not views["ryu"]
+    assert gate.served_index(ryu) is again  # then kept again
+
+    guard.scan(itoa.index.lines[1].cksum)
+    guard.scan("f" * 64)  # a crate neither index lists
+    assert gate.served_index(ryu) is again
+    assert gate.served_index(itoa) is not views["itoa"]
+
+    guard.generation += 1  # the lock changed (an approval): every view again
+    assert not gate.still_serves(ryu, again, offline=False)
 
 
 def test_offline_and_full_views_are_kept_side_by_side() -> None:

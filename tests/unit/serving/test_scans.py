@@ -77,3 +77,28 @@ async def test_known_report_skips_scanning_and_concurrent_asks_share_one_scan(
     reports = await asyncio.gather(*(shared.report(first.sha256, lambda: data) for _ in range(50)))
     assert all(r == first for r in reports) and len(calls) == 2
     assert C.FS in reports[0].capabilities
+
+
+def test_made_since_names_scans_of_the_crates_asked_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Views ask whether their own crate was scanned since they were made; once the
+    remembered scans are trimmed, a mark older than what is remembered counts as scanned
+    (recomputing a view costs time; keeping a stale one hides a verdict)."""
+    monkeypatch.setattr(scans_module, "MAX_MADE_REMEMBERED", 4)
+    scans = Scans(FilesystemStore(tmp_path))
+    start = scans.generation
+    first = scans.scan_bytes(make_crate({"src/lib.rs": "// one\n"}))
+    mark = scans.generation
+    assert scans.made_since(start, [first.sha256])
+    assert not scans.made_since(mark, [first.sha256])
+    assert not scans.made_since(start, ["0" * 64])
+    later = [scans.scan_bytes(make_crate({"src/lib.rs": f"// {i}\n"})) for i in range(3)]
+    assert not scans.made_since(mark, [first.sha256])  # its own scan came before the mark
+    assert scans.made_since(mark, [first.sha256, later[-1].sha256])
+    # A fifth scan, four remembered at most: the two oldest are forgotten, and a mark from
+    # before either of them is answered "yes" whatever it asks about.
+    scans.scan_bytes(make_crate({"src/lib.rs": "// five\n"}))
+    assert scans.made_since(mark, ["0" * 64])
+    assert not scans.made_since(mark + 1, ["0" * 64])
+    assert scans.made_since(mark + 1, [later[-1].sha256])
