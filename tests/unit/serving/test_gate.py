@@ -3,6 +3,7 @@ and decision generation, blocks explained, everything worth a look audited."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from mirror.serving import gate as gate_module
 from mirror.serving.downloads import CrateFile
 from mirror.serving.gate import Gate, Request
 from mirror.serving.index_cache import IndexEntry
+from mirror.serving.views import RiskView
 
 LAST_SECOND = dt.datetime(2030, 1, 15, 23, 59, 59, tzinfo=dt.UTC).timestamp()
 POLICY = """\
@@ -294,3 +296,59 @@ async def test_capability_verdicts_are_enforced_and_failures_audited(tmp_path: P
     ]
     gate.allowed(request("itoa", "1.0.0"), {"cksum": ok.cksum, "count": 3})
     assert audit.events[-1].cksum == ok.cksum and audit.events[-1].details == {"count": 3}
+
+
+RISK_POLICY = "version: 2\nrules:\n  risk: {mode: block}\n"
+
+
+async def test_a_risk_view_is_gathered_once_for_requests_arriving_meanwhile() -> None:
+    """Concurrent requests for one index file share one gathering of its evidence, run by
+    the first of them (no task, whose start and end each waited for a turn of the loop);
+    a failure is theirs too, and is not kept: the next request gathers again."""
+    gate = Gate(Audit(), engine(RISK_POLICY), FakeGuard())
+    itoa = entry("itoa", "1.0.0")
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def gather(e: IndexEntry, eng: PolicyEngine, reviewer: object) -> RiskView | None:
+        calls.append(e.name)
+        await release.wait()
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return None
+
+    first = [asyncio.ensure_future(gate.risk_view(itoa, gather)) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*first, return_exceptions=True)
+    assert calls == ["itoa"]
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await gate.risk_view(itoa, gather) is None  # gathered again, and kept
+    assert await gate.risk_view(itoa, gather) is None
+    assert calls == ["itoa", "itoa"]
+
+
+async def test_when_the_gathering_request_goes_away_a_waiting_one_gathers() -> None:
+    """The gathering runs in the first request: if that request is cancelled (its client
+    went away), the requests waiting for it must neither be cancelled with it nor wait
+    forever; one of them gathers instead."""
+    gate = Gate(Audit(), engine(RISK_POLICY), FakeGuard())
+    itoa = entry("itoa", "1.0.0")
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    async def gather(e: IndexEntry, eng: PolicyEngine, reviewer: object) -> RiskView | None:
+        calls.append(e.name)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.sleep(3600)  # until cancelled
+        return None
+
+    gathering = asyncio.ensure_future(gate.risk_view(itoa, gather))
+    await started.wait()
+    waiting = asyncio.ensure_future(gate.risk_view(itoa, gather))
+    await asyncio.sleep(0)
+    gathering.cancel()
+    assert await asyncio.wait_for(waiting, 5) is None
+    assert gathering.cancelled()
+    assert calls == ["itoa", "itoa"]
