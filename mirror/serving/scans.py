@@ -36,9 +36,10 @@ class Scans:
         self._store = store
         self._reports: dict[str, CapabilityReport] = {}
         self._in_flight: SingleFlight[CapabilityReport] = SingleFlight()
-        # Counts reports made by this process. A view derived from an index file is
-        # recomputed when a scan of one of its versions was made after it (`made_since`), not
-        # on every scan: during a cold build that recomputed most of them for nothing.
+        # Counts reports this process made, or fetched from a store it shares with peers. A
+        # view derived from an index file is recomputed when one of its versions got a report
+        # after it (`made_since`), not on every scan: during a cold build that recomputed
+        # most of them for nothing.
         self.generation = 0
         self._made: dict[str, int] = {}  # sha256 -> `generation` right after its report
         self._made_floor = 0  # scans up to this count were forgotten
@@ -115,6 +116,7 @@ class Scans:
         report = decode(await self._store.load_scan(sha256), sha256)
         if report is not None:
             self._remember(report)
+            self._made_now(report.sha256)  # new to the views of this process all the same
             return report
         if background:
             data = await asyncio.to_thread(read)
@@ -137,14 +139,17 @@ class Scans:
     def _keep(self, report: CapabilityReport, body: bytes) -> CapabilityReport:
         self._store.write_scan(report.sha256, body)
         self._remember(report)
+        self._made_now(report.sha256)
+        return report
+
+    def _made_now(self, sha256: str) -> None:
         self.generation += 1
         made = self._made
-        made.pop(report.sha256, None)  # in the order they were made: the oldest go first
-        made[report.sha256] = self.generation
+        made.pop(sha256, None)  # in the order they were made: the oldest go first
+        made[sha256] = self.generation
         if len(made) > MAX_MADE_REMEMBERED:
-            for sha256 in list(made)[: len(made) // 2]:
-                self._made_floor = max(self._made_floor, made.pop(sha256))
-        return report
+            for old in list(made)[: len(made) // 2]:
+                self._made_floor = max(self._made_floor, made.pop(old))
 
     def close(self) -> None:
         self._background.stop()

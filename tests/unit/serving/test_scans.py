@@ -102,3 +102,22 @@ def test_made_since_names_scans_of_the_crates_asked_about(
     assert scans.made_since(mark, ["0" * 64])
     assert not scans.made_since(mark + 1, ["0" * 64])
     assert scans.made_since(mark + 1, [later[-1].sha256])
+
+
+async def test_a_report_a_peer_stored_counts_as_new_to_this_process(tmp_path: Path) -> None:
+    """A replica finds a crate's report in the bucket a peer wrote it to, instead of scanning
+    it: the views of this process that judged the crate without it must be judged again."""
+
+    class Shared(FilesystemStore):
+        def read_scan(self, sha256: str) -> bytes | None:
+            return None  # not in this replica's local copy ...
+
+        async def load_scan(self, sha256: str) -> bytes | None:
+            return super().read_scan(sha256)  # ... but in the bucket the replicas share
+
+    data = make_crate({"src/lib.rs": "use std::net;\n"})
+    peer = Scans(FilesystemStore(tmp_path)).scan_bytes(data)
+    scans = Scans(Shared(tmp_path))
+    mark = scans.generation
+    assert await scans.report(peer.sha256, lambda: b"never read") == peer
+    assert scans.made_since(mark, [peer.sha256])
