@@ -183,12 +183,13 @@ class Gate:
     def still_serves(self, entry: IndexEntry, served: ServedIndex, *, offline: bool) -> bool:
         """Whether `served_index` would still return `served` (and name verdicts still hold)."""
         memo = entry.views.offline if offline else entry.views.full
-        return (
-            memo is not None
-            and memo[1] is served
-            and self._served_holds(entry, memo, offline=offline)
-            and (self._engine is None or self._clock() < self._day_ends)
-            and self._risk_current(entry)
+        if memo is None or memo[1] is not served:
+            return False
+        now = self.generation  # once: every warm hit the front door repeats asks this
+        if memo[0] != now and not self._served_holds(entry, memo, offline=offline):
+            return False
+        return (self._engine is None or self._clock() < self._day_ends) and self._risk_current(
+            entry, now
         )
 
     def _served_holds(
@@ -352,10 +353,12 @@ class Gate:
         """Who approved this crate (or version) after review, from the capability lock."""
         return self.capabilities.reviewer(name, version) if self.capabilities else None
 
-    def _risk_current(self, entry: IndexEntry) -> bool:
+    def _risk_current(self, entry: IndexEntry, now: Generation) -> bool:
         memo = entry.views.risk
         if memo is None or memo[1] is None:
             return True
+        if memo[0] == now:
+            return memo[1].current(self._clock())
         stamp = self._holds(memo[0], entry)
         if stamp is None or not memo[1].current(self._clock()):
             return False
