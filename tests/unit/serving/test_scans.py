@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,34 @@ async def test_a_report_a_peer_stored_counts_as_new_to_this_process(tmp_path: Pa
     mark = scans.generation
     assert await scans.report(peer.sha256, lambda: b"never read") == peer
     assert scans.made_since(mark, [peer.sha256])
+
+
+def test_a_crate_found_unscanned_is_not_looked_for_on_disk_again_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judging an index file asks for the report of every version twice; on a cold cache
+    the second ask is answered from memory. A report made in this process is known at
+    once; one a peer process writes, once the miss has expired."""
+    reads: list[str] = []
+
+    class Counting(FilesystemStore):
+        def read_scan(self, sha256: str) -> bytes | None:
+            reads.append(sha256)
+            return super().read_scan(sha256)
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    data = make_crate({"src/lib.rs": "use std::net;\n"})
+    other = make_crate({"src/lib.rs": "use std::fs;\n"})
+    scans = Scans(Counting(tmp_path))
+    peer = Scans(FilesystemStore(tmp_path))
+    mine, theirs = hashlib.sha256(data).hexdigest(), hashlib.sha256(other).hexdigest()
+    assert scans.known(mine) is None and scans.known(theirs) is None
+    assert scans.known(mine) is None and scans.known(theirs) is None
+    assert reads == [mine, theirs]  # the second asks were not read from disk
+    assert scans.scan_bytes(data).sha256 == mine
+    assert scans.known(mine) is not None  # made here: known at once
+    peer.scan_bytes(other)
+    assert scans.known(theirs) is None  # a peer's, within the window: not yet
+    clock[0] += scans_module.ABSENT_FOR + 0.1
+    assert scans.known(theirs) is not None
