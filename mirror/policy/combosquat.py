@@ -76,6 +76,10 @@ class ComboIndex:
             self._protected.setdefault(canonical_name(name), (name, rank))
         # compact (separators removed) form -> canonical protected name, for glued words
         self._compact: dict[str, str] = {}
+        # Their first and last MIN_GLUED characters: a word that starts (ends) with none of
+        # them has no protected name glued at its start (end), so its cuts need no lookup.
+        self._heads: set[str] = set()
+        self._tails: set[str] = set()
         # words with one left out, joined -> (canonical protected, the word left out)
         self._removed: dict[str, list[tuple[str, str]]] = {}
         # words with one replaced by "*", joined -> (canonical protected, the word replaced)
@@ -86,6 +90,8 @@ class ComboIndex:
             compact = canon.replace("_", "")
             if len(compact) >= MIN_GLUED:
                 self._compact.setdefault(compact, canon)
+                self._heads.add(compact[:MIN_GLUED])
+                self._tails.add(compact[-MIN_GLUED:])
             words = canon.split("_")
             if len(words) < 2 or not all(words):
                 continue
@@ -147,14 +153,18 @@ class ComboIndex:
         name's own separators dropped: `postgresderive` holds `postgres`)."""
         get = self._compact.get
         for word in words:
-            for cut in range(MIN_GLUED, len(word) - MIN_GLUED_REST + 1):
-                head = get(word[:cut])
-                if head is not None:
-                    found.append((head, ComboKind.GLUED, (word[cut:],)))
-            for cut in range(MIN_GLUED_REST, len(word) - MIN_GLUED + 1):
-                tail = get(word[cut:])
-                if tail is not None:
-                    found.append((tail, ComboKind.GLUED, (word[:cut],)))
+            if len(word) < MIN_GLUED + MIN_GLUED_REST:
+                continue
+            if word[:MIN_GLUED] in self._heads:
+                for cut in range(MIN_GLUED, len(word) - MIN_GLUED_REST + 1):
+                    head = get(word[:cut])
+                    if head is not None:
+                        found.append((head, ComboKind.GLUED, (word[cut:],)))
+            if word[-MIN_GLUED:] in self._tails:
+                for cut in range(MIN_GLUED_REST, len(word) - MIN_GLUED + 1):
+                    tail = get(word[cut:])
+                    if tail is not None:
+                        found.append((tail, ComboKind.GLUED, (word[:cut],)))
 
     def _removed_or_replaced(
         self, words: list[str], found: list[tuple[str, ComboKind, tuple[str, ...]]]

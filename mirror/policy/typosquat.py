@@ -133,9 +133,15 @@ def _words_key(s: str) -> str | None:
     return "_".join(sorted(words)) if len(words) > 1 else None
 
 
+_AFFIX_STARTS = frozenset(a[:2] for a in AFFIXES)  # every affix is 2+ characters
+_AFFIX_ENDS = frozenset(a[-2:] for a in AFFIXES)
+
+
 def _affix_bases(s: str, min_base: int) -> list[str]:
     """`s` without one known affix (`serde_rs` -> `serde`, `libgit` -> `git`)."""
-    bases = []
+    bases: list[str] = []
+    if s[:2] not in _AFFIX_STARTS and s[-2:] not in _AFFIX_ENDS:
+        return bases  # most names: no affix to try
     for a in AFFIXES:
         if s.startswith(a):
             rest = s[len(a) :]
@@ -334,18 +340,22 @@ class TyposquatIndex:
     def _transformations(self, r: str, found: list[tuple[str, str]]) -> None:
         """Generate-and-look-up checks that do not depend on a small edit distance."""
         t = self.thresholds
-        found.extend((p, "look-alike") for p in self._skeletons.get(_skeleton(r), ()))
+        if lookalikes := self._skeletons.get(_skeleton(r)):
+            found.extend((p, "look-alike") for p in lookalikes)
         for p in self._compact.get(r.replace("_", ""), ()):
             have, want = r.count("_"), p.count("_")
             check = "separator-removed" if have < want else "separator-added"
             found.append((p, check if have != want else "separator-moved"))
         words = _words_key(r)
-        if words is not None:
-            found.extend((p, "swapped-words") for p in self._words.get(words, ()))
+        if words is not None and (swapped := self._words.get(words)):
+            found.extend((p, "swapped-words") for p in swapped)
+        affixed = self._affixed.get
         for base in _affix_bases(r, t.affix_min_base_length):
-            found.extend((p, "affix") for p in self._affixed.get(base, ()))
+            if bases := affixed(base):
+                found.extend((p, "affix") for p in bases)
         # `openssl` when only `openssl-sys` is protected (r itself is never protected here)
-        found.extend((p, "affix") for p in self._affixed.get(r, ()))
+        if bases := affixed(r):
+            found.extend((p, "affix") for p in bases)
         m = _TRAILING_DIGITS.match(r)
         if m and len(m[1]) >= t.version_min_base_length:
             if m[1] in self._protected and not m[1][-1].isdigit():

@@ -91,3 +91,20 @@ def test_description_is_human() -> None:
     match = ComboIndex(["tracing"]).check("tracing-check")
     assert match is not None
     assert match.description == "a word added (`check`)"
+
+
+@pytest.mark.parametrize(
+    ("name", "protected", "rest"),
+    [
+        ("postgresxy", "postgres", "xy"),  # the shortest word glued on at the end
+        ("xypostgres", "postgres", "xy"),  # ... and at the start
+        ("toml_edit_abcdzz", "abcd", "zz"),  # the shortest protected name, in a later word
+        ("zzabcd", "abcd", "zz"),
+    ],
+)
+def test_glued_words_at_the_length_limits_are_found(name: str, protected: str, rest: str) -> None:
+    """A word is only cut where it starts or ends like some protected name (most names are
+    never cut at all): the shortest names and words glued on must still be found."""
+    match = ComboIndex(["postgres", "abcd"]).check(name)
+    assert match is not None
+    assert (match.protected, match.kind, match.words) == (protected, ComboKind.GLUED, (rest,))

@@ -45,6 +45,9 @@ def top3000() -> TyposquatIndex:
         ("rust_tokio", "tokio", "affix"),
         ("libserde", "serde", "affix"),
         ("openssl-rs", "openssl-sys", "affix"),  # affix changed; -sys is the more popular
+        ("regexapi", "regex", "affix"),  # every affix is tried where a name starts or ends ...
+        ("core_regex", "regex", "affix"),  # ... like one (most names are never tried)
+        ("tokio_cli", "tokio", "affix"),
         ("reqwests", "reqwest", "plural"),
         ("sedre", "serde", "swapped-characters"),
         ("rnad", "rand", "swapped-characters"),
