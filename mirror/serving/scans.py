@@ -33,7 +33,7 @@ MAX_MADE_REMEMBERED = 20_000  # scans whose count `made_since` can tell; older o
 # the capability verdicts), and on a cold cache most have none: 9 µs of disk per miss, 5 ms
 # for a crate of 300 versions. A miss is remembered this long (seconds) ...
 ABSENT_FOR = 2.0
-MAX_ABSENT = 50_000  # ... for this many crates at most
+MAX_ABSENT = 10_000  # ... for this many crates at most (about 1 MB)
 CHECK_ON_LOOP_BYTES = 128 * 1024  # archives checked on the event loop: about 2 ms at most
 
 
