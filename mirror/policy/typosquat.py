@@ -356,21 +356,23 @@ class TyposquatIndex:
         # `openssl` when only `openssl-sys` is protected (r itself is never protected here)
         if bases := affixed(r):
             found.extend((p, "affix") for p in bases)
-        m = _TRAILING_DIGITS.match(r)
+        # Both patterns end in a digit: most names are spared the (backtracking) match.
+        ends_in_digit = r[-1:].isdigit()
+        m = _TRAILING_DIGITS.match(r) if ends_in_digit else None
         if m and len(m[1]) >= t.version_min_base_length:
             if m[1] in self._protected and not m[1][-1].isdigit():
                 found.append((m[1], "version-suffix"))  # `serde2`, `serde_v2`
             if len(m[3]) == 1:  # `proc-macro1`; multi-digit numbers (base64) mean something
                 found.extend((p, "version-digits") for p in self._digits.get(m[1] + m[2], ()))
         if t.number_step:
-            numbered = _TRAILING_NUMBER.match(r)
+            numbered = _TRAILING_NUMBER.match(r) if ends_in_digit else None
             if numbered:
                 n = int(numbered[3])
                 for number, p in self._numbers.get(numbered[1] + numbered[2], ()):
                     if abs(number - n) == 1:
                         found.append((p, "number-changed"))
-            else:
-                found.extend((p, "number-dropped") for p in self._unnumbered.get(r, ()))
+            elif dropped := self._unnumbered.get(r):
+                found.extend((p, "number-dropped") for p in dropped)
 
     def _edits(self, r: str, found: list[tuple[str, str]]) -> None:
         """Neighbours within one edit (named by `_single_edit`, gated by length) and, for
