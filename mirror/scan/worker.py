@@ -16,7 +16,7 @@ import pickle
 import struct
 import sys
 import traceback
-from typing import BinaryIO
+from typing import IO
 
 from mirror.errors import ArchiveError
 from mirror.scan.capabilities import report_json, scan_crate, warm_up
@@ -29,7 +29,7 @@ def frame(body: bytes) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
+def read_frame(stream: IO[bytes]) -> bytes | None:
     """The next frame's body; None at the end of input (or a frame cut short by it)."""
     head = stream.read(HEADER.size)
     if len(head) < HEADER.size:

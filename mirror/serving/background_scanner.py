@@ -15,11 +15,10 @@ import contextlib
 import pickle
 import subprocess
 import sys
-from typing import IO
 
 from mirror.errors import ArchiveError
 from mirror.scan.capabilities import compiled_patterns
-from mirror.scan.worker import ARCHIVE_ERROR, HEADER, REPORT, frame
+from mirror.scan.worker import ARCHIVE_ERROR, REPORT, frame, read_frame
 
 BACKGROUND_NICE = 19  # the scanner's niceness: a CPU's leftovers, yet never none
 BACKGROUND_IDLE = 30.0  # seconds without a background scan before its process is stopped
@@ -120,19 +119,13 @@ def _ask(proc: subprocess.Popen[bytes], request: bytes) -> tuple[bytes, bytes]:
     try:
         proc.stdin.write(request)
         proc.stdin.flush()
-        (size,) = HEADER.unpack(_read_exactly(proc.stdout, HEADER.size))
-        answer = _read_exactly(proc.stdout, size)
+        answer = read_frame(proc.stdout)
+        if answer is None:
+            raise EOFError("the scanner process ended")
     except BaseException:
         _close(proc)
         raise
     return answer[:1], answer[1:]
-
-
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    body = stream.read(size)
-    if len(body) != size:
-        raise EOFError("the scanner process ended")
-    return body
 
 
 def _close(proc: subprocess.Popen[bytes]) -> None:
