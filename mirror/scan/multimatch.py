@@ -66,6 +66,16 @@ class Patterns:
         """Compile now rather than at the first scan."""
         self._database  # noqa: B018
 
+    def dumped(self) -> bytes | None:
+        """The compiled database, serialized (None if not compiled yet)."""
+        db = self.__dict__.get("_database")
+        return hyperscan.dumpb(db) if db is not None else None
+
+    def load(self, body: bytes) -> None:
+        """Use a database `dumped` by another process, unless this one has compiled its own."""
+        if "_database" not in self.__dict__:
+            self.__dict__["_database"] = hyperscan.loadb(body, hyperscan.HS_MODE_BLOCK)
+
     def scan(self, data: bytes, on_match: OnMatch) -> bool:
         """Call `on_match` for each match in `data`; False if `on_match` stopped the scan."""
         scratch = getattr(self._thread, "scratch", None)
@@ -115,9 +125,7 @@ def compile_all() -> None:
 
 def compiled() -> dict[str, bytes]:
     """The pattern sets compiled so far, serialized, by `Patterns.key` (for `adopt`)."""
-    return {
-        p.key: hyperscan.dumpb(p.__dict__["_database"]) for p in _ALL if "_database" in p.__dict__
-    }
+    return {p.key: body for p in _ALL if (body := p.dumped()) is not None}
 
 
 def adopt(databases: Mapping[str, bytes]) -> None:
@@ -125,5 +133,5 @@ def adopt(databases: Mapping[str, bytes]) -> None:
     loading one takes microseconds. Sets with no serialized twin compile on first use."""
     for patterns in _ALL:
         body = databases.get(patterns.key)
-        if body is not None and "_database" not in patterns.__dict__:
-            patterns.__dict__["_database"] = hyperscan.loadb(body, hyperscan.HS_MODE_BLOCK)
+        if body is not None:
+            patterns.load(body)
