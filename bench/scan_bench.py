@@ -81,9 +81,8 @@ def _run(packed: list[tuple[str, bytes]], top: int) -> float:
 
 
 def _unpacked_bytes(data: bytes) -> int:
-    files = CrateFiles(data, ArchiveLimits(), lambda _path, _size: False)
-    for _ in files:
-        pass
+    files = CrateFiles(data, ArchiveLimits())
+    files.check()
     return files.unpacked_bytes
 
 

@@ -57,13 +57,17 @@ class Entry:
 Keep = Callable[[str, int], bool]  # (path, size) -> keep the whole content?
 
 
+def keep_nothing(path: str, size: int) -> bool:
+    return False
+
+
 class CrateFiles:
     """One validated pass over the files of a `.crate`: iterate it once; each pass re-inflates.
 
     `prefix` and `unpacked_bytes` are known once the iteration has finished, and the
     iteration only finishes cleanly if the whole archive passed every check."""
 
-    def __init__(self, data: bytes, limits: ArchiveLimits, keep: Keep) -> None:
+    def __init__(self, data: bytes, limits: ArchiveLimits, keep: Keep = keep_nothing) -> None:
         self._data = data
         self._limits = limits
         self._keep = keep
@@ -72,6 +76,17 @@ class CrateFiles:
 
     def __iter__(self) -> Iterator[Entry]:
         stream = _Inflated(self._data, self._limits)
+        for header, rel in self._files(stream):
+            yield self._entry(stream, header, rel)
+
+    def check(self) -> None:
+        """The same pass and checks, reading no file's bytes (a check needs none of them)."""
+        for _ in self._files(_Inflated(self._data, self._limits)):
+            pass
+
+    def _files(self, stream: _Inflated) -> Iterator[tuple[Header, str]]:
+        """Each regular file's header and path under the prefix, once every check passed;
+        the whole stream is checked when the iteration ends."""
         seen: set[str] = set()
         entries = 0
         for header in headers(stream):
@@ -92,7 +107,7 @@ class CrateFiles:
             if rel in seen:
                 raise ArchiveError(f"crate contains {rel[:200]!r} twice")
             seen.add(rel)
-            yield self._entry(stream, header, rel)
+            yield header, rel
         stream.check_end()
         if self.prefix is None:
             raise ArchiveError("crate archive is empty")

@@ -8,13 +8,14 @@ quietly at a corrupt header after the first: whatever followed was never looked 
 a more lenient unpacker could read it). A reader that is told what a member is by one
 header only (and the pax/long-name header just before it) cannot be shown two stories.
 
-Faster than tarfile too (its per-header cost was a tenth of a scan): one checksum sum and
-a few slices per header.
+Faster than tarfile too (its per-header cost was a tenth of a scan): one checksum and a few
+slices per header.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -127,9 +128,18 @@ def _name(block: bytes) -> bytes:
 
 def _check_checksum(block: bytes, offset: int) -> None:
     stored = _number(block[148:156], offset)
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    # The sum of the header's bytes with the checksum field read as 8 spaces.
+    unsigned = _byte_sum(block[:148]) + _byte_sum(block[156:412]) + _byte_sum(block[412:]) + 256
     if stored != unsigned and stored != sum(_SIGNED.unpack(block)) + 8 * 32:
         raise ArchiveError(f"crate is not a valid tar archive: bad header checksum at {offset}")
+
+
+def _byte_sum(piece: bytes) -> int:
+    """The sum of at most 256 bytes, a fifth of the time of `sum` (which was a third of
+    reading a header): adler32's low half is 1 + that sum modulo 65521, and 256 x 255 is
+    less than 65521."""
+    assert len(piece) <= 256
+    return (zlib.adler32(piece) & 0xFFFF) - 1
 
 
 def _number(field: bytes, offset: int) -> int:

@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mirror.errors import ArchiveError
 from mirror.scan.archive import ArchiveLimits, CrateFiles
 from mirror.scan.capabilities import scan_crate
+from mirror.scan.tar_headers import _check_checksum
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 
 HANG_GUARD = 30.0  # seconds: only a hang detector, every case finishes far sooner
@@ -49,9 +50,21 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
 
 
 def read_crate(data: bytes, limits: ArchiveLimits | None = None) -> CrateFiles:
-    """Walk a whole archive, keeping every file (each check runs as it streams past)."""
-    files = CrateFiles(data, limits or ArchiveLimits(), lambda _path, _size: True)
-    files.contents = {e.path: e.content for e in files}  # type: ignore[attr-defined]
+    """Walk a whole archive, keeping every file (each check runs as it streams past). The
+    pass that reads no file (`check`, what `check_archive` runs) must refuse it too."""
+    limits = limits or ArchiveLimits()
+    try:
+        CrateFiles(data, limits).check()
+        checked = True
+    except ArchiveError:
+        checked = False
+    files = CrateFiles(data, limits, lambda _path, _size: True)
+    try:
+        files.contents = {e.path: e.content for e in files}  # type: ignore[attr-defined]
+    except ArchiveError:
+        assert not checked, "check() passed an archive that reading it refuses"
+        raise
+    assert checked, "check() refused an archive that reading it accepts"
     return files
 
 
@@ -166,15 +179,15 @@ def test_gzip_bomb_is_rejected_without_inflating_it() -> None:
     """A 60 MiB bomb is refused by ratio after inflating a few MiB; memory stays small."""
     data = _bomb(60 << 20)
     assert len(data) < 1 << 20
-    tracemalloc.start()
-    try:
-        with rejected("ratio"):
-            for _ in CrateFiles(data, ArchiveLimits(), lambda _path, _size: False):
-                pass
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 << 20
+    for walk in (lambda files: list(files), CrateFiles.check):  # reading, and check_archive's
+        tracemalloc.start()
+        try:
+            with rejected("ratio"):
+                walk(CrateFiles(data, ArchiveLimits()))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20
 
 
 def test_oversized_member_is_refused_by_its_header() -> None:
@@ -239,6 +252,23 @@ def test_entries_hidden_after_a_corrupt_header_are_rejected() -> None:
     tar[1024 + 148 : 1024 + 156] = b"0000000\0"  # break the second header's checksum
     with rejected("bad header checksum at 1024"):
         read_crate(gz(bytes(tar)))
+
+
+@given(st.binary(min_size=512, max_size=512))
+@example(bytes(512))
+@example(b"\xff" * 512)
+@settings(max_examples=300)
+def test_header_checksum_is_the_sum_tar_defines(block: bytes) -> None:
+    """The checksum is the sum of the header's bytes with its own field read as 8 spaces;
+    it is computed in pieces (adler32), so compare with the plain sum, at the extremes too."""
+    reference = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    for stored, accepted in ((reference, True), (reference + 1, False), (reference - 1, False)):
+        header = block[:148] + b"%06o\0 " % stored + block[156:]
+        if accepted:
+            _check_checksum(header, 0)
+        else:
+            with pytest.raises(ArchiveError, match="bad header checksum"):
+                _check_checksum(header, 0)
 
 
 def test_data_after_the_end_of_archive_block_is_rejected() -> None:
