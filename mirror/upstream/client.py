@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,13 +25,13 @@ import aiohttp
 
 from mirror import USER_AGENT, metrics
 from mirror.config import Settings
-from mirror.errors import IntegrityError, TruncatedBody, UpstreamNotFound, UpstreamUnavailable
+from mirror.errors import TruncatedBody, UpstreamNotFound, UpstreamUnavailable
 from mirror.index import index_path
+from mirror.upstream.transfer import backoff, describe, limited_chunks
 
 MAX_CONFIG_BYTES = 64 * 1024  # bytes; config.json is a few hundred bytes in practice
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is treated as "down"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,7 @@ class UpstreamClient:
         async with self._get(url, kind="crate") as resp:
             if resp.status == 404:
                 raise UpstreamNotFound(f"upstream has no download for {name} {version}")
-            yield _chunks(resp, self._limits.max_crate_bytes)
+            yield _body(resp, self._limits.max_crate_bytes)
 
     # -- anything else ------------------------------------------------------------------------
 
@@ -253,7 +252,7 @@ class UpstreamClient:
         """GET `url` with retries; yields 2xx/3xx answers and 403/404/410/451 (for the caller
         to judge); other statuses raise UpstreamUnavailable."""
         async with self._get(url, kind=kind, headers=dict(headers or {})) as resp:
-            yield Response(resp.status, resp.headers, _chunks(resp, max_bytes))
+            yield Response(resp.status, resp.headers, _body(resp, max_bytes))
 
     # -- the retrying GET ---------------------------------------------------------------------
 
@@ -268,7 +267,7 @@ class UpstreamClient:
             try:
                 resp = await self.session.get(url, headers=headers, allow_redirects=True)
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                last_error = _describe(e)
+                last_error = f"upstream {describe(e)}"
             else:
                 metrics.upstream_latency.labels(kind).observe(time.perf_counter() - started)
                 if resp.status in _RETRY_STATUSES:
@@ -278,7 +277,7 @@ class UpstreamClient:
                     if delay is not None and delay > MAX_RETRY_AFTER:
                         break
                     if attempt + 1 < attempts:
-                        await asyncio.sleep(delay if delay is not None else _backoff(attempt))
+                        await asyncio.sleep(delay if delay is not None else backoff(attempt))
                     continue
                 if resp.status >= 400 and resp.status not in (403, 404, 410, 451):
                     resp.release()
@@ -291,7 +290,7 @@ class UpstreamClient:
                     resp.release()
                 return
             if attempt + 1 < attempts:
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
         self.health.failed(last_error)
         raise UpstreamUnavailable(f"{last_error} (after {attempts} attempts)")
 
@@ -319,31 +318,13 @@ def _prefix(name: str) -> str:
     return f"{name[0:2]}/{name[2:4]}"
 
 
+def _body(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """Over `limit` bytes: IntegrityError; ended early: TruncatedBody (retried once)."""
+    return limited_chunks(resp, limit, what="the upstream answer", cut_short=TruncatedBody)
+
+
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    parts = []
-    size = 0
-    async for chunk in _chunks(resp, limit):
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
-
-
-async def _chunks(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
-    """Stream the body, enforcing `limit` and detecting short bodies while reading."""
-    declared = resp.content_length
-    if declared is not None and declared > limit:
-        raise IntegrityError(f"upstream declared {declared} bytes, over the {limit}-byte limit")
-    size = 0
-    try:
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise IntegrityError(f"upstream sent more than the {limit}-byte limit")
-            yield chunk
-    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-        raise TruncatedBody(f"upstream body cut short after {size} bytes: {_describe(e)}") from e
-    if declared is not None and size != declared:
-        raise TruncatedBody(f"upstream sent {size} of {declared} declared bytes")
+    return b"".join([chunk async for chunk in _body(resp, limit)])
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
@@ -355,14 +336,3 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
     return max(0.0, seconds)
-
-
-def _backoff(attempt: int) -> float:
-    return min(2.0, 0.1 * 2.0**attempt) * (0.5 + random.random() / 2)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, asyncio.TimeoutError):
-        return "upstream timed out"
-    text = str(e) or type(e).__name__
-    return f"upstream connection failed: {text}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
@@ -38,11 +37,11 @@ from yarl import URL
 from mirror import USER_AGENT
 from mirror.errors import IntegrityError, StoreUnavailable
 from mirror.upstream.sigv4 import EMPTY_SHA256, Credentials, canonical_query, sign
+from mirror.upstream.transfer import backoff, describe, limited_chunks
 
 log = structlog.get_logger("mirror.s3")
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CHUNK = 64 * 1024
 MAX_XML_BYTES = 4 * 2**20  # bytes; S3's answers to listings and multipart calls
 MIN_PART_BYTES = 5 * 2**20  # S3 refuses smaller parts (except the last)
 
@@ -348,7 +347,7 @@ class S3Client:
                     method, target, headers=signed, data=body, allow_redirects=False
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                last = _describe(e)
+                last = describe(e)
             else:
                 if response.status in ok:
                     try:
@@ -362,7 +361,7 @@ class S3Client:
                 if response.status not in _RETRY_STATUSES:
                     raise StoreUnavailable(f"object store refused {what}: {last}")
             if attempt + 1 < attempts:
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
         raise StoreUnavailable(f"object store: {what} failed: {last} (after {attempts} attempts)")
 
     def _address(self, key: str) -> tuple[str, str, str]:
@@ -383,19 +382,8 @@ class _CutShort(Exception):
     """The connection broke or went silent in the middle of a body."""
 
 
-async def _chunks(response: aiohttp.ClientResponse, limit: int, key: str) -> AsyncIterator[bytes]:
-    declared = response.content_length
-    size = 0
-    try:
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise IntegrityError(f"stored {key} is larger than the {limit}-byte limit")
-            yield chunk
-    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-        raise _CutShort(f"cut short after {size} bytes: {_describe(e)}") from e
-    if declared is not None and size != declared:
-        raise _CutShort(f"got {size} of {declared} declared bytes")
+def _chunks(response: aiohttp.ClientResponse, limit: int, key: str) -> AsyncIterator[bytes]:
+    return limited_chunks(response, limit, what=f"stored {key}", cut_short=_CutShort)
 
 
 async def _read_xml(response: aiohttp.ClientResponse, key: str) -> ET.Element:
@@ -459,13 +447,3 @@ def _range_starts_at(headers: Mapping[str, str], offset: int) -> bool:
     """Content-Range: bytes START-END/TOTAL must start where the cut body stopped."""
     value = headers.get("Content-Range", "")
     return value.startswith(f"bytes {offset}-")
-
-
-def _backoff(attempt: int) -> float:
-    return min(2.0, 0.1 * 2.0**attempt) * (0.5 + random.random() / 2)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    return f"connection failed: {e or type(e).__name__}"
