@@ -47,6 +47,7 @@ from typing import Any
 
 from mirror.audit.event import RECOVERED_ACTION, ZERO_HASH, expected_hash, parse_line
 from mirror.audit.files import chain_directories, chain_file_name, chain_files
+from mirror.audit.verify import BrokenLink
 from mirror.config import AUDIT_INDEX_NAME, Settings
 from mirror.errors import StorageError
 
@@ -190,25 +191,12 @@ class Hold:
 
 
 @dataclass(frozen=True)
-class BrokenAt:
-    file: str
-    line: int
-    seq: int | None
-    kind: str  # edited | deleted | reordered
-    message: str
-
-    def __str__(self) -> str:
-        seq = f" (seq {self.seq})" if self.seq is not None else ""
-        return f"{self.file}:{self.line}{seq}: {self.kind}: {self.message}"
-
-
-@dataclass(frozen=True)
 class ChainStatus:
     events: int  # indexed
     last_seq: int
     last_hash: str
     files: int  # chain files indexed so far
-    broken: BrokenAt | None  # the first broken link the index met
+    broken: BrokenLink | None  # the first broken link the index met
     recoveries: int  # audit.recovered events (a crash moved a torn tail aside)
     built_at: float | None  # unix time the index was (re)built from scratch
     refreshed_at: float | None  # unix time of the last refresh that found something new
@@ -502,7 +490,7 @@ class AuditIndex:
             refreshed = meta.get(f"refreshed_at:{name}")
             out.append(ChainStatus(
                 events=int(events), last_seq=int(last_seq), last_hash=str(last_hash),
-                files=int(number), broken=BrokenAt(**where) if where else None,
+                files=int(number), broken=BrokenLink(**where) if where else None,
                 recoveries=int(recoveries), built_at=built,
                 refreshed_at=float(refreshed) if refreshed is not None else None,
                 replica=name or None,
