@@ -48,4 +48,4 @@ def backoff(attempt: int) -> float:
 def describe(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    return f"connection failed: {e or type(e).__name__}"
+    return f"connection failed: {str(e) or type(e).__name__}"
