@@ -165,7 +165,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| runs A | runs B |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("cold_fetch", "cold_fetch_default_policy", "warm_fetch"):
+    for key in ("cold_fetch", "cold_fetch_default_policy", "warm_fetch", "cold_fetch_distant"):
         if key in results:
             f = results[key]
             out.append(

@@ -60,6 +60,9 @@ INDEX_TTL = 86400  # seconds; the warm runs must never revalidate with upstream
 # What a deployment runs (the README's first command): the cold fetch is measured with it too.
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 WRK_THREADS = 1  # wrk shares the 2 cores with the server under test; one thread is enough
+# The fixture upstream answers in well under a millisecond, so the cold fetch above is the
+# mirror's worst case. crates.io is tens of milliseconds away: measured too, for information.
+DISTANT_LATENCY = 0.02  # seconds the distant upstream waits before every answer
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class Harness:
             if fetch_dir is not None
             else tmp / "fetch"
         )
-        steps = 3 + 6 * plan.fetch_rounds + (4 + plan.p99_runs) * len(plan.workers)
+        steps = 3 + 8 * plan.fetch_rounds + (4 + plan.p99_runs) * len(plan.workers)
         self.bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
         self.mirror_env = {
             "CRATE_MIRROR_INDEX_TTL": str(INDEX_TTL),
@@ -221,6 +224,9 @@ class Harness:
                         lockfile, crates, policy=DEFAULT_POLICY
                     ).as_dict()
                     results["warm_fetch"] = self._warm_fetch(lockfile, crates).as_dict()
+                    results["cold_fetch_distant"] = self._distant_fetch(
+                        registry, lockfile, crates
+                    ).as_dict()
                 else:
                     self._prime(lockfile)
                 if self.only != "fetch":
@@ -242,16 +248,18 @@ class Harness:
 
     # -- servers --------------------------------------------------------------------------
 
-    def _upstream(self, registry: Registry) -> contextlib.AbstractContextManager[str]:
-        return fixture_upstream(registry)
+    def _upstream(
+        self, registry: Registry, latency: float = 0.0
+    ) -> contextlib.AbstractContextManager[str]:
+        return fixture_upstream(registry, latency)
 
     @contextlib.contextmanager
     def _mirror(
-        self, cache: Path, workers: int, policy: Path | None = None
+        self, cache: Path, workers: int, policy: Path | None = None, upstream: str | None = None
     ) -> Iterator[MirrorProcess]:
         mirror = MirrorProcess(
             cache,
-            upstream=self.upstream_url + "/",
+            upstream=(upstream or self.upstream_url) + "/",
             policy=policy,
             env=self.mirror_env,
             extra=["--workers", str(workers)],
@@ -280,22 +288,33 @@ class Harness:
 
     # -- cargo fetch ----------------------------------------------------------------------
 
-    def _cold_fetch(self, lockfile: Path, crates: int, policy: Path | None = None) -> Any:
+    def _cold_fetch(
+        self,
+        lockfile: Path,
+        crates: int,
+        policy: Path | None = None,
+        upstream: str | None = None,
+        label: str | None = None,
+    ) -> Any:
         """Without a policy the mirror is a verifying proxy; with the shipped default policy
         it also decides every request as a deployment does (name checks, evidence, a
         capability scan of each crate it has not seen)."""
+        upstream_url = upstream or self.upstream_url
 
         @contextlib.contextmanager
         def direct() -> Iterator[str]:
-            yield self.upstream_url
+            yield upstream_url
 
         @contextlib.contextmanager
         def cold_mirror() -> Iterator[str]:
             cache = self.tmp / f"cold-cache-{time.monotonic_ns()}" / "cache"
-            with self._mirror(cache, 1, policy) as mirror:
+            with self._mirror(cache, 1, policy, upstream_url) as mirror:
                 yield mirror.index_url
 
-        label = "mirror (empty cache)" if policy is None else "mirror (empty cache, default policy)"
+        if label is None:
+            label = (
+                "mirror (empty cache)" if policy is None else "mirror (empty cache, default policy)"
+            )
         return compare_fetches(
             self.fetch_dir,
             lockfile,
@@ -304,6 +323,20 @@ class Harness:
             self.plan.fetch_rounds,
             self.note,
         )
+
+    def _distant_fetch(self, registry: Registry, lockfile: Path, crates: int) -> Any:
+        """The same cold fetch, default policy, with upstream DISTANT_LATENCY away (as
+        crates.io is): cargo asks one request at a time per connection, so each round trip
+        it waits for counts; the mirror fetches ahead what cargo will ask for next."""
+        with self._upstream(registry, DISTANT_LATENCY) as distant:
+            ms = round(DISTANT_LATENCY * 1000)
+            return self._cold_fetch(
+                lockfile,
+                crates,
+                DEFAULT_POLICY,
+                distant,
+                f"mirror (empty cache, default policy), upstream {ms} ms away",
+            )
 
     def _prime(self, lockfile: Path) -> None:
         """Fill the warm cache the load runs read (what the warm fetch does otherwise)."""
@@ -407,8 +440,9 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 @contextlib.contextmanager
-def fixture_upstream(registry: Registry) -> Iterator[str]:
-    """The fixture upstream in its own process, so it never shares a GIL with the harness."""
+def fixture_upstream(registry: Registry, latency: float = 0.0) -> Iterator[str]:
+    """The fixture upstream in its own process, so it never shares a GIL with the harness;
+    `latency`: seconds before every answer (a distant upstream)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -418,6 +452,8 @@ def fixture_upstream(registry: Registry) -> Iterator[str]:
             str(registry.root),
             "--port",
             "0",
+            "--latency",
+            str(latency),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -50,6 +50,7 @@ class Settings:
     # newest versions of a requested crate whose dependencies' index files are fetched ahead
     # of cargo asking for them (0: off)
     look_ahead_versions: int = 3
+    look_ahead_crates: bool = True  # also fetch ahead the crates cargo will download
     offline: bool = False
     workers: int = 1  # server processes sharing the listening socket and the cache
     log_format: str = "json"  # json | console

@@ -125,7 +125,7 @@ class MirrorCore:
         self.evidence = evidence  # what the malicious-crate rule weighs, gathered per content
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
-        self.look_ahead = look_ahead  # fetches the index files cargo will ask for next
+        self.look_ahead = look_ahead  # fetches what cargo will ask for next
         # Store writes of what was answered from memory; `flush` before reading the store.
         self.writes = writes
 
@@ -154,12 +154,13 @@ class MirrorCore:
         gate.check_name(req)  # decide (name)
         entry = await self.indexes.get(name)  # memory, store or upstream (+TUF)
         gate.check_crate(req, await gate.risk_view(entry, self.evidence.view))  # weigh
-        if self.look_ahead is not None:
-            self.look_ahead.after(entry)  # its dependencies come next: fetch them meanwhile
         if gate.capabilities is not None:
             await gate.capabilities.scan_ahead(entry, self.crates.get)
         offline = self.indexes.offline
         served = gate.served_index(entry, self.store.has_crate if offline else None)  # versions
+        if self.look_ahead is not None:
+            # Its dependencies' index files and the crate itself come next: fetch meanwhile.
+            self.look_ahead.after(entry, served.hidden)
         gate.allowed(req, served.summary)  # record
         stale = entry.stale_reason is not None
         reusable = None

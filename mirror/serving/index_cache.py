@@ -52,6 +52,7 @@ class IndexEntry:
     first_seen: float | None = None  # unix time this mirror first fetched this crate's index
     views: DerivedViews = field(default_factory=DerivedViews)  # derived from this content
     looked_ahead: bool = False  # its dependencies' index files were fetched (look_ahead.py)
+    crates_ahead: bool = False  # its crate was fetched ahead, or found not worth it (same)
 
 
 class IndexCache:

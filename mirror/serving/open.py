@@ -65,9 +65,10 @@ def open_mirror(
     store.remove_stale_tmp()
     upstream: Upstream | None = None
     verifier = None
+    health = None  # how upstream has been answering (how far away it is)
     if not settings.offline:
         client = UpstreamClient.from_settings(settings)
-        upstream = client
+        upstream, health = client, client.health
         if trust.upstream is not None:
             # python-tuf fetches its metadata through the same client as everything else.
             fetcher = TufFetcher(client, trust.upstream.max_metadata_bytes)
@@ -117,8 +118,13 @@ def open_mirror(
         writes=writes,
     )
     look_ahead = None
-    if upstream is not None and settings.look_ahead_versions > 0:
-        look_ahead = LookAhead(indexes, versions=settings.look_ahead_versions)
+    if health is not None and settings.look_ahead_versions > 0:
+        look_ahead = LookAhead(
+            indexes,
+            versions=settings.look_ahead_versions,
+            crates=crates.get if settings.look_ahead_crates else None,
+            round_trip=health.quickest_answer_time,
+        )
     publisher = None
     if trust.repository is not None:
         publisher = Publisher(MirrorRepository(trust.repository))

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
@@ -32,6 +33,8 @@ from mirror.upstream.transfer import backoff, describe, limited_chunks
 MAX_CONFIG_BYTES = 64 * 1024  # bytes; config.json is a few hundred bytes in practice
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is treated as "down"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+ANSWER_TIMES_KEPT = 32  # upstream answer times kept for `quickest_answer_time`
+ANSWER_TIMES_NEEDED = 4  # ... and how many it needs before it says anything
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,23 @@ class Upstream(Protocol):
 
 @dataclass
 class UpstreamHealth:
-    """How upstream has been answering this process (the console's status page)."""
+    """How upstream has been answering this process (the console's status page), and how
+    fast (what looking ahead is worth: mirror/serving/look_ahead.py)."""
 
     last_ok: float | None = None  # unix time of the last answer (any status it means)
     last_failure: float | None = None  # unix time of the last request that failed for good
     last_error: str | None = None
     failing: int = 0  # requests failed in a row (each after its retries)
+    # Seconds from sending a request to its answer's head, for the latest requests.
+    answer_times: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWER_TIMES_KEPT))
+
+    def quickest_answer_time(self) -> float | None:
+        """The quickest of the latest answer times (seconds), None until there are a few:
+        how far away upstream is at the least. Not the median: while this process is busy,
+        its event loop adds to every sample (cold fetches from a loopback upstream measured
+        1.3-4.4 ms medians, 0.9-2.2 ms minimums), never takes away."""
+        times = self.answer_times
+        return min(times) if len(times) >= ANSWER_TIMES_NEEDED else None
 
     def ok(self) -> None:
         self.last_ok = time.time()
@@ -269,7 +283,9 @@ class UpstreamClient:
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last_error = f"upstream {describe(e)}"
             else:
-                metrics.upstream_latency.labels(kind).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                metrics.upstream_latency.labels(kind).observe(elapsed)
+                self.health.answer_times.append(elapsed)
                 if resp.status in _RETRY_STATUSES:
                     last_error = f"upstream answered HTTP {resp.status}"
                     delay = _retry_after(resp)

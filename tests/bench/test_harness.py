@@ -238,12 +238,25 @@ def test_markdown_report_has_every_section() -> None:
             "a_seconds": [3.0],
             "b_seconds": [2.0],
         },
+        "cold_fetch_distant": {
+            "a": "mirror, upstream 20 ms away",
+            "b": "direct",
+            "locked_crates": 113,
+            "a_median_s": 1.0,
+            "b_median_s": 2.5,
+            "ratio": 0.4,
+            "a_seconds": [1.0],
+            "b_seconds": [2.5],
+        },
         "micro": {"scan": {"mb_per_s": 4.9, "command": "python -m bench.scan_bench"}},
     }
     results["targets"] = summarize_targets(results, 5 * 2**20)
     text = render_markdown(results)
     assert "| index_hit | 1 | 64 | 1,000 | 1,000 | 0.40 |" in text
     assert "| mirror vs direct | 113 | 3.00 | 2.00 | 1.50 |" in text
+    # For information: no target row (the target is the worst case, upstream on loopback).
+    assert "| mirror, upstream 20 ms away vs direct | 113 | 1.00 | 2.50 | 0.40 |" in text
+    assert "20 ms away |" not in text.split("| target |")[1]
     assert "mb_per_s 4.9" in text
     assert "| cold cargo fetch mirror/direct | 1.50 | <= 1.1 | no |" in text
 

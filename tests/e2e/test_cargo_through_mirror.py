@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mirror.index import index_path
+from mirror.store.filesystem import FilesystemStore
 from tests.cargo_project import CargoProject, Dependencies
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -52,3 +57,38 @@ def test_cargo_fetches_online_then_builds_offline(
         _ok(project.build_offline())
     finally:
         offline.stop()
+
+
+def test_from_a_distant_upstream_the_crates_are_fetched_while_cargo_resolves(
+    tmp_path: Path, debian_registry: Registry
+) -> None:
+    """With crates.io 10 ms away, the crates a build will download are in the mirror's cache
+    by the time cargo has resolved: `generate-lockfile` downloads nothing, yet every locked
+    crate is there, verified (mirror/serving/look_ahead.py)."""
+    cache = tmp_path / "mirror-cache"
+    with FakeUpstream(debian_registry, latency=0.01).in_thread() as upstream:
+        mirror = MirrorProcess(cache, upstream=upstream.url + "/").start()
+        try:
+            # A few answers first, so the mirror knows how far upstream is from the start.
+            warm_up = ("glob", "either", "lazy_static", "scopeguard")  # none in the lock
+            for name in warm_up:
+                with urllib.request.urlopen(f"{mirror.index_url}/{index_path(name)}") as r:
+                    assert r.status == 200
+            project = CargoProject(tmp_path / "project", mirror.index_url, PROJECT_DEPS)
+            _ok(project.generate_lockfile())
+            lock = tomllib.loads((project.dir / "Cargo.lock").read_text())
+            locked = {p["checksum"]: p["name"] for p in lock["package"] if "checksum" in p}
+            assert len(locked) >= 10
+            store = FilesystemStore(cache)
+            deadline = time.monotonic() + 30  # the crates go to disk once the mirror is quiet
+            while set(locked) - set(store.iter_crates()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            missing = sorted(locked[c] for c in set(locked) - set(store.iter_crates()))
+            assert missing == []
+            downloads = [r.path for r in upstream.requests.all() if r.path.endswith("/download")]
+            assert len(downloads) == len(set(downloads))  # each at most once
+            # Nothing else: the locked crates, and those of the index files asked for above.
+            fetched = {path.split("/")[4] for path in downloads}
+            assert fetched - set(locked.values()) <= set(warm_up)
+        finally:
+            mirror.stop()

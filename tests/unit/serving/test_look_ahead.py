@@ -1,19 +1,30 @@
-"""Look-ahead: when cargo asks for an index file, its dependencies' files are fetched ahead."""
+"""Look-ahead: when cargo asks for an index file, its dependencies' files are fetched ahead,
+and, from a distant upstream, the versions of the crate cargo will download."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import pytest
 
 from mirror.audit import read_events
-from mirror.index import IndexFile
+from mirror.errors import IntegrityError
+from mirror.index import IndexFile, IndexLine
 from mirror.request_ids import next_request_id
 from mirror.serving.core import Client
-from mirror.serving.look_ahead import MAX_PER_FILE, dependency_names
+from mirror.serving.index_cache import IndexEntry
+from mirror.serving.look_ahead import (
+    MAX_PER_FILE,
+    WORTH_IT_AFTER,
+    LookAhead,
+    dependency_names,
+    newest_release,
+    requirements,
+    versions_to_fetch,
+)
 from mirror.serving.open import open_mirror
 from tests.fixtures.cargo_manifest import Dep
 from tests.fixtures.registry import Registry
@@ -123,3 +134,168 @@ async def test_no_look_ahead_when_switched_off_or_offline(
             assert core.look_ahead is None
         finally:
             await close()
+
+
+# -- crates ---------------------------------------------------------------------------------
+
+
+def _versions(name: str, *versions: str, yanked: Sequence[str] = ()) -> IndexFile:
+    return IndexFile.parse(
+        b"\n".join(
+            json.dumps(
+                {"name": name, "vers": v, "cksum": f"{i:064x}", "deps": [], "yanked": v in yanked}
+            ).encode()
+            for i, v in enumerate(versions, start=1)
+        )
+    )
+
+
+def _vers(lines: Sequence[IndexLine]) -> list[str]:
+    return [line.vers for line in lines]
+
+
+def test_requirements_of_a_version_are_its_normal_and_build_dependencies() -> None:
+    line = IndexFile.parse(
+        _line(
+            "app",
+            "1.0.0",
+            [
+                _dep("serde"),
+                _dep("cc", "build", req=">=1.0.50"),
+                _dep("json", package="Serde_Json", req="1.0.100"),  # the real crate, lower case
+                _dep("criterion", "dev"),  # dependents never build it
+                {"name": "no-req"},
+                "not a dependency",
+            ],
+        )
+    ).lines[0]
+    assert requirements(line) == [("serde", "^1"), ("cc", ">=1.0.50"), ("serde_json", "1.0.100")]
+
+
+def test_the_newest_release_is_neither_yanked_nor_a_prerelease_nor_held_back() -> None:
+    index = _versions("syn", "1.0.9", "1.0.10", "2.0.0", "2.0.1", "3.0.0-rc.1", yanked=["2.0.1"])
+    assert _vers(_versions_newest(index)) == ["2.0.0"]
+    held = newest_release(index, {"2.0.0": "held"})
+    assert held is not None and held.vers == "1.0.10"
+    assert newest_release(_versions("x", "0.1.0-alpha"), ()) is None
+
+
+def test_each_requirement_seen_gets_the_newest_version_it_allows() -> None:
+    index = _versions("syn", "1.0.9", "1.0.10", "2.0.0", "2.0.1", "3.0.0-rc.1", yanked=["2.0.1"])
+    assert _vers(versions_to_fetch(index, (), [])) == ["2.0.0"]  # nothing seen: the newest
+    assert _vers(versions_to_fetch(index, (), ["1", "^2.0"])) == ["1.0.10", "2.0.0"]
+    assert _vers(versions_to_fetch(index, (), ["=1.0.9", "1.0"])) == ["1.0.9", "1.0.10"]
+    assert _vers(versions_to_fetch(index, (), ["3.0.0-rc.1"])) == ["3.0.0-rc.1"]  # opted in
+    assert _vers(versions_to_fetch(index, {"1.0.10": "held"}, ["1"])) == ["1.0.9"]
+    assert versions_to_fetch(index, (), ["4"]) == []  # cargo will not find one either: no guess
+    assert versions_to_fetch(index, (), ["not a requirement"]) == _versions_newest(index)
+
+
+def _versions_newest(index: IndexFile) -> list[IndexLine]:
+    newest = newest_release(index, ())
+    return [newest] if newest is not None else []
+
+
+class _Indexes:
+    """The index cache as the look-ahead sees it: every index file already known."""
+
+    def known(self, name: str) -> bool:
+        return True
+
+    async def get(self, name: str) -> IndexEntry:
+        raise AssertionError(f"{name}: nothing is fetched from a cache that knows everything")
+
+
+def _entry(index: IndexFile) -> IndexEntry:
+    return IndexEntry(index.lines[0].name, index, None, None, fresh_until=0.0)
+
+
+async def _crates_fetched_ahead(
+    round_trip: float | None, entries: Sequence[tuple[IndexFile, Collection[str]]]
+) -> list[str]:
+    """Ask for each index file in turn (with its held-back versions); the crates fetched."""
+    fetched: list[str] = []
+
+    async def fetch(line: IndexLine) -> None:
+        fetched.append(f"{line.name}@{line.vers}")
+
+    look = LookAhead(_Indexes(), versions=3, crates=fetch, round_trip=lambda: round_trip)
+    try:
+        for index, hidden in entries:
+            look.after(_entry(index), hidden)
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)
+    finally:
+        await look.stop()
+    return sorted(fetched)
+
+
+def _app_and_syn() -> list[tuple[IndexFile, Collection[str]]]:
+    app = IndexFile.parse(
+        b"\n".join(
+            [
+                _line("app", "1.0.0", [_dep("syn", req="2")]),  # an older release: not followed
+                _line("app", "1.1.0", [_dep("syn", req="1"), _dep("quote", req="1")]),
+            ]
+        )
+    )
+    syn = _versions("syn", "1.0.9", "1.0.10", "2.0.0")
+    return [(app, ()), (syn, ())]
+
+
+async def test_from_a_distant_upstream_the_versions_cargo_will_download_are_fetched() -> None:
+    fetched = await _crates_fetched_ahead(WORTH_IT_AFTER * 2, _app_and_syn())
+    # app: nothing required it, so its newest release; syn: what app's newest release needs.
+    assert fetched == ["app@1.1.0", "syn@1.0.10"]
+
+
+@pytest.mark.parametrize("round_trip", [None, WORTH_IT_AFTER / 2])
+async def test_from_a_near_or_unmeasured_upstream_no_crate_is_fetched_ahead(
+    round_trip: float | None,
+) -> None:
+    """A loopback upstream answers in well under a millisecond: fetching crates ahead then
+    cost cargo more CPU than the round trips it saved (docs/benchmarks.md)."""
+    assert await _crates_fetched_ahead(round_trip, _app_and_syn()) == []
+
+
+async def test_held_back_and_yanked_versions_are_never_fetched_ahead() -> None:
+    syn = _versions("syn", "1.0.9", "1.0.10", "2.0.0", yanked=["1.0.9"])
+    fetched = await _crates_fetched_ahead(WORTH_IT_AFTER * 2, [(syn, {"2.0.0": "held"})])
+    assert fetched == ["syn@1.0.10"]
+
+
+async def test_a_failed_fetch_ahead_is_no_answer_to_anyone(
+    app_registry: Registry, mirror_settings: Any
+) -> None:
+    """Crates fetched ahead are verified before they are kept: one that fails its checksum
+    is not cached, and when cargo asks, it gets the error explained, as without the
+    look-ahead. One that passes is cached."""
+    async with FakeUpstream(app_registry, latency=2 * WORTH_IT_AFTER) as upstream:
+        upstream.faults.add("flip", match="/app/", times=100)
+        core, close = open_mirror(mirror_settings(upstream))
+        try:
+            await core.start()  # config.json: upstream's first answer time
+            for name in ("itoa", "ryu", "memchr"):  # three more: now it is known to be far
+                await core.serve_index(name, client())
+            await core.serve_index("app", client())
+            for _ in range(200):
+                if {"app", "memchr"} <= {r.path.split("/")[4] for r in _downloads(upstream)}:
+                    break
+                await asyncio.sleep(0.02)
+            await core.writes.flush()
+            cached = set(core.store.iter_crates())
+            assert _cksum(app_registry, "memchr") in cached  # fetched ahead of cargo
+            assert _cksum(app_registry, "app") not in cached  # refused: never kept
+            with pytest.raises(IntegrityError, match="checksum mismatch"):
+                await core.fetch_crate("app", "1.0.0", client())
+        finally:
+            await close()
+
+
+def _downloads(upstream: FakeUpstream) -> list[Any]:
+    return [r for r in upstream.requests.all() if r.path.endswith("/download")]
+
+
+def _cksum(registry: Registry, name: str) -> str:
+    return str(json.loads(registry.read_index(name).splitlines()[-1])["cksum"])
