@@ -172,7 +172,7 @@ class LookAhead:
         if round_trip is None:
             return  # too few answers yet to tell how far upstream is: on a later request
         entry.crates_ahead = True
-        if round_trip < WORTH_IT_AFTER:
+        if not self.fetches_crates(round_trip):
             return
         newest = newest_release(entry.index, hidden)
         if newest is not None:
@@ -180,6 +180,10 @@ class LookAhead:
         wanted = self._wanted.pop(entry.name.lower(), ())
         for line in versions_to_fetch(entry.index, hidden, wanted):
             self._start(self._fetch_crate(line))
+
+    def fetches_crates(self, round_trip: float | None) -> bool:
+        """Whether crates are fetched ahead from an upstream `round_trip` seconds away."""
+        return self._crates is not None and round_trip is not None and round_trip >= WORTH_IT_AFTER
 
     def _remember(self, reqs: Iterable[tuple[str, str]]) -> None:
         wanted = self._wanted

@@ -38,6 +38,8 @@ class StatusReport:
     upstream_url: str
     offline: bool
     upstream: UpstreamHealth | None
+    quickest_answer: float | None  # seconds: how far upstream is (None: too few answers yet)
+    crates_ahead: bool  # crates are fetched ahead of cargo (look_ahead.py: a distant upstream)
     chains: tuple[ChainStatus, ...]  # with replicas, one per replica sharing the audit dir
     pending: int
     now: float
@@ -65,6 +67,9 @@ def collect(core: MirrorCore, index: AuditIndex, places: LockPlaces | None) -> S
         files.append(_lock_file(places))
         files.append(_file("trust-on-first-use records", places.recorded))
     upstream = core.upstream
+    health = upstream.health if isinstance(upstream, UpstreamClient) else None
+    quickest = health.quickest_answer_time() if health is not None else None
+    look_ahead = core.look_ahead
     index.refresh()
     return StatusReport(
         policy_path=policy.path if policy is not None else None,
@@ -74,7 +79,9 @@ def collect(core: MirrorCore, index: AuditIndex, places: LockPlaces | None) -> S
         files=tuple(files),
         upstream_url=core.settings.upstream_index,
         offline=core.offline,
-        upstream=upstream.health if isinstance(upstream, UpstreamClient) else None,
+        upstream=health,
+        quickest_answer=quickest,
+        crates_ahead=look_ahead is not None and look_ahead.fetches_crates(quickest),
         chains=tuple(index.chains()) or (index.status(),),
         pending=index.pending_count(),
         now=time.time(),

@@ -308,6 +308,8 @@ async def test_decisions_event_near_names_and_status_pages(
     assert (await client.get("/-/near-names")).status == 200
     status = await (await client.get("/-/status")).text()
     assert "capabilities" in status and "block" in status and "Intact" in status
+    assert "Quickest recent answer" in status  # how far upstream is (loopback: not far)
+    assert "fetched ahead" not in status
     live = await (await client.get("/-/decisions?live=1")).text()
     assert 'http-equiv="refresh"' in live
 

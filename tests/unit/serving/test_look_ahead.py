@@ -259,6 +259,16 @@ async def test_from_a_near_or_unmeasured_upstream_no_crate_is_fetched_ahead(
     assert await _crates_fetched_ahead(round_trip, _app_and_syn()) == []
 
 
+def test_what_the_status_page_says_about_crates_ahead() -> None:
+    async def fetch(line: IndexLine) -> None: ...
+
+    look = LookAhead(_Indexes(), versions=3, crates=fetch)
+    assert look.fetches_crates(WORTH_IT_AFTER)
+    assert not look.fetches_crates(WORTH_IT_AFTER / 2)
+    assert not look.fetches_crates(None)
+    assert not LookAhead(_Indexes(), versions=3).fetches_crates(WORTH_IT_AFTER * 10)  # off
+
+
 async def test_held_back_and_yanked_versions_are_never_fetched_ahead() -> None:
     syn = _versions("syn", "1.0.9", "1.0.10", "2.0.0", yanked=["1.0.9"])
     fetched = await _crates_fetched_ahead(WORTH_IT_AFTER * 2, [(syn, {"2.0.0": "held"})])
