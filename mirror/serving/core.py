@@ -199,6 +199,8 @@ class MirrorCore:
             )
         quiet = await gate.check_capabilities(req, line, crate)  # scan, decide (capabilities)
         gate.allowed(req, {"cksum": line.cksum})  # record
+        if self.look_ahead is not None:
+            self.look_ahead.downloaded(line.cksum)  # a guess that was right (the metrics)
         reusable = None
         if quiet and gate.quietly_allowed(name) and version not in served.hidden:
             # A first sighting recorded just now changed the generation: judge the new view.

@@ -34,9 +34,11 @@ from typing import Protocol
 
 import structlog
 
+from mirror import metrics
 from mirror.errors import BadRequest, MirrorError
 from mirror.index import IndexFile, IndexLine, validate_name
 from mirror.policy.semver import Version, VersionReq
+from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 
 log = structlog.get_logger("mirror.look_ahead")
@@ -46,7 +48,7 @@ WORTH_IT_AFTER = 0.005  # seconds: crates are fetched ahead only from an upstrea
 MAX_REQUIREMENTS = 4  # requirements remembered per crate (and versions fetched ahead)
 MAX_CRATES_REMEMBERED = 10_000  # crates whose requirements are remembered, newest first
 
-FetchCrate = Callable[[IndexLine], Awaitable[object]]
+FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
 
 
 class Indexes(Protocol):
@@ -156,6 +158,9 @@ class LookAhead:
         self._tasks: set[asyncio.Task[None]] = set()
         # crate -> requirements on it, from the crates cargo asked for (least recent first)
         self._wanted: OrderedDict[str, list[str]] = OrderedDict()
+        # cksums of crates fetched ahead that no download has asked for yet (the metrics
+        # tell how many were then used: what fetching ahead costs in wrong guesses)
+        self._unused: OrderedDict[str, None] = OrderedDict()
 
     def after(self, entry: IndexEntry, hidden: Collection[str]) -> None:
         """cargo asked for `entry`'s crate, whose served index holds back `hidden`: fetch its
@@ -180,6 +185,11 @@ class LookAhead:
         wanted = self._wanted.pop(entry.name.lower(), ())
         for line in versions_to_fetch(entry.index, hidden, wanted):
             self._start(self._fetch_crate(line))
+
+    def downloaded(self, cksum: str) -> None:
+        """cargo downloaded this crate: count it as used if it was fetched ahead."""
+        if self._unused and self._unused.pop(cksum, False) is None:
+            metrics.cache_counter("crate", "ahead_used").inc()
 
     def fetches_crates(self, round_trip: float | None) -> bool:
         """Whether crates are fetched ahead from an upstream `round_trip` seconds away."""
@@ -219,13 +229,19 @@ class LookAhead:
         assert self._crates is not None
         async with self._crate_slots:
             try:
-                await self._crates(line)  # verified against the line's cksum, then cached
+                crate = await self._crates(line)  # verified against the line's cksum, then cached
             except MirrorError as e:
                 log.debug(
                     "look_ahead.crate_failed", crate=line.name, version=line.vers, error=str(e)
                 )
             except Exception:
                 log.exception("look_ahead.crashed", crate=line.name, version=line.vers)
+            else:
+                if not crate.was_cached:
+                    metrics.cache_counter("crate", "ahead").inc()
+                    self._unused[line.cksum] = None
+                    while len(self._unused) > MAX_CRATES_REMEMBERED:
+                        self._unused.popitem(last=False)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

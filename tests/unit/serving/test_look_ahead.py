@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mirror import metrics
 from mirror.audit import read_events
 from mirror.errors import IntegrityError
 from mirror.index import IndexFile, IndexLine
 from mirror.request_ids import next_request_id
 from mirror.serving.core import Client
+from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 from mirror.serving.look_ahead import (
     MAX_PER_FILE,
@@ -216,8 +219,9 @@ async def _crates_fetched_ahead(
     """Ask for each index file in turn (with its held-back versions); the crates fetched."""
     fetched: list[str] = []
 
-    async def fetch(line: IndexLine) -> None:
+    async def fetch(line: IndexLine) -> CrateFile:
         fetched.append(f"{line.name}@{line.vers}")
+        return CrateFile(Path("/nowhere"), b"", was_cached=False)
 
     look = LookAhead(_Indexes(), versions=3, crates=fetch, round_trip=lambda: round_trip)
     try:
@@ -260,7 +264,8 @@ async def test_from_a_near_or_unmeasured_upstream_no_crate_is_fetched_ahead(
 
 
 def test_what_the_status_page_says_about_crates_ahead() -> None:
-    async def fetch(line: IndexLine) -> None: ...
+    async def fetch(line: IndexLine) -> CrateFile:
+        raise AssertionError("nothing is fetched here")
 
     look = LookAhead(_Indexes(), versions=3, crates=fetch)
     assert look.fetches_crates(WORTH_IT_AFTER)
@@ -283,6 +288,7 @@ async def test_a_failed_fetch_ahead_is_no_answer_to_anyone(
     look-ahead. One that passes is cached."""
     async with FakeUpstream(app_registry, latency=2 * WORTH_IT_AFTER) as upstream:
         upstream.faults.add("flip", match="/app/", times=100)
+        ahead, used = _crates("ahead"), _crates("ahead_used")
         core, close = open_mirror(mirror_settings(upstream))
         try:
             await core.start()  # config.json: upstream's first answer time
@@ -299,8 +305,21 @@ async def test_a_failed_fetch_ahead_is_no_answer_to_anyone(
             assert _cksum(app_registry, "app") not in cached  # refused: never kept
             with pytest.raises(IntegrityError, match="checksum mismatch"):
                 await core.fetch_crate("app", "1.0.0", client())
+            # The metrics count what was fetched ahead, and what cargo then downloaded of it.
+            assert _crates("ahead") - ahead == 1  # memchr; app was refused
+            version = app_registry.versions("memchr")[0]
+            await core.fetch_crate("memchr", version, client())
+            await core.fetch_crate("memchr", version, client())
+            assert _crates("ahead_used") - used == 1  # counted once
         finally:
             await close()
+
+
+def _crates(outcome: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "crate_mirror_cache_total", {"kind": "crate", "outcome": outcome}
+    )
+    return value or 0.0
 
 
 def _downloads(upstream: FakeUpstream) -> list[Any]:
