@@ -46,7 +46,7 @@ CONCURRENCY = 8  # look-ahead fetches at once (of upstream_concurrency): request
 MAX_PER_FILE = 64  # dependency names looked up per index file, at most
 WORTH_IT_AFTER = 0.005  # seconds: crates are fetched ahead only from an upstream this far
 MAX_REQUIREMENTS = 4  # requirements remembered per crate (and versions fetched ahead)
-MAX_CRATES_REMEMBERED = 10_000  # crates whose requirements are remembered, newest first
+MAX_CRATES_REMEMBERED = 10_000  # crates remembered (requirements; fetched, not yet downloaded)
 
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
 
@@ -105,8 +105,8 @@ def versions_to_fetch(
     index: IndexFile, hidden: Collection[str], wanted: Iterable[str]
 ) -> list[IndexLine]:
     """The versions cargo will most likely download: for each requirement in `wanted`, the
-    newest version it allows (as cargo picks); with none, the newest release. Yanked and
-    held-back versions are never chosen (cargo cannot see them)."""
+    newest version it allows (as cargo picks); with none, the newest release. Never a yanked
+    version (cargo picks none for a new resolution) nor a held-back one (cargo cannot see it)."""
     reqs: list[VersionReq] = []
     for text in wanted:
         try:
