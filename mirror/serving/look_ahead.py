@@ -51,6 +51,12 @@ MAX_CRATES_REMEMBERED = 10_000  # crates remembered (requirements; fetched, not 
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
 
 
+def distant(round_trip: float | None) -> bool:
+    """Whether an upstream whose quickest recent answer took `round_trip` seconds is far
+    enough away for fetching ahead to pay (None: too few answers yet to tell)."""
+    return round_trip is not None and round_trip >= WORTH_IT_AFTER
+
+
 class Indexes(Protocol):
     """What looking ahead needs of the index cache (mirror.serving.index_cache.IndexCache)."""
 
@@ -193,7 +199,7 @@ class LookAhead:
 
     def fetches_crates(self, round_trip: float | None) -> bool:
         """Whether crates are fetched ahead from an upstream `round_trip` seconds away."""
-        return self._crates is not None and round_trip is not None and round_trip >= WORTH_IT_AFTER
+        return self._crates is not None and distant(round_trip)
 
     def _remember(self, reqs: Iterable[tuple[str, str]]) -> None:
         wanted = self._wanted

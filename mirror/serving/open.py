@@ -26,7 +26,7 @@ from mirror.serving.evidence import EvidenceGatherer
 from mirror.serving.gate import Gate
 from mirror.serving.index_cache import IndexCache
 from mirror.serving.lock_sync import LockSync
-from mirror.serving.look_ahead import LookAhead
+from mirror.serving.look_ahead import LookAhead, distant
 from mirror.serving.publisher import Publisher
 from mirror.serving.registry_config import RegistryConfig
 from mirror.serving.reload import PolicyReloader, warn_expired
@@ -39,7 +39,7 @@ from mirror.store.s3 import S3Store
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
-from mirror.upstream.client import Upstream, UpstreamClient
+from mirror.upstream.client import Upstream, UpstreamClient, UpstreamHealth
 from mirror.upstream.tuf_fetcher import TufFetcher
 
 SETTLE_TIMEOUT = 10.0  # seconds shutdown waits for first sightings to be recorded
@@ -95,7 +95,10 @@ def open_mirror(
             reloader.lock_sync = LockSync.for_places(
                 guard.places, store.bucket, settings.lock_sync_interval
             )
-    writes = WriteBehind()  # what requests were answered before it was in the store
+    # What requests were answered before it was in the store. Siblings (other workers,
+    # replicas) read the store: from a distant upstream they need the writes soon.
+    siblings = settings.workers > 1 or isinstance(store, S3Store)
+    writes = WriteBehind(hurry=_far(health) if siblings and health is not None else _never)
     indexes = IndexCache(
         store,
         upstream,
@@ -166,3 +169,11 @@ def open_mirror(
             log.error("audit.close_failed", error=str(e))
 
     return core, close
+
+
+def _far(health: UpstreamHealth) -> Callable[[], bool]:
+    return lambda: distant(health.quickest_answer_time())
+
+
+def _never() -> bool:
+    return False

@@ -26,8 +26,9 @@ from mirror.request_ids import next_request_id
 from mirror.serving import open as open_module
 from mirror.serving import shared_store
 from mirror.serving.core import Client, MirrorCore
+from mirror.serving.look_ahead import WORTH_IT_AFTER
 from mirror.serving.open import Closer, open_mirror
-from mirror.serving.write_behind import WriteBehind
+from mirror.serving.write_behind import HURRIED_LAG, WriteBehind
 from mirror.store import CachedIndex, FilesystemStore
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -190,6 +191,21 @@ async def test_writes_wait_for_a_quiet_moment_but_never_longer_than_max_lag() ->
     await writes.flush()
 
 
+async def test_siblings_behind_a_distant_upstream_get_the_writes_within_the_hurried_lag() -> None:
+    """Other workers and replicas see only what landed: while upstream is far away, a busy
+    mirror's writes still land within HURRIED_LAG, not MAX_LAG."""
+    clock, far = Clock(), [True]
+    writes = WriteBehind(quiet=0.2, max_lag=5.0, max_bytes=1000, clock=clock, hurry=lambda: far[0])
+    log = Log()
+    log.put(writes, "a")
+    clock.now += 0.05
+    log.put(writes, "b")  # busy: the quiet moment moves on ...
+    assert writes.due_in() == pytest.approx(HURRIED_LAG - 0.05)  # ... the hurried lag does not
+    far[0] = False  # upstream answers quickly now: the writes may wait for a quiet moment
+    assert writes.due_in() == pytest.approx(0.2)
+    await writes.flush()
+
+
 async def test_max_bytes_held_starts_a_batch_at_once() -> None:
     clock = Clock()
     writes = WriteBehind(quiet=1000.0, max_lag=1000.0, max_bytes=100, clock=clock)
@@ -284,3 +300,20 @@ async def test_a_burst_of_cold_requests_writes_nothing_until_it_is_over(
     assert core.writes.queued == 2 * len(names)  # an index file and a crate each
     await asyncio.wait_for(core.writes.flush(), WAIT)
     assert sorted(store.written) == sorted(names + cksums)
+
+
+@pytest.mark.parametrize(("workers", "hurried"), [(1, False), (2, True)])
+async def test_a_distant_upstream_hurries_the_writes_only_when_siblings_read_them(
+    small_registry: Registry, mirror_settings: Any, workers: int, hurried: bool
+) -> None:
+    """With one worker and no shared bucket, only this process reads its pending copies."""
+    async with FakeUpstream(small_registry, latency=2 * WORTH_IT_AFTER) as upstream:
+        core, close = open_mirror(mirror_settings(upstream, workers=workers))
+        try:
+            await core.start()
+            assert not core.writes.hurried  # how far upstream is: not known yet
+            for name in ("itoa", "ryu", "memchr"):
+                await core.serve_index(name, Client(next_request_id(), "test"))
+            assert core.writes.hurried is hurried
+        finally:
+            await close()
