@@ -95,9 +95,10 @@ def open_mirror(
             reloader.lock_sync = LockSync.for_places(
                 guard.places, store.bucket, settings.lock_sync_interval
             )
-    # What requests were answered before it was in the store. Siblings (other workers,
-    # replicas) read the store: from a distant upstream they need the writes soon.
-    siblings = settings.workers > 1 or isinstance(store, S3Store)
+    # What requests were answered before it was in the store. Other workers read the store:
+    # from a distant upstream they need the writes soon. (Replicas read the bucket, whose
+    # uploads wait for a pause of their own: docs/scale-out.md.)
+    siblings = settings.workers > 1
     writes = WriteBehind(hurry=_far(health) if siblings and health is not None else _never)
     indexes = IndexCache(
         store,

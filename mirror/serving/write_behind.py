@@ -9,10 +9,10 @@ with the requests"). So a write waits until none has been queued for `quiet` sec
 build's burst is over), and then all that are queued go in one batch on one thread; never
 longer than `max_lag` after the oldest was queued, and at once when `max_bytes` are held.
 
-Other workers and replicas see a write only once it lands. While upstream is far away, a
-sibling that does not find it there pays a whole round trip for it, and the look-ahead
-(look_ahead.py) fetches ahead precisely what the next requests need. So, with siblings and a
-distant upstream (`hurry`), a write waits at most `HURRIED_LAG`: with `workers: 2` and
+Other workers see a write only once it lands. While upstream is far away, a worker that
+does not find it there pays a whole round trip for it, and the look-ahead (look_ahead.py)
+fetches ahead precisely what the next requests need. So, with several workers and a distant
+upstream (`hurry`), a write waits at most `HURRIED_LAG`: with `workers: 2` and
 upstream 20 ms away, a cold fetch took 0.92 s instead of 1.16 s; with upstream on the same
 machine the earlier writes cost CPU (1.34x against 1.23x), so they wait as before there.
 
@@ -39,7 +39,7 @@ log = structlog.get_logger("mirror.write_behind")
 QUIET = 0.2  # seconds without a new write before a batch starts
 MAX_LAG = 5.0  # seconds the oldest queued write may wait, however busy the mirror is
 MAX_BYTES = 64 * 2**20  # bytes queued before a batch starts however busy the mirror is
-HURRIED_LAG = 0.1  # seconds instead of MAX_LAG while `hurry` says siblings need the writes
+HURRIED_LAG = 0.1  # seconds instead of MAX_LAG while `hurry` says other workers need them
 
 
 @dataclass(slots=True)
@@ -59,8 +59,8 @@ class WriteBehind:
         clock: Callable[[], float] = time.monotonic,
         hurry: Callable[[], bool] = lambda: False,
     ) -> None:
-        """`hurry`: whether other workers or replicas need the writes soon (a distant
-        upstream); then the oldest waits at most HURRIED_LAG."""
+        """`hurry`: whether other workers need the writes soon (a distant upstream); then
+        the oldest waits at most HURRIED_LAG."""
         self._clock = clock
         self._hurry = hurry
         self._quiet = quiet

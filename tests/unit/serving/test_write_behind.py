@@ -191,8 +191,8 @@ async def test_writes_wait_for_a_quiet_moment_but_never_longer_than_max_lag() ->
     await writes.flush()
 
 
-async def test_siblings_behind_a_distant_upstream_get_the_writes_within_the_hurried_lag() -> None:
-    """Other workers and replicas see only what landed: while upstream is far away, a busy
+async def test_behind_a_distant_upstream_writes_land_within_the_hurried_lag() -> None:
+    """Other workers see only what landed: while upstream is far away, a busy
     mirror's writes still land within HURRIED_LAG, not MAX_LAG."""
     clock, far = Clock(), [True]
     writes = WriteBehind(quiet=0.2, max_lag=5.0, max_bytes=1000, clock=clock, hurry=lambda: far[0])
@@ -303,10 +303,10 @@ async def test_a_burst_of_cold_requests_writes_nothing_until_it_is_over(
 
 
 @pytest.mark.parametrize(("workers", "hurried"), [(1, False), (2, True)])
-async def test_a_distant_upstream_hurries_the_writes_only_when_siblings_read_them(
+async def test_a_distant_upstream_hurries_the_writes_only_when_other_workers_read_them(
     small_registry: Registry, mirror_settings: Any, workers: int, hurried: bool
 ) -> None:
-    """With one worker and no shared bucket, only this process reads its pending copies."""
+    """With one worker, only this process reads its pending copies."""
     async with FakeUpstream(small_registry, latency=2 * WORTH_IT_AFTER) as upstream:
         core, close = open_mirror(mirror_settings(upstream, workers=workers))
         try:
