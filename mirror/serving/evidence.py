@@ -241,9 +241,9 @@ class EvidenceGatherer:
         return CrateHistory.from_index(dep.index, stale=dep.stale_reason is not None)
 
 
-def newest_release(lines: Iterable[IndexLine]) -> IndexLine | None:
+def newest_release(lines: Iterable[IndexLine], *, or_last: bool = True) -> IndexLine | None:
     """The line cargo resolves `*` to: the highest version that is neither yanked nor a
-    pre-release (the newest line when none qualifies)."""
+    pre-release (when none qualifies: the newest line, or None if not `or_last`)."""
     best: tuple[Version, IndexLine] | None = None
     last = None
     for line in lines:
@@ -256,7 +256,7 @@ def newest_release(lines: Iterable[IndexLine]) -> IndexLine | None:
             continue
         if best is None or version > best[0]:
             best = (version, line)
-    return best[1] if best is not None else last
+    return best[1] if best is not None else last if or_last else None
 
 
 def content_facts(report: CapabilityReport) -> ContentFacts:

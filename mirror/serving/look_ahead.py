@@ -38,6 +38,7 @@ from mirror import metrics
 from mirror.errors import BadRequest, MirrorError
 from mirror.index import IndexFile, IndexLine, validate_name
 from mirror.policy.semver import Version, VersionReq
+from mirror.serving import evidence
 from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 
@@ -100,11 +101,8 @@ def requirements(line: IndexLine) -> list[tuple[str, str]]:
 
 def newest_release(index: IndexFile, hidden: Collection[str]) -> IndexLine | None:
     """The newest version that is neither yanked, a pre-release, nor held back."""
-    best: tuple[Version, IndexLine] | None = None
-    for version, line in _candidates(index, hidden):
-        if not version.pre and (best is None or best[0] < version):
-            best = (version, line)
-    return best[1] if best is not None else None
+    shown = (line for line in index.lines if line.vers not in hidden)
+    return evidence.newest_release(shown, or_last=False)
 
 
 def versions_to_fetch(
