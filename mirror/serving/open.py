@@ -98,8 +98,9 @@ def open_mirror(
     # What requests were answered before it was in the store. Other workers read the store:
     # from a distant upstream they need the writes soon. (Replicas read the bucket, whose
     # uploads wait for a pause of their own: docs/scale-out.md.)
-    siblings = settings.workers > 1
-    writes = WriteBehind(hurry=_far(health) if siblings and health is not None else _never)
+    writes = WriteBehind()
+    if settings.workers > 1 and health is not None:
+        writes = WriteBehind(hurry=_far(health))
     indexes = IndexCache(
         store,
         upstream,
@@ -174,7 +175,3 @@ def open_mirror(
 
 def _far(health: UpstreamHealth) -> Callable[[], bool]:
     return lambda: distant(health.quickest_answer_time())
-
-
-def _never() -> bool:
-    return False
