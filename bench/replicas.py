@@ -237,6 +237,7 @@ class ReplicaBench:
             ),
             self.rounds,
             _progress,
+            reference_is_mirror=True,
         )
         return {**comparison.as_dict(), "runs": runs}
 

@@ -60,6 +60,10 @@ class Settings:
     auth_tokens: Path | None = None
     # seconds a connection may stay idle or keep trickling request headers (slowloris)
     keepalive_timeout: float = 10.0
+    # cargo's offer (`Upgrade: h2c`) to ask over HTTP/2, many requests at once on one
+    # connection: `auto` takes it unless both cargo and upstream are near (mirror.http.h2c),
+    # `always`, or `never` (HTTP/1.1 only: two requests at a time from cargo).
+    http2: str = "auto"
     tuf: Mapping[str, Any] = field(default_factory=dict)  # see mirror.trust
     # The near-name feed (/feed/near-names.json and .atom): `public` (no token needed, for a
     # community to watch), `clients` (like the index: a client token when tokens are on), `off`.
@@ -329,6 +333,8 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         bad("lock_sync_interval", "must be positive")
     if s.log_format not in ("json", "console"):
         bad("log_format", "expected json or console")
+    if s.http2 not in ("auto", "always", "never"):
+        bad("http2", "expected auto, always or never")
     if s.near_name_feed not in ("public", "clients", "off"):
         bad("near_name_feed", "expected public, clients or off")
     if s.log_level not in _LOG_LEVELS:

@@ -28,6 +28,11 @@ upstream_latency = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+http2_connections = Counter(
+    "crate_mirror_http2_connections",
+    "Connections moved to HTTP/2 at cargo's offer (mirror.http.h2c)",
+    registry=REGISTRY,
+)
 decisions = Counter(
     "crate_mirror_decisions", "Policy decisions", ["action", "rule"], registry=REGISTRY
 )

@@ -51,12 +51,16 @@ class CargoProject:
         *,
         name: str = "fixture-app",
         net_retry: int = 0,
+        multiplexing: bool = True,
     ) -> None:
         self.dir = tmp_path / name
         self.cargo_home = tmp_path / "cargo-home"
         self.target_dir = tmp_path / "target"
         self.registry_url = registry_url  # may be changed before wipe_cargo_home()
         self.net_retry = net_retry
+        # cargo's default: it offers the mirror HTTP/2 (`Upgrade: h2c`) on every connection.
+        # False keeps it on HTTP/1.1, two connections at a time.
+        self.multiplexing = multiplexing
         (self.dir / "src").mkdir(parents=True, exist_ok=True)
         lines = ["[package]", f"name = {json.dumps(name)}", 'version = "0.1.0"']
         lines += ['edition = "2021"', "publish = false", "", "[dependencies]"]
@@ -76,7 +80,7 @@ class CargoProject:
             f"retry = {self.net_retry}\n\n"
             "[http]\n"
             "timeout = 30\n"
-            "multiplexing = false\n"
+            f"multiplexing = {_toml_value(self.multiplexing)}\n"
         )
 
     def env(self) -> dict[str, str]:

@@ -7,6 +7,8 @@ GET with no body is answered here:
 - any other request for one of cargo's routes (config.json, an index file, a download), by
   asking the same handlers for a `Reply` (mirror.http.reply) and writing it. While that
   request is decided, the connection is not read: pipelined requests wait their turn.
+A request it answers that offers `Upgrade: h2c` (as cargo's always does) moves the connection
+to HTTP/2 (mirror.http.h2c), where the same answers go out many at a time.
 Anything else (another route, a missing token, a body, HTTP/1.0, HEAD, a query or an escaped
 target, a malformed line) hands the connection, with every byte not yet answered, to
 aiohttp's own protocol for good. Every decision and every error stays in the handlers, the
@@ -20,19 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 import httptools
 import structlog
 from aiohttp import web
 
 from mirror import metrics
+from mirror.http.cargo_routes import FILE_CHUNK, MAX_HEAD, Route, cargo_route, open_sized
 from mirror.http.edge import crate_of_index_path, failure
+from mirror.http.h2c import (
+    Asked,
+    H2Door,
+    on_same_host,
+    settings_of_upgrade,
+    worth_upgrading,
+)
 from mirror.http.handlers import Handlers, etags
 from mirror.http.prepared import http_date
 from mirror.http.reply import Reply, response_head
@@ -41,34 +48,11 @@ from mirror.request_ids import next_request_id
 from mirror.serving.core import Client
 
 log = structlog.get_logger("mirror.http")
-MAX_HEAD = 8 * 1024  # bytes of request head we answer; larger goes to aiohttp and its limits
 # A body up to this size is joined to its head and written as one buffer; a larger one (most
 # crates) is written as it is (writev): copying 20 KB per hit cost 2-3 µs of the ~22 µs.
 JOIN_MAX = 4 * 1024
 CLOSE = b"Connection: close\r\n"
 TICK_SECONDS = 1.0  # Date header refresh, idle sweep, audit/metrics batch
-FILE_CHUNK = 256 * 1024  # bytes read from a large crate's file per write
-# Targets this door routes itself: what aiohttp's router would match the same way. No escapes
-# (`%`), queries, dot segments or empty segments (yarl normalises those before routing).
-_PLAIN_TARGET = re.compile(rb"(?:/[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*)+")
-
-# A route this door serves: ("config",), ("index", path) or ("download", name, version).
-Route = tuple[str, ...]
-
-
-def cargo_route(target: bytes) -> Route | None:
-    """The cargo route `target` names, or None for anything aiohttp's router must judge."""
-    if not _PLAIN_TARGET.fullmatch(target):
-        return None
-    text = target.decode("ascii")
-    if text == "/index/config.json":
-        return ("config",)
-    if text.startswith("/index/"):
-        return ("index", text.removeprefix("/index/"))
-    parts = text.split("/")
-    if len(parts) == 7 and parts[1:4] == ["api", "v1", "crates"] and parts[6] == "download":
-        return ("download", parts[4], parts[5])
-    return None
 
 
 class FrontDoor:
@@ -78,10 +62,11 @@ class FrontDoor:
         self.inner = inner  # makes aiohttp's protocol for connections handed over
         self.handlers = handlers
         self.keepalive_timeout = keepalive_timeout
-        self.connections: set[FastProtocol] = set()
+        self.connections: set[FastProtocol | H2Door] = set()
         self.deciding: set[asyncio.Task[None]] = set()  # cargo requests being decided
         self.now = time.monotonic()
         self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
+        self.date_field = (b"date", http_date())  # the same, for HTTP/2
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def __call__(self) -> FastProtocol:
@@ -91,6 +76,7 @@ class FrontDoor:
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
         self.now = time.monotonic()
         self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
+        self.date_field = (b"date", self.date_line[6:-4])
         for conn in [c for c in self.connections if c.deadline < self.now]:
             conn.close()  # idle, or trickling headers (slowloris): same limit as aiohttp's
         self.handlers.tally.flush()
@@ -174,6 +160,9 @@ class FastProtocol(asyncio.Protocol):
         self._keep_alive = False
         self._messages = 0
         self._odd = False
+        self._upgrade: bytes | None = None  # the Upgrade header, if any
+        self._h2_settings: bytes | None = None  # HTTP2-Settings (b"" if sent twice)
+        self._switch: tuple[bytes, Asked] | None = None  # upgrading: settings, first request
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -225,6 +214,9 @@ class FastProtocol(asyncio.Protocol):
             if end - start > MAX_HEAD or not self._answer(buffer[start:end]):
                 self._hand_over(buffer[start:])
                 return
+            if self._switch is not None:
+                self._upgrade_to_h2(self._switch, buffer[end:])
+                return
             if self._closed:
                 return
             start = end
@@ -264,6 +256,10 @@ class FastProtocol(asyncio.Protocol):
         elif lowered == b"authorization":
             self._odd = self._authorization is not None  # two credentials: let aiohttp decide
             self._authorization = value
+        elif lowered == b"upgrade":
+            self._upgrade = value
+        elif lowered == b"http2-settings":
+            self._h2_settings = value if self._h2_settings is None else b""
 
     def on_headers_complete(self) -> None:
         # Asked here: llhttp resets these flags once the message is complete.
@@ -279,16 +275,20 @@ class FastProtocol(asyncio.Protocol):
         """Answer one request head from the table; False when aiohttp must take it."""
         self._target = b""
         self._if_none_match = self._authorization = None
+        self._upgrade = self._h2_settings = None
         self._complete = self._keep_alive = self._odd = False
         self._messages = 0
         parser = self._parser
         assert parser is not None  # data_received stops once the connection is released
+        upgrade = False
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
-            # curl (so cargo) offers `Upgrade: h2c` on plain HTTP; like aiohttp, we answer in
-            # HTTP/1.1. llhttp stops after an upgrade, so the next request needs a new parser.
+            # curl (so cargo) offers `Upgrade: h2c` on plain HTTP: taken below for a request
+            # this door answers, else answered in HTTP/1.1 as aiohttp does. llhttp stops
+            # after an upgrade, so the next request needs a new parser.
             self._parser = httptools.HttpRequestParser(self)
+            upgrade = True
         except httptools.HttpParserError:  # malformed: aiohttp answers it
             return False
         if (
@@ -301,18 +301,17 @@ class FastProtocol(asyncio.Protocol):
             return False
         front = self._front
         handlers = front.handlers
-        client = self._client
-        if handlers.tokens is not None:
-            header = self._authorization
-            identity = handlers.tokens.authenticate(header.decode("latin-1") if header else None)
-            if identity is None:
-                return False  # the 401 and its explanation come from the handler
-            client = f"{identity.name} ({client})"
+        admitted, client = handlers.admitted(self._authorization, self._client)
+        if not admitted:
+            return False  # the 401 and its explanation come from the handler
         prepared = handlers.prepared.get(self._target)
+        if prepared is None and cargo_route(self._target) is None:
+            return False
+        if upgrade and self._keep_alive and self._h2c_offered():
+            return True  # answered as HTTP/2's stream 1 (data_received switches)
         if prepared is None:
             route = cargo_route(self._target)
-            if route is None:
-                return False
+            assert route is not None
             self._decide(route, client)
             return True
         transport = self._transport
@@ -336,6 +335,36 @@ class FastProtocol(asyncio.Protocol):
             self._closed = True
         self.deadline = front.now + front.keepalive_timeout
         return True
+
+    def _h2c_offered(self) -> bool:
+        """Whether the request offers HTTP/2 as cargo does; if so, it is kept in `_switch`."""
+        offered = self._upgrade is not None and b"h2c" in [
+            token.strip().lower() for token in self._upgrade.split(b",")
+        ]
+        settings = settings_of_upgrade(self._h2_settings) if self._h2_settings else None
+        if not offered or settings is None:
+            return False
+        assert self._transport is not None
+        handlers = self._front.handlers
+        same_host = on_same_host(self._transport)
+        if not worth_upgrading(handlers.settings.http2, same_host, handlers.core.upstream_far()):
+            return False
+        asked = Asked(self._target, self._authorization, self._if_none_match)
+        self._switch = (settings, asked)
+        return True
+
+    def _upgrade_to_h2(self, switch: tuple[bytes, Asked], rest: bytes) -> None:
+        """From now on this connection speaks HTTP/2, starting with the request that asked."""
+        transport = self._transport
+        assert transport is not None
+        self._front.connections.discard(self)
+        self._release()
+        self._closed = True  # nothing more for this protocol, should the loop still call it
+        protocol = H2Door(self._front, transport, self._client)
+        transport.set_protocol(protocol)
+        if self._reading_paused:
+            protocol.pause_writing()  # the client still does not read: nor do we
+        protocol.start(*switch, rest)
 
     # -- requests the handlers decide now ------------------------------------------------------
 
@@ -404,7 +433,7 @@ class FastProtocol(asyncio.Protocol):
         """A large crate, in chunks as the client takes them (never all in memory)."""
         assert reply.file is not None and self._transport is not None
         transport = self._transport
-        handle, size = await asyncio.to_thread(_open, reply.file)
+        handle, size = await asyncio.to_thread(open_sized, reply.file)
         try:
             transport.write(response_head(reply.status, reply.headers, size) + date_line)
             sent = 0
@@ -466,12 +495,6 @@ def _send(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
         transport.write(head + body)
     else:
         transport.writelines((head, body))
-
-
-def _open(path: Path) -> tuple[BinaryIO, int]:
-    """The file and its size, in one trip to a worker thread."""
-    handle = path.open("rb")
-    return handle, os.fstat(handle.fileno()).st_size
 
 
 class _Unobserved:

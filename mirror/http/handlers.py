@@ -40,6 +40,18 @@ class Handlers:
         self.tally = HitTally(core.gate)
         self.readiness = Readiness(core.store, core.upstream, core.gate, core.reloader)
 
+    def admitted(self, authorization: bytes | None, address: str | None) -> tuple[bool, str | None]:
+        """For the front door: whether a request to cargo's routes may be answered there, and
+        who asked, for the audit log (the token's name and the address when tokens are on).
+        Without a valid token it goes to aiohttp's route, which answers 401 or 503 and why."""
+        if self.tokens is None:
+            return True, address
+        header = authorization.decode("latin-1") if authorization else None
+        identity = self.tokens.authenticate(header)
+        if identity is None:
+            return False, None
+        return True, f"{identity.name} ({address})"
+
     # -- GET /index/{path} --------------------------------------------------------------------
 
     async def index_file(self, request: web.Request) -> web.StreamResponse:

@@ -21,7 +21,7 @@ from email.utils import formatdate
 from typing import Any
 
 from mirror import metrics
-from mirror.http.reply import response_head
+from mirror.http.reply import h2_fields, response_head
 from mirror.request_ids import next_request_id
 from mirror.serving.gate import Gate, Request
 
@@ -34,6 +34,8 @@ class Prepared:
     etag: str | None  # a matching If-None-Match gets `not_modified` instead
     not_modified: bytes | None
     still_valid: Callable[[], bool]
+    h2_ok: list[tuple[bytes, bytes]]  # `ok` and `not_modified` as HTTP/2 header fields
+    h2_not_modified: list[tuple[bytes, bytes]] | None
     # What an allow is audited as; None for routes that audit nothing (config.json).
     crate: str | None = None
     version: str | None = None
@@ -53,11 +55,25 @@ def prepared_response(
 ) -> Prepared:
     """A 200 with `headers` (and a 304 twin when there is an ETag) for the table."""
     ok = response_head(200, headers, len(body))
-    not_modified = None
+    h2_ok = h2_fields(200, headers, len(body))
+    not_modified = h2_not_modified = None
     if etag is not None:
         kept = {k: v for k, v in headers.items() if k != "Content-Type"}
         not_modified = response_head(304, kept, None)
-    return Prepared(route, ok, body, etag, not_modified, still_valid, crate, version, details or {})
+        h2_not_modified = h2_fields(304, kept, None)
+    return Prepared(
+        route,
+        ok,
+        body,
+        etag,
+        not_modified,
+        still_valid,
+        h2_ok,
+        h2_not_modified,
+        crate,
+        version,
+        details or {},
+    )
 
 
 def http_date() -> bytes:

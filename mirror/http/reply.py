@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 SERVER_HEADER = b"Server: crate-mirror\r\n"
+SERVER_FIELD = (b"server", b"crate-mirror")
 TEXT = "text/plain; charset=utf-8"
 
 
@@ -43,3 +44,17 @@ def response_head(status: int, headers: Mapping[str, str], length: int | None) -
     if length is not None:
         lines.append(b"Content-Length: %d\r\n" % length)
     return b"".join(lines) + SERVER_HEADER
+
+
+def h2_fields(
+    status: int, headers: Mapping[str, str], length: int | None
+) -> list[tuple[bytes, bytes]]:
+    """The same as `response_head`, as HTTP/2 header fields (lower-case names, no Date)."""
+    fields = [(b":status", b"%d" % status)]
+    fields += [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+    if length is not None:
+        fields.append((b"content-length", b"%d" % length))
+    fields.append(SERVER_FIELD)
+    return fields

@@ -114,6 +114,7 @@ class MirrorCore:
         reloader: PolicyReloader | None = None,
         look_ahead: LookAhead | None = None,
         writes: WriteBehind,
+        upstream_far: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -126,6 +127,8 @@ class MirrorCore:
         self.publisher = publisher  # signs what is served (tuf.repository), in the background
         self.reloader = reloader  # re-reads the policy files (SIGHUP, file change)
         self.look_ahead = look_ahead  # fetches what cargo will ask for next
+        # Whether upstream answers from far away (mirror.serving.look_ahead.distant).
+        self.upstream_far = upstream_far
         # Store writes of what was answered from memory; `flush` before reading the store.
         self.writes = writes
 

@@ -148,6 +148,7 @@ def open_mirror(
         reloader=reloader,
         look_ahead=look_ahead,
         writes=writes,
+        upstream_far=_far(health) if health is not None else lambda: False,
     )
 
     async def close() -> None:

@@ -124,7 +124,8 @@ class UpstreamHealth:
     last_failure: float | None = None  # unix time of the last request that failed for good
     last_error: str | None = None
     failing: int = 0  # requests failed in a row (each after its retries)
-    # Seconds from sending a request to its answer's head, for the latest requests.
+    # Seconds from sending a request to its answer's head, for the latest requests (not the
+    # wait for a free connection: with many requests at once, that would be all it measured).
     answer_times: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWER_TIMES_KEPT))
 
     def quickest_answer_time(self) -> float | None:
@@ -154,6 +155,8 @@ class UpstreamClient:
         # The loop the session lives on: worker threads (python-tuf) submit requests to it.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.health = UpstreamHealth()
+        # A request waits here for one of the connections; the session's pool never queues.
+        self._slots: asyncio.Semaphore | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UpstreamClient:
@@ -276,37 +279,42 @@ class UpstreamClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         attempts = self._limits.retries + 1
         last_error = "no attempt made"
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._limits.concurrency)
         for attempt in range(attempts):
-            started = time.perf_counter()
-            try:
-                resp = await self.session.get(url, headers=headers, allow_redirects=True)
-            except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                last_error = f"upstream {describe(e)}"
-            else:
-                elapsed = time.perf_counter() - started
-                metrics.upstream_latency.labels(kind).observe(elapsed)
-                self.health.answer_times.append(elapsed)
-                if resp.status in _RETRY_STATUSES:
-                    last_error = f"upstream answered HTTP {resp.status}"
-                    delay = _retry_after(resp)
-                    resp.release()
-                    if delay is not None and delay > MAX_RETRY_AFTER:
-                        break
-                    if attempt + 1 < attempts:
-                        await asyncio.sleep(delay if delay is not None else backoff(attempt))
-                    continue
-                if resp.status >= 400 and resp.status not in (403, 404, 410, 451):
-                    resp.release()
-                    self.health.failed(f"HTTP {resp.status} for {kind}")
-                    raise UpstreamUnavailable(f"upstream answered HTTP {resp.status} for {kind}")
-                self.health.ok()
+            delay = backoff(attempt)
+            async with self._slots:  # held until the answer is read: never waiting for a retry
+                started = time.perf_counter()
                 try:
-                    yield resp
-                finally:
-                    resp.release()
-                return
+                    resp = await self.session.get(url, headers=headers, allow_redirects=True)
+                except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                    last_error = f"upstream {describe(e)}"
+                else:
+                    elapsed = time.perf_counter() - started
+                    metrics.upstream_latency.labels(kind).observe(elapsed)
+                    self.health.answer_times.append(elapsed)
+                    if resp.status in _RETRY_STATUSES:
+                        last_error = f"upstream answered HTTP {resp.status}"
+                        retry_after = _retry_after(resp)
+                        resp.release()
+                        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                            break
+                        delay = retry_after if retry_after is not None else delay
+                    else:
+                        if resp.status >= 400 and resp.status not in (403, 404, 410, 451):
+                            resp.release()
+                            self.health.failed(f"HTTP {resp.status} for {kind}")
+                            raise UpstreamUnavailable(
+                                f"upstream answered HTTP {resp.status} for {kind}"
+                            )
+                        self.health.ok()
+                        try:
+                            yield resp
+                        finally:
+                            resp.release()
+                        return
             if attempt + 1 < attempts:
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(delay)
         self.health.failed(last_error)
         raise UpstreamUnavailable(f"{last_error} (after {attempts} attempts)")
 

@@ -264,12 +264,13 @@ def test_markdown_report_has_every_section() -> None:
 def test_fetch_comparison_alternates_sides_and_takes_medians(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Runs go reference, mirror, reference, mirror; medians and the ratio follow."""
+    """Runs go reference, mirror, reference, mirror; medians and the ratio follow. cargo
+    multiplexes (offers HTTP/2) only to the mirror: the reference speaks HTTP/1.1."""
     order: list[str] = []
     times = iter([2.0, 3.0, 4.0, 5.0, 2.0, 4.0])
 
-    def fake_fetch(workdir: Path, url: str, lockfile: Path) -> float:
-        order.append(url)
+    def fake_fetch(workdir: Path, url: str, lockfile: Path, *, multiplexing: bool) -> float:
+        order.append(f"{url}{'+mux' if multiplexing else ''}")
         return next(times)
 
     @contextmanager
@@ -284,6 +285,6 @@ def test_fetch_comparison_alternates_sides_and_takes_medians(
         (("mirror", lambda: side("m")), ("direct", lambda: side("d"))),
         rounds=3,
     )
-    assert order == ["d", "m", "d", "m", "d", "m"]
+    assert order == ["d", "m+mux", "d", "m+mux", "d", "m+mux"]
     assert result.seconds_b == [2.0, 4.0, 2.0] and result.seconds_a == [3.0, 5.0, 4.0]
     assert result.ratio == 2.0  # median 4.0 / median 2.0

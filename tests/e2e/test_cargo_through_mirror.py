@@ -59,6 +59,43 @@ def test_cargo_fetches_online_then_builds_offline(
         offline.stop()
 
 
+def test_cargo_asks_over_http2_and_a_refusal_still_explains_itself(
+    tmp_path: Path, debian_registry: Registry
+) -> None:
+    """cargo offers HTTP/2 on every connection; with `http2: always` the mirror takes it even
+    on loopback. cargo fetches through it, and prints a 403's explanation as over HTTP/1.1."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 2\nrules:\n  deny: {mode: block}\n"
+        "deny:\n  - crate: rust_decimal\n    reason: not on this project\n"
+    )
+    env = {"CRATE_MIRROR_HTTP2": "always"}
+    with FakeUpstream(debian_registry).in_thread() as upstream:
+        mirror = MirrorProcess(
+            tmp_path / "cache", upstream=upstream.url + "/", policy=policy, env=env
+        ).start()
+        try:
+            refused = CargoProject(tmp_path / "refused", mirror.index_url, PROJECT_DEPS)
+            result = refused.generate_lockfile()
+            assert result.returncode != 0
+            assert "403" in result.stderr and "not on this project" in result.stderr
+            deps = {k: v for k, v in PROJECT_DEPS.items() if k != "rust_decimal"}
+            project = CargoProject(tmp_path / "project", mirror.index_url, deps)
+            _ok(project.generate_lockfile())
+            _ok(project.fetch())
+            assert len(project.lock_versions()) >= 10
+            metrics = urllib.request.urlopen(mirror.index_url.split("/index")[0] + "/metrics")
+            text = metrics.read().decode()
+            upgraded = [
+                line
+                for line in text.splitlines()
+                if line.startswith("crate_mirror_http2_connections_total ")
+            ]
+            assert upgraded and float(upgraded[0].split()[1]) >= 2
+        finally:
+            mirror.stop()
+
+
 def test_from_a_distant_upstream_the_crates_are_fetched_while_cargo_resolves(
     tmp_path: Path, debian_registry: Registry
 ) -> None:

@@ -47,6 +47,7 @@ from mirror.index import (
 from mirror.policy.model import parse_policy
 from mirror.policy.semver import Version, VersionReq
 from tests import REPO
+from tests.fixtures.h2_client import H2Client
 from tests.fixtures.registry import Registry
 
 FUZZ_EXAMPLES = int(os.environ.get("CRATE_MIRROR_FUZZ_EXAMPLES", "1000"))
@@ -445,9 +446,41 @@ def reset_after_pipelining(port: int, warm: str, method: str, target: str) -> No
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def over_http2(port: int, warm: str, method: str, target: str, headers: dict[str, str]) -> int:
+    """The fuzzed request as a stream of a connection cargo's way upgraded (on a warm hit):
+    its status, or 0 when it was reset (HTTP_1_1_REQUIRED) or the connection ended."""
+
+    async def ask() -> int:
+        client = await H2Client.upgrade(port, warm, strict=False)
+        try:
+            stream = client.get(target, headers, method=method)
+            answers = await client.wait([1, stream], timeout=10)
+        finally:
+            await client.close()
+        assert answers[0].status == 200
+        return answers[1].status
+
+    return asyncio.run(ask())
+
+
+def garbage_over_http2(port: int, warm: str, frames: bytes) -> None:
+    """Arbitrary bytes where HTTP/2 frames should follow the upgrade, then a close."""
+
+    async def send() -> None:
+        client = await H2Client.upgrade(port, warm)
+        client.writer.write(frames)
+        await client.writer.drain()
+        await client.close()
+
+    asyncio.run(send())
+
+
 # How a fuzzed request reaches the server: a plain head, one whose lines end in bare LF (never
-# a CRLFCRLF to wait for), or behind a warm hit the front door answers, then a reset.
-connection_shapes = st.sampled_from(("plain", "plain", "plain", "bare LF", "pipelined, then reset"))
+# a CRLFCRLF to wait for), behind a warm hit the front door answers then a reset, or as an
+# HTTP/2 stream after cargo's upgrade (and arbitrary bytes as frames).
+connection_shapes = st.sampled_from(
+    ("plain", "plain", "plain", "bare LF", "pipelined, then reset", "HTTP/2", "HTTP/2 garbage")
+)
 # Where an escaped exception would be logged: aiohttp's loggers, and asyncio's for a task
 # whose exception nobody retrieved.
 LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio")
@@ -500,10 +533,12 @@ def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(
     for name in LOGGERS:
         logging.getLogger(name).addHandler(errors)
     with upstream_process(small_registry) as upstream_url:
-        settings = mirror_settings(None, upstream_index=upstream_url + "/")
+        # HTTP/2 on loopback too (`auto` keeps a client on the same host on HTTP/1.1).
+        settings = mirror_settings(None, upstream_index=upstream_url + "/", http2="always")
         app = create_app(settings)  # start-up reads (policy, Python modules) happen before
         statuses: dict[int, int] = {}
-        resets = 0
+        over_h2: dict[int, int] = {}  # 0: sent back to HTTP/1.1 (or the connection ended)
+        resets = garbage = 0
         warm_hit = "/index/" + index_path("serde")
         with serving(app) as port:
             # Warm up: import-on-first-use of codecs and the like is Python, not the mirror;
@@ -515,12 +550,29 @@ def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(
             try:
 
                 @fuzz
-                @given(st.sampled_from(METHODS), paths, request_headers, connection_shapes)
-                def one(method: str, path: str, headers: dict[str, str], shape: str) -> None:
-                    nonlocal resets
+                @given(
+                    st.sampled_from(METHODS),
+                    paths,
+                    request_headers,
+                    connection_shapes,
+                    st.binary(max_size=300),
+                )
+                def one(
+                    method: str, path: str, headers: dict[str, str], shape: str, frames: bytes
+                ) -> None:
+                    nonlocal resets, garbage
                     if shape == "pipelined, then reset":
                         reset_after_pipelining(port, warm_hit, method, path)
                         resets += 1
+                        return
+                    if shape == "HTTP/2 garbage":
+                        garbage_over_http2(port, warm_hit, frames)
+                        garbage += 1
+                        return
+                    if shape == "HTTP/2":
+                        status = over_http2(port, warm_hit, method, path, headers)
+                        over_h2[status] = over_h2.get(status, 0) + 1
+                        assert status < 500, (method, path, status)
                         return
                     eol = "\n" if shape == "bare LF" else "\r\n"
                     status = raw_request(port, method, path, headers, eol=eol)
@@ -534,8 +586,9 @@ def test_fuzzed_requests_get_no_5xx_and_read_nothing_outside_the_cache(
                 rec.active = False
     for name in LOGGERS:
         logging.getLogger(name).removeHandler(errors)
-    assert sum(statuses.values()) + resets >= FUZZ_EXAMPLES
-    assert resets and statuses.get(400)
+    assert sum(statuses.values()) + resets + sum(over_h2.values()) + garbage >= FUZZ_EXAMPLES
+    assert resets and garbage and statuses.get(400) and over_h2.get(0)
+    print("over HTTP/2:", over_h2)
     assert errors.records == [], [r.getMessage() for r in errors.records[:5]]
     allowed = [settings.cache_dir, Path(sys.prefix), Path(sys.base_prefix)]
     stray = rec.outside(allowed)
