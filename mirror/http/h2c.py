@@ -38,6 +38,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    RemoteSettingsChanged,
     RequestReceived,
     StreamReset,
     WindowUpdated,
@@ -115,6 +116,8 @@ def on_same_host(transport: asyncio.BaseTransport) -> bool:
         address = ipaddress.ip_address(peer[0])
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
     return address.is_loopback or peer[0] == here[0]
 
 
@@ -212,8 +215,8 @@ class H2Door(asyncio.Protocol):
                 out = self._outgoing.pop(event.stream_id, None)
                 if out is not None:
                     _wake(out.sent)
-            elif isinstance(event, WindowUpdated):
-                self._pump()
+            elif isinstance(event, WindowUpdated | RemoteSettingsChanged):
+                self._pump()  # a window grew (a new initial window size grows them all)
             elif isinstance(event, ConnectionTerminated):
                 self._closing = True
         self._flush()
@@ -271,6 +274,8 @@ class H2Door(asyncio.Protocol):
         self.deadline = front.now + front.keepalive_timeout
         prepared = handlers.prepared.get(asked.target)
         if prepared is not None:
+            if not self._open(stream_id):
+                return  # reset in the same read that opened it: nothing to answer
             inm = asked.if_none_match
             if (
                 inm is not None
@@ -321,7 +326,8 @@ class H2Door(asyncio.Protocol):
         except Exception as e:
             # A bug while answering, or the crate's file broke mid-answer (its length is
             # promised): one structured line, and this stream reset (cargo retries).
-            log.error("request.cut", route=route[0], path=asked.target.decode(), exc_info=e)
+            path = asked.target.decode("latin-1")
+            log.error("request.cut", route=route[0], path=path, exc_info=e)
             self._reset(stream_id, ErrorCodes.INTERNAL_ERROR)
         finally:
             self._busy -= 1

@@ -10,6 +10,7 @@ offers the upgrade by default), and curl's fallback is checked against a server 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 from structlog.testing import capture_logs
 
 from mirror.audit.query import read_events
@@ -26,7 +28,7 @@ from mirror.http.handlers import Handlers
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources.tokens import TokenStore
-from tests.fixtures.h2_client import SMALL_WINDOW, H2Client, NotUpgraded
+from tests.fixtures.h2_client import SMALL_WINDOW, Answer, H2Client, NotUpgraded
 from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.upstream import FakeUpstream
 from tests.mirror_process import MirrorProcess
@@ -34,6 +36,15 @@ from tests.mirror_process import MirrorProcess
 ITOA = "/index/" + index_path("itoa")
 RYU = "/index/" + index_path("ryu")
 REFUSED = int(ErrorCodes.HTTP_1_1_REQUIRED)
+
+
+def _fields(target: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", b"mirror"),
+        (b":path", target.encode()),
+    ]
 
 
 def _handlers(client: TestClient[Any, Any]) -> Handlers:
@@ -201,6 +212,7 @@ def test_when_the_upgrade_is_worth_taking(
         (("10.0.0.5", 5000), ("10.0.0.5", 8080), True),  # this host's own address
         (("10.0.0.7", 5000), ("10.0.0.5", 8080), False),
         (("::ffff:10.0.0.7", 5000, 0, 0), ("::ffff:10.0.0.5", 8080, 0, 0), False),
+        (("::ffff:127.0.0.1", 5000, 0, 0), ("::ffff:10.0.0.5", 8080, 0, 0), True),
         ("", "/run/mirror.sock", True),  # a Unix socket
     ],
 )
@@ -248,6 +260,26 @@ async def test_a_large_crate_follows_the_clients_flow_control_window(
     assert [a.body == expected for a in answers[1:]] == [True, True]
 
 
+async def test_a_window_opened_by_new_settings_lets_the_answer_go(
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
+) -> None:
+    """A client may start with no window at all and open it with SETTINGS instead of a
+    WINDOW_UPDATE (RFC 9113 6.9.2)."""
+    client = await mirror_client(small_upstream, http2="always")
+    h2 = await H2Client.upgrade(
+        client.port, "/index/config.json", settings={SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    )
+    stream = h2.get(ITOA)
+    with pytest.raises(TimeoutError):
+        await h2.wait([1, stream], timeout=0.5)
+    assert h2.answers[1].status == 200 and h2.answers[1].body == b""  # headers only
+    h2.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    h2.flush()
+    first, answer = await h2.wait([1, stream])
+    assert b'"dl"' in first.body
+    assert answer.status == 200 and b'"name":"itoa"' in answer.body
+
+
 async def test_a_client_that_gives_no_window_back_is_closed_when_idle(
     small_upstream: FakeUpstream, mirror_client: MirrorClient
 ) -> None:
@@ -288,6 +320,26 @@ async def test_resetting_streams_as_fast_as_they_open_leaves_at_most_max_streams
         (answer,) = await h2.wait([ok], timeout=60)
         assert answer.status == 200
         assert 0 < most <= MAX_STREAMS
+
+
+async def test_repeated_answers_to_streams_reset_in_the_same_read_are_skipped(
+    small_upstream: FakeUpstream, mirror_client: MirrorClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """h2 reports a request and its reset together: a warm hit must not be written to a
+    stream that is already closed (that raised out of the protocol, and asyncio cut the
+    connection with a "Fatal error")."""
+    client = await mirror_client(small_upstream, http2="always")
+    h2 = await H2Client.upgrade(client.port, ITOA)
+    await h2.wait([1])  # ITOA is in the prepared table now
+    for _ in range(50):
+        stream = h2.conn.get_next_available_stream_id()
+        h2.conn.send_headers(stream, _fields(ITOA), end_stream=True)
+        h2.conn.reset_stream(stream)
+        h2.answers[stream] = Answer(done=True)
+    h2.flush()  # all in one write
+    (after,) = await h2.wait([h2.get(ITOA)])
+    assert after.status == 200
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_garbage_after_the_upgrade_ends_that_connection_only(
