@@ -137,6 +137,21 @@ AUDIT_INDEX_NAME = "audit-index.sqlite"
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+# Settings that take one of a few words. YAML reads `off`, `no`, `true` ... as booleans, so
+# `near_name_feed: off` or `http2: true` arrive as such: the error names the words instead.
+_WORDS: dict[str, tuple[str, ...]] = {
+    "s3_addressing": ("auto", "path", "virtual"),
+    "log_format": ("json", "console"),
+    "http2": ("auto", "always", "never"),
+    "near_name_feed": ("public", "clients", "off"),
+    "log_level": _LOG_LEVELS,
+}
+
+
+def _expected(words: tuple[str, ...]) -> str:
+    return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
 _NESTED = ("tuf", "alerts")  # mappings: settings file only, no environment variable
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -259,6 +274,8 @@ def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> A
     if value is None and "None" in kind:
         return None
     if not isinstance(value, str):
+        if name in _WORDS:  # YAML made a boolean of a word: say which words
+            raise ValueError(f"{_expected(_WORDS[name])} (quoted if need be), got {value!r}")
         raise ValueError(f"expected text, got {value!r}")
     return value
 
@@ -318,8 +335,6 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         parts = urlsplit(s.s3_endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             bad("s3_endpoint", f"expected an http(s) URL, got {s.s3_endpoint!r}")
-    if s.s3_addressing not in ("auto", "path", "virtual"):
-        bad("s3_addressing", "expected auto, path or virtual")
     if s.s3_part_bytes < 5 * 2**20:
         bad("s3_part_bytes", "must be at least 5 MiB (5242880): S3 refuses smaller parts")
     if s.s3_bucket is not None and not _BUCKET.fullmatch(s.s3_bucket):
@@ -331,14 +346,9 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         bad("s3_retries", "must not be negative")
     if s.lock_sync_interval <= 0:
         bad("lock_sync_interval", "must be positive")
-    if s.log_format not in ("json", "console"):
-        bad("log_format", "expected json or console")
-    if s.http2 not in ("auto", "always", "never"):
-        bad("http2", "expected auto, always or never")
-    if s.near_name_feed not in ("public", "clients", "off"):
-        bad("near_name_feed", "expected public, clients or off")
-    if s.log_level not in _LOG_LEVELS:
-        bad("log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
+    for name, words in _WORDS.items():
+        if getattr(s, name) not in words:
+            bad(name, _expected(words))
     return problems
 
 

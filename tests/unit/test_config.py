@@ -59,3 +59,28 @@ def test_bad_setting_names_file_line_and_field(
 def test_unknown_environment_variable_is_an_error() -> None:
     with pytest.raises(ConfigError, match="CRATE_MIRROR_LISTEN_PROT"):
         load_settings(None, env={"CRATE_MIRROR_LISTEN_PROT": "1"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("http2: true\n", "http2: expected auto, always or never (quoted if need be), got True"),
+        ("near_name_feed: off\n", "expected public, clients or off (quoted if need be), got False"),
+        ("http2: sometimes\n", "http2: expected auto, always or never"),
+        ("log_level: loud\n", "log_level: expected debug, info, warning or error"),
+    ],
+)
+def test_a_setting_that_takes_words_names_them(tmp_path: Path, text: str, message: str) -> None:
+    """YAML reads `off` or `true` as a boolean: the error says which words the setting takes."""
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert message in str(info.value)
+
+
+def test_quoted_words_and_the_environment_are_read_as_words(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text('near_name_feed: "off"\n')
+    settings = load_settings(path, env={"CRATE_MIRROR_HTTP2": "never"})
+    assert (settings.near_name_feed, settings.http2) == ("off", "never")
