@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import structlog
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -45,6 +45,7 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from mirror import metrics
 from mirror.http.cargo_routes import FILE_CHUNK, MAX_HEAD, Route, cargo_route, open_sized
@@ -229,11 +230,15 @@ class H2Door(asyncio.Protocol):
             self._transport.close()
 
     def close_when_idle(self) -> None:
-        """Shutting down: no new streams (GOAWAY); close once the open ones are answered."""
+        """Shutting down: no new streams (GOAWAY); close once the open ones are answered.
+
+        The GOAWAY is written here, not by h2's `close_connection`, which also ends h2's own
+        state: the streams being decided could then no longer be answered."""
         if not self._closing and self._transport is not None:
             self._closing = True
-            self._conn.close_connection()
-            self._flush()
+            goaway = GoAwayFrame(0)
+            goaway.last_stream_id = self._conn.highest_inbound_stream_id
+            self._write(self._conn.data_to_send() + goaway.serialize())
         self._close_if_done()
 
     def _close_if_done(self) -> None:
@@ -258,6 +263,9 @@ class H2Door(asyncio.Protocol):
                 authorization = value
             elif name == b"if-none-match":
                 if_none_match = value if if_none_match is None else if_none_match + b"," + value
+        if self._closing:  # opened after our GOAWAY: the client asks again elsewhere
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
         if odd or method != b"GET" or target is None:
             self._refuse(stream_id)
             return
@@ -418,6 +426,9 @@ class H2Door(asyncio.Protocol):
         self._flush()
 
     def _open(self, stream_id: int) -> bool:
+        """Whether `stream_id` can still be answered (not reset, and no GOAWAY received)."""
+        if self._conn.state_machine.state is ConnectionState.CLOSED:
+            return False
         stream = self._conn.streams.get(stream_id)
         return stream is not None and not stream.closed
 

@@ -57,9 +57,9 @@ ONLY: dict[tuple[str, str], frozenset[str]] = {
     ("policy", "scan"): frozenset({"mirror.scan.report"}),
     ("sources", "scan"): frozenset({"mirror.scan.report"}),
 }
-# The only layers that may know HTTP (aiohttp, httptools, h2): the front door and handlers, the
-# composition around them, and the one client that calls out.
-HTTP_LIBRARIES = ("aiohttp", "httptools", "h2")
+# The only layers that may know HTTP (aiohttp, httptools, h2, hyperframe): the front door
+# and handlers, the composition around them, and the one client that calls out.
+HTTP_LIBRARIES = ("aiohttp", "httptools", "h2", "hyperframe")
 KNOWS_HTTP = frozenset({"http", "app", "upstream"})
 
 

@@ -23,6 +23,7 @@ from h2.settings import SettingCodes
 from structlog.testing import capture_logs
 
 from mirror.audit.query import read_events
+from mirror.http.front import FrontDoor
 from mirror.http.h2c import MAX_STREAMS, on_same_host, worth_upgrading
 from mirror.http.handlers import Handlers
 from mirror.http.routes import HANDLERS
@@ -365,6 +366,29 @@ async def test_an_upgraded_connection_that_goes_quiet_is_closed(
     h2 = await H2Client.upgrade(client.port, ITOA)
     await h2.wait([1])
     assert await h2.closed(timeout=5)
+
+
+async def test_shutdown_answers_the_streams_being_decided_then_says_goaway(
+    small_upstream: FakeUpstream, mirror_client: MirrorClient
+) -> None:
+    client = await mirror_client(small_upstream, http2="always")
+    version = small_upstream.registry.versions("itoa")[-1]
+    small_upstream.faults.add("delay", match="download", times=1, seconds=0.5)
+    h2 = await H2Client.upgrade(client.port, ITOA)
+    await h2.wait([1])
+    busy = h2.get(f"/api/v1/crates/itoa/{version}/download")
+    await asyncio.sleep(0.1)
+    front = client.server.runner.server  # type: ignore[union-attr]
+    assert isinstance(front, FrontDoor)  # mirror.http.front.MirrorRunner's
+    front.pre_shutdown()
+    shutdown = asyncio.create_task(front.shutdown(5))
+    late = h2.get(ITOA)  # after the GOAWAY: refused, for the client to ask elsewhere
+    answer, refused = await h2.wait([busy, late])
+    assert answer.body == small_upstream.registry.crate_bytes("itoa", version)
+    assert refused.reset == int(ErrorCodes.REFUSED_STREAM)
+    assert await h2.closed(timeout=5)
+    assert h2.terminated == 0  # GOAWAY, NO_ERROR: no new streams
+    await shutdown
 
 
 async def test_requests_over_http2_are_audited_like_any_other(
