@@ -65,8 +65,7 @@ class FrontDoor:
         self.connections: set[FastProtocol | H2Door] = set()
         self.deciding: set[asyncio.Task[None]] = set()  # cargo requests being decided
         self.now = time.monotonic()
-        self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
-        self.date_field = (b"date", http_date())  # the same, for HTTP/2
+        self._date()
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def __call__(self) -> FastProtocol:
@@ -75,11 +74,15 @@ class FrontDoor:
     def _tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
         self.now = time.monotonic()
-        self.date_line = b"Date: " + http_date() + b"\r\n\r\n"
-        self.date_field = (b"date", self.date_line[6:-4])
+        self._date()
         for conn in [c for c in self.connections if c.deadline < self.now]:
             conn.close()  # idle, or trickling headers (slowloris): same limit as aiohttp's
         self.handlers.tally.flush()
+
+    def _date(self) -> None:
+        date = http_date()
+        self.date_line = b"Date: " + date + b"\r\n\r\n"
+        self.date_field = (b"date", date)  # the same, for HTTP/2
 
     # -- what aiohttp's runner calls on its server --------------------------------------------
 
@@ -305,15 +308,15 @@ class FastProtocol(asyncio.Protocol):
         if not admitted:
             return False  # the 401 and its explanation come from the handler
         prepared = handlers.prepared.get(self._target)
-        if prepared is None and cargo_route(self._target) is None:
+        route = cargo_route(self._target) if prepared is None else None
+        if prepared is None and route is None:
             return False
         if upgrade and self._keep_alive and self._h2c_offered():
             return True  # answered as HTTP/2's stream 1 (data_received switches)
-        if prepared is None:
-            route = cargo_route(self._target)
-            assert route is not None
+        if route is not None:
             self._decide(route, client)
             return True
+        assert prepared is not None
         transport = self._transport
         assert transport is not None
         # Without keep-alive (HTTP/1.1 `Connection: close`): answer, then close.

@@ -98,9 +98,10 @@ def open_mirror(
     # What requests were answered before it was in the store. Other workers read the store:
     # from a distant upstream they need the writes soon. (Replicas read the bucket, whose
     # uploads wait for a pause of their own: docs/scale-out.md.)
+    far = _far(health) if health is not None else None  # upstream answers from far away
     writes = WriteBehind()
-    if settings.workers > 1 and health is not None:
-        writes = WriteBehind(hurry=_far(health))
+    if settings.workers > 1 and far is not None:
+        writes = WriteBehind(hurry=far)
     indexes = IndexCache(
         store,
         upstream,
@@ -148,7 +149,7 @@ def open_mirror(
         reloader=reloader,
         look_ahead=look_ahead,
         writes=writes,
-        upstream_far=_far(health) if health is not None else lambda: False,
+        upstream_far=far or (lambda: False),
     )
 
     async def close() -> None:

@@ -282,7 +282,7 @@ class UpstreamClient:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._limits.concurrency)
         for attempt in range(attempts):
-            delay = backoff(attempt)
+            retry_after = None
             async with self._slots:  # held until the answer is read: never waiting for a retry
                 started = time.perf_counter()
                 try:
@@ -299,7 +299,6 @@ class UpstreamClient:
                         resp.release()
                         if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                             break
-                        delay = retry_after if retry_after is not None else delay
                     else:
                         if resp.status >= 400 and resp.status not in (403, 404, 410, 451):
                             resp.release()
@@ -314,7 +313,7 @@ class UpstreamClient:
                             resp.release()
                         return
             if attempt + 1 < attempts:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(retry_after if retry_after is not None else backoff(attempt))
         self.health.failed(last_error)
         raise UpstreamUnavailable(f"{last_error} (after {attempts} attempts)")
 
