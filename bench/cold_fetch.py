@@ -8,10 +8,12 @@ Runs alternate between the two sides (A, B, A, B, ...) so that drift on a shared
 machine (page cache, CPU frequency, other tenants) hits both sides alike; medians are reported.
 
 cargo runs with its defaults against the mirror (side A): it offers HTTP/2, which the mirror
-takes. The reference (side B: the fixture upstream, nginx) speaks only HTTP/1.1, and there
-cargo runs with `multiplexing = false`, its quicker setting against such a server: with
-multiplexing on, cargo holds requests back until it learns a connection cannot multiplex
-(2.73 s against 3.96 s for a direct fetch from an upstream 20 ms away; the same on loopback).
+takes as its `http2` setting says (`auto`: not from a cargo on its own host while upstream is
+near, so over HTTP/1.1 on loopback; over HTTP/2 from an upstream 20 ms away). The reference
+(side B: the fixture upstream, nginx) speaks only HTTP/1.1, and there cargo runs with
+`multiplexing = false`, its quicker setting against such a server: with multiplexing on,
+cargo holds requests back until it learns a connection cannot multiplex (2.73 s against
+3.96 s for a direct fetch from an upstream 20 ms away; the same on loopback).
 """
 
 from __future__ import annotations
