@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.printable import printable
+
 
 class MirrorError(Exception):
     """Base class: the message is safe to show to a client (no secrets, no paths)."""
@@ -77,7 +79,11 @@ class StoreUnavailable(StorageError):
 
 
 class ArchiveError(MirrorError):
-    pass
+    """Its message may quote the crate (a file name, a line of code): kept printable, for
+    the 403 body cargo prints and for terminals (mirror.printable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 @dataclass(frozen=True)

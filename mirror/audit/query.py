@@ -17,10 +17,10 @@ from typing import Any
 
 from mirror.audit.event import parse_line
 from mirror.audit.files import FEED_NAME, chain_directories, chain_files, read_tail
+from mirror.printable import printable
 
 _CLOCK_SLACK = timedelta(minutes=5)  # how far out of time order events may be written
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -159,9 +159,9 @@ def select(
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
-    # Requested names and reasons can carry client-chosen text: escape control characters
-    # so a crafted name cannot move the cursor or rewrite earlier rows (terminal injection).
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+    # Requested names and reasons can carry client-chosen text: escaped, a crafted name
+    # cannot move the cursor or rewrite earlier rows (terminal injection).
+    return printable(value)
 
 
 def _crate_at(event: dict[str, Any]) -> str:

@@ -17,8 +17,9 @@ from mirror.audit import AuditEvent, AuditLog
 from mirror.audit.index import IndexPlace
 from mirror.config import load_settings
 from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
-from mirror.index import CrateRef, IndexFile, validate_name
+from mirror.index import CrateRef, IndexFile, IndexLine, validate_name
 from mirror.policy.capability_lock import describe, merged, revocation
+from mirror.printable import printable
 from mirror.scan.capabilities import (
     Capability,
     CapabilityReport,
@@ -55,7 +56,8 @@ def register(subparsers: Any) -> None:
         help="approve a crate's capabilities in the capability lock",
         description="Add an approval to the reviewed capability lock (it also lifts the "
         "malicious-crate rule for that version). Without --caps, approves exactly the "
-        "capabilities the scan of NAME@VERSION found (the crate must be in the cache). With "
+        "capabilities the scan of NAME@VERSION found (the crate must be in the cache); with "
+        "--caps, NAME@VERSION must be a version the mirror has seen. With "
         "--lockfile, approves everything that Cargo.lock needs reviewed, with one reason. "
         "Running servers apply it at once (give the settings they run with: --config, or "
         "--lock and --cache-dir as printed in their 403s).",
@@ -85,7 +87,7 @@ def register(subparsers: Any) -> None:
         help="remove approvals from the capability lock",
         description="Remove a crate's approvals (all, one --versions range, or some --caps).",
     )
-    revoke.add_argument("name", metavar="NAME[@VERSION]", help="crate (a version is ignored)")
+    revoke.add_argument("name", metavar="NAME", help="the crate (approvals cover version ranges)")
     revoke.add_argument("--versions", metavar="REQ", help="only the approval with this range")
     revoke.add_argument("--caps", help="only these capabilities (comma-separated)")
     revoke.add_argument("--reason", required=True, help="why (written to the audit log)")
@@ -198,8 +200,12 @@ def _existing_cache(cache_dir: Path) -> FilesystemStore | None:
     return FilesystemStore(cache_dir) if cache_dir.is_dir() else None
 
 
-def _stored_crate(ref: CrateRef, store: FilesystemStore) -> bytes:
-    """The .crate bytes of name@version: cached index file -> cksum -> the stored crate."""
+def _cached_line(ref: CrateRef, cache_dir: Path) -> IndexLine:
+    """name@version's line in the cached index file; NotFound when the mirror has not seen
+    that version (an approval of a mistyped version would approve every version)."""
+    store = _existing_cache(cache_dir)
+    if store is None:
+        raise NotFound(f"{ref}: no mirror cache at {cache_dir}")
     cached = store.read_index(ref.name)
     if cached is None:
         raise NotFound(
@@ -209,6 +215,12 @@ def _stored_crate(ref: CrateRef, store: FilesystemStore) -> bytes:
     line = IndexFile.parse(cached.body).find(ref.version)
     if line is None:
         raise NotFound(f"{ref} is not in the cached index file")
+    return line
+
+
+def _stored_crate(ref: CrateRef, store: FilesystemStore) -> bytes:
+    """The .crate bytes of name@version: cached index file -> cksum -> the stored crate."""
+    line = _cached_line(ref, store.root)
     if not store.has_crate(line.cksum):
         raise NotFound(f"{ref} has not been downloaded through the mirror yet")
     return store.crate_path(line.cksum).read_bytes()
@@ -244,6 +256,7 @@ def _approve(args: argparse.Namespace) -> int:
     ref = CrateRef.parse(args.spec)
     if args.caps is not None:
         caps = parse_capabilities(args.caps)
+        _cached_line(ref, places.cache_dir)  # a version the mirror has seen, not a typo
     else:
         caps = load_report(str(ref), places.cache_dir).capability_set
     when = datetime.now(UTC)
@@ -258,7 +271,9 @@ def _approve(args: argparse.Namespace) -> int:
     _audit(
         places.audit_dir,
         "approve",
-        f"{by} approved {listed} for {ref.name}" + (f" {args.versions}" if args.versions else ""),
+        f"{by} approved {listed} for {ref.name}"
+        + (f" {args.versions}" if args.versions else "")
+        + f": {args.reason}",
         ref.name,
         ref.version,
         {
@@ -299,8 +314,15 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    if "@" in args.name:
+        # An approval covers a range, not one version: revoking "name@1.0.1" would have
+        # removed them all. Say so rather than guess.
+        raise BadRequest(
+            f"{args.name}: revoke takes a crate name; to revoke one approval's range, give "
+            "its --versions REQ (as the lock lists it)"
+        )
     places = lock_places(args)
-    name = validate_name(args.name.partition("@")[0])
+    name = validate_name(args.name)
     caps = parse_capabilities(args.caps) if args.caps is not None else None
     before = merged(load_lock(places.reviewed), load_lock(places.recorded))
     if not before.approvals(name):
@@ -320,7 +342,9 @@ def _revoke(args: argparse.Namespace) -> int:
     _audit(
         places.audit_dir,
         "revoke",
-        f"{by} revoked {what} for {name}" + (f" {args.versions}" if args.versions else ""),
+        f"{by} revoked {what} for {name}"
+        + (f" {args.versions}" if args.versions else "")
+        + f": {args.reason}",
         name,
         None,
         {
@@ -365,11 +389,11 @@ def _pending(args: argparse.Namespace) -> int:
             continue
         print(f"{hold.crate} {hold.version or '(every version)'}  {hold.action} by {hold.rule}, "
               f"{hold.count} request(s)")  # fmt: skip
-        print(f"  {_cell(review.event.get('reason', ''))}")
+        print(f"  {printable(review.event.get('reason', ''))}")
         for addition in review.added:
             print(f"  + {addition.capability}")
             for e in addition.evidence:
-                print(f"      {_cell(e.file)}:{e.line} {_cell(e.item)}")
+                print(f"      {printable(e.file)}:{e.line} {printable(e.item)}")
         if review.approvable:
             print(f"  approve: {review.command}")
     if not reviews and not args.json:
@@ -395,11 +419,6 @@ def _desk(places: LockPlaces, place: IndexPlace) -> Iterator[ReviewDesk]:
     finally:
         audit.close()
         index.close()
-
-
-def _cell(value: object) -> str:
-    """Crate-controlled text on a terminal: control characters escaped (no injection)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def run_diff(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,7 +13,9 @@ from mirror.errors import ConfigError
 from mirror.policy.decision import Mode
 from mirror.policy.model import RULE_NAMES, Policy
 from mirror.sources.advisories import load_advisories
-from mirror.sources.policy_files import load_policy
+from mirror.sources.capability_lockfile import load_lock
+from mirror.sources.corpus import load_corpus
+from mirror.sources.policy_files import PolicyFiles, load_policy
 
 
 def register(subparsers: Any) -> None:
@@ -60,28 +63,42 @@ def check_policy(
         print(f"{path}: invalid ({count} problem{'s' if count != 1 else ''})", file=out)
         return 1
     today = today or dt.datetime.now(dt.UTC).date()
-    problems = _advisory_problems(policy)
+    problems = _file_problems(policy)
     for line in problems:
         print(line, file=out)
     for warning in _warnings(policy, today):
         print(f"warning: {warning}", file=out)
     if problems:
-        print(f"{path}: invalid advisory database ({len(problems)} problems)", file=out)
+        count = len(problems)
+        print(f"{path}: invalid ({count} problem{'s' if count != 1 else ''} in the files it names)",
+              file=out)  # fmt: skip
         return 1
     if not quiet:
         _summary(policy, out)
     return 0
 
 
-def _advisory_problems(policy: Policy) -> list[str]:
-    rule = policy.rules.advisories
-    if rule.mode is Mode.OFF or rule.db is None or not rule.db.exists():
-        return []
-    try:
-        load_advisories(rule.db)
-    except ConfigError as e:
-        return [str(p) for p in e.problems]
-    return []
+def _file_problems(policy: Policy) -> list[str]:
+    """What is wrong in the files the policy names that exist (the advisory database, the
+    corpus, the capability lock), read as the server reads them; a missing one is a
+    warning (`_warnings`)."""
+    rules = policy.rules
+    files = PolicyFiles(policy.path)
+    corpus = files.corpus_path(policy)
+    checks: list[tuple[Mode, Path | None, Callable[[Path], object]]] = [
+        (rules.advisories.mode, rules.advisories.db, load_advisories),
+        (rules.risk.mode, corpus, load_corpus),
+        (rules.capabilities.mode, files.lock_path(policy), load_lock),
+    ]
+    problems = []
+    for mode, file, load in checks:
+        if mode is Mode.OFF or file is None or not file.exists():
+            continue
+        try:
+            load(file)
+        except ConfigError as e:
+            problems += [str(p) for p in e.problems]
+    return problems
 
 
 def _warnings(policy: Policy, today: dt.date) -> list[str]:

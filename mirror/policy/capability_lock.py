@@ -30,6 +30,7 @@ from typing import Any, Literal
 from mirror.index import canonical_name, validate_name
 from mirror.policy.decision import Action, Decision, Mode
 from mirror.policy.semver import Version, VersionReq
+from mirror.printable import printable
 from mirror.scan.report import Capability, CapabilityReport, CapabilitySet, Evidence
 
 LOCK_FORMAT = 1
@@ -319,9 +320,9 @@ def describe(caps: Mapping[Capability, tuple[Evidence, ...]]) -> str:
         if not evidence:
             parts.append(cap.value)
             continue
-        first = evidence[0]
-        item = f" {first.item}" if first.item != first.file else ""
-        parts.append(f"{cap.value} ({first.file}:{first.line}{item})")
+        first = evidence[0]  # its file and item are the crate's text: printable
+        item = f" {printable(first.item)}" if first.item != first.file else ""
+        parts.append(f"{cap.value} ({printable(first.file)}:{first.line}{item})")
     return ", ".join(parts)
 
 

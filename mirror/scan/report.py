@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from mirror.printable import printable
+
 REPORT_FORMAT = 5  # bump when scanning changes, so stored reports are redone
 MAX_EVIDENCE = 20  # evidence entries kept per capability or finding per crate (scan order)
 
@@ -103,7 +105,7 @@ class Evidence:
     item: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} {self.item}"
+        return f"{printable(self.file)}:{self.line} {printable(self.item)}"
 
 
 def _empty() -> Mapping[Any, Any]:

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from mirror.errors import ConfigError, Problem
+from mirror.printable import printable
 
 KINDS = (
     "block",
@@ -264,8 +265,9 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
 
 
 def slack_escape(text: str) -> str:
-    """Slack's required escaping: a crate called `<!channel>` or `<https://x|y>` stays text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's required escaping: a crate called `<!channel>` or `<https://x|y>` stays text;
+    and no newline of the crate's starts a line of its own (a fake headline)."""
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _clip(value: Any) -> Any:

@@ -27,6 +27,7 @@ from mirror.config import Settings
 from mirror.errors import (
     ArchiveError,
     BadRequest,
+    Blocked,
     IntegrityError,
     MirrorError,
     NotFound,
@@ -173,6 +174,18 @@ class MirrorCore:
 
     async def fetch_crate(
         self, name: str, version: str, client: Client, *, route: str = "download"
+    ) -> CrateAnswer:
+        try:
+            return await self._fetch_crate(name, version, client, route)
+        except Blocked:
+            # The 403 prints the command that approves it, which finds the version in the
+            # store (its index file, its crate): a person runs it at once, so what this
+            # request fetched must be there by then, not once the writes' turn comes.
+            await self.writes.flush()
+            raise
+
+    async def _fetch_crate(
+        self, name: str, version: str, client: Client, route: str
     ) -> CrateAnswer:
         name, version = validate_name(name), validate_version(version)
         req = Request(client.request_id, client.who, route, name, version)

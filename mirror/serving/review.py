@@ -199,7 +199,7 @@ class ReviewDesk:
                 AuditEvent(
                     action="approve",
                     rule=hold.rule,
-                    reason=f"{by} approved {listed} for {hold.crate} (reviewed {version})",
+                    reason=f"{by} approved {listed} for {hold.crate} (reviewed {version}): {why}",
                     route=via,
                     crate=hold.crate,
                     version=version,

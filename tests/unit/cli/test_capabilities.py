@@ -203,6 +203,7 @@ def test_commands_read_the_servers_settings_file(
     )
     config = tmp_path / "mirror.yaml"
     config.write_text(f"cache_dir: {dirs['cache']}\npolicy: {policy_dir / 'policy.yaml'}\n")
+    store_crate(Path(dirs["cache"]), make_crate({}, name="x", version="1.0.0"), "x", "1.0.0")
     code, _, err = run(["approve", "x@1.0.0", "--caps", "net", "--reason", "r",
                         "--config", str(config)], capsys)  # fmt: skip
     assert code == 0, err
@@ -239,3 +240,84 @@ def test_diff_between_versions(
     assert "demo 1.0.0 -> demo 1.1.0" in out
     assert "adds: build_script (build.rs:1), net (src/lib.rs:1 use std::net::UdpSocket)" in out
     assert "  - fs" in out
+
+
+def test_approve_with_caps_refuses_a_version_the_mirror_has_not_seen(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`approve tool@9.9.9 --caps ...` used to succeed: an approval of a mistyped version
+    with no --versions approved every version, the held one included."""
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    for spec in ("tool@9.9.9", "nosuchcrate@1.0.0"):
+        code, out, err = run(["approve", spec, "--caps", "net", "--reason", "r", *opts], capsys)
+        assert code == 2 and "approved" not in out, (spec, out)
+        assert "not in the cache" in err or "not in the cached index file" in err
+    assert not Path(dirs["lock"]).exists()
+    assert not Path(dirs["audit"]).exists()  # nothing approved, nothing audited
+    code, out, _ = run(["approve", "tool@1.0.0", "--caps", "net", "--reason", "r", *opts], capsys)
+    assert code == 0 and "approved for tool@1.0.0: net" in out
+
+
+def test_revoke_of_one_version_is_refused_not_widened(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`revoke tool@1.0.1` used to revoke every approval of tool, printing so afterwards."""
+    opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    assert run(["approve", "tool@1.0.0", "--caps", "fs", "--reason", "r", *opts], capsys)[0] == 0
+    code, out, err = run(["revoke", "tool@1.0.1", "--reason", "only 1.0.1", *opts], capsys)
+    assert code == 2 and "revoked" not in out
+    assert "takes a crate name" in err and "--versions" in err
+    assert load_lock(Path(dirs["lock"])).approved_for("tool", "1.0.0") == frozenset({C.FS})
+
+
+def test_approvals_and_revocations_audit_the_reviewers_reason(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reason is what `audit query` and the alerts show: it carries the human's why."""
+    opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    run(["approve", "tool@1.0.0", "--caps", "net", "--reason", "SEC-42 telemetry", *opts], capsys)
+    run(["revoke", "tool", "--reason", "vendor gone", *opts], capsys)
+    reasons = [e["reason"] for e in read_events(Path(dirs["audit"]))]
+    assert reasons[0].endswith("approved net for tool: SEC-42 telemetry")
+    assert reasons[1].endswith("revoked all approvals for tool: vendor gone")
+
+
+def test_crate_text_reaches_the_terminal_escaped(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """File names and code are the crate's: an ESC sequence in them would recolour, erase
+    or rewrite what a reviewer reads, a newline would add lines of the crate's choosing,
+    and a bidi override would reorder them. `scan`, `diff`, `pending` and the reason of a
+    block (the 403 body cargo prints) show them escaped."""
+    hostile = {
+        "src/\x1b[2K\x1b[1Aok\n\u202efake.rs": "use std::net::TcpStream;\n",
+        "src/lib.rs": 'fn f() { std::process::Command::new("\x1b]8;;http://x\x1b\\sh"); }\n',
+    }
+    old = tmp_path / "old.crate"
+    new = tmp_path / "new.crate"
+    old.write_bytes(make_crate({}, name="tool", version="1.0.0"))
+    new.write_bytes(make_crate(hostile, name="tool", version="1.0.1"))
+    store_crate(Path(dirs["cache"]), old.read_bytes(), "tool", "1.0.0")
+    store_crate(Path(dirs["cache"]), new.read_bytes(), "tool", "1.0.1")
+    lock_opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    assert run(["approve", "tool@1.0.0", "--reason", "r", *lock_opts], capsys)[0] == 0
+    outputs = []
+    for argv in (["scan", str(new)], ["diff", str(old), str(new)]):
+        code, out, _ = run(argv, capsys)
+        assert code == 0
+        outputs.append(out)
+    hold_as_the_server_does(Path(dirs["audit"]), Path(dirs["lock"]), Path(dirs["cache"]),
+                            "tool@1.0.1")  # fmt: skip
+    code, out, _ = run(["pending", *lock_opts], capsys)
+    assert code == 0 and "net" in out
+    outputs.append(out)
+    block = next(e for e in read_events(Path(dirs["audit"])) if e["action"] == "block")
+    assert "adds: net (src/" in block["reason"]
+    outputs.append(block["reason"])
+    for text in outputs:
+        assert "\x1b" not in text and "\u202e" not in text, text
+        assert "\\x1b[2K" in text, text
+        assert not any(line.startswith("ok") for line in text.splitlines()), text

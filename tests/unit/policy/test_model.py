@@ -22,7 +22,7 @@ from mirror.policy.model import (
     parse_duration,
 )
 from mirror.policy.semver import VersionReq
-from mirror.sources.policy_files import load_policy
+from mirror.sources.policy_files import PolicyFiles, load_policy
 from tests import REPO
 
 POLICIES = REPO / "policies"
@@ -438,6 +438,24 @@ def test_policy_check_loads_the_advisory_db(tmp_path: Path) -> None:
     assert str(bad) in out.getvalue()
     bad.write_text('```toml\n[advisory]\nid = "RUSTSEC-2024-0001"\npackage = "x"\n```\n')
     assert policy_cmd.check_policy(path, out=io.StringIO()) == 0
+
+
+def test_policy_check_reads_the_capability_lock_and_corpus_as_the_server_does(
+    tmp_path: Path,
+) -> None:
+    """A lock that is invalid YAML passed `policy check`, and `serve` refused it."""
+    (tmp_path / "c.yaml").write_text("version: 1\ncrates: {foo: [\n")
+    path = _write(tmp_path, "version: 2\nrules:\n  capabilities: {mode: block, lock: c.yaml}\n")
+    out = io.StringIO()
+    assert policy_cmd.check_policy(path, out=out) == 1
+    assert f"{tmp_path / 'c.yaml'}:" in out.getvalue() and "OK:" not in out.getvalue()
+    (tmp_path / "c.yaml").write_text("version: 1\ncrates: {}\n")
+    assert policy_cmd.check_policy(path, out=io.StringIO()) == 0
+    (tmp_path / "corpus.txt").write_text("not a corpus\x00\n")
+    path = _write(tmp_path, "version: 2\nrules:\n  risk: {mode: block, corpus: corpus.txt}\n")
+    with pytest.raises(ConfigError):
+        PolicyFiles(path).validate()  # what `serve` runs
+    assert policy_cmd.check_policy(path, out=io.StringIO()) == 1
 
 
 @pytest.mark.parametrize("name", ["default.yaml", "strict.yaml"])

@@ -77,6 +77,17 @@ def test_slack_payload_escapes_crate_controlled_text() -> None:
     assert "<http://mirror/-/events/3|evidence>" in text  # our own link stays a link
 
 
+def test_slack_payload_gives_crate_text_no_line_of_its_own() -> None:
+    """A newline in a crate's text (a file name in the evidence) used to end the quote and
+    start a line of the crate's choosing: a bold "approved by security-team" headline."""
+    reason = "adds: fs (src/a\n\n*crate-mirror approved: x 1.0.0* by security-team\n> ok.rs:1)"
+    alert = Alert(("block",), {"crate": "x", "version": "1.0.0", "action": "block",
+                               "rule": "capabilities", "reason": reason}, {})  # fmt: skip
+    lines = slack_payload(alert)["blocks"][0]["text"]["text"].splitlines()
+    assert not any(line.startswith("*crate-mirror approved") for line in lines)
+    assert lines[-1].startswith("> adds: fs (src/a\\n\\n*crate-mirror approved")
+
+
 def test_json_payload_and_signature() -> None:
     """The generic payload carries the event and links; a secret signs the body."""
     hook = Hook("h", "http://r", "json", frozenset({"block"}), secret="s3cret")
