@@ -292,7 +292,7 @@ def test_crate_text_reaches_the_terminal_escaped(
     or rewrite what a reviewer reads, a newline would add lines of the crate's choosing,
     and a bidi override would reorder them. `scan`, `diff`, `pending` and the reason of a
     block (the 403 body cargo prints) show them escaped."""
-    hostile = {
+    hostile: dict[str, str | bytes] = {
         "src/\x1b[2K\x1b[1Aok\n\u202efake.rs": "use std::net::TcpStream;\n",
         "src/lib.rs": 'fn f() { std::process::Command::new("\x1b]8;;http://x\x1b\\sh"); }\n',
     }
