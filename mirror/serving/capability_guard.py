@@ -65,6 +65,7 @@ SCANS_AHEAD_AT_ONCE = 2  # background scans of new versions running at the same 
 # First sightings are scanned once downloads pause this long (a build's fetch is over) ...
 RECORD_WHEN_QUIET = 0.5
 RECORD_WITHIN = 10.0  # ... or this long after they were answered, whichever comes first
+MAX_ANNOUNCED = 10_000  # holds remembered as audited (`CapabilityGuard._announce`)
 
 Audit = Callable[[AuditEvent], None]
 FetchCrate = Callable[[IndexLine], Awaitable[CrateFile]]
@@ -143,6 +144,8 @@ class CapabilityGuard:
         self._sightings: dict[str, _Sighting] = {}  # crate name -> its first sighting
         self._last_decided = 0.0  # loop time of the last download decided
         self._hurry: asyncio.Event | None = None  # set by `settle`: record now (serving loop)
+        # (crate, version) -> the reason of the hold last audited for it (`_announce`)
+        self._announced: dict[tuple[str, str], str] = {}
 
     @classmethod
     def for_policy(
@@ -215,6 +218,7 @@ class CapabilityGuard:
             report = reports[line.vers]
             if report is not None:
                 decision = self._decide(line, report)
+                self._announce(line, decision)
                 if decision.action is not Action.ALLOW:
                     out[line.vers] = decision
         if self._rule.mode is Mode.BLOCK:
@@ -244,6 +248,7 @@ class CapabilityGuard:
             await asyncio.to_thread(self._record_first_seen, line, report)
         elif decision.action is not Action.ALLOW:
             self._changes += 1  # newly known verdict: index views drop this version
+        self._announce(line, decision, audited=True)  # the gate audits this download
         return decision
 
     async def settle(self) -> None:
@@ -514,6 +519,24 @@ class CapabilityGuard:
         decision = self._decide(line, report)
         if decision.action is not Action.ALLOW:
             self._changes += 1
+        self._announce(line, decision)
+
+    def _announce(self, line: IndexLine, decision: Decision, *, audited: bool = False) -> None:
+        """Audit a hold (under `mode: warn`, a finding) of a version once, with its evidence
+        and approve command, whoever learnt it: this guard's scan ahead, the risk rule's scan
+        of a new version, a revoke that turned approvals off. `pending`, the console and the
+        alerts read the audit log; a version only kept out of the index would otherwise
+        wait for a review nobody was told about. Said again only when its reason changes."""
+        key = (line.name.lower(), line.vers)
+        if decision.action is Action.ALLOW:
+            self._announced.pop(key, None)
+            return
+        if self._announced.get(key) == decision.reason:
+            return
+        if len(self._announced) >= MAX_ANNOUNCED:
+            self._announced.clear()  # at worst a hold is audited twice
+        self._announced[key] = decision.reason
+        if not audited:
             self._audit(self._event(line, decision, route="index"))
 
 

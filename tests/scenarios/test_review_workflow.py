@@ -18,6 +18,7 @@ from mirror.cli import main
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
 from mirror.sources.capability_lockfile import load_lock
+from tests import REPO
 from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
@@ -230,3 +231,55 @@ async def test_a_download_of_a_version_hidden_until_scanned_is_scanned_on_the_sp
     assert await versions_served(client, "gizmo") == ["1.0.0"]
     resp = await client.get("/api/v1/crates/gizmo/1.1.0/download")
     assert resp.status == 200
+
+
+async def test_a_hold_learnt_from_another_rules_scan_is_on_the_record_for_review(
+    mirror_client: MirrorClient,
+    small_upstream: FakeUpstream,
+    small_registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The shipped default policy with `capabilities: block`: its risk rule scans a fresh
+    release before serving it, so the capability guard had nothing left to scan ahead, and
+    only its own scans audited a hold. The release that adds `process` was kept out of the
+    index with nobody told: nothing pending, no alert, no explanation. A revoke changes why
+    it is held: that is said again."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (REPO / "policies" / "default.yaml").read_text()
+    assert "  capabilities:\n    mode: warn\n" in shipped
+    (policies / "default.yaml").write_text(
+        shipped.replace("  capabilities:\n    mode: warn\n", "  capabilities:\n    mode: block\n")
+    )
+    (policies / "popular-crates.txt").write_bytes(
+        (REPO / "policies" / "popular-crates.txt").read_bytes()
+    )
+    gizmo_reviewed_plain(policies)
+    small_registry.add_crate("gizmo", "1.0.0", {"src/lib.rs": PLAIN})
+    small_registry.add_crate("gizmo", "1.0.1", {"src/lib.rs": RUNS_SH})
+    client = await mirror_client(small_upstream, policy=policies / "default.yaml", index_ttl=0)
+    index = AuditIndex(tmp_path / "cache" / "audit")
+
+    async def pending() -> list[tuple[str, str]]:
+        client.app[HANDLERS].core.gate.audit.flush()
+        await asyncio.sleep(0.2)  # the writer's batch
+        index.refresh()
+        return sorted((h.crate, h.version) for h in index.pending())
+
+    assert await versions_served(client, "gizmo") == ["1.0.0"]
+    assert await pending() == [("gizmo", "1.0.1")]
+    assert await versions_served(client, "gizmo") == ["1.0.0"]
+    events = [e for e in read_events(tmp_path / "cache" / "audit") if e.get("version") == "1.0.1"]
+    assert [e["action"] for e in events] == ["block"]  # said once, not on every request
+    assert "crate-mirror approve gizmo@1.0.1 --caps process" in events[0]["details"]["approve"]
+
+    assert (await client.get("/api/v1/crates/gizmo/1.0.0/download")).status == 200
+    await settled(client)
+    flags = ["--lock", str(policies / "capabilities.lock.yaml"), "--cache-dir",
+             str(tmp_path / "cache")]  # fmt: skip
+    assert main(["revoke", "gizmo", "--reason", "maintainer account lost", *flags]) == 0
+    assert await versions_served(client, "gizmo") == ["1.0.0"]  # it needs nothing approved
+    assert await pending() == [("gizmo", "1.0.1")]
+    events = [e for e in read_events(tmp_path / "cache" / "audit") if e.get("version") == "1.0.1"]
+    assert [e["action"] for e in events] == ["block", "block"]
+    assert "approvals were revoked" in events[1]["reason"]
