@@ -82,6 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise BadRequest("no TUF repository: give --repo or configure tuf.repository")
         refs = [ref for lock in args.lockfile for ref in crates_in_lockfile(lock)]
         refs += [CrateRef.parse(spec) for spec in args.crates]
+        _writable_out(args.out)  # before fetching and signing, not after
     except ConfigError as e:
         print(f"crate-mirror export: invalid configuration:\n{e}", file=sys.stderr)
         return 2
@@ -93,6 +94,13 @@ def run_export(args: argparse.Namespace) -> int:
     except MirrorError as e:
         print(f"crate-mirror export: {e}", file=sys.stderr)
         return 1
+
+
+def _writable_out(out: Path) -> None:
+    if out.is_dir():
+        raise BadRequest(f"--out {out} is a directory: give the bundle's file name")
+    if not out.parent.is_dir():
+        raise BadRequest(f"--out {out}: no directory {out.parent}")
 
 
 async def _export(

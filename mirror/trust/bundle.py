@@ -18,6 +18,7 @@ anything enter the cache. Any failure rejects the whole bundle and changes nothi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -34,7 +35,7 @@ from urllib.parse import unquote
 
 from tuf.api.exceptions import DownloadHTTPError
 
-from mirror.errors import BadRequest, IntegrityError, TrustError
+from mirror.errors import BadRequest, IntegrityError, StorageError, TrustError
 from mirror.index import IndexFile, index_path, parse_index_path
 from mirror.store import CachedIndex, FilesystemStore
 from mirror.trust._tuf import FetcherInterface
@@ -52,6 +53,7 @@ MAX_METADATA_BYTES = 5_000_000  # bytes, one TUF metadata file (endless-data def
 MAX_INDEX_BYTES = 32 * 2**20  # bytes, one index file
 MAX_CRATE_BYTES = 64 * 2**20  # bytes, one crate
 MAX_MEMBERS = 200_000  # files in one bundle
+BUNDLE = "the bundle"  # where imported metadata comes from, in messages
 _METADATA_NAME = re.compile(r"(?:[1-9][0-9]{0,9}\.)?[a-z][a-z0-9-]{0,63}\.json\Z")
 _CRATE_NAME = re.compile(r"[0-9a-f]{64}\.crate\Z")
 
@@ -110,13 +112,17 @@ def export_bundle(
         manifest["files"][name] = {"length": length, "sha256": digest}  # type: ignore[index]
     tmp = out.with_name(f".{out.name}.part")
     total = 0
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
-        for name, content in files.items():
-            total += _add(tar, name, content)
-            if progress:
-                progress(1)
-    tmp.replace(out)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+            for name, content in files.items():
+                total += _add(tar, name, content)
+                if progress:
+                    progress(1)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # no half bundle left behind
+        raise StorageError(f"cannot write {out}: {e.strerror or e}") from e
     return ExportReport(len(targets), len(crates), total)
 
 
@@ -158,7 +164,7 @@ class DirectoryFetcher(FetcherInterface):
         path = self._dir / name
         # Path traversal: only plain metadata file names from the staging directory.
         if not _METADATA_NAME.match(name) or not path.is_file():
-            raise DownloadHTTPError(f"{name} not in bundle", 404)
+            raise DownloadHTTPError(f"the bundle has no {name}", 404)
         return iter([path.read_bytes()])
 
 
@@ -199,7 +205,7 @@ def _stage(bundle: Path, stage: Path, progress: Progress | None) -> dict[str, Pa
         tar = tarfile.open(bundle, "r:")  # noqa: SIM115 - closed below
     except (OSError, tarfile.TarError) as e:
         raise IntegrityError(f"not a readable tar file ({e})") from e
-    with tar:
+    with tar, _unreadable_is_rejected():
         for count, member in enumerate(tar):
             if count >= MAX_MEMBERS:
                 raise IntegrityError(f"more than {MAX_MEMBERS} files")
@@ -224,6 +230,15 @@ def _stage(bundle: Path, stage: Path, progress: Progress | None) -> dict[str, Pa
     if "manifest.json" not in members:
         raise IntegrityError("no manifest.json")
     return members
+
+
+@contextlib.contextmanager
+def _unreadable_is_rejected() -> Iterator[None]:
+    """A bundle cut short (or corrupt) inside a member: tarfile notices while reading it."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError) as e:
+        raise IntegrityError(f"not a complete tar file ({e})") from e
 
 
 def _member_slot(name: str, stage: Path) -> tuple[Path, int]:
@@ -261,14 +276,14 @@ def _verify(
         updater_config(MAX_METADATA_BYTES),
         DirectoryFetcher(stage / "tuf"),
     )
-    refresh_updater(updater)
+    refresh_updater(updater, BUNDLE)
     bodies: dict[str, bytes] = {}
     for name, path in members.items():
         if not name.startswith("index/"):
             continue
         target = name.removeprefix("index/")
         body = path.read_bytes()
-        info = find_target(updater, target)
+        info = find_target(updater, target, BUNDLE)
         if info is None:
             raise TrustError(f"{target} is not signed by the bundle's targets metadata")
         check_target(info, body)  # tampered or swapped index file
@@ -303,6 +318,8 @@ def _check_manifest(stage: Path, members: dict[str, Path]) -> None:
         diff = sorted(set(files) ^ present)[:5]
         raise IntegrityError(f"manifest does not match contents: {diff}")
     for name, entry in files.items():
+        if not isinstance(entry, dict):
+            raise IntegrityError(f"unreadable manifest (the entry of {name!r} is not a mapping)")
         digest, length = _digest(members[name])
         if entry.get("sha256") != digest or entry.get("length") != length:
             raise IntegrityError(f"{name} does not match the manifest")

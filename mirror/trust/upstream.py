@@ -39,8 +39,9 @@ def _utcnow() -> datetime:
 
 
 @contextlib.contextmanager
-def trust_errors(doing: str) -> Iterator[None]:
-    """Map python-tuf's exceptions to one TrustError whose message names the attack."""
+def trust_errors(doing: str, source: str = "upstream") -> Iterator[None]:
+    """Map python-tuf's exceptions to one TrustError whose message names the attack;
+    `source` is where the metadata comes from (upstream, or an imported bundle)."""
     try:
         yield
     except TrustError:
@@ -60,7 +61,9 @@ def trust_errors(doing: str) -> Iterator[None]:
     except tuf_errors.DownloadLengthMismatchError as e:
         raise TrustError(f"{doing}: metadata larger than allowed (endless data): {e}") from e
     except tuf_errors.DownloadHTTPError as e:
-        raise TrustError(f"{doing}: upstream answered HTTP {e.status_code}") from e
+        # A bundle's fetcher says which file it lacks; upstream's status is what it said.
+        missing = f"upstream answered HTTP {e.status_code}" if source == "upstream" else str(e)
+        raise TrustError(f"{doing}: {missing}") from e
     except tuf_errors.DownloadError as e:
         raise TrustError(f"{doing}: cannot download metadata: {e}") from e
     except OSError as e:
@@ -102,15 +105,16 @@ def open_updater(
         )
 
 
-def refresh_updater(updater: Updater) -> None:
+def refresh_updater(updater: Updater, source: str = "upstream") -> None:
     """root -> timestamp -> snapshot -> targets, every TUF client check (spec §5.3-5.6)."""
-    with trust_errors("refreshing upstream TUF metadata"):
+    doing = "refreshing upstream TUF metadata" if source == "upstream" else f"verifying {source}"
+    with trust_errors(doing, source):
         updater.refresh()
 
 
-def find_target(updater: Updater, target_path: str) -> TargetFile | None:
+def find_target(updater: Updater, target_path: str, source: str = "upstream") -> TargetFile | None:
     """The signed length and hashes of `target_path`, walking (hashed-bin) delegations."""
-    with trust_errors(f"looking up {target_path}"):
+    with trust_errors(f"looking up {target_path}", source):
         return updater.get_targetinfo(target_path)
 
 

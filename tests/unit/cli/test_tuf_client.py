@@ -384,8 +384,12 @@ def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     repo_args = ["--config", str(config), "--offline-dir", str(tmp_path / "off")]
     assert main(["tuf", "init", *repo_args, "--root-keys", "1", "--root-threshold", "1"]) == 0
     bundle = tmp_path / "bundle.tar"
-    export = ["export", "--config", str(config), "--lockfile", str(lock), "--out", str(bundle)]
-    assert main([*export, "--no-progress"]) == 0, capsys.readouterr().err
+    export = ["export", "--config", str(config), "--lockfile", str(lock), "--no-progress"]
+    for bad in (tmp_path, tmp_path / "no-such-dir" / "b.tar"):  # refused before any work
+        assert main([*export, "--out", str(bad)]) == 2
+        assert "--out" in capsys.readouterr().err
+    assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
+    assert main([*export, "--out", str(bundle)]) == 0, capsys.readouterr().err
     assert "2 index files, 2 crates" in capsys.readouterr().out
 
     root = tmp_path / "repo" / "metadata" / "1.root.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.errors import IntegrityError, TrustError
+from mirror.errors import IntegrityError, StorageError, TrustError
 from mirror.index import index_path
 from mirror.store import FilesystemStore
 from mirror.trust.bundle import export_bundle, import_bundle
@@ -222,3 +222,52 @@ def test_export_refuses_crate_without_index_line(air: Air, crates: Crates) -> No
             {hashlib.sha256(b"stray").hexdigest(): stray},
             air.repo,
         )
+
+
+@pytest.mark.parametrize("member", [0, -1])
+def test_a_bundle_cut_inside_a_file_is_rejected_not_a_traceback(
+    air: Air, crates: Crates, member: int
+) -> None:
+    """Cut in the middle of a member (the first, the last), tarfile raised ReadError past
+    the import's checks: a traceback, and nothing in the audit log."""
+    bundle = air.export(crates)
+    with tarfile.open(bundle) as tar:
+        cut = tar.getmembers()[member]
+    data = bundle.read_bytes()
+    bundle.write_bytes(data[: cut.offset_data + cut.size // 2])
+    with pytest.raises(IntegrityError, match="not a complete tar file"):
+        air.import_(bundle)
+    air.assert_untouched()
+
+
+def test_a_manifest_entry_of_the_wrong_shape_is_rejected(air: Air, crates: Crates) -> None:
+    """`files[name]` as a list raised AttributeError (a traceback)."""
+    bundle = air.export(crates)
+    with tarfile.open(bundle) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    manifest["files"]["tuf/1.root.json"] = []
+    rewrite(bundle, {"manifest.json": json.dumps(manifest).encode()}, fix_manifest=False)
+    with pytest.raises(IntegrityError, match="unreadable manifest"):
+        air.import_(bundle)
+    air.assert_untouched()
+
+
+def test_a_bundle_without_its_metadata_says_so_not_upstream(air: Air, crates: Crates) -> None:
+    """There is no upstream on the disconnected side: a missing file is the bundle's."""
+    bundle = air.export(crates)
+    rewrite(bundle, {"tuf/timestamp.json": None})
+    with pytest.raises(TrustError) as info:
+        air.import_(bundle)
+    assert "upstream" not in str(info.value)
+    assert "the bundle has no timestamp.json" in str(info.value)
+    air.assert_untouched()
+
+
+def test_export_to_an_unwritable_place_leaves_no_part_file(air: Air, crates: Crates) -> None:
+    """A bundle that cannot be written is a StorageError, and no `.NAME.part` stays."""
+    target = air.tmp / "taken"
+    target.mkdir()
+    files = {n: body for n, (body, _) in crates.items()}
+    with pytest.raises(StorageError, match="cannot write"):
+        export_bundle(target, files, {}, air.repo)
+    assert sorted(p.name for p in air.tmp.iterdir() if p.name.endswith(".part")) == []
