@@ -7,6 +7,7 @@ Every problem is reported with file, line and field, and the server refuses to s
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from mirror.errors import ConfigError, Problem
 from mirror.yamlfile import Located, load_located
 
 ENV_PREFIX = "CRATE_MIRROR_"
+# Variables with the prefix that are not settings: the PKCS#11 PIN (mirror.trust.pkcs11).
+NOT_SETTINGS = frozenset({"CRATE_MIRROR_PKCS11_PIN"})
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def load_settings(
         if not var.startswith(ENV_PREFIX):
             continue
         name = var[len(ENV_PREFIX) :].lower()
+        if var in NOT_SETTINGS:
+            continue
         if name not in known or name in _NESTED:
             problems.append(Problem("environment", None, var, "unknown setting"))
             continue
@@ -260,9 +265,12 @@ def _coerce(name: str, value: Any, kind: Any, default: Any, from_env: bool) -> A
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"expected a number of seconds, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # `.nan`, `.inf`: no time limit is meant by them
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
     if "Path" in kind:
         if value is None and "None" in kind:
             return None
@@ -286,10 +294,15 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
 
     def bad(field_name: str, message: str) -> None:
         file, line = origins.get(field_name, ("defaults", None))
-        problems.append(Problem(file, line, field_name, message))
+        named = ENV_PREFIX + field_name.upper() if file == "environment" else field_name
+        problems.append(Problem(file, line, named, message))
 
-    if not 0 <= s.listen_port <= 65535:
-        bad("listen_port", "must be between 0 and 65535")
+    if not s.listen_host.strip():
+        # An empty host listens on every interface: say 0.0.0.0 (or ::) if that is meant.
+        bad("listen_host", "must not be empty (0.0.0.0 listens on every interface)")
+    if not 1 <= s.listen_port <= 65535:
+        # Port 0 would listen on a port nobody is told: config.json would send cargo to :0.
+        bad("listen_port", "must be between 1 and 65535")
     for name in ("upstream_index", "public_url"):
         url = getattr(s, name)
         if url is None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.config import load_settings
 from mirror.errors import BadRequest, ConfigError, NotFound
 from mirror.sources.tokens import TokenStore, admin_tokens
@@ -29,11 +30,11 @@ def register(subparsers: Any) -> None:
     def with_file(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
             "--file",
-            type=Path,
+            type=path_arg,
             help=f"admin token file (default: admin_tokens from --config, else "
             f"{DEFAULT_ADMIN_FILE})",
         )
-        p.add_argument("--config", type=Path, help="settings file giving admin_tokens")
+        p.add_argument("--config", type=path_arg, help="settings file giving admin_tokens")
         return p
 
     add = with_file(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.errors import ConfigError, MirrorError
 from mirror.policy.schema import RUSTSEC_ADVISORY_DB
 from mirror.sources.advisories import update_advisory_db
@@ -30,8 +31,10 @@ def register(subparsers: Any) -> None:
         "old copy is kept. A running mirror with this policy picks the new copy up within a "
         "few seconds. Needs `git`.",
     )
-    update.add_argument("--policy", type=Path, help="policy whose rules.advisories to use")
-    update.add_argument("--db", type=Path, help="where the database goes (overrides the policy)")
+    update.add_argument("--policy", type=path_arg, help="policy whose rules.advisories to use")
+    update.add_argument(
+        "--db", type=path_arg, help="where the database goes (overrides the policy)"
+    )
     update.add_argument(
         "--source",
         help="git URL or local path to clone from (overrides the policy; default "

@@ -25,6 +25,7 @@ from mirror.audit.query import (
     select,
 )
 from mirror.audit.verify import VerifyResult, verify_chain
+from mirror.cli.args import path_arg
 from mirror.config import load_settings
 from mirror.errors import ConfigError, StorageError
 from mirror.files import write_atomic
@@ -79,16 +80,16 @@ def register(subparsers: Any) -> None:
     )
     near.add_argument("--since", help="only entries newer than 2h, 30m, 7d or an ISO time")
     near.add_argument("--json", action="store_true", help="print JSON lines, not a table")
-    near.add_argument("--out", type=Path, metavar="FILE", help="write JSON lines to FILE")
+    near.add_argument("--out", type=path_arg, metavar="FILE", help="write JSON lines to FILE")
 
     for parser in (verify, query, near):
         parser.add_argument(
             "--dir",
-            type=Path,
+            type=path_arg,
             help="audit directory (default: audit_dir from --config / CRATE_MIRROR_* "
             "settings, i.e. <cache_dir>/audit)",
         )
-        parser.add_argument("--config", type=Path, help="settings file to read audit_dir from")
+        parser.add_argument("--config", type=path_arg, help="settings file to read audit_dir from")
         parser.set_defaults(func=run)
 
 

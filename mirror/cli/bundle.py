@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, MirrorError
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     add_settings_arguments(p)
     p.add_argument(
         "--lockfile",
-        type=Path,
+        type=path_arg,
         action="append",
         default=[],
         required=True,
@@ -40,8 +41,8 @@ def register(sub: Any) -> None:
         metavar="NAME@VERSION",
         help="an extra crate (repeatable)",
     )
-    p.add_argument("--repo", type=Path, help="TUF repository dir (default: tuf.repository.dir)")
-    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--repo", type=path_arg, help="TUF repository dir (default: tuf.repository.dir)")
+    p.add_argument("--out", type=path_arg, required=True, help="bundle file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
@@ -52,10 +53,10 @@ def register(sub: Any) -> None:
         "before anything enters the cache; any failure rejects the whole bundle.",
     )
     add_settings_arguments(p)
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=path_arg)
     p.add_argument(
         "--trusted-root",
-        type=Path,
+        type=path_arg,
         help="pinned root.json of the exporting mirror (default: tuf.upstream.trusted_root)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,8 +16,16 @@ from typing import Any
 
 from mirror.audit import AuditEvent, AuditLog
 from mirror.audit.index import IndexPlace
+from mirror.cli.args import path_arg, reason_arg
 from mirror.config import load_settings
-from mirror.errors import ArchiveError, BadRequest, ConfigError, MirrorError, NotFound
+from mirror.errors import (
+    ArchiveError,
+    BadRequest,
+    ConfigError,
+    MirrorError,
+    NotFound,
+    StorageError,
+)
 from mirror.index import CrateRef, IndexFile, IndexLine, validate_name
 from mirror.policy.capability_lock import describe, merged, revocation
 from mirror.printable import printable
@@ -65,7 +74,7 @@ def register(subparsers: Any) -> None:
     approve.add_argument("spec", metavar="NAME@VERSION", nargs="?")
     approve.add_argument(
         "--lockfile",
-        type=Path,
+        type=path_arg,
         metavar="Cargo.lock",
         help="approve every crate of this lockfile the mirror holds back for review",
     )
@@ -76,7 +85,7 @@ def register(subparsers: Any) -> None:
         help="limit the approval to a cargo version requirement (default: every version)",
     )
     approve.add_argument(
-        "--reason", required=True, help="why this is acceptable (kept in the lock)"
+        "--reason", type=reason_arg, required=True, help="why this is acceptable (kept in the lock)"
     )
     approve.add_argument("--by", default=None, help="approver (default: the current user)")
     _lock_args(approve)
@@ -90,7 +99,9 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("name", metavar="NAME", help="the crate (approvals cover version ranges)")
     revoke.add_argument("--versions", metavar="REQ", help="only the approval with this range")
     revoke.add_argument("--caps", help="only these capabilities (comma-separated)")
-    revoke.add_argument("--reason", required=True, help="why (written to the audit log)")
+    revoke.add_argument(
+        "--reason", type=reason_arg, required=True, help="why (written to the audit log)"
+    )
     revoke.add_argument("--by", default=None, help="who (default: the current user)")
     _lock_args(revoke)
     revoke.set_defaults(func=run_revoke)
@@ -123,7 +134,7 @@ def register(subparsers: Any) -> None:
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-dir",
-        type=Path,
+        type=path_arg,
         help=f"mirror cache: where NAME@VERSION and stored scans are read (default "
         f"{DEFAULT_CACHE}); scans of .crate files are kept only when this is given",
     )
@@ -132,16 +143,16 @@ def _cache_arg(parser: argparse.ArgumentParser) -> None:
 def _lock_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        type=Path,
+        type=path_arg,
         help="the server's settings file: its policy's lock, cache and audit directories",
     )
     parser.add_argument(
         "--lock",
-        type=Path,
+        type=path_arg,
         help=f"reviewed capability lock (default: the policy's, else {DEFAULT_LOCK})",
     )
     parser.add_argument(
-        "--audit-dir", type=Path, help="audit log directory (default <cache-dir>/audit)"
+        "--audit-dir", type=path_arg, help="audit log directory (default <cache-dir>/audit)"
     )
     _cache_arg(parser)
 
@@ -260,6 +271,7 @@ def _approve(args: argparse.Namespace) -> int:
     else:
         caps = load_report(str(ref), places.cache_dir).capability_set
     when = datetime.now(UTC)
+    _audit_writable(places.audit_dir)
     lock = update_lock(
         places.reviewed,
         lambda old: old.with_approval(
@@ -329,6 +341,7 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"{name} has no approvals in {places.reviewed}", file=sys.stderr)
         return 1
     by = args.by or getpass.getuser()
+    _audit_writable(places.audit_dir)
     tombstone = revocation(by, args.reason, datetime.now(UTC))
     if args.versions is None:
         # Trust-on-first-use records of it go too: re-approval must not resurrect them.
@@ -448,6 +461,17 @@ def _diff(args: argparse.Namespace) -> int:
     for cap in removed:
         print(f"  - {cap.value}")
     return 0
+
+
+def _audit_writable(directory: Path) -> None:
+    """Checked before the lock changes: an approval nobody can audit is refused, not half
+    made (a read-only cache took the lock change, then failed to record it)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot write the audit log in {directory}: {e.strerror}") from e
+    if not os.access(directory, os.W_OK):
+        raise StorageError(f"cannot write the audit log in {directory}")
 
 
 def _audit(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from mirror.cli.args import path_arg
 from mirror.errors import MirrorError
 from mirror.policy.names import NameIndex
 from mirror.sources.corpus import DEFAULT_CORPUS, CorpusUpdateSettings, load_corpus, update_corpus
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     )
     update.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=DEFAULT_CORPUS,
         help=f"corpus file to replace (default: {DEFAULT_CORPUS})",
     )
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
         description="Report which protected crate each NAME imitates, and by which check.",
     )
     check.add_argument("names", nargs="+", metavar="NAME")
-    check.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus file")
+    check.add_argument("--corpus", type=path_arg, default=DEFAULT_CORPUS, help="corpus file")
     check.add_argument(
         "--top", type=_positive_int, default=None, help="protect only the first N names"
     )

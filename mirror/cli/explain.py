@@ -12,9 +12,9 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
+from mirror.cli.args import path_arg
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.errors import ConfigError, MirrorError
 
@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("target", metavar="NAME[@VERSION]")
     add_settings_arguments(p)
-    p.add_argument("--policy", type=Path, help="the policy to judge with")
+    p.add_argument("--policy", type=path_arg, help="the policy to judge with")
     p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
     p.add_argument("--offline", action="store_true", default=None, help="never ask upstream")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from mirror.cli.args import path_arg
 from mirror.errors import ConfigError
 from mirror.policy.decision import Mode
 from mirror.policy.model import RULE_NAMES, Policy
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
         "are printed as warnings. With advisories enabled, the advisory database is loaded "
         "and checked too.",
     )
-    check.add_argument("file", type=Path, metavar="FILE", help="the policy YAML file")
+    check.add_argument("file", type=path_arg, metavar="FILE", help="the policy YAML file")
     check.add_argument(
         "--today",
         type=dt.date.fromisoformat,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.errors import BadRequest, ConfigError
 from mirror.index import CrateRef
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     add_settings_arguments(p)
     p.add_argument(
         "--lockfile",
-        type=Path,
+        type=path_arg,
         action="append",
         default=[],
         help="a Cargo.lock whose registry packages to fetch (repeatable)",
@@ -39,7 +40,7 @@ def register(sub: Any) -> None:
         metavar="NAME@VERSION",
         help="an extra crate to fetch (repeatable)",
     )
-    p.add_argument("--policy", type=Path, help="apply this policy while fetching")
+    p.add_argument("--policy", type=path_arg, help="apply this policy while fetching")
     p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
     p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -7,9 +7,9 @@ import multiprocessing
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.config import Settings, load_settings
 from mirror.errors import ConfigError, StartupError
 from mirror.listeners import Listeners
@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
         "then these flags.",
     )
     add_settings_arguments(p)
-    p.add_argument("--policy", type=Path, help="policy YAML file (see policies/default.yaml)")
+    p.add_argument("--policy", type=path_arg, help="policy YAML file (see policies/default.yaml)")
     p.add_argument(
         "--offline",
         action="store_true",
@@ -44,9 +44,12 @@ def register(sub: Any) -> None:
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="settings YAML (see mirror.example.yaml)")
+    p.add_argument("--config", type=path_arg, help="settings YAML (see mirror.example.yaml)")
     p.add_argument(
-        "--cache-dir", dest="cache_dir", type=Path, help="cache directory (default ./mirror-data)"
+        "--cache-dir",
+        dest="cache_dir",
+        type=path_arg,
+        help="cache directory (default ./mirror-data)",
     )
 
 

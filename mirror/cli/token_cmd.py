@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.errors import BadRequest, ConfigError, NotFound
 from mirror.sources.tokens import KNOWN_SCOPES, TokenStore
 
@@ -25,7 +26,7 @@ def register(subparsers: Any) -> None:
     def with_file(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
             "--file",
-            type=Path,
+            type=path_arg,
             default=DEFAULT_TOKEN_FILE,
             help=f"token file (default {DEFAULT_TOKEN_FILE})",
         )

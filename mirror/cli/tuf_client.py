@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirror.cli.args import path_arg
 from mirror.errors import MirrorError, TrustError
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def register(sub: Any) -> None:
     )
     client.add_argument(
         "--metadata-dir",
-        type=Path,
+        type=path_arg,
         required=True,
         help="trusted metadata, stored as root.json, timestamp.json, snapshot.json, ...",
     )
@@ -50,7 +51,7 @@ def register(sub: Any) -> None:
         "at the first failure",
     )
     client.add_argument("--target-base-url", help="base URL of the repository's targets")
-    client.add_argument("--target-dir", type=Path, help="where verified targets are written")
+    client.add_argument("--target-dir", type=path_arg, help="where verified targets are written")
     client.add_argument(
         "--max-metadata-bytes",
         type=int,
@@ -58,7 +59,7 @@ def register(sub: Any) -> None:
         help="cap per metadata file, enforced while downloading (bytes, default 5000000)",
     )
     client.add_argument("command", choices=("init", "refresh", "download"))
-    client.add_argument("trusted_root", nargs="?", type=Path, help="root.json (init only)")
+    client.add_argument("trusted_root", nargs="?", type=path_arg, help="root.json (init only)")
     client.set_defaults(func=run_client)
 
 

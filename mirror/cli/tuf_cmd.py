@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from mirror.cli.args import path_arg
 from mirror.errors import ConfigError, MirrorError, TrustError
 from mirror.trust.settings import TufRepositorySettings, TufSettings
 
@@ -36,14 +36,14 @@ def register(sub: Any) -> None:
         "be read out. The token PIN comes from CRATE_MIRROR_PKCS11_PIN or a prompt.",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="private key file to create (ed25519, 0600)")
+    where.add_argument("--out", type=path_arg, help="private key file to create (ed25519, 0600)")
     where.add_argument("--pkcs11", action="store_true", help="create the key in a PKCS#11 token")
     p.add_argument("--token-label", help="--pkcs11: label of the token")
     p.add_argument("--key-id", type=int, default=2, help="--pkcs11: key id on the token (2)")
     _pkcs11_module(p)
     p.add_argument(
         "--pub-out",
-        type=Path,
+        type=path_arg,
         help="public key file to write (default for --out: FILE with .pub)",
     )
     p.set_defaults(func=run_key_new)
@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
     _common(p)
     p.add_argument(
         "--root-key",
-        type=Path,
+        type=path_arg,
         action="append",
         default=[],
         metavar="PUB",
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--targets-key",
-        type=Path,
+        type=path_arg,
         action="append",
         default=[],
         metavar="PUB",
@@ -75,7 +75,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--offline-dir",
-        type=Path,
+        type=path_arg,
         help="where created root/targets keys are written; move them off the server",
     )
     p.add_argument("--root-keys", type=int, help="number of root keys to create (default 2)")
@@ -96,7 +96,7 @@ def register(sub: Any) -> None:
     )
     _common(p)
     p.add_argument("role", choices=("root", "targets"))
-    p.add_argument("--file", type=Path, help="sign this copy of a staged file (offline)")
+    p.add_argument("--file", type=path_arg, help="sign this copy of a staged file (offline)")
     p.add_argument(
         "--key",
         action="append",
@@ -106,7 +106,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--trusted-root",
-        type=Path,
+        type=path_arg,
         help="with --file: the root clients trust now (/tuf/root.json); shows what changes, "
         "refuses anything but the next version, lets an outgoing root key sign",
     )
@@ -127,8 +127,8 @@ def register(sub: Any) -> None:
     )
     _common(p)
     p.add_argument("role", choices=(*ROLES, "bins"))
-    p.add_argument("--add-key", type=Path, metavar="PUB", help="enroll this public key")
-    p.add_argument("--key-out", type=Path, help="create the new key in this file")
+    p.add_argument("--add-key", type=path_arg, metavar="PUB", help="enroll this public key")
+    p.add_argument("--key-out", type=path_arg, help="create the new key in this file")
     p.add_argument("--remove-keyid", action="append", default=[], help="revoke this key")
     p.add_argument("--threshold", type=int, help="new signature threshold for ROLE")
     p.add_argument(
@@ -138,7 +138,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--standby-key",
-        type=Path,
+        type=path_arg,
         metavar="PEM",
         help="with --standby: the standby key file, if kept away from DIR/keys",
     )
@@ -168,7 +168,7 @@ def register(sub: Any) -> None:
     _common(p)
     p.add_argument(
         "--signed",
-        type=Path,
+        type=path_arg,
         action="append",
         default=[],
         metavar="FILE",
@@ -187,8 +187,8 @@ def _pkcs11_module(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="settings YAML with a tuf.repository section")
-    p.add_argument("--repo", type=Path, help="repository directory (overrides the config)")
+    p.add_argument("--config", type=path_arg, help="settings YAML with a tuf.repository section")
+    p.add_argument("--repo", type=path_arg, help="repository directory (overrides the config)")
 
 
 def _settings(args: argparse.Namespace) -> TufRepositorySettings:

@@ -8,6 +8,7 @@ import pytest
 
 from mirror.config import load_settings
 from mirror.errors import ConfigError
+from mirror.trust.pkcs11 import PIN_ENV
 
 
 def test_example_file_is_valid() -> None:
@@ -41,6 +42,11 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ("\n\nlisten_port: 70000\n", 3, "listen_port"),
         ("upstream_index: ftp://example\n", 1, "upstream_index"),
         ("workers: 0\n", 1, "workers"),
+        ("listen_host: ''\n", 1, "listen_host"),  # bound every interface, v4 and v6
+        ("listen_host: ' '\n", 1, "listen_host"),
+        ("listen_port: 0\n", 1, "listen_port"),  # config.json sent cargo to port 0
+        ("index_ttl: .nan\n", 1, "index_ttl"),
+        ("keepalive_timeout: .inf\n", 1, "keepalive_timeout"),
         ("listen_port: [1\n", 2, "(syntax)"),  # the parser notices at end of file
     ],
 )
@@ -84,3 +90,19 @@ def test_quoted_words_and_the_environment_are_read_as_words(tmp_path: Path) -> N
     path.write_text('near_name_feed: "off"\n')
     settings = load_settings(path, env={"CRATE_MIRROR_HTTP2": "never"})
     assert (settings.near_name_feed, settings.http2) == ("off", "never")
+
+
+def test_a_range_error_from_the_environment_names_the_variable() -> None:
+    """`CRATE_MIRROR_WORKERS=0` said "workers", while a type error said the variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"CRATE_MIRROR_WORKERS": "0", "CRATE_MIRROR_INDEX_TTL": "5"})
+    assert [p.field for p in info.value.problems] == ["CRATE_MIRROR_WORKERS"]
+    with pytest.raises(ConfigError, match="CRATE_MIRROR_INDEX_TTL: expected a finite number"):
+        load_settings(None, env={"CRATE_MIRROR_INDEX_TTL": "nan"})
+
+
+def test_the_pkcs11_pin_variable_is_not_a_setting() -> None:
+    """docs/trust.md has people export CRATE_MIRROR_PKCS11_PIN; every command that read the
+    settings then failed with "unknown setting"."""
+    settings = load_settings(None, env={PIN_ENV: "1234"})
+    assert settings.listen_port == 8080

@@ -321,3 +321,49 @@ def test_crate_text_reaches_the_terminal_escaped(
         assert "\x1b" not in text and "\u202e" not in text, text
         assert "\\x1b[2K" in text, text
         assert not any(line.startswith("ok") for line in text.splitlines()), text
+
+
+def test_an_approval_that_cannot_be_recorded_leaves_the_lock_as_it_was(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a cache nobody could write, the lock took the approval, then the epoch (which
+    tells servers) and the audit event failed with a traceback: changed, unsaid, unaudited."""
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    approve = ["approve", "tool@1.0.0", "--caps", "net", "--reason", "r", "--lock", dirs["lock"],
+               "--cache-dir", dirs["cache"]]  # fmt: skip
+    audit_blocked = tmp_path / "audit-is-a-file"
+    audit_blocked.write_text("")
+    code, _, err = run([*approve, "--audit-dir", str(audit_blocked)], capsys)
+    assert code == 2 and "cannot write the audit log" in err
+    assert not Path(dirs["lock"]).exists()
+    state = Path(dirs["cache"]) / "state"
+    state.write_text("")  # where the epoch file goes
+    code, _, err = run([*approve, "--audit-dir", dirs["audit"]], capsys)
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
+    assert not Path(dirs["lock"]).exists()
+    assert list(read_events(Path(dirs["audit"]))) == []
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_empty_reason_is_refused_before_it_breaks_the_lock(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str], reason: str
+) -> None:
+    """`--reason ''` was written to the lock, which then no longer loaded anywhere."""
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    for argv in (["approve", "tool@1.0.0", "--caps", "net"], ["revoke", "tool"]):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--reason", reason, *opts])
+        assert info.value.code == 2 and "say why" in capsys.readouterr().err
+    assert not Path(dirs["lock"]).exists()
+
+
+def test_an_empty_cache_dir_is_refused_not_the_current_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--cache-dir ''` is Path(""), the current directory: a cache appeared wherever it ran."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["pending", "--cache-dir", ""])
+    assert info.value.code == 2 and "an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
