@@ -201,6 +201,8 @@ def etag_of(body: bytes) -> str:
 class CrateRef:
     name: str
     version: str
+    # The sha256 a Cargo.lock pins it to (None: not from a lockfile); not part of its identity.
+    checksum: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"

@@ -20,3 +20,14 @@ def reason_arg(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("say why (it is kept with the change)")
     return text.strip()
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (`--concurrency 0` waited forever; -1 was a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -112,6 +112,7 @@ async def _export(
     from mirror.request_ids import next_request_id
     from mirror.serving.core import Client
     from mirror.serving.open import open_mirror
+    from mirror.serving.prefetch import check_locked
     from mirror.trust.bundle import export_bundle
     from mirror.trust.repository import MirrorRepository
 
@@ -124,6 +125,7 @@ async def _export(
         for ref in refs:
             client = Client(next_request_id(), "export")
             answer = await core.fetch_crate(ref.name, ref.version, client, route="export")
+            check_locked(ref, answer.line.cksum)  # a bundle cargo would refuse is no bundle
             # The bundle carries what downstream would see: the policy-filtered index file.
             index_files[ref.name] = answer.served_index.body
             crates[answer.line.cksum] = answer.crate.path

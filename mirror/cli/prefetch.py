@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror.cli.args import path_arg
+from mirror.cli.args import path_arg, positive_int
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.errors import BadRequest, ConfigError
 from mirror.index import CrateRef
@@ -42,7 +42,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--policy", type=path_arg, help="apply this policy while fetching")
     p.add_argument("--upstream", dest="upstream_index", help="upstream sparse index URL")
-    p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=8, help="downloads at once (default 8)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,8 +60,23 @@ def crates_in_lockfile_text(text: str, where: str) -> list[CrateRef]:
         name, version = package.get("name"), package.get("version")
         if not isinstance(name, str) or not isinstance(version, str):
             raise BadRequest(f"cannot read {where}: a package without a name or version")
-        refs.append(CrateRef.parse(f"{name}@{version}"))
+        ref = CrateRef.parse(f"{name}@{version}")
+        checksum = package.get("checksum")
+        refs.append(
+            dataclasses.replace(ref, checksum=checksum) if isinstance(checksum, str) else ref
+        )
     return refs
+
+
+def check_locked(ref: CrateRef, cksum: str) -> None:
+    """BadRequest when the lockfile pins `ref` to other bytes than the index lists: cargo
+    would refuse the crate, so it is not counted as ready (nor bundled)."""
+    if ref.checksum is not None and ref.checksum != cksum:
+        raise BadRequest(
+            f"{ref}: the lockfile's checksum {ref.checksum[:16]}... is not the one the index "
+            f"lists ({cksum[:16]}...): cargo would refuse it; was the lockfile made against "
+            "another registry, or edited?"
+        )
 
 
 async def prefetch(
@@ -80,6 +96,7 @@ async def prefetch(
             try:
                 client = Client(next_request_id(), "prefetch")
                 answer = await core.fetch_crate(ref.name, ref.version, client, route="prefetch")
+                check_locked(ref, answer.line.cksum)
                 was_cached = answer.crate.was_cached
                 outcome = "cached" if was_cached else "fetched"
                 (report.cached if was_cached else report.fetched).append(ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ dependencies = ["itoa", "ryu"]
 name = "itoa"
 version = "{itoa}"
 source = "registry+https://github.com/rust-lang/crates.io-index"
-checksum = "0000000000000000000000000000000000000000000000000000000000000000"
+checksum = "{itoa_sum}"
 
 [[package]]
 name = "ryu"
@@ -36,15 +37,17 @@ version = "0.1.0"
 """
 
 
+def lockfile(registry: Registry, itoa_sum: str | None = None) -> str:
+    itoa = registry.versions("itoa")[0]
+    real = hashlib.sha256(registry.crate_bytes("itoa", itoa)).hexdigest()
+    return LOCKFILE.format(itoa=itoa, ryu=registry.versions("ryu")[0], itoa_sum=itoa_sum or real)
+
+
 def test_prefetch_lockfile_and_crates_then_rerun(
     tmp_path: Path, small_registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lock = tmp_path / "Cargo.lock"
-    lock.write_text(
-        LOCKFILE.format(
-            itoa=small_registry.versions("itoa")[0], ryu=small_registry.versions("ryu")[0]
-        )
-    )
+    lock.write_text(lockfile(small_registry))
     cache = tmp_path / "cache"
     serde = f"serde@{small_registry.versions('serde')[0]}"
     with FakeUpstream(small_registry).in_thread() as upstream:
@@ -102,6 +105,10 @@ def test_prefetch_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["prefetch", "--crate", "not a crate", "--cache-dir", str(tmp_path)]) == 2
     assert "expected name@version" in capsys.readouterr().err
     assert main(["prefetch", "--cache-dir", str(tmp_path)]) == 2
+    for concurrency in ("0", "-1"):  # waited forever; a traceback
+        with pytest.raises(SystemExit) as info:
+            main(["prefetch", "--crate", "itoa@1.0.0", "--concurrency", concurrency])
+        assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
 
 
 def test_prefetch_records_every_first_sighting_before_it_returns(
@@ -127,3 +134,17 @@ def test_prefetch_records_every_first_sighting_before_it_returns(
     assert "fetched 3" in capsys.readouterr().out
     recorded = (cache / "state" / "capabilities.tofu.yaml").read_text()
     assert all(f"{name}:" in recorded for name in names), recorded
+
+
+def test_a_lockfile_checksum_the_index_does_not_list_is_a_failure(
+    tmp_path: Path, small_registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prefetch said "failed 0" for a Cargo.lock pinning other bytes, which cargo refuses."""
+    lock = tmp_path / "Cargo.lock"
+    lock.write_text(lockfile(small_registry, itoa_sum="0" * 64))
+    with FakeUpstream(small_registry).in_thread() as upstream:
+        code = main(["prefetch", "--lockfile", str(lock), "--no-progress", "--cache-dir",
+                     str(tmp_path / "cache"), "--upstream", upstream.url + "/"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1 and "failed 1" in out
+    assert "the lockfile's checksum 0000000000000000... is not the one the index lists" in out
