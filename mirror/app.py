@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from multiprocessing.connection import Connection
 
 from aiohttp import web
@@ -82,19 +82,25 @@ def run(
     settings: Settings,
     sockets: Sequence[socket.socket],
     audit_connection: Connection | None = None,
+    ready: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve on `sockets` (bound by mirror.listeners) until SIGINT/SIGTERM (one process;
-    `mirror.cli.serve` forks workers around it)."""
+    `mirror.cli.serve` forks workers around it); `ready` is called once requests are
+    answered. Raises MirrorError when it cannot start (the cache, the audit log, a token
+    file, the TUF repository)."""
     quiet_bad_requests()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_serve(settings, sockets, audit_connection))
+    asyncio.run(_serve(settings, sockets, audit_connection, ready))
 
 
 async def _serve(
-    settings: Settings, sockets: Sequence[socket.socket], audit_connection: Connection | None
+    settings: Settings,
+    sockets: Sequence[socket.socket],
+    audit_connection: Connection | None,
+    ready: Callable[[], None],
 ) -> None:
     app = create_app(settings, audit_process=True, audit_connection=audit_connection)
     runner = MirrorRunner(app, access_log=None)  # every request is in the audit log already
@@ -107,6 +113,7 @@ async def _serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         heap.settle()  # what start-up built stays out of full collections (mirror/heap.py)
+        ready()
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -11,7 +11,7 @@ from typing import Any
 
 from mirror.cli.args import path_arg
 from mirror.config import Settings, load_settings
-from mirror.errors import ConfigError, StartupError
+from mirror.errors import ConfigError, MirrorError, StartupError, StorageError
 from mirror.listeners import Listeners
 
 
@@ -100,17 +100,44 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as e:
         print(f"crate-mirror: {e}", file=sys.stderr)
         return 1
-    print(
-        f"crate-mirror serving on {settings.base_url}/index/ "
-        f"({'offline' if settings.offline else 'upstream ' + settings.upstream_index}, "
-        f"cache {settings.cache_dir}, {settings.workers} worker(s))",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def announce() -> None:
+        print(
+            f"crate-mirror serving on {settings.base_url}/index/ "
+            f"({'offline' if settings.offline else 'upstream ' + settings.upstream_index}, "
+            f"cache {settings.cache_dir}, {settings.workers} worker(s))",
+            file=sys.stderr,
+            flush=True,
+        )
+
     if settings.workers == 1:
-        run_server(settings, listeners.claim(0))
+        try:
+            run_server(settings, listeners.claim(0), ready=announce)  # said once it is true
+        except MirrorError as e:
+            return _cannot_start(e)
         return 0
+    try:
+        _directories(settings)  # the supervisor writes the audit log: before any worker
+    except StorageError as e:
+        listeners.release()
+        return _cannot_start(e)
+    announce()
     return _supervise(settings, run_server, listeners)
+
+
+def _directories(settings: Settings) -> None:
+    for what, directory in (("cache", settings.cache_dir), ("audit", settings.audit_directory)):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            message = f"cannot create the {what} directory {directory}: {e.strerror}"
+            raise StorageError(message) from e
+
+
+def _cannot_start(e: MirrorError) -> int:
+    """One line for what stopped the start (its message says what to fix), no traceback."""
+    print(f"crate-mirror: cannot start: {e}", file=sys.stderr)
+    return 2 if isinstance(e, ConfigError) else 1
 
 
 def _supervise(settings: Settings, run_server: Any, listeners: Listeners) -> int:
@@ -155,7 +182,10 @@ def _worker(
     supervisor: int,
 ) -> None:
     _exit_with_parent(supervisor)
-    run_server(settings, listeners.claim(index), hub.claim(index))
+    try:
+        run_server(settings, listeners.claim(index), hub.claim(index))
+    except MirrorError as e:
+        sys.exit(_cannot_start(e))
 
 
 def _exit_with_parent(supervisor: int) -> None:

@@ -56,3 +56,22 @@ def test_a_strict_policy_without_its_advisory_db_says_how_to_fetch_it(tmp_path: 
     assert f"does not exist: {tmp_path / 'db'}" in result.stderr
     assert f"crate-mirror advisories update --policy {policy}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_cache_it_cannot_create_is_one_clear_line_and_never_serving(
+    tmp_path: Path, workers: str
+) -> None:
+    """It printed "serving on", then died with a StorageError traceback."""
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "serve", "--cache-dir", str(taken / "cache"),
+         "--offline", "--port", str(free_port()), "--workers", workers],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "crate-mirror: cannot start: " in result.stderr and "cache" in result.stderr
+    assert "Traceback" not in result.stderr
+    if workers == "1":
+        assert "serving on" not in result.stderr  # said only once requests are answered
