@@ -18,7 +18,7 @@ either. What it decides on its own (a first sighting, a version held back ahead 
 to the audit callback it is given.
 
 An approval or a revoke takes effect at once in every worker: the writer bumps the lock epoch
-(mirror.sources.capability_lockfile.LockEpoch), and `generation`, read before each decision
+(mirror.epoch.Epoch), and `generation`, read before each decision
 and on every warm hit, reloads the locks when it moved. A finished scan changes only the
 verdicts about its own crate (`scanned_since`).
 """
@@ -39,6 +39,7 @@ import structlog
 
 from mirror.audit import AuditEvent
 from mirror.config import Settings
+from mirror.epoch import Epoch
 from mirror.errors import ArchiveError, ConfigError, MirrorError
 from mirror.index import IndexFile, IndexLine
 from mirror.policy.capability_lock import (
@@ -57,7 +58,7 @@ from mirror.scan.report import CapabilityReport
 from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 from mirror.serving.scans import Scans
-from mirror.sources.capability_lockfile import EPOCH_NAME, LockEpoch, load_lock, update_lock
+from mirror.sources.capability_lockfile import EPOCH_NAME, load_lock, update_lock
 from mirror.sources.policy_files import PolicyFiles
 
 log = structlog.get_logger("mirror.capabilities")
@@ -127,7 +128,7 @@ class CapabilityGuard:
     ) -> None:
         """Raises ConfigError for an invalid lock file (a reload then keeps the old guard)."""
         self._places = places
-        self._epoch = LockEpoch(places.epoch)
+        self._epoch = Epoch(places.epoch)
         self._epoch_seen = self._epoch.read()
         self._reviewed = load_lock(places.reviewed)
         self._recorded = load_lock(places.recorded)

@@ -11,13 +11,14 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 import structlog
 
 from mirror import metrics
+from mirror.epoch import Epoch
 from mirror.errors import (
     MirrorError,
     NotFound,
@@ -66,6 +67,7 @@ class IndexCache:
         verifier: Verifier | None = None,
         memory_budget: int = 64 * 2**20,  # bytes of index files held in memory (LRU)
         writes: WriteBehind | None = None,
+        imports: Epoch | None = None,  # offline: bumped by each `crate-mirror import`
     ) -> None:
         self._store = store
         self._upstream = upstream  # None means offline: never contact upstream
@@ -78,6 +80,8 @@ class IndexCache:
         self._rechecks: SingleFlight[IndexEntry] = SingleFlight()  # apart: never a 304 to share
         self._unsaved: dict[str, CachedIndex] = {}  # newest copy per name not yet on disk
         self._writes = writes if writes is not None else WriteBehind()
+        self._imports = imports
+        self._imports_seen = imports.read() if imports is not None else 0
 
     @property
     def offline(self) -> bool:
@@ -85,6 +89,7 @@ class IndexCache:
 
     async def get(self, name: str) -> IndexEntry:
         """The current index file for `name`; raises NotFound or UpstreamError."""
+        self._imported()
         now = time.monotonic()
         entry = self._entries.get(name)
         if entry is not None and now < entry.fresh_until and _still_verified(entry):
@@ -103,10 +108,26 @@ class IndexCache:
             or self._missing.get(name, 0.0) > time.monotonic()
         )
 
-    @staticmethod
-    def is_fresh(entry: IndexEntry) -> bool:
+    def is_fresh(self, entry: IndexEntry) -> bool:
         """Whether `get` would return this entry without asking anyone."""
+        self._imported()
         return time.monotonic() < entry.fresh_until and _still_verified(entry)
+
+    def _imported(self) -> None:
+        """Offline, a bundle imported since (mirror.trust.bundle bumps `imports`) may have
+        replaced index files, and added crates that the served views hide: every file is
+        read from disk again and judged again. Otherwise a running mirror kept serving what
+        it served before the import, until it restarted."""
+        if self._imports is None:
+            return
+        seen = self._imports.read()
+        if seen == self._imports_seen:
+            return
+        self._imports_seen = seen
+        for entry in self._entries.values():
+            entry.fresh_until = 0.0
+            entry.views.offline = None
+        self._missing.clear()
 
     async def _refresh(self, name: str, entry: IndexEntry | None) -> IndexEntry:
         disk = None
@@ -358,6 +379,9 @@ class _BoundedEntries:
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries  # without counting as a use
+
+    def values(self) -> Iterator[IndexEntry]:
+        return iter(list(self._entries.values()))
 
     def get(self, name: str) -> IndexEntry | None:
         entry = self._entries.get(name)

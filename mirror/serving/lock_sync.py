@@ -35,12 +35,13 @@ from pathlib import Path
 
 import structlog
 
+from mirror.epoch import bump_epoch
 from mirror.errors import ConfigError, IntegrityError, StoreUnavailable
 from mirror.files import HeldLock
 from mirror.policy.capability_lock import CapabilityLock
 from mirror.policy.lock_merge import merge_locks
 from mirror.serving.capability_guard import LockPlaces
-from mirror.sources.capability_lockfile import bump_epoch, load_lock, update_lock
+from mirror.sources.capability_lockfile import load_lock, update_lock
 from mirror.store.s3 import Bucket
 
 log = structlog.get_logger("mirror.lock_sync")

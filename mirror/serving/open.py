@@ -18,6 +18,7 @@ import structlog
 from mirror.audit import AuditLog, AuditSink, ProcessAuditLog
 from mirror.audit.index import IndexPlace
 from mirror.config import Settings
+from mirror.epoch import Epoch
 from mirror.errors import StorageError
 from mirror.serving.capability_guard import CapabilityGuard
 from mirror.serving.core import MirrorCore
@@ -36,6 +37,7 @@ from mirror.serving.write_behind import WriteBehind
 from mirror.sources.policy_files import PolicyFiles
 from mirror.store import Store
 from mirror.store.s3 import S3Store
+from mirror.trust.bundle import IMPORT_EPOCH
 from mirror.trust.repository import MirrorRepository
 from mirror.trust.settings import TufSettings
 from mirror.trust.upstream import UpstreamVerifier
@@ -110,6 +112,7 @@ def open_mirror(
         verifier=verifier.verify_crate_index if verifier else None,
         memory_budget=settings.index_memory_bytes,
         writes=writes,
+        imports=Epoch(settings.state_directory / IMPORT_EPOCH) if settings.offline else None,
     )
     config = RegistryConfig(
         settings.base_url, store, upstream, auth_required=settings.auth_tokens is not None

@@ -14,16 +14,15 @@ from shared memory, cheap enough for every warm hit), and reloads the lock when 
 from __future__ import annotations
 
 import contextlib
-import mmap
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from mirror.errors import BadRequest, ConfigError, Problem, StorageError
+from mirror.epoch import bump, epoch_file
+from mirror.errors import BadRequest, ConfigError, Problem
 from mirror.files import exclusive_lock, write_atomic
 from mirror.index import canonical_name, validate_name
 from mirror.policy.capability_lock import (
@@ -87,60 +86,16 @@ def update_lock(
     with _locked(path), contextlib.ExitStack() as stack:
         # The epoch file opened first: where it cannot be written (a read-only cache), the
         # lock is left as it was rather than changed without telling the servers.
-        fd = stack.enter_context(_epoch_file(epoch)) if epoch is not None else None
+        fd = stack.enter_context(epoch_file(epoch)) if epoch is not None else None
         new = change(load_lock(path))
         write_atomic(path, new.render().encode())
         _remember(path, _identity(path), new)
         if fd is not None:
-            _bump(fd)
+            bump(fd)
     return new
 
 
 EPOCH_NAME = "capability-lock.epoch"  # in the server's state directory
-_EPOCH_BYTES = 8
-
-
-def bump_epoch(path: Path) -> None:
-    """Add one to the counter in `path` (created if missing); writers hold the lock's flock."""
-    with _epoch_file(path) as fd:
-        _bump(fd)
-
-
-@contextlib.contextmanager
-def _epoch_file(path: Path) -> Iterator[int]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _bump(fd: int) -> None:
-    current = int.from_bytes(os.pread(fd, _EPOCH_BYTES, 0).ljust(_EPOCH_BYTES, b"\0"), "little")
-    # One aligned 8-byte write in place (not a rename): every mapping sees it.
-    os.pwrite(fd, ((current + 1) % 2**63).to_bytes(_EPOCH_BYTES, "little"), 0)
-
-
-class LockEpoch:
-    """The counter as a worker reads it: a read-only shared mapping of the epoch file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if os.fstat(fd).st_size < _EPOCH_BYTES:
-                os.ftruncate(fd, _EPOCH_BYTES)  # zeros; never shrinks a counter already there
-            self._map = mmap.mmap(fd, _EPOCH_BYTES, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-
-    def read(self) -> int:
-        return int.from_bytes(self._map[:_EPOCH_BYTES], "little")
 
 
 class _Validator:

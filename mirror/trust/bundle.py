@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 from tuf.api.exceptions import DownloadHTTPError
 
+from mirror.epoch import bump_epoch
 from mirror.errors import BadRequest, IntegrityError, StorageError, TrustError
 from mirror.index import IndexFile, index_path, parse_index_path
 from mirror.store import CachedIndex, FilesystemStore
@@ -54,6 +55,9 @@ MAX_INDEX_BYTES = 32 * 2**20  # bytes, one index file
 MAX_CRATE_BYTES = 64 * 2**20  # bytes, one crate
 MAX_MEMBERS = 200_000  # files in one bundle
 BUNDLE = "the bundle"  # where imported metadata comes from, in messages
+# In the cache's state directory: bumped by each import, so running offline servers read the
+# index files again (mirror.serving.index_cache.IndexCache._imported).
+IMPORT_EPOCH = "import.epoch"
 _METADATA_NAME = re.compile(r"(?:[1-9][0-9]{0,9}\.)?[a-z][a-z0-9-]{0,63}\.json\Z")
 _CRATE_NAME = re.compile(r"[0-9a-f]{64}\.crate\Z")
 
@@ -352,4 +356,5 @@ def _commit(
         metadata_dir.rename(old)
     shutil.copytree(work_md, metadata_dir, symlinks=True)
     shutil.rmtree(old, ignore_errors=True)
+    bump_epoch(store.root / "state" / IMPORT_EPOCH)  # running offline servers: read again
     return ImportReport(len(bodies), added, present, version)

@@ -3,17 +3,22 @@ close it; what it answers is what the handlers, prefetch and export render."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mirror.audit import read_events
+from mirror.epoch import bump_epoch
 from mirror.errors import BadRequest, IntegrityError, NotFound
 from mirror.request_ids import next_request_id
 from mirror.serving import scans as scans_module
 from mirror.serving.core import Client
 from mirror.serving.open import open_mirror
+from mirror.store import CachedIndex, FilesystemStore
+from mirror.trust.bundle import IMPORT_EPOCH
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
@@ -138,5 +143,49 @@ async def test_a_scan_is_judged_again_only_for_its_own_crate(
         assert gathered == ["itoa", "ryu"] and again.body == first["itoa"].body
         await core.serve_index("ryu", client())
         assert gathered == ["itoa", "ryu", "ryu"]  # its own scan: judged again
+    finally:
+        await close()
+
+
+async def test_an_offline_mirror_serves_what_an_import_added_without_a_restart(
+    mirror_settings: Any,
+) -> None:
+    """A running offline mirror kept hiding versions whose crates `import` had just added
+    (its served view was memoized), and served an index file replaced by an import only
+    after index_ttl: cargo failed with "candidate versions found which didn't match"."""
+    settings = mirror_settings(None, offline=True)
+    store = FilesystemStore(settings.cache_dir)
+    crates = {v: f"tool {v}".encode() for v in ("1.0.0", "1.0.1", "1.0.2")}
+
+    def line(version: str) -> bytes:
+        cksum = hashlib.sha256(crates[version]).hexdigest()
+        entry = {"name": "tool", "vers": version, "deps": [], "cksum": cksum, "features": {}}
+        return json.dumps(entry).encode() + b"\n"
+
+    def imported(versions: tuple[str, ...], listed: tuple[str, ...]) -> None:
+        for v in versions:
+            store.put_crate_bytes(hashlib.sha256(crates[v]).hexdigest(), crates[v])
+        store.write_index("tool", CachedIndex(b"".join(map(line, listed)), None, None, 0.0))
+        bump_epoch(settings.state_directory / IMPORT_EPOCH)  # what import_bundle does
+
+    def served(body: bytes) -> list[str]:
+        return [json.loads(x)["vers"] for x in body.splitlines()]
+
+    imported(("1.0.0",), ("1.0.0", "1.0.1"))
+    core, close = open_mirror(settings)
+    try:
+        await core.start()
+        first = await core.serve_index("tool", client())
+        assert served(first.body) == ["1.0.0"]  # 1.0.1's crate is not here
+        assert first.reusable is not None and first.reusable()
+        imported(("1.0.1",), ("1.0.0", "1.0.1"))  # same index bytes, one more crate
+        assert not first.reusable()  # the front door stops repeating the old answer
+        assert served((await core.serve_index("tool", client())).body) == ["1.0.0", "1.0.1"]
+        imported(("1.0.2",), ("1.0.0", "1.0.1", "1.0.2"))  # a newer index file
+        assert served((await core.serve_index("tool", client())).body) == [
+            "1.0.0",
+            "1.0.1",
+            "1.0.2",
+        ]
     finally:
         await close()

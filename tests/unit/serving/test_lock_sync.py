@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mirror.epoch import Epoch
 from mirror.policy.capability_lock import TOFU_APPROVER, CapabilityLock, revocation
 from mirror.scan.report import Capability
 from mirror.serving.capability_guard import LockPlaces
 from mirror.serving.lock_sync import LOCK_KEY, TOFU_KEY, LockFileSync, LockSync
 from mirror.sources.capability_lockfile import (
     EPOCH_NAME,
-    LockEpoch,
     load_lock,
     save_lock,
     update_lock,
@@ -173,7 +173,7 @@ async def test_a_server_syncs_the_reviewed_lock_and_first_use_records_and_bumps_
     b = LockSync.for_places(pb, client, 0.2)
     try:
         assert await b.sync() == {LOCK_KEY: "pushed", TOFU_KEY: "pushed"}  # empty copies
-        epoch = LockEpoch(pb.epoch)
+        epoch = Epoch(pb.epoch)
         before = epoch.read()
         update_lock(pa.reviewed, lambda lock: lock.with_approval(
             "serde", None, {Capability.PROC_MACRO}, "alice", "reviewed", WHEN))  # fmt: skip

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from mirror.epoch import Epoch
 from mirror.errors import IntegrityError, StorageError, TrustError
 from mirror.index import index_path
 from mirror.store import FilesystemStore
-from mirror.trust.bundle import export_bundle, import_bundle
+from mirror.trust.bundle import IMPORT_EPOCH, export_bundle, import_bundle
 from mirror.trust.repository import MirrorRepository, init_repository
 from mirror.trust.settings import TufRepositorySettings
 from tests.fixtures.crates import debian_crate_dir, pack_crate
@@ -110,6 +111,8 @@ def test_bundle_round_trip(air: Air, crates: Crates) -> None:
         cached = air.store.read_index(name)
         assert cached is not None and cached.body == body
         assert air.store.has_crate(hashlib.sha256(data).hexdigest())
+    # Running offline servers of this cache are told (they read the index files again).
+    assert Epoch(air.store.root / "state" / IMPORT_EPOCH).read() == 1
 
 
 def test_importing_twice_is_harmless(air: Air, crates: Crates) -> None:
