@@ -181,23 +181,34 @@ def import_bundle(
 ) -> ImportReport:
     """Verify every file of `bundle`, then add its index files and crates to `store`.
 
-    `metadata_dir` keeps the last imported metadata (default `<cache>/trust/import`), so an
-    older bundle after a newer one is refused as a rollback. A rejected bundle raises
-    IntegrityError or TrustError whose message is the reason alone (callers say "rejected").
+    `metadata_dir` keeps the last imported metadata (default `<cache>/trust/import/<slot>`,
+    one slot per pinned root), so an older bundle after a newer one is refused as a
+    rollback. A rejected bundle raises IntegrityError or TrustError whose message is the
+    reason alone (callers say "rejected").
     """
-    metadata_dir = metadata_dir or store.root / "trust" / "import"
+    try:
+        bootstrap = trusted_root.read_bytes()
+    except OSError as e:
+        raise TrustError(f"cannot read the pinned root {trusted_root}: {e.strerror}") from e
+    base = store.root / "trust" / "import"
+    if metadata_dir is None:
+        # One slot per pinned root: a bundle from another exporting mirror (its root given
+        # with --trusted-root) replaced the one state that refused this root's older
+        # bundles, and the next replay of an old bundle of this root was accepted.
+        metadata_dir = base / hashlib.sha256(bootstrap).hexdigest()[:16]
     # Two imports at once would race on the rollback state; take turns.
     with (
-        repository_lock(metadata_dir.parent, ".import.lock"),
+        repository_lock(base.parent, ".import.lock"),
         tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="import-") as tmp,
     ):
+        _adopt_single_slot(base, metadata_dir)
         previous = metadata_dir.with_name(metadata_dir.name + ".old")
         if not metadata_dir.exists() and previous.is_dir():
             previous.rename(metadata_dir)  # a crash mid-commit must not erase rollback state
         stage = Path(tmp)
         members = _stage(bundle, stage, progress)
         index_bodies, crate_sums, version, work_md = _verify(
-            stage, members, trusted_root, metadata_dir
+            stage, members, bootstrap, metadata_dir
         )
         return _commit(store, stage, index_bodies, crate_sums, version, work_md, metadata_dir)
 
@@ -262,17 +273,23 @@ def _member_slot(name: str, stage: Path) -> tuple[Path, int]:
     raise IntegrityError(f"unexpected file {name!r}")
 
 
+def _adopt_single_slot(base: Path, slot: Path) -> None:
+    """`<cache>/trust/import` held the metadata itself before there was a slot per root: it
+    becomes the slot of the first root imported with, so its rollback state is kept."""
+    old = sorted(base.glob("*.json"))
+    if old and not slot.exists():
+        slot.mkdir(parents=True)
+        for path in old:
+            path.rename(slot / path.name)
+
+
 def _verify(
-    stage: Path, members: dict[str, Path], trusted_root: Path, metadata_dir: Path
+    stage: Path, members: dict[str, Path], bootstrap: bytes, metadata_dir: Path
 ) -> tuple[dict[str, bytes], set[str], int, Path]:
     _check_manifest(stage, members)
     work_md = stage / "metadata"
     if metadata_dir.is_dir():
         shutil.copytree(metadata_dir, work_md, symlinks=True)
-    try:
-        bootstrap = trusted_root.read_bytes()
-    except OSError as e:
-        raise TrustError(f"cannot read the pinned root {trusted_root}: {e.strerror}") from e
     updater = open_updater(
         work_md,
         "bundle:///tuf/",

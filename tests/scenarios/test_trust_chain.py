@@ -222,9 +222,8 @@ async def test_chain_from_signed_upstream_to_downstream_client(
     assert a_holders.root_version() == 2
     await cli(*export, "--out", tmp_path / "bundle-2.tar")
     await cli("import", tmp_path / "bundle-2.tar", "--config", b_yaml, "--no-progress")
-    imported = Metadata.from_bytes(
-        (tmp_path / "b-cache" / "trust" / "import" / "root.json").read_bytes()
-    )
+    (slot,) = (tmp_path / "b-cache" / "trust" / "import").iterdir()  # one pinned root
+    imported = Metadata.from_bytes((slot / "root.json").read_bytes())
     assert imported.signed.version == 2  # B, still pinning A's v1, followed A's rotation
 
     # B's holders rotate B's timestamp key; the downstream client follows B's root v2.

@@ -274,3 +274,40 @@ def test_export_to_an_unwritable_place_leaves_no_part_file(air: Air, crates: Cra
     with pytest.raises(StorageError, match="cannot write"):
         export_bundle(target, files, {}, air.repo)
     assert sorted(p.name for p in air.tmp.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_a_bundle_of_another_root_does_not_reopen_this_roots_rollback(
+    air: Air, crates: Crates, tmp_path: Path
+) -> None:
+    """One rollback state was shared by every root: after a bundle of another exporting
+    mirror (its root given as the trusted root), an older bundle of this root was accepted."""
+    first = air.export({"itoa": crates["itoa"]}, "first.tar")
+    second = air.export({"ryu": crates["ryu"]}, "second.tar")
+    other = TufRepositorySettings(dir=tmp_path / "other-repo", bins=4)
+    init_repository(other, tmp_path / "other-offline", root_keys=1, root_threshold=1)
+    other_root = tmp_path / "other-root.json"
+    other_root.write_bytes((other.metadata_dir / "root.json").read_bytes())
+    body, data = make_crate("memchr", "2.0.0", b"m")
+    (tmp_path / "m.crate").write_bytes(data)
+    theirs = tmp_path / "theirs.tar"
+    paths = {hashlib.sha256(data).hexdigest(): tmp_path / "m.crate"}
+    export_bundle(theirs, {"memchr": body}, paths, MirrorRepository(other))
+    air.import_(second)
+    import_bundle(theirs, air.store, other_root)
+    with pytest.raises(TrustError, match="rollback"):
+        air.import_(first)
+    assert air.store.read_index("itoa") is None
+
+
+def test_the_single_rollback_state_of_before_is_kept(air: Air, crates: Crates) -> None:
+    """A cache imported into before there was a state per root keeps refusing old bundles."""
+    first = air.export({"itoa": crates["itoa"]}, "first.tar")
+    second = air.export({"ryu": crates["ryu"]}, "second.tar")
+    air.import_(second)
+    base = air.store.root / "trust" / "import"
+    (slot,) = base.iterdir()
+    for path in slot.iterdir():  # the layout of before: the metadata right in trust/import
+        path.rename(base / path.name)
+    slot.rmdir()
+    with pytest.raises(TrustError, match="rollback"):
+        air.import_(first)
