@@ -39,7 +39,7 @@ from mirror.scan.capabilities import (
 from mirror.serving.capability_guard import LockPlaces
 from mirror.serving.review import ReviewDesk
 from mirror.serving.scans import Scans
-from mirror.sources.capability_lockfile import EPOCH_NAME, load_lock, update_lock
+from mirror.sources.capability_lockfile import EPOCH_NAME, load_lock, lock_in_use, update_lock
 from mirror.sources.policy_files import PolicyFiles, load_policy
 from mirror.store import FilesystemStore
 
@@ -259,6 +259,7 @@ def run_approve(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     places = lock_places(args)
+    _lock_directory(places)
     by = args.by or getpass.getuser()
     if (args.spec is None) == (args.lockfile is None):
         raise BadRequest("give NAME@VERSION or --lockfile (one of them)")
@@ -334,6 +335,7 @@ def _revoke(args: argparse.Namespace) -> int:
             "its --versions REQ (as the lock lists it)"
         )
     places = lock_places(args)
+    _lock_directory(places)
     name = validate_name(args.name)
     caps = parse_capabilities(args.caps) if args.caps is not None else None
     before = merged(load_lock(places.reviewed), load_lock(places.recorded))
@@ -463,6 +465,17 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lock_directory(places: LockPlaces) -> None:
+    """A lock other than the one this cache's server reads is a mistyped --lock: the change
+    would go to a file nobody reads (the crate stays held), and be audited as done."""
+    used = lock_in_use(places.epoch.parent)
+    if used is not None and used != places.reviewed.resolve():
+        raise BadRequest(
+            f"--lock {places.reviewed}: the server of {places.cache_dir} reads {used} (give "
+            "that lock, as its 403s and `pending` print it, or --config)"
+        )
+
+
 def _audit_writable(directory: Path) -> None:
     """Checked before the lock changes: an approval nobody can audit is refused, not half
     made (a read-only cache took the lock change, then failed to record it)."""
@@ -494,7 +507,8 @@ def _guarded(command: Any) -> int:
     try:
         return int(command())
     except ConfigError as e:
-        print(f"error: invalid capability lock:\n{e}", file=sys.stderr)
+        # The settings, the policy or the lock: each problem names its file and line.
+        print(f"error: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     except ArchiveError as e:
         print(f"error: rejected crate: {e}", file=sys.stderr)

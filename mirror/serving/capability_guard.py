@@ -58,7 +58,12 @@ from mirror.scan.report import CapabilityReport
 from mirror.serving.downloads import CrateFile
 from mirror.serving.index_cache import IndexEntry
 from mirror.serving.scans import Scans
-from mirror.sources.capability_lockfile import EPOCH_NAME, load_lock, update_lock
+from mirror.sources.capability_lockfile import (
+    EPOCH_NAME,
+    load_lock,
+    record_lock_in_use,
+    update_lock,
+)
 from mirror.sources.policy_files import PolicyFiles
 
 log = structlog.get_logger("mirror.capabilities")
@@ -128,6 +133,7 @@ class CapabilityGuard:
     ) -> None:
         """Raises ConfigError for an invalid lock file (a reload then keeps the old guard)."""
         self._places = places
+        record_lock_in_use(places.epoch.parent, places.reviewed)  # for `approve` (a typo)
         self._epoch = Epoch(places.epoch)
         self._epoch_seen = self._epoch.read()
         self._reviewed = load_lock(places.reviewed)

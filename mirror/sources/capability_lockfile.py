@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mirror.epoch import bump, epoch_file
-from mirror.errors import BadRequest, ConfigError, Problem
+from mirror.errors import BadRequest, ConfigError, Problem, StorageError
 from mirror.files import exclusive_lock, write_atomic
 from mirror.index import canonical_name, validate_name
 from mirror.policy.capability_lock import (
@@ -96,6 +96,32 @@ def update_lock(
 
 
 EPOCH_NAME = "capability-lock.epoch"  # in the server's state directory
+LOCK_IN_USE = "capability-lock.path"  # beside it: the reviewed lock that server reads
+
+
+def record_lock_in_use(state_dir: Path, lock: Path) -> None:
+    """Say which reviewed lock the server of this cache reads (`lock_in_use`)."""
+    path = state_dir / LOCK_IN_USE
+    text = str(lock.resolve())
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text.encode())
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def lock_in_use(state_dir: Path) -> Path | None:
+    """The reviewed lock the server of this cache last started with (None: no server yet):
+    an approval written to another file would be read by nobody."""
+    try:
+        return Path((state_dir / LOCK_IN_USE).read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
 
 
 class _Validator:

@@ -17,7 +17,7 @@ from mirror.audit.index import AuditIndex
 from mirror.cli import main
 from mirror.http.routes import HANDLERS
 from mirror.index import index_path
-from mirror.sources.capability_lockfile import load_lock
+from mirror.sources.capability_lockfile import load_lock, lock_in_use
 from tests import REPO
 from tests.fixtures.pytest_plugin import MirrorClient
 from tests.fixtures.registry import Registry
@@ -111,6 +111,7 @@ async def test_the_printed_approve_command_acts_on_the_servers_lock_and_applies_
     lock = (tmp_path / "conf" / "approvals" / "held.yaml").resolve()
     assert argv[argv.index("--lock") + 1] == str(lock)
     assert argv[argv.index("--cache-dir") + 1] == str((tmp_path / "cache").resolve())
+    assert lock_in_use(tmp_path / "cache" / "state") == lock  # what a mistyped --lock meets
 
     elsewhere = tmp_path / "somewhere-else"
     elsewhere.mkdir()

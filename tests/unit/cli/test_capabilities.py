@@ -15,7 +15,7 @@ from mirror.index import CrateRef
 from mirror.policy.capability_lock import CapabilityRule, decide_capabilities
 from mirror.policy.decision import Mode
 from mirror.scan.capabilities import Capability
-from mirror.sources.capability_lockfile import load_lock
+from mirror.sources.capability_lockfile import load_lock, record_lock_in_use
 from mirror.store import CachedIndex, FilesystemStore
 from tests.fixtures.crates import debian_crate_dir, pack_crate
 from tests.unit.scan.test_capabilities import make_crate
@@ -367,3 +367,19 @@ def test_an_empty_cache_dir_is_refused_not_the_current_directory(
         main(["pending", "--cache-dir", ""])
     assert info.value.code == 2 and "an empty path" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_other_than_the_servers_is_a_typo_not_a_new_lock(
+    tmp_path: Path, dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--lock badlock/new/none.yaml` made the directories and a new lock no server reads,
+    printed "approved" and audited it, while the crate stayed held."""
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    record_lock_in_use(Path(dirs["cache"]) / "state", Path(dirs["lock"]))  # what serve does
+    typo = tmp_path / "badlock" / "new" / "none.yaml"
+    opts = ["--lock", str(typo), "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    for argv in (["approve", "tool@1.0.0", "--caps", "net"], ["revoke", "tool"]):
+        code, out, err = run([*argv, "--reason", "r", *opts], capsys)
+        assert code == 2 and f"reads {Path(dirs['lock']).resolve()}" in err, (argv, out, err)
+    assert not (tmp_path / "badlock").exists()
+    assert not Path(dirs["audit"]).exists()
