@@ -40,17 +40,52 @@ def load_located(path: Path) -> Any:
         raise ConfigError([Problem(str(path), None, "(syntax)", str(e))]) from e
     if node is None:
         return {}
-    return _convert(node)
+    try:
+        return _Converter().convert(node)
+    except _Unconvertible as e:
+        raise ConfigError([Problem(str(path), e.line, "(syntax)", e.message)]) from None
 
 
-def _convert(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Located] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            out[str(key)] = Located(_convert(value_node), key_node.start_mark.line + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [Located(_convert(item), item.start_mark.line + 1) for item in node.value]
-    # Resolve the scalar with the safe constructor so `3`, `true`, `2027-01-01` get their types.
-    return yaml.SafeLoader(yaml.dump(None)).construct_object(node, deep=True)
+MAX_NODES = 1_000_000  # values after aliases are expanded: far more than any real file
+
+
+class _Unconvertible(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        self.line, self.message = line, message
+
+
+class _Converter:
+    """Aliases are followed, so an alias inside the value it names (`a: &x [*x]`) recursed
+    without end, and nested aliases can expand a small file without bound ("billion
+    laughs"): both are refused."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()  # ids of the nodes being converted (the path down)
+        self._count = 0
+        # Scalars are resolved with the safe constructor, so `3`, `true`, `2027-01-01` get
+        # their types; one for the file (one per scalar cost 40 us each).
+        self._scalars = yaml.SafeLoader("")
+
+    def convert(self, node: yaml.Node) -> Any:
+        line = node.start_mark.line + 1
+        if id(node) in self._open:
+            raise _Unconvertible(line, "an alias refers to the value that contains it")
+        self._count += 1
+        if self._count > MAX_NODES:
+            raise _Unconvertible(line, f"more than {MAX_NODES} values once aliases are expanded")
+        self._open.add(id(node))
+        try:
+            return self._convert(node)
+        finally:
+            self._open.discard(id(node))
+
+    def _convert(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Located] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+                out[str(key)] = Located(self.convert(value_node), key_node.start_mark.line + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [Located(self.convert(item), item.start_mark.line + 1) for item in node.value]
+        return self._scalars.construct_object(node, deep=True)

@@ -106,3 +106,26 @@ def test_the_pkcs11_pin_variable_is_not_a_setting() -> None:
     settings then failed with "unknown setting"."""
     settings = load_settings(None, env={PIN_ENV: "1234"})
     assert settings.listen_port == 8080
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &x [*x]\n", "an alias refers to the value that contains it"),  # RecursionError
+        (  # nested aliases ("billion laughs"): 10^9 values from 9 short lines
+            "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+            + "".join(
+                f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "values once aliases are expanded",
+        ),
+    ],
+)
+def test_aliases_that_never_end_are_a_located_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, env={})
