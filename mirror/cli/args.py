@@ -31,3 +31,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def out_file_arg(text: str) -> Path:
+    """A file a command will write (`--out`): refused before any work when it names a
+    directory or a directory that does not exist (found only at the end, with a traceback)."""
+    out = path_arg(text)
+    if out.is_dir():
+        raise argparse.ArgumentTypeError(f"{out} is a directory: give a file name")
+    if not out.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {out.parent}")
+    return out

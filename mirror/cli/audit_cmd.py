@@ -25,7 +25,7 @@ from mirror.audit.query import (
     select,
 )
 from mirror.audit.verify import VerifyResult, verify_chain
-from mirror.cli.args import path_arg
+from mirror.cli.args import out_file_arg, path_arg, positive_int
 from mirror.config import load_settings
 from mirror.errors import ConfigError, StorageError
 from mirror.files import write_atomic
@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
     query.add_argument("--crate", help="only this crate (- and _ and case are the same)")
     query.add_argument("--rule", help="only events decided by this rule (e.g. typosquat)")
     query.add_argument("--since", help="only events newer than 2h, 30m, 7d or an ISO time")
-    query.add_argument("--limit", type=int, help="only the most recent N matching events")
+    query.add_argument("--limit", type=positive_int, help="only the most recent N matching events")
     query.add_argument("--json", action="store_true", help="print JSON lines, not a table")
 
     near = sub.add_parser(
@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
     )
     near.add_argument("--since", help="only entries newer than 2h, 30m, 7d or an ISO time")
     near.add_argument("--json", action="store_true", help="print JSON lines, not a table")
-    near.add_argument("--out", type=path_arg, metavar="FILE", help="write JSON lines to FILE")
+    near.add_argument("--out", type=out_file_arg, metavar="FILE", help="write JSON lines to FILE")
 
     for parser in (verify, query, near):
         parser.add_argument(
@@ -108,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --since: {e}", file=sys.stderr)
         return 2
     if args.audit_command == "verify":
-        return _verify(directory, args.anchor)
+        try:
+            return _verify(directory, args.anchor)
+        except OSError as e:  # unreadable, or a directory where a chain file should be
+            print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+            return 2
     if args.audit_command == "query":
         wanted = EventFilter(action=args.action, crate=args.crate, rule=args.rule, since=since)
         try:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror.cli.args import path_arg
+from mirror.cli.args import out_file_arg, path_arg
 from mirror.cli.serve import add_settings_arguments, settings_from_args
 from mirror.config import Settings
 from mirror.errors import BadRequest, ConfigError, MirrorError
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
         help="an extra crate (repeatable)",
     )
     p.add_argument("--repo", type=path_arg, help="TUF repository dir (default: tuf.repository.dir)")
-    p.add_argument("--out", type=path_arg, required=True, help="bundle file to write")
+    p.add_argument("--out", type=out_file_arg, required=True, help="bundle file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
@@ -83,7 +83,6 @@ def run_export(args: argparse.Namespace) -> int:
             raise BadRequest("no TUF repository: give --repo or configure tuf.repository")
         refs = [ref for lock in args.lockfile for ref in crates_in_lockfile(lock)]
         refs += [CrateRef.parse(spec) for spec in args.crates]
-        _writable_out(args.out)  # before fetching and signing, not after
     except ConfigError as e:
         print(f"crate-mirror export: invalid configuration:\n{e}", file=sys.stderr)
         return 2
@@ -95,13 +94,6 @@ def run_export(args: argparse.Namespace) -> int:
     except MirrorError as e:
         print(f"crate-mirror export: {e}", file=sys.stderr)
         return 1
-
-
-def _writable_out(out: Path) -> None:
-    if out.is_dir():
-        raise BadRequest(f"--out {out} is a directory: give the bundle's file name")
-    if not out.parent.is_dir():
-        raise BadRequest(f"--out {out}: no directory {out.parent}")
 
 
 async def _export(

@@ -158,3 +158,23 @@ def test_since_skips_files_that_end_before_it(tmp_path: Path) -> None:
     since = datetime.now(UTC) - timedelta(hours=1)
     assert [e["reason"] for e in read_events(tmp_path, since)] == ["new"]
     assert [e["reason"] for e in read_events(tmp_path)] == ["old", "new"]
+
+
+def test_cli_bad_numbers_outputs_and_unreadable_chains_are_errors(
+    audit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--limit -1` said "no matching events" (exit 0); `--out DIR` and a chain file that is
+    a directory were tracebacks."""
+    base = ["audit", "query", "--dir", str(audit_dir)]
+    for limit in ("0", "-1"):
+        with pytest.raises(SystemExit) as info:
+            run_cli([*base, "--limit", limit])
+        assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        run_cli(["audit", "near-names", "--dir", str(audit_dir), "--out", str(tmp_path)])
+    assert info.value.code == 2 and "is a directory" in capsys.readouterr().err
+    (first,) = sorted(audit_dir.glob("audit-*.jsonl"))[:1]
+    first.unlink()
+    first.mkdir()
+    assert run_cli(["audit", "verify", "--dir", str(audit_dir)]) == 2
+    assert f"cannot read {first}" in capsys.readouterr().err

@@ -386,8 +386,9 @@ def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     bundle = tmp_path / "bundle.tar"
     export = ["export", "--config", str(config), "--lockfile", str(lock), "--no-progress"]
     for bad in (tmp_path, tmp_path / "no-such-dir" / "b.tar"):  # refused before any work
-        assert main([*export, "--out", str(bad)]) == 2
-        assert "--out" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as info:
+            main([*export, "--out", str(bad)])
+        assert info.value.code == 2 and "--out" in capsys.readouterr().err
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
     assert main([*export, "--out", str(bundle)]) == 0, capsys.readouterr().err
     assert "2 index files, 2 crates" in capsys.readouterr().out
