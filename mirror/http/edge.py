@@ -18,6 +18,7 @@ from mirror.errors import (
     ArchiveError,
     BadRequest,
     Blocked,
+    ConfigError,
     IntegrityError,
     MirrorError,
     NotFound,
@@ -39,7 +40,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 IDENTITY = web.RequestKey("identity", str)  # the authenticated token's name
 
 
-def _status_for(error: MirrorError) -> int:
+def status_for(error: MirrorError) -> int:
     if isinstance(error, BadRequest):
         return 400
     if isinstance(error, Blocked):
@@ -54,6 +55,8 @@ def _status_for(error: MirrorError) -> int:
         return 503  # the shared bucket is down: try again (another replica may answer)
     if isinstance(error, StorageError):
         return 507
+    if isinstance(error, ConfigError):
+        return 503  # a file the server reads is invalid (a lock edited by hand): until fixed
     return 500
 
 
@@ -82,7 +85,7 @@ def failure(
         # A bug, not a verdict: never leak internals, but give the id to find the traceback.
         log.error("request.crashed", route=route, path=path, request_id=request_id, exc_info=error)
         return Reply.text(500, f"crate-mirror: internal error (request {request_id})\n")
-    status = _status_for(error)
+    status = status_for(error)
     text = str(error) if isinstance(error, Blocked) else f"crate-mirror: {error}"
     if request_id and not isinstance(error, Blocked):
         text += f" (request {request_id})"

@@ -350,3 +350,22 @@ async def test_a_quarantined_look_alike_shows_its_signals_and_is_approved_in_the
         "serde-derlve"
     )
     assert (approval.approved_by, approval.reviewed) == ("alice", "0.1.0")
+
+
+async def test_approving_while_the_lock_is_invalid_says_so_as_a_503_not_a_500(
+    console: Console, small_registry: Registry, tmp_path: Path
+) -> None:
+    """A lock edited by hand into invalid YAML: the approval is refused with its reason
+    (file and line), as "unavailable until fixed", not as an internal error."""
+    client, token, _ = await console()
+    small_registry.add_crate("evil-build", "1.0.0", {"build.rs": EVIL_BUILD_RS})
+    await hold(client, "evil-build", "1.0.0")
+    await log_in(client, token)
+    lock = tmp_path / "policies" / "capabilities.lock.yaml"
+    lock.write_text("version: 1\ncrates: {foo: [\n")
+    resp = await client.post("/-/decide", data={
+        "_csrf": await csrf_of(client), "decision": "approve", "target": "evil-build@1.0.0",
+        "reason": "reviewed"})  # fmt: skip
+    assert resp.status == 503
+    assert "capabilities.lock.yaml:" in await resp.text()
+    assert lock.read_text() == "version: 1\ncrates: {foo: [\n"

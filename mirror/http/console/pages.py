@@ -22,6 +22,7 @@ from aiohttp import web
 from mirror.errors import BadRequest, MirrorError, NotFound
 from mirror.http.console.auth import LOGIN_COOKIE, ConsoleAuth, Session, new_nonce
 from mirror.http.console.render import page
+from mirror.http.edge import status_for
 from mirror.serving.console import ConsoleBackend, EventQuery, parse_targets
 from mirror.sources.tokens import MAX_HEADER_CHARS
 
@@ -83,8 +84,8 @@ class Pages:
                             title="Not found", message=str(e))  # fmt: skip
             except MirrorError as e:
                 log.error("console.failed", path=request.path, error=str(e))
-                return page("message.html", status=500, admin=admin, csrf=csrf, nav="",
-                            title="Failed", message=str(e))  # fmt: skip
+                return page("message.html", status=status_for(e), admin=admin, csrf=csrf,
+                            nav="", title="Failed", message=str(e))  # fmt: skip
 
         return wrapped
 
