@@ -108,13 +108,16 @@ async def _explain(
             print(f"  held until {a.until:%Y-%m-%d %H:%M} UTC (or until approved)", file=out)
         if d.rule in ("allow", "approved"):
             print(f"  let through: {d.reason}", file=out)
+    stops = any(j.decision.blocks for _, j in judgements)
+    approve = explanation.approve if stops else None
     if explanation.held_by is not None:
         print(
             f"also held back by {explanation.held_by.rule}: {explanation.held_by.reason}", file=out
         )
-    stops = any(j.decision.blocks for _, j in judgements)
-    if stops and explanation.approve:
-        print(f"to approve after review: {explanation.approve}", file=out)
+        # A capability hold names its own command (the capabilities to approve).
+        approve = approve or explanation.held_by.details.get("approve")
+    if approve:
+        print(f"to approve after review: {approve}", file=out)
     return 0
 
 
