@@ -47,7 +47,14 @@ def register(subparsers: Any) -> None:
     )
     add.add_argument("name", help="who the token is for; recorded with every approval")
     add.set_defaults(func=run_add)
-    ls = with_file(sub.add_parser("list", help="show admins and dates", description="List."))
+    ls = with_file(
+        sub.add_parser(
+            "list",
+            help="show admins and dates",
+            description="List the console's admins: name, when added, and the start of "
+            "their token's sha256.",
+        )
+    )
     ls.set_defaults(func=run_list)
     revoke = with_file(
         sub.add_parser(

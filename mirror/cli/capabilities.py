@@ -154,7 +154,11 @@ def _lock_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--audit-dir", type=path_arg, help="audit log directory (default <cache-dir>/audit)"
     )
-    _cache_arg(parser)
+    parser.add_argument(
+        "--cache-dir",
+        type=path_arg,
+        help=f"the server's cache: index files, crates, scans, its state (default {DEFAULT_CACHE})",
+    )
 
 
 def lock_places(args: argparse.Namespace) -> LockPlaces:

@@ -152,7 +152,12 @@ def register(sub: Any) -> None:
     _pkcs11_module(p)
     p.set_defaults(func=run_rotate)
 
-    p = tsub.add_parser("status", help="versions, expiry, keys and staged changes")
+    p = tsub.add_parser(
+        "status",
+        help="versions, expiry, keys and staged changes",
+        description="Show the TUF repository this mirror signs with: each role's version and "
+        "expiry, its keys, and what is staged and waiting for signatures.",
+    )
     _common(p)
     p.set_defaults(func=run_status)
 
