@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from multiprocessing.connection import Connection
 
+import structlog
 from aiohttp import web
 
 from mirror import heap
@@ -25,6 +26,8 @@ from mirror.serving.console import ConsoleBackend
 from mirror.serving.open import Closer, open_mirror
 from mirror.sources.tokens import TokenStore
 
+log = structlog.get_logger("mirror.app")
+
 CLOSER = web.AppKey[Closer]("closer")
 
 
@@ -39,6 +42,13 @@ def create_app(
         settings, audit_process=audit_process, audit_connection=audit_connection
     )
     tokens = TokenStore(settings.auth_tokens) if settings.auth_tokens else None
+    if settings.auth_tokens is not None and not settings.auth_tokens.exists():
+        # Fail closed (no token is accepted), but say why every request is refused.
+        log.warning(
+            "tokens.file_missing",
+            file=str(settings.auth_tokens),
+            hint="every request gets 401 until `crate-mirror token add` creates it",
+        )
     app = build_app(Handlers(core, tokens))
     if core.publisher is not None:  # a TUF repository signs what we serve: publish it too
         tuf_static(app, core.publisher.metadata_dir)

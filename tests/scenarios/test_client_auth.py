@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from mirror.config import Settings
 from mirror.http.routes import HANDLERS
@@ -128,3 +129,21 @@ async def test_a_token_file_broken_while_serving_refuses_everyone_with_503(
     store.path.write_text(json.dumps(data))
     assert (await client.get(index, headers={"Authorization": kept})).status == 200
     assert (await client.get(index, headers={"Authorization": removed})).status == 401
+
+
+async def test_a_token_file_that_is_not_there_is_said_at_start(
+    aiohttp_client: AiohttpClient,
+    mirror_app: Callable[[Settings], web.Application],
+    mirror_settings: Callable[..., Settings],
+    small_upstream: FakeUpstream,
+    tmp_path: Path,
+) -> None:
+    """Fail closed, as before (every request 401), and now one line says why."""
+    missing = tmp_path / "no-tokens.json"
+    with capture_logs() as logs:
+        client = await _auth_client(
+            aiohttp_client, mirror_app, mirror_settings, small_upstream, missing
+        )
+    said = [e for e in logs if e["event"] == "tokens.file_missing"]
+    assert said and said[0]["file"] == str(missing) and said[0]["log_level"] == "warning"
+    assert (await client.get("/index/" + index_path("itoa"))).status == 401
