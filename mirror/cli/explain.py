@@ -59,6 +59,9 @@ async def _explain(
     except ConfigError as e:
         print(f"crate-mirror explain: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    except MirrorError as e:  # the cache cannot be opened (a file, read-only)
+        print(f"crate-mirror explain: {e}", file=sys.stderr)
+        return 1
     try:
         await core.start()
         explanation = await core.explain(name, version)

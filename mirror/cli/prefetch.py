@@ -11,7 +11,7 @@ from typing import Any
 
 from mirror.cli.args import path_arg, positive_int
 from mirror.cli.serve import add_settings_arguments, settings_from_args
-from mirror.errors import BadRequest, ConfigError
+from mirror.errors import BadRequest, ConfigError, MirrorError
 from mirror.index import CrateRef
 
 
@@ -67,9 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if settings.offline:
         print("crate-mirror prefetch: cannot prefetch in offline mode", file=sys.stderr)
         return 2
-    return asyncio.run(
-        _prefetch(settings, refs, args.lockfile, args.concurrency, not args.no_progress)
-    )
+    try:
+        return asyncio.run(
+            _prefetch(settings, refs, args.lockfile, args.concurrency, not args.no_progress)
+        )
+    except MirrorError as e:  # the cache cannot be opened or written (a file, read-only)
+        print(f"crate-mirror prefetch: {e}", file=sys.stderr)
+        return 1
 
 
 async def _prefetch(

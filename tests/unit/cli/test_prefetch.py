@@ -9,6 +9,7 @@ import pytest
 
 from mirror.cli import main
 from mirror.store import FilesystemStore
+from tests import REPO
 from tests.fixtures.registry import Registry
 from tests.fixtures.upstream import FakeUpstream
 
@@ -148,3 +149,20 @@ def test_a_lockfile_checksum_the_index_does_not_list_is_a_failure(
     out = capsys.readouterr().out
     assert code == 1 and "failed 1" in out
     assert "the lockfile's checksum 0000000000000000... is not the one the index lists" in out
+
+
+@pytest.mark.parametrize("command", ["prefetch", "explain"])
+def test_a_cache_that_cannot_be_opened_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`--cache-dir` inside a regular file (or on a read-only mount) was a traceback."""
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    argv = {
+        "prefetch": ["prefetch", "--crate", "itoa@1.0.0", "--upstream", "http://127.0.0.1:9/",
+                     "--no-progress"],
+        "explain": ["explain", "itoa", "--policy", str(REPO / "policies" / "default.yaml")],
+    }[command]  # fmt: skip
+    assert main([*argv, "--cache-dir", str(taken / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"crate-mirror {command}: cannot create cache directory" in err
