@@ -96,6 +96,9 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"crate-mirror: {e}", file=sys.stderr)
         return 2
     if not records:
+        if not Path(store.path).exists():  # a typo, not an empty list
+            print(f"crate-mirror: no file {store.path}", file=sys.stderr)
+            return 2
         print(f"no admins in {store.path}", file=sys.stderr)
         return 0
     width = max(len(r.name) for r in records)

@@ -10,7 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from mirror.cli.args import path_arg
-from mirror.errors import MirrorError
+from mirror.errors import BadRequest, MirrorError
+from mirror.index import validate_name
 from mirror.policy.names import NameIndex
 from mirror.sources.corpus import DEFAULT_CORPUS, CorpusUpdateSettings, load_corpus, update_corpus
 
@@ -93,6 +94,11 @@ def run_check(args: argparse.Namespace) -> int:
     index = NameIndex(names, protect_top=args.top if args.top is not None else len(names))
     suspected = 0
     for name in args.names:
+        try:
+            validate_name(name)  # '' or '../x' is no crate name: not "no look-alike"
+        except BadRequest as e:
+            print(f"crate-mirror corpus check: {name!r}: {e}", file=sys.stderr)
+            return 2
         facts = index.facts(name)
         rank = f"ranks #{facts.rank}" if facts.rank is not None else "not in the corpus"
         if facts.typo is not None:

@@ -86,6 +86,9 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"crate-mirror: {e}", file=sys.stderr)
         return 2
     if not records:
+        if not Path(args.file).exists():  # a typo, not an empty list
+            print(f"crate-mirror: no file {args.file}", file=sys.stderr)
+            return 2
         print(f"no tokens in {args.file}", file=sys.stderr)
         return 0
     width = max(len(r.name) for r in records)

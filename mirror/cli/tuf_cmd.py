@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mirror.cli.args import path_arg
+from mirror.cli.args import path_arg, positive_int
 from mirror.errors import ConfigError, MirrorError, TrustError
 from mirror.trust.settings import TufRepositorySettings, TufSettings
 
@@ -78,11 +78,16 @@ def register(sub: Any) -> None:
         type=path_arg,
         help="where created root/targets keys are written; move them off the server",
     )
-    p.add_argument("--root-keys", type=int, help="number of root keys to create (default 2)")
     p.add_argument(
-        "--root-threshold", type=int, default=2, help="signatures needed to change root (default 2)"
+        "--root-keys", type=positive_int, help="number of root keys to create (default 2)"
     )
-    p.add_argument("--bins", type=int, help="hashed bins, a power of two (default 256)")
+    p.add_argument(
+        "--root-threshold",
+        type=positive_int,
+        default=2,
+        help="signatures needed to change root (default 2)",
+    )
+    p.add_argument("--bins", type=positive_int, help="hashed bins, a power of two (default 256)")
     p.set_defaults(func=run_init)
 
     p = tsub.add_parser(
@@ -130,7 +135,7 @@ def register(sub: Any) -> None:
     p.add_argument("--add-key", type=path_arg, metavar="PUB", help="enroll this public key")
     p.add_argument("--key-out", type=path_arg, help="create the new key in this file")
     p.add_argument("--remove-keyid", action="append", default=[], help="revoke this key")
-    p.add_argument("--threshold", type=int, help="new signature threshold for ROLE")
+    p.add_argument("--threshold", type=positive_int, help="new signature threshold for ROLE")
     p.add_argument(
         "--standby",
         action="store_true",

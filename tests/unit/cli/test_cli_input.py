@@ -1,0 +1,41 @@
+"""Input the commands used to take for something else: each said "nothing" and exited 0, or
+silently used a default, where the person had made a mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+
+
+def test_listing_a_token_file_that_is_not_there_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`token list --file typo.json` said "no tokens in typo.json" (exit 0)."""
+    for command in ("token", "admin"):
+        assert main([command, "list", "--file", str(tmp_path / "typo.json")]) == 2
+        assert f"no file {tmp_path / 'typo.json'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["", "../x"])
+def test_corpus_check_of_no_crate_name_is_an_error(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`corpus check ''` said "no look-alike" (exit 0)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("serde 100\ntokio 90\n")
+    assert main(["corpus", "check", name, "--corpus", str(corpus)]) == 2
+    assert repr(name) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--bins", "--root-keys", "--root-threshold"])
+def test_tuf_init_takes_zero_for_zero_not_for_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """`tuf init --bins 0` made 256 bins and `--root-keys 0` made 2 keys, exit 0."""
+    with pytest.raises(SystemExit) as info:
+        main(["tuf", "init", "--repo", str(tmp_path / "repo"), flag, "0"])
+    assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "repo").exists()
