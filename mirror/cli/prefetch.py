@@ -60,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"crate-mirror prefetch: {e}", file=sys.stderr)
         return 2
     if not refs:
-        print(
-            "crate-mirror prefetch: nothing to fetch (give --lockfile or --crate)", file=sys.stderr
+        what = (
+            f"{', '.join(map(str, args.lockfile))} lists no crates.io packages"
+            if args.lockfile
+            else "give --lockfile or --crate"
         )
+        print(f"crate-mirror prefetch: nothing to fetch ({what})", file=sys.stderr)
         return 2
     if settings.offline:
         print("crate-mirror prefetch: cannot prefetch in offline mode", file=sys.stderr)

@@ -170,8 +170,9 @@ def _upstream(data: Any, bad: Any, offline: bool) -> tuple[TufUpstreamSettings |
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
         bad(
             "upstream.metadata_url",
-            "required: the http(s) URL of the upstream's TUF metadata"
-            + (only_offline if url is None else ""),
+            "required: the http(s) URL of the upstream's TUF metadata" + only_offline
+            if url is None
+            else f"expected the http(s) URL of the upstream's TUF metadata, got {url!r}",
         )
         url = ""
     if not isinstance(mdir, str) or not mdir:

@@ -106,6 +106,10 @@ def test_prefetch_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["prefetch", "--crate", "not a crate", "--cache-dir", str(tmp_path)]) == 2
     assert "expected name@version" in capsys.readouterr().err
     assert main(["prefetch", "--cache-dir", str(tmp_path)]) == 2
+    empty = tmp_path / "Cargo.lock"  # only a path package: "give --lockfile" was wrong
+    empty.write_text('version = 3\n[[package]]\nname = "app"\nversion = "0.1.0"\n')
+    assert main(["prefetch", "--lockfile", str(empty), "--cache-dir", str(tmp_path)]) == 2
+    assert f"{empty} lists no crates.io packages" in capsys.readouterr().err
     for concurrency in ("0", "-1"):  # waited forever; a traceback
         with pytest.raises(SystemExit) as info:
             main(["prefetch", "--crate", "itoa@1.0.0", "--concurrency", concurrency])

@@ -294,6 +294,9 @@ def test_settings_report_every_problem_with_its_field() -> None:
         "tuf.repository.expiry.timestamp",
         "tuf.extra",
     }
+    # A value that is there but not a URL is not "required" (it was said so).
+    url = next(p for p in info.value.problems if p.field == "tuf.upstream.metadata_url")
+    assert url.message == "expected the http(s) URL of the upstream's TUF metadata, got 'ftp://x'"
 
 
 def test_trusted_root_alone_is_enough_offline_only(tmp_path: Path) -> None:
