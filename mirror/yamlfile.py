@@ -83,8 +83,12 @@ class _Converter:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Located] = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-                out[str(key)] = Located(self.convert(value_node), key_node.start_mark.line + 1)
+                key = str(key_node.value if isinstance(key_node, yaml.ScalarNode) else key_node)
+                line = key_node.start_mark.line + 1
+                if key in out:  # YAML keeps the last one: the first would be silently ignored
+                    first = out[key].line
+                    raise _Unconvertible(line, f"{key} appears twice (also on line {first})")
+                out[key] = Located(self.convert(value_node), line)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [Located(self.convert(item), item.start_mark.line + 1) for item in node.value]

@@ -112,6 +112,7 @@ def test_the_pkcs11_pin_variable_is_not_a_setting() -> None:
     ("text", "message"),
     [
         ("a: &x [*x]\n", "an alias refers to the value that contains it"),  # RecursionError
+        ("workers: 1\nworkers: 2\n", "workers appears twice"),  # the last one silently won
         (  # nested aliases ("billion laughs"): 10^9 values from 9 short lines
             "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
             + "".join(
@@ -122,7 +123,7 @@ def test_the_pkcs11_pin_variable_is_not_a_setting() -> None:
         ),
     ],
 )
-def test_aliases_that_never_end_are_a_located_error(
+def test_yaml_that_says_two_things_or_never_ends_is_a_located_error(
     tmp_path: Path, text: str, message: str
 ) -> None:
     path = tmp_path / "m.yaml"
