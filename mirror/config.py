@@ -22,6 +22,7 @@ from mirror.yamlfile import Located, load_located
 ENV_PREFIX = "CRATE_MIRROR_"
 # Variables with the prefix that are not settings: the PKCS#11 PIN (mirror.trust.pkcs11).
 NOT_SETTINGS = frozenset({"CRATE_MIRROR_PKCS11_PIN"})
+MAX_WORKERS = 256  # `workers: 10000` ran out of file descriptors with a traceback
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,8 @@ def load_settings(
             _set(values, problems, name, value, "command line", None)
             origins[name] = ("command line", None)
 
-    if problems:
-        raise ConfigError(problems)
+    # Range checks run on what parsed, so one run reports every problem (a bad type did not
+    # hide an out-of-range value elsewhere until it was fixed).
     settings = Settings(**values)
     problems.extend(_check(settings, origins))
     if problems:
@@ -297,6 +298,8 @@ def _check(s: Settings, origins: Mapping[str, tuple[str, int | None]]) -> list[P
         named = ENV_PREFIX + field_name.upper() if file == "environment" else field_name
         problems.append(Problem(file, line, named, message))
 
+    if s.workers > MAX_WORKERS:
+        bad("workers", f"must be at most {MAX_WORKERS} (each is a process with its own caches)")
     if not s.listen_host.strip():
         # An empty host listens on every interface: say 0.0.0.0 (or ::) if that is meant.
         bad("listen_host", "must not be empty (0.0.0.0 listens on every interface)")

@@ -42,3 +42,11 @@ def out_file_arg(text: str) -> Path:
     if not out.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no directory {out.parent}")
     return out
+
+
+def sha256_arg(text: str) -> str:
+    """A sha256 as 64 hex digits (an audit chain's hash): anything else can never match."""
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"expected a sha256 (64 hex digits), got {text!r}")
+    return value

@@ -25,7 +25,7 @@ from mirror.audit.query import (
     select,
 )
 from mirror.audit.verify import VerifyResult, verify_chain
-from mirror.cli.args import out_file_arg, path_arg, positive_int
+from mirror.cli.args import out_file_arg, path_arg, positive_int, sha256_arg
 from mirror.config import load_settings
 from mirror.errors import ConfigError, StorageError
 from mirror.files import write_atomic
@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
     )
     verify.add_argument(
         "--anchor",
+        type=sha256_arg,
         metavar="HASH",
         help="a last hash noted earlier; fail unless the chain still contains it "
         "(detects a chain rewritten or cut from its end)",

@@ -42,6 +42,7 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ("\n\nlisten_port: 70000\n", 3, "listen_port"),
         ("upstream_index: ftp://example\n", 1, "upstream_index"),
         ("workers: 0\n", 1, "workers"),
+        ("workers: 10000\n", 1, "workers"),  # out of file descriptors, with a traceback
         ("listen_host: ''\n", 1, "listen_host"),  # bound every interface, v4 and v6
         ("listen_host: ' '\n", 1, "listen_host"),
         ("listen_port: 0\n", 1, "listen_port"),  # config.json sent cargo to port 0
@@ -130,3 +131,12 @@ def test_yaml_that_says_two_things_or_never_ends_is_a_located_error(
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(path, env={})
+
+
+def test_type_and_range_problems_are_reported_in_one_run(tmp_path: Path) -> None:
+    """`workers: -1` showed up only after `http2: true` and an unknown key were fixed."""
+    path = tmp_path / "m.yaml"
+    path.write_text("workers: -1\nhttp2: true\nbogus_key: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert sorted(p.field for p in info.value.problems) == ["bogus_key", "http2", "workers"]

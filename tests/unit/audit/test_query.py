@@ -178,3 +178,12 @@ def test_cli_bad_numbers_outputs_and_unreadable_chains_are_errors(
     first.mkdir()
     assert run_cli(["audit", "verify", "--dir", str(audit_dir)]) == 2
     assert f"cannot read {first}" in capsys.readouterr().err
+
+
+def test_cli_verify_refuses_an_anchor_that_is_not_a_hash(
+    audit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--anchor banana` printed OK for the chain and then "the anchor is not in it"."""
+    with pytest.raises(SystemExit) as info:
+        run_cli(["audit", "verify", "--dir", str(audit_dir), "--anchor", "banana"])
+    assert info.value.code == 2 and "expected a sha256" in capsys.readouterr().err
