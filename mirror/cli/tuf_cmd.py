@@ -325,11 +325,19 @@ def run_sign(args: argparse.Namespace) -> int:
         from mirror.trust.staging import sign_staged, stage_targets_change, staged_path
 
         s = _settings(args)
+        staged = None
         if args.role == "targets" and not staged_path(s, "targets").is_file():
-            version = stage_targets_change(s).signed.version
-            print(f"staged targets v{version} (re-signed, new expiry)")
-        for uri in uris:
-            status = sign_staged(s, args.role, uri)
+            staged = stage_targets_change(s).signed.version
+        try:
+            for uri in uris:
+                status = sign_staged(s, args.role, uri)
+        except BaseException:
+            # A key that cannot sign leaves nothing staged by this command behind.
+            if staged is not None:
+                staged_path(s, "targets").unlink(missing_ok=True)
+            raise
+        if staged is not None:
+            print(f"staged targets v{staged} (re-signed, new expiry)")
         print(_status_line(status))
         return 0
 

@@ -400,3 +400,16 @@ def test_export_then_import_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     for name, cksum in locked.items():
         assert FilesystemStore(target).has_crate(cksum)
         assert FilesystemStore(target).read_index(name) is not None
+
+
+def test_signing_targets_with_a_key_that_cannot_sign_stages_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tuf sign targets --key gcpkms:bogus` staged targets v2, then refused the key."""
+    repo, offline = tmp_path / "repo", tmp_path / "offline"
+    base = ["--repo", str(repo)]
+    assert main(["tuf", "init", *base, "--offline-dir", str(offline), "--bins", "4"]) == 0
+    capsys.readouterr()
+    assert main(["tuf", "sign", "targets", *base, "--key", "gcpkms:bogus"]) != 0
+    assert "staged targets" not in capsys.readouterr().out
+    assert not any((repo / "staged").glob("targets*.json"))
