@@ -282,6 +282,9 @@ def _parse(raw: bytes, where: str, known: tuple[str, ...]) -> list[TokenRecord]:
         raise bad("(file)", f"not JSON: {e}") from e
     if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
         raise bad("version", f"expected a token file with version {FILE_VERSION}")
+    for key in data.keys() - {"version", "tokens"}:
+        # Rewriting the file (`token add`) would drop it: say so now rather than lose it.
+        raise bad(str(key), "unknown key (a token file has version and tokens)")
     items = data.get("tokens")
     if not isinstance(items, list):
         raise bad("tokens", "expected a list")
@@ -297,7 +300,10 @@ def _parse(raw: bytes, where: str, known: tuple[str, ...]) -> list[TokenRecord]:
         if not isinstance(digest, str) or not _HEX64_RE.match(digest):
             raise bad(field + ".sha256", "expected 64 lowercase hex digits")
         if not isinstance(scopes, list) or not all(s in known for s in scopes):
-            raise bad(field + ".scopes", f"expected a list of {', '.join(known)}")
+            kind = ""
+            if isinstance(scopes, list) and scopes and all(isinstance(s, str) for s in scopes):
+                kind = f" (scopes {', '.join(scopes)}: is this the other kind of token file?)"
+            raise bad(field + ".scopes", f"expected a list of {', '.join(known)}{kind}")
         records.append(TokenRecord(name, digest, tuple(scopes), str(created)))
     return records
 

@@ -216,3 +216,21 @@ def test_the_console_key_is_made_once_and_shared(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(ConfigError, match="wrong size"):
         load_or_create_key(path)
+
+
+def test_an_unknown_key_is_refused_not_dropped_by_the_next_write(tmp_path: Path) -> None:
+    """`{"version":1,"tokens":[],"extra":1}` lost "extra" at the next `token add`."""
+    path = tmp_path / "tokens.json"
+    text = '{"version": 1, "tokens": [], "extra": 1}'
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="extra: unknown key"):
+        TokenStore(path).add("bob")
+    assert path.read_text() == text
+
+
+def test_a_token_file_of_the_other_kind_is_named_as_such(tmp_path: Path) -> None:
+    """`admin add --file tokens.json` said only "expected a list of admin"."""
+    clients = TokenStore(tmp_path / "tokens.json")
+    clients.add("alice")
+    with pytest.raises(ConfigError, match="is this the other kind of token file"):
+        token_file.admin_tokens(clients.path).add("bob")
