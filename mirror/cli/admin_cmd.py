@@ -110,8 +110,11 @@ def run_list(args: argparse.Namespace) -> int:
 def run_revoke(args: argparse.Namespace) -> int:
     try:
         gone = _store(args).revoke(args.name)
-    except (NotFound, ConfigError) as e:
+    except NotFound as e:  # nothing to revoke: 1
         print(f"crate-mirror: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # a malformed file: 2, as `list` and `add` say
+        print(f"crate-mirror: {e}", file=sys.stderr)
+        return 2
     print(f"revoked admin {gone.name!r}", file=sys.stderr)
     return 0

@@ -39,3 +39,15 @@ def test_tuf_init_takes_zero_for_zero_not_for_the_default(
         main(["tuf", "init", "--repo", str(tmp_path / "repo"), flag, "0"])
     assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_malformed_token_file_is_exit_status_2_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`list` and `add` said 2, `revoke` 1 (the status of "nothing to revoke")."""
+    bad = tmp_path / "tokens.json"
+    bad.write_text("{not json")
+    for command in ("token", "admin"):
+        for argv in (["list"], ["add", "bob"], ["revoke", "bob"]):
+            assert main([command, *argv, "--file", str(bad)]) == 2, (command, argv)
+    assert bad.read_text() == "{not json"
