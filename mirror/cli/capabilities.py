@@ -389,7 +389,7 @@ def _pending(args: argparse.Namespace) -> int:
             f"no audit log at {places.audit_dir}: give the settings the server runs with "
             "(--config, or --cache-dir / --audit-dir)"
         )
-    with _desk(places, _index_place(args, places)) as desk:
+    with _desk(places, _index_place(args, places), writes=False) as desk:
         holds = desk.pending(limit=100_000)
         reviews = [desk.review(h.crate, h.version) for h in holds]
     for review in reviews:
@@ -430,14 +430,29 @@ def _index_place(args: argparse.Namespace, places: LockPlaces) -> IndexPlace:
 
 
 @contextlib.contextmanager
-def _desk(places: LockPlaces, place: IndexPlace) -> Iterator[ReviewDesk]:
-    audit = AuditLog(places.audit_dir)
+def _desk(places: LockPlaces, place: IndexPlace, *, writes: bool = True) -> Iterator[ReviewDesk]:
+    # Listing writes nothing: the log is not opened for writing (a read-only copy of a
+    # cache could not even be listed).
+    audit: AuditLog | _NothingToWrite = AuditLog(places.audit_dir) if writes else _NothingToWrite()
     index = place.open()
     try:
         yield ReviewDesk(index, FilesystemStore(places.cache_dir), places, audit)
     finally:
         audit.close()
         index.close()
+
+
+class _NothingToWrite:
+    """The audit sink of a command that only reads (`pending`)."""
+
+    def record(self, event: AuditEvent) -> None:
+        raise AssertionError(f"a listing recorded {event.action}")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def run_diff(args: argparse.Namespace) -> int:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from mirror.audit import AuditEvent, AuditLog, read_events
+from mirror.cli import capabilities as capabilities_cmd
 from mirror.cli import main
 from mirror.cli.capabilities import load_report
+from mirror.errors import StorageError
 from mirror.index import CrateRef
 from mirror.policy.capability_lock import CapabilityRule, decide_capabilities
 from mirror.policy.decision import Mode
@@ -383,3 +385,25 @@ def test_a_lock_other_than_the_servers_is_a_typo_not_a_new_lock(
         assert code == 2 and f"reads {Path(dirs['lock']).resolve()}" in err, (argv, out, err)
     assert not (tmp_path / "badlock").exists()
     assert not Path(dirs["audit"]).exists()
+
+
+def test_pending_lists_without_opening_the_audit_log_for_writing(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a read-only copy of a cache, `pending` failed: "cannot append to the audit log"."""
+    store_crate(Path(dirs["cache"]), make_crate({}, name="tool", version="1.0.0"), "tool", "1.0.0")
+    v2 = make_crate({"src/lib.rs": 'fn f() { std::process::Command::new("sh"); }\n'},
+                    name="tool", version="1.0.1")  # fmt: skip
+    store_crate(Path(dirs["cache"]), v2, "tool", "1.0.1")
+    opts = ["--lock", dirs["lock"], "--cache-dir", dirs["cache"], "--audit-dir", dirs["audit"]]
+    assert run(["approve", "tool@1.0.0", "--reason", "r", *opts], capsys)[0] == 0
+    hold_as_the_server_does(Path(dirs["audit"]), Path(dirs["lock"]), Path(dirs["cache"]),
+                            "tool@1.0.1")  # fmt: skip
+
+    def read_only(directory: Path, **_: object) -> None:
+        raise StorageError(f"cannot append to the audit log in {directory}: read-only")
+
+    monkeypatch.setattr(capabilities_cmd, "AuditLog", read_only)
+    code, out, err = run(["pending", *opts], capsys)
+    assert code == 0, err
+    assert "tool 1.0.1" in out and "+ process" in out
