@@ -230,6 +230,8 @@ def _guard(name: str, func: Any, args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"crate-mirror {name}: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): `main` ends quietly
     except (MirrorError, OSError, ValueError) as e:
         print(f"crate-mirror {name}: {e}", file=sys.stderr)
         return 1

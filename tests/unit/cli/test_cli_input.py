@@ -51,3 +51,17 @@ def test_a_malformed_token_file_is_exit_status_2_for_every_command(
         for argv in (["list"], ["add", "bob"], ["revoke", "bob"]):
             assert main([command, *argv, "--file", str(bad)]) == 2, (command, argv)
     assert bad.read_text() == "{not json"
+
+
+def test_a_reader_that_goes_away_is_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`crate-mirror tuf status | head -1` printed "tuf status: [Errno 32] Broken pipe"."""
+    from mirror.cli import tuf_cmd
+
+    def status(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(tuf_cmd, "_settings", status)
+    assert main(["tuf", "status", "--repo", "r"]) == 0
+    assert "Broken pipe" not in capsys.readouterr().err
