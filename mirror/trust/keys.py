@@ -31,8 +31,13 @@ PUBLIC_KEY_SUFFIX = ".pub"
 
 def write_private_key(path: Path, signer: CryptoSigner, overwrite: bool = False) -> None:
     """Write a private key readable by its owner only; refuses to clobber an existing key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, KEY_DIR_MODE)
+    if path.is_dir():
+        raise TrustError(f"{path} is a directory: give the key file's name")
+    if not path.parent.is_dir():
+        # A directory made for keys is private. One that exists is left as it is: it was
+        # made 0700 too when `--out key.pem` named the working directory (or `--out /x`, /).
+        path.parent.mkdir(parents=True)
+        os.chmod(path.parent, KEY_DIR_MODE)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         # The mode is applied at creation: there is no moment where the key is world-readable.

@@ -3,6 +3,7 @@ silently used a default, where the person had made a mistake."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,21 @@ def test_a_reader_that_goes_away_is_not_an_error(
     monkeypatch.setattr(tuf_cmd, "_settings", status)
     assert main(["tuf", "status", "--repo", "r"]) == 0
     assert "Broken pipe" not in capsys.readouterr().err
+
+
+def test_a_new_key_leaves_the_directories_it_did_not_make_as_they_were(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tuf key new --out alice.pem` made the working directory 0700; `--out DIR` said it
+    was "refusing to overwrite existing key file"."""
+    work = tmp_path / "work"
+    work.mkdir(mode=0o755)
+    work.chmod(0o755)
+    monkeypatch.chdir(work)
+    assert main(["tuf", "key", "new", "--out", "alice.pem", "--pub-out", "alice.pub"]) == 0
+    assert stat.S_IMODE(work.stat().st_mode) == 0o755
+    assert stat.S_IMODE((work / "alice.pem").stat().st_mode) == 0o600
+    assert main(["tuf", "key", "new", "--out", "keys/bob.pem", "--pub-out", "bob.pub"]) == 0
+    assert stat.S_IMODE((work / "keys").stat().st_mode) == 0o700  # made for the key
+    assert main(["tuf", "key", "new", "--out", str(work), "--pub-out", "x.pub"]) == 1
+    assert "is a directory: give the key file's name" in capsys.readouterr().err
