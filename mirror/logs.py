@@ -7,8 +7,14 @@ import sys
 
 import structlog
 
+# What this process was configured with: a child process it starts (the audit writer) is
+# given the same, so one server's log is one format.
+configured: tuple[str, str] | None = None
+
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
+    global configured
+    configured = (fmt, level)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

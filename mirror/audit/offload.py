@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import structlog
 
+from mirror import logs
 from mirror.audit.event import AuditEvent
 from mirror.audit.index import IndexPlace
 from mirror.audit.writer import AuditLog
@@ -69,6 +70,7 @@ class ProcessAuditLog:
                 [
                     *(sys.executable, "-c", _CHILD_ENTRY, str(self.directory)),
                     *(str(theirs.fileno()), str(place.root), str(place.path), place.own or ""),
+                    *(logs.configured or ()),  # its log lines in the server's format
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -133,7 +135,9 @@ _CHILD_ENTRY = "import sys; from mirror.audit.offload import child_entry; child_
 
 
 def child_entry(argv: list[str]) -> None:
-    directory, fd, root, path, own = argv
+    directory, fd, root, path, own, *log_format = argv
+    if log_format:
+        logs.configure_logging(*log_format)
     place = IndexPlace(Path(root), Path(path), own or None)
     _child_main(Path(directory), Connection(int(fd)), place)
 

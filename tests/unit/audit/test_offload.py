@@ -8,7 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mirror.audit import AuditEvent, AuditLog, ProcessAuditLog, read_events, verify_chain
+import pytest
+
+from mirror import logs
+from mirror.audit import AuditEvent, AuditLog, ProcessAuditLog, offload, read_events, verify_chain
 from tests import REPO
 
 
@@ -103,3 +106,22 @@ def test_writer_survives_a_signal_to_the_whole_process_group(tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr
     assert [e["reason"] for e in read_events(tmp_path)] == ["after the signal"]
+
+
+def test_the_writer_logs_in_the_servers_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `log_format: json`, the writer process printed console-format lines among the
+    server's JSON (it never configured its logging)."""
+    monkeypatch.setattr(logs, "configured", ("json", "warning"))
+    log = ProcessAuditLog(tmp_path / "audit")
+    try:
+        assert log._child is not None
+        assert list(log._child.args)[-2:] == ["json", "warning"]  # type: ignore[arg-type]
+    finally:
+        log.close()
+    said: list[tuple[str, ...]] = []
+    monkeypatch.setattr(logs, "configure_logging", lambda *a: said.append(a))
+    monkeypatch.setattr(offload, "_child_main", lambda *a: None)
+    offload.child_entry(["d", "0", "r", "p", "", "json", "warning"])  # what the child runs
+    assert said == [("json", "warning")]
