@@ -65,7 +65,10 @@ def trust_errors(doing: str, source: str = "upstream") -> Iterator[None]:
         missing = f"upstream answered HTTP {e.status_code}" if source == "upstream" else str(e)
         raise TrustError(f"{doing}: {missing}") from e
     except tuf_errors.DownloadError as e:
-        raise TrustError(f"{doing}: cannot download metadata: {e}") from e
+        # A refused connection arrives with an empty message; what caused it says why.
+        cause = e.__cause__ or e.__context__
+        why = str(e) or (f"{type(cause).__name__}: {cause}" if cause else type(e).__name__)
+        raise TrustError(f"{doing}: cannot download metadata: {why}") from e
     except OSError as e:
         raise TrustError(f"{doing}: local metadata store failed: {e.strerror or e}") from e
     except ValueError as e:  # malformed root or URL handed to ngclient

@@ -348,3 +348,20 @@ async def test_oversized_snapshot_is_rejected(env: Env) -> None:
     env.upstream.write(f"{version}.snapshot.json", b"{" + b" " * 100_000 + b"}")
     verifier = env.verifier(max_metadata_bytes=50_000)
     await expect_rejected(env, verifier, "serde", "endless data")
+
+
+def test_a_download_error_without_a_message_says_what_caused_it() -> None:
+    """`tuf-client refresh` of an unreachable URL said "cannot download metadata: "."""
+    from tuf.api import exceptions as tuf_errors
+
+    from mirror.errors import TrustError
+    from mirror.trust.upstream import trust_errors
+
+    with pytest.raises(TrustError) as info, trust_errors("refreshing upstream TUF metadata"):
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as e:
+            raise tuf_errors.DownloadError() from e
+    assert str(info.value).endswith(
+        "cannot download metadata: ConnectionRefusedError: [Errno 111] Connection refused"
+    )
