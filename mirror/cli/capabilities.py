@@ -263,7 +263,7 @@ def run_approve(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     places = lock_places(args)
-    _lock_directory(places)
+    _only_the_servers_lock(places)
     by = args.by or getpass.getuser()
     if (args.spec is None) == (args.lockfile is None):
         raise BadRequest("give NAME@VERSION or --lockfile (one of them)")
@@ -339,7 +339,7 @@ def _revoke(args: argparse.Namespace) -> int:
             "its --versions REQ (as the lock lists it)"
         )
     places = lock_places(args)
-    _lock_directory(places)
+    _only_the_servers_lock(places)
     name = validate_name(args.name)
     caps = parse_capabilities(args.caps) if args.caps is not None else None
     before = merged(load_lock(places.reviewed), load_lock(places.recorded))
@@ -484,7 +484,7 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lock_directory(places: LockPlaces) -> None:
+def _only_the_servers_lock(places: LockPlaces) -> None:
     """A lock other than the one this cache's server reads is a mistyped --lock: the change
     would go to a file nobody reads (the crate stays held), and be audited as done."""
     used = lock_in_use(places.epoch.parent)

@@ -251,13 +251,19 @@ def diamond_repository(directory: Path) -> Path:
     return directory
 
 
+def init_repo(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """`tuf init` of a small repository: (its directory, the offline keys, `--repo` flags)."""
+    repo, offline = tmp_path / "repo", tmp_path / "offline"
+    base = ["--repo", str(repo)]
+    assert main(["tuf", "init", *base, "--offline-dir", str(offline), "--bins", "4"]) == 0
+    return repo, offline, base
+
+
 def test_tuf_commands_two_party_root_rotation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """init, rotate, sign by two parties, publish, status: the documented workflow."""
-    repo, offline = tmp_path / "repo", tmp_path / "offline"
-    base = ["--repo", str(repo)]
-    assert main(["tuf", "init", *base, "--offline-dir", str(offline), "--bins", "4"]) == 0
+    _, offline, base = init_repo(tmp_path)
     assert main(["tuf", "rotate", "snapshot", *base]) == 0
     assert main(["tuf", "sign", "root", *base, "--key", str(offline / "root-1.pem")]) == 0
     assert main(["tuf", "publish", *base]) == 1  # one party is not enough
@@ -406,9 +412,7 @@ def test_signing_targets_with_a_key_that_cannot_sign_stages_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`tuf sign targets --key gcpkms:bogus` staged targets v2, then refused the key."""
-    repo, offline = tmp_path / "repo", tmp_path / "offline"
-    base = ["--repo", str(repo)]
-    assert main(["tuf", "init", *base, "--offline-dir", str(offline), "--bins", "4"]) == 0
+    repo, _, base = init_repo(tmp_path)
     capsys.readouterr()
     assert main(["tuf", "sign", "targets", *base, "--key", "gcpkms:bogus"]) != 0
     assert "staged targets" not in capsys.readouterr().out
